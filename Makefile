@@ -1,0 +1,76 @@
+# alarm-digest: build, test, run, bench.  See README.md.
+#
+#   make            build build/alarm-supervisor
+#   make run        install missing Debian packages, start a local nats-server
+#                   if none is reachable, run the service in the foreground
+#   make test       install missing packages, run the whole suite twice:
+#                   plain and under ASan+UBSan
+#   make bench      benchmarks (prints figures; never pass/fail on speed)
+
+CC      ?= cc
+BUILD   ?= build
+PKGS     = libnats json-c uuid lmdb libbsd inih
+CPPFLAGS = -D_GNU_SOURCE -Icommon -Iworker -Isupervisor $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread
+LDLIBS   = -lnats -ljson-c -luuid -llmdb -lbsd -linih -lpthread
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+SRCS      = $(wildcard common/*.c worker/*.c supervisor/*.c)
+OBJS      = $(SRCS:%.c=$(BUILD)/%.o)
+LIBOBJS   = $(filter-out $(BUILD)/supervisor/main.o,$(OBJS))
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+ITEST_SRCS = $(wildcard tests/integration/*.c)
+ITEST_OBJS = $(ITEST_SRCS:%.c=$(BUILD)/%.o)
+BENCH_SRCS = $(wildcard bench/*.c)
+BENCH_BINS = $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps run test check check-unit check-integration bench clean
+all: $(BUILD)/alarm-supervisor
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/alarm-supervisor: $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/itest: $(ITEST_OBJS) $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	@scripts/deps.sh
+
+run: deps all
+	scripts/run.sh $(BUILD)/alarm-supervisor conf/alarm-supervisor.conf
+
+# The whole suite, plain and sanitized.  This is what .ci/run runs.
+test: deps
+	$(MAKE) --no-print-directory check BUILD=build/plain
+	$(MAKE) --no-print-directory check BUILD=build/asan SANITIZE=1
+	@scripts/summary.sh build/plain build/asan
+
+check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest
+	@scripts/check.sh $(BUILD)
+
+bench: deps $(BUILD)/alarm-supervisor $(BENCH_BINS)
+	@scripts/bench.sh $(BUILD)
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d)

@@ -1,0 +1,42 @@
+/*
+ * digest: the alarms of one AlarmDigest, their order, and the JSON.
+ * The JSON writer is hand-rolled (json-c's object building is ~6x slower
+ * for this fixed shape); it escapes strings per RFC 8259.
+ */
+#ifndef DIGEST_H
+#define DIGEST_H
+
+#include <stddef.h>
+
+#include "../common/alarm.h"
+#include "../common/buf.h"
+#include "../common/rfc3339.h"
+
+struct digest_item {
+	size_t alarm_off;          /* offset of the AlarmID in digest.ids */
+	size_t alarm_len;
+	enum alarm_status status;  /* WARNING or CRITICAL */
+	struct rfc3339_time changed_at;
+};
+
+/* A reusable container: reset between digests, free once. */
+struct digest {
+	struct digest_item *items;
+	size_t n, cap;
+	struct buf ids;            /* AlarmID bytes of all items */
+};
+
+void digest_reset(struct digest *d);
+void digest_free(struct digest *d);
+/* 0, or -1 on ENOMEM. */
+int digest_add(struct digest *d, const char *alarm, size_t alarm_len,
+    enum alarm_status status, const struct rfc3339_time *changed_at);
+/* Oldest LatestChangedAt first (by instant); ties by AlarmID bytewise. */
+void digest_sort(struct digest *d);
+/*
+ * Append {"UserID":...,"ActiveAlarms":[...]} to out, in the current item
+ * order.  0, or -1 on ENOMEM.
+ */
+int digest_write_json(const struct digest *d, const char *user, size_t user_len, struct buf *out);
+
+#endif

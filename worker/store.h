@@ -1,0 +1,73 @@
+/*
+ * store: a worker's durable state, one LMDB environment per worker slot.
+ *
+ * One record per user (key: the UserID, 16 bytes when it is a UUID),
+ * holding all that user's alarms: a digest reads one record, and moving a
+ * user to another worker moves one record.  Writes happen inside a write
+ * transaction opened with store_begin(); store_commit() returns only when
+ * the transaction is on disk (fdatasync), which is what lets the worker
+ * report "durable up to" to its supervisor.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/alarm.h"
+#include "digest.h"
+#include "state.h"
+
+struct store;
+
+struct store_stats {
+	uint64_t users;       /* users with at least one record */
+	uint64_t alarms;      /* alarm records, tombstones included */
+	uint64_t tombstones;  /* CLEARED records kept to reject stale updates */
+	uint64_t bytes;       /* bytes of LMDB pages in use */
+};
+
+/* Open (creating the directory if missing) the environment in `dir`. NULL on error, with err filled. */
+struct store *store_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen);
+void store_close(struct store *s);
+
+/* Write transactions.  All return 0, or -1 after logging what failed. */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_abort(struct store *s);
+
+/*
+ * Apply one AlarmStatusChanged inside the open transaction.  Expired
+ * tombstones of that user are dropped while its record is rewritten.
+ * Returns 0 and sets *res, or -1 on a storage error.
+ */
+int store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,
+    int64_t tombstone_retention_ms, enum state_result *res);
+
+/*
+ * Fill d (reset first) with the user's pending alarms, sorted for the
+ * digest, and mark them delivered inside the open transaction.  If the
+ * digest then cannot be published, store_abort() undoes the marks.
+ */
+int store_take_digest(struct store *s, const char *user, size_t user_len, struct digest *d);
+
+/* Counters, kept up to date by commits (not a scan). */
+void store_get_stats(const struct store *s, struct store_stats *out);
+
+/*
+ * For moving users between stores when the worker count changes.
+ * store_foreach_user walks all users in a read transaction (no write
+ * transaction may be open); the record bytes are opaque to the caller and
+ * valid only during the callback.  A non-zero return from fn stops the walk
+ * and is returned.
+ */
+typedef int (*store_user_fn)(void *arg, const char *user, size_t user_len,
+    const void *rec, size_t rec_len);
+int store_foreach_user(struct store *s, store_user_fn fn, void *arg);
+/* Inside a write transaction: merge a record (from store_foreach_user) into this store. */
+int store_merge_user(struct store *s, const char *user, size_t user_len,
+    const void *rec, size_t rec_len);
+/* Inside a write transaction: remove a user's record. */
+int store_delete_user(struct store *s, const char *user, size_t user_len);
+
+#endif
