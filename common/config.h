@@ -92,6 +92,13 @@ typedef void (*config_change_fn)(const char *key, const char *old_value,
 void config_diff(const struct config *old, const struct config *new,
     config_change_fn fn, void *arg);
 
+/*
+ * After a reload, copy every restart-only setting of `running` into
+ * `fresh`, so the live configuration describes what actually runs.
+ * 0, or -1 on ENOMEM.
+ */
+int config_keep_restart_only(struct config *fresh, const struct config *running);
+
 /* Helpers shared with other parsers: "250ms", "10s", "5m", "2h", "7d"; "64KiB", "1G", "-1". */
 int config_parse_duration_ms(const char *s, int64_t *out);
 int config_parse_size(const char *s, int64_t *out);

@@ -1,0 +1,35 @@
+/*
+ * natsconn: how every process of the service connects to NATS, so the
+ * supervisor and the workers reconnect and report errors the same way.
+ */
+#ifndef NATSCONN_H
+#define NATSCONN_H
+
+#include <stdbool.h>
+
+#include <nats/nats.h>
+
+struct natsconn_opts {
+	const char *servers;          /* comma-separated URLs */
+	const char *name;             /* connection name shown by the server */
+	bool global_delivery;         /* one shared delivery thread for all subscriptions */
+	natsConnectionHandler reconnected_cb;
+	void *closure;
+	/*
+	 * Block until connected (retrying, logging every few seconds), or until
+	 * stop(stop_arg) returns true.  Otherwise return at once and let cnats
+	 * connect in the background; publishes are buffered meanwhile.
+	 */
+	bool wait_connected;
+	bool (*stop)(void *arg);
+	void *stop_arg;
+};
+
+/* NULL on error (logged).  Reconnects forever once connected. */
+natsConnection *natsconn_connect(const struct natsconn_opts *o);
+
+/* Log a failed JetStream API call, naming the likely fix for the usual causes. */
+void natsconn_log_js_error(const char *what, const char *name, natsStatus s, int jerr,
+    const char *servers);
+
+#endif

@@ -1,0 +1,647 @@
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../common/frame.h"
+#include "../common/hash.h"
+#include "../common/log.h"
+#include "intake.h"
+#include "jsack.h"
+#include "../common/natsconn.h"
+
+/* A batch the callback may fill before it waits for the main thread. */
+#define INTAKE_BATCH_ITEMS 8192
+#define INTAKE_BATCH_BYTES (4u << 20)
+
+struct intake {
+	natsConnection *nc;
+	jsCtx *js;
+	natsSubscription *subs[2];
+	int nsubs;
+	enum intake_mode mode;
+	char *stream, *consumer, *deliver_subject, *subject_status, *subject_request;
+	int64_t ack_wait_ms, max_ack_pending;
+	bool dead_letter_stream;
+
+	/* Used only on the callback thread. */
+	struct msg_parser *parser;
+	struct log_limit bad_log;
+
+	int wake_fd;
+	pthread_mutex_t lock;
+	pthread_cond_t room;
+	struct intake_batch fill;   /* guarded by lock */
+	bool discard;               /* guarded by lock: release instead of queueing */
+	char *dead_letter_subject;  /* guarded by lock */
+	struct msg_limits limits;   /* guarded by lock */
+
+	atomic_bool reconnected;
+	_Atomic uint64_t received, accepted, rejected, dead_lettered, dead_letter_failed, redelivered;
+	_Atomic uint64_t by_reason[MSG_E_COUNT];
+};
+
+static void
+intake_batch_clear(struct intake_batch *b, bool release)
+{
+	if (release)
+		for (size_t i = b->pos; i < b->n; i++)
+			intake_release(b->items[i].msg);
+	b->n = b->pos = 0;
+	buf_reset(&b->frames);
+}
+
+void
+intake_batch_free(struct intake_batch *b)
+{
+	intake_batch_clear(b, true);
+	free(b->items);
+	buf_free(&b->frames);
+	memset(b, 0, sizeof(*b));
+}
+
+void
+intake_release(natsMsg *m)
+{
+	if (m != NULL)
+		natsMsg_Destroy(m);
+}
+
+/* Publish the payload unchanged with the reason in a header (and keep it, if a stream captures the subject). */
+static int
+intake_dead_letter(struct intake *in, natsMsg *m, enum msg_error e, const char *detail)
+{
+	char subject[256], reason[512];
+	natsMsg *dl = NULL;
+	natsStatus s;
+
+	pthread_mutex_lock(&in->lock);
+	snprintf(subject, sizeof(subject), "%s", in->dead_letter_subject);
+	pthread_mutex_unlock(&in->lock);
+	snprintf(reason, sizeof(reason), "%s: %s", msg_error_name(e), detail);
+	for (char *p = reason; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+
+	s = natsMsg_Create(&dl, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(dl, "Alarm-Reject-Reason", reason);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(dl, "Alarm-Original-Subject", natsMsg_GetSubject(m));
+	if (s == NATS_OK && in->js != NULL && in->dead_letter_stream) {
+		jsErrCode jerr = 0;
+		/* Wait for the stream's ack: only then may the original be acked. */
+		s = js_PublishMsg(NULL, in->js, dl, NULL, &jerr);
+	} else if (s == NATS_OK) {
+		s = natsConnection_PublishMsg(in->nc, dl);
+	}
+	natsMsg_Destroy(dl);
+	if (s != NATS_OK) {
+		atomic_fetch_add(&in->dead_letter_failed, 1);
+		log_errorx("dead-letter publish to %s failed: %s; the message stays unacked and will be redelivered",
+		    subject, natsStatus_GetText(s));
+		return -1;
+	}
+	atomic_fetch_add(&in->dead_lettered, 1);
+	return 0;
+}
+
+static void
+intake_reject(struct intake *in, natsMsg *m, enum msg_error e, const char *detail)
+{
+	atomic_fetch_add(&in->rejected, 1);
+	atomic_fetch_add(&in->by_reason[e], 1);
+	log_limited(&in->bad_log, LL_WARN, "rejected message on %s (%d bytes): %s: %s",
+	    natsMsg_GetSubject(m), natsMsg_GetDataLength(m), msg_error_name(e), detail);
+	if (intake_dead_letter(in, m, e, detail) == 0 && in->mode == INTAKE_JETSTREAM)
+		intake_ack(in, m);
+	natsMsg_Destroy(m);
+}
+
+static bool
+intake_batch_full(const struct intake_batch *b)
+{
+	return b->n >= INTAKE_BATCH_ITEMS || buf_unread(&b->frames) >= INTAKE_BATCH_BYTES;
+}
+
+static int
+intake_batch_push(struct intake_batch *b, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *keep)
+{
+	size_t off = b->frames.len;
+	int rc;
+
+	if (b->n == b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 256;
+		struct intake_item *n = realloc(b->items, ncap * sizeof(*n));
+		if (n == NULL)
+			return -1;
+		b->items = n;
+		b->cap = ncap;
+	}
+	if (am->kind == MSG_STATUS_CHANGED)
+		rc = frame_put_update(&b->frames, 0, am);
+	else
+		rc = frame_put_digest(&b->frames, 0, stream_seq, am->user, am->user_len);
+	if (rc == -1)
+		return -1;
+	b->items[b->n++] = (struct intake_item){
+		.hash = hash32(am->user, am->user_len),
+		.frame_off = (uint32_t)off,
+		.frame_len = (uint32_t)(b->frames.len - off),
+		.msg = keep,
+	};
+	return 0;
+}
+
+static void
+intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct intake *in = arg;
+	struct jsack_meta meta = { 0, 0 };
+	const char *subject = natsMsg_GetSubject(m);
+	struct msg_limits limits;
+	struct alarm_msg am;
+	enum msg_kind kind;
+	enum msg_error e;
+	uint64_t one = 1;
+
+	(void)nc;
+	(void)sub;
+	atomic_fetch_add(&in->received, 1);
+	if (in->mode == INTAKE_JETSTREAM) {
+		if (jsack_parse(natsMsg_GetReply(m), &meta) == -1) {
+			/* Not from our consumer: nothing to ack, nothing to route. */
+			log_limited(&in->bad_log, LL_WARN, "ignoring non-JetStream message on %s (reply %s)",
+			    subject, natsMsg_GetReply(m) ? natsMsg_GetReply(m) : "none");
+			natsMsg_Destroy(m);
+			return;
+		}
+		if (meta.delivered > 1)
+			atomic_fetch_add(&in->redelivered, 1);
+	}
+	/* The stream's subject is what tells the two kinds apart. */
+	if (strcmp(subject, in->subject_status) == 0)
+		kind = MSG_STATUS_CHANGED;
+	else if (strcmp(subject, in->subject_request) == 0)
+		kind = MSG_DIGEST_REQUEST;
+	else {
+		intake_reject(in, m, MSG_E_JSON, "subject is neither the status nor the request subject");
+		return;
+	}
+
+	pthread_mutex_lock(&in->lock);
+	limits = in->limits;
+	pthread_mutex_unlock(&in->lock);
+	e = msg_parse(in->parser, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &limits, &am);
+	if (e != MSG_OK) {
+		intake_reject(in, m, e, msg_parser_detail(in->parser));
+		return;
+	}
+
+	pthread_mutex_lock(&in->lock);
+	while (intake_batch_full(&in->fill) && !in->discard)
+		pthread_cond_wait(&in->room, &in->lock);
+	if (in->discard) {
+		pthread_mutex_unlock(&in->lock);
+		natsMsg_Destroy(m);
+		return;
+	}
+	bool was_empty = in->fill.n == 0;
+	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
+	if (intake_batch_push(&in->fill, &am, meta.stream_seq, keep) == -1) {
+		pthread_mutex_unlock(&in->lock);
+		/* Unacked: jetstream delivers it again after ack_wait. */
+		log_error("out of memory queueing a message on %s", subject);
+		natsMsg_Destroy(m);
+		return;
+	}
+	pthread_mutex_unlock(&in->lock);
+	atomic_fetch_add(&in->accepted, 1);
+	if (keep == NULL)
+		natsMsg_Destroy(m);
+	if (was_empty && write(in->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_error("write to intake eventfd");
+}
+
+int
+intake_take(struct intake *in, struct intake_batch *b)
+{
+	uint64_t v;
+
+	if (read(in->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
+		log_error("read from intake eventfd");
+	intake_batch_clear(b, true);
+	pthread_mutex_lock(&in->lock);
+	struct intake_batch t = in->fill;
+	in->fill = *b;
+	*b = t;
+	pthread_cond_broadcast(&in->room);
+	pthread_mutex_unlock(&in->lock);
+	return b->n > 0;
+}
+
+void
+intake_ack(struct intake *in, natsMsg *m)
+{
+	const char *reply;
+	natsStatus s;
+
+	if (m == NULL)
+		return;
+	reply = natsMsg_GetReply(m);
+	if (reply != NULL && (s = natsConnection_Publish(in->nc, reply, "+ACK", 4)) != NATS_OK)
+		/* Not fatal: the message is redelivered and re-applying it is harmless. */
+		log_warnx("ack to %s failed: %s", reply, natsStatus_GetText(s));
+}
+
+static void
+intake_on_reconnected(natsConnection *nc, void *arg)
+{
+	struct intake *in = arg;
+	char url[256] = "";
+
+	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	log_info("reconnected to NATS at %s", url);
+	atomic_store(&in->reconnected, true);
+}
+
+bool
+intake_reconnected(struct intake *in)
+{
+	return atomic_exchange(&in->reconnected, false);
+}
+
+/* Stream holding both input subjects; created if missing, checked if present. */
+static int
+intake_setup_stream(struct intake *in, const struct config *c)
+{
+	const char *subjects[2] = { c->subject_status, c->subject_request };
+	jsStreamInfo *si = NULL;
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	s = js_GetStreamInfo(&si, in->js, c->stream, NULL, &jerr);
+	if (s == NATS_OK) {
+		int found = 0;
+		for (int i = 0; i < si->Config->SubjectsLen; i++)
+			for (int j = 0; j < 2; j++)
+				if (strcmp(si->Config->Subjects[i], subjects[j]) == 0)
+					found |= 1 << j;
+		jsStreamInfo_Destroy(si);
+		if (found != 3) {
+			log_errorx("stream %s exists but does not hold both %s and %s; "
+			    "add the subjects to it or configure another [nats] stream",
+			    c->stream, c->subject_status, c->subject_request);
+			return -1;
+		}
+		return 0;
+	}
+	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+		natsconn_log_js_error("look up stream", c->stream, s, jerr, c->servers);
+		return -1;
+	}
+	jsStreamConfig_Init(&sc);
+	sc.Name = c->stream;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 2;
+	sc.Storage = js_FileStorage;
+	sc.Retention = js_LimitsPolicy;
+	sc.Discard = js_DiscardOld;
+	sc.MaxAge = c->stream_max_age_ms * 1000000;
+	sc.MaxBytes = c->stream_max_bytes;
+	sc.Replicas = c->stream_replicas;
+	s = js_AddStream(NULL, in->js, &sc, NULL, &jerr);
+	if (s != NATS_OK) {
+		natsconn_log_js_error("create stream", c->stream, s, jerr, c->servers);
+		return -1;
+	}
+	log_info("created stream %s for %s and %s", c->stream, c->subject_status, c->subject_request);
+	return 0;
+}
+
+static int
+intake_setup_dead_letter(struct intake *in, const struct config *c)
+{
+	const char *subjects[1] = { c->subject_dead_letter };
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	jsStreamInfo *si = NULL;
+	natsStatus s;
+
+	if (c->dead_letter_stream[0] == '\0')
+		return 0;
+	if (js_GetStreamInfo(&si, in->js, c->dead_letter_stream, NULL, &jerr) == NATS_OK) {
+		jsStreamInfo_Destroy(si);
+		in->dead_letter_stream = true;
+		return 0;
+	}
+	jsStreamConfig_Init(&sc);
+	sc.Name = c->dead_letter_stream;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = 1;
+	sc.Storage = js_FileStorage;
+	sc.MaxAge = c->stream_max_age_ms * 1000000;
+	sc.Replicas = c->stream_replicas;
+	s = js_AddStream(NULL, in->js, &sc, NULL, &jerr);
+	if (s != NATS_OK) {
+		natsconn_log_js_error("create dead-letter stream", c->dead_letter_stream, s, jerr, c->servers);
+		return -1;
+	}
+	in->dead_letter_stream = true;
+	return 0;
+}
+
+/*
+ * Recreate the durable consumer starting just after its ack floor, so
+ * that unacked messages come again now, in order, ahead of newer ones.
+ * Re-delivering something that was acked out of order above the floor is
+ * harmless: applying an update twice is a no-op by the SPEC's rules.
+ */
+static int
+intake_reset_consumer(struct intake *in)
+{
+	jsConsumerInfo *ci = NULL;
+	jsConsumerConfig cc;
+	jsErrCode jerr = 0;
+	uint64_t floor = 0;
+	natsStatus s;
+
+	s = js_GetConsumerInfo(&ci, in->js, in->stream, in->consumer, NULL, &jerr);
+	if (s == NATS_OK) {
+		floor = ci->AckFloor.Stream;
+		jsConsumerInfo_Destroy(ci);
+		s = js_DeleteConsumer(in->js, in->stream, in->consumer, NULL, &jerr);
+		if (s != NATS_OK) {
+			natsconn_log_js_error("delete consumer", in->consumer, s, jerr, NULL);
+			return -1;
+		}
+	} else if (s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
+		natsconn_log_js_error("look up consumer", in->consumer, s, jerr, NULL);
+		return -1;
+	}
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = in->consumer;
+	cc.DeliverSubject = in->deliver_subject;
+	cc.AckPolicy = js_AckExplicit;
+	cc.AckWait = in->ack_wait_ms * 1000000;
+	cc.MaxAckPending = in->max_ack_pending;
+	cc.MaxDeliver = -1;
+	if (floor > 0) {
+		cc.DeliverPolicy = js_DeliverByStartSequence;
+		cc.OptStartSeq = floor + 1;
+	} else {
+		cc.DeliverPolicy = js_DeliverAll;
+	}
+	s = js_AddConsumer(NULL, in->js, in->stream, &cc, NULL, &jerr);
+	if (s != NATS_OK) {
+		natsconn_log_js_error("create consumer", in->consumer, s, jerr, NULL);
+		return -1;
+	}
+	log_info("consumer %s on stream %s delivers from stream sequence %llu",
+	    in->consumer, in->stream, (unsigned long long)floor + 1);
+	return 0;
+}
+
+static char *
+intake_strdup(const char *s, bool *ok)
+{
+	char *d = strdup(s);
+	if (d == NULL)
+		*ok = false;
+	return d;
+}
+
+struct intake *
+intake_open(const struct config *c, bool (*stop)(void *), void *arg)
+{
+	struct intake *in;
+	bool ok = true;
+
+	if ((in = calloc(1, sizeof(*in))) == NULL) {
+		log_error("allocating intake");
+		return NULL;
+	}
+	in->wake_fd = -1;
+	in->mode = c->intake;
+	in->ack_wait_ms = c->ack_wait_ms;
+	in->max_ack_pending = c->max_ack_pending;
+	in->limits.max_message_bytes = (size_t)c->max_message_bytes;
+	in->limits.max_id_bytes = (size_t)c->max_id_bytes;
+	in->stream = intake_strdup(c->stream, &ok);
+	in->consumer = intake_strdup(c->consumer, &ok);
+	in->deliver_subject = intake_strdup(c->deliver_subject, &ok);
+	in->subject_status = intake_strdup(c->subject_status, &ok);
+	in->subject_request = intake_strdup(c->subject_request, &ok);
+	in->dead_letter_subject = intake_strdup(c->subject_dead_letter, &ok);
+	if (!ok || (in->parser = msg_parser_new()) == NULL) {
+		log_error("allocating intake");
+		goto fail;
+	}
+	if (pthread_mutex_init(&in->lock, NULL) != 0 || pthread_cond_init(&in->room, NULL) != 0) {
+		log_errorx("pthread init failed");
+		goto fail;
+	}
+	if ((in->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+		log_error("eventfd");
+		goto fail;
+	}
+	struct natsconn_opts o = {
+		.servers = c->servers,
+		.name = "alarm-supervisor",
+		/* One delivery thread for both core subscriptions keeps their order. */
+		.global_delivery = c->intake == INTAKE_CORE,
+		.reconnected_cb = intake_on_reconnected,
+		.closure = in,
+		.wait_connected = true,
+		.stop = stop,
+		.stop_arg = arg,
+	};
+	if ((in->nc = natsconn_connect(&o)) == NULL)
+		goto fail;
+	if (c->intake == INTAKE_JETSTREAM) {
+		natsStatus s = natsConnection_JetStream(&in->js, in->nc, NULL);
+		if (s != NATS_OK) {
+			log_errorx("JetStream context: %s", natsStatus_GetText(s));
+			goto fail;
+		}
+		if (intake_setup_stream(in, c) == -1 || intake_setup_dead_letter(in, c) == -1)
+			goto fail;
+	} else {
+		log_warnx("intake = core: NOT durable; messages published while the service is down "
+		    "or in flight at a crash are lost. Use intake = jetstream in production");
+	}
+	return in;
+fail:
+	intake_close(in);
+	return NULL;
+}
+
+static int
+intake_subscribe(struct intake *in, const char *subject)
+{
+	natsSubscription *sub = NULL;
+	natsStatus s;
+
+	s = natsConnection_Subscribe(&sub, in->nc, subject, intake_on_msg, in);
+	/* Unlimited client-side buffering: a dropped push message would only come back after ack_wait. */
+	if (s == NATS_OK)
+		s = natsSubscription_SetPendingLimits(sub, -1, -1);
+	if (s != NATS_OK) {
+		log_errorx("subscribe to %s: %s", subject, natsStatus_GetText(s));
+		natsSubscription_Destroy(sub);
+		return -1;
+	}
+	in->subs[in->nsubs++] = sub;
+	return 0;
+}
+
+int
+intake_start(struct intake *in)
+{
+	pthread_mutex_lock(&in->lock);
+	in->discard = false;
+	pthread_mutex_unlock(&in->lock);
+	if (in->mode == INTAKE_JETSTREAM) {
+		if (intake_reset_consumer(in) == -1)
+			return -1;
+		return intake_subscribe(in, in->deliver_subject);
+	}
+	if (intake_subscribe(in, in->subject_status) == -1 ||
+	    intake_subscribe(in, in->subject_request) == -1)
+		return -1;
+	log_info("subscribed to %s and %s (core intake)", in->subject_status, in->subject_request);
+	return 0;
+}
+
+static void
+intake_unsubscribe_all(struct intake *in)
+{
+	for (int i = 0; i < in->nsubs; i++) {
+		natsStatus s = natsSubscription_Drain(in->subs[i]);
+		if (s == NATS_OK)
+			s = natsSubscription_WaitForDrainCompletion(in->subs[i], 5000);
+		if (s != NATS_OK)
+			log_warnx("draining subscription %d: %s", i, natsStatus_GetText(s));
+		natsSubscription_Destroy(in->subs[i]);
+		in->subs[i] = NULL;
+	}
+	in->nsubs = 0;
+}
+
+int
+intake_reset(struct intake *in)
+{
+	/* Callbacks still running must not block or queue: they release. */
+	pthread_mutex_lock(&in->lock);
+	in->discard = true;
+	pthread_cond_broadcast(&in->room);
+	pthread_mutex_unlock(&in->lock);
+	intake_unsubscribe_all(in);
+	pthread_mutex_lock(&in->lock);
+	intake_batch_clear(&in->fill, true);
+	pthread_mutex_unlock(&in->lock);
+	return 0;
+}
+
+int
+intake_drain_begin(struct intake *in)
+{
+	for (int i = 0; i < in->nsubs; i++) {
+		natsStatus s = natsSubscription_Drain(in->subs[i]);
+		if (s != NATS_OK)
+			log_warnx("draining subscription %d: %s", i, natsStatus_GetText(s));
+	}
+	return 0;
+}
+
+bool
+intake_drain_done(struct intake *in)
+{
+	for (int i = 0; i < in->nsubs; i++) {
+		if (in->subs[i] == NULL)
+			continue;
+		if (natsSubscription_WaitForDrainCompletion(in->subs[i], 1) == NATS_TIMEOUT)
+			return false;
+		natsSubscription_Destroy(in->subs[i]);
+		in->subs[i] = NULL;
+	}
+	in->nsubs = 0;
+	return true;
+}
+
+int
+intake_wake_fd(const struct intake *in)
+{
+	return in->wake_fd;
+}
+
+int
+intake_reload(struct intake *in, const struct config *c)
+{
+	char *dl = strdup(c->subject_dead_letter);
+
+	if (dl == NULL) {
+		log_error("reload: allocating dead-letter subject");
+		return -1;
+	}
+	pthread_mutex_lock(&in->lock);
+	free(in->dead_letter_subject);
+	in->dead_letter_subject = dl;
+	in->limits.max_message_bytes = (size_t)c->max_message_bytes;
+	in->limits.max_id_bytes = (size_t)c->max_id_bytes;
+	pthread_mutex_unlock(&in->lock);
+	return 0;
+}
+
+void
+intake_get_stats(struct intake *in, struct intake_stats *st)
+{
+	st->received = atomic_load(&in->received);
+	st->accepted = atomic_load(&in->accepted);
+	st->rejected = atomic_load(&in->rejected);
+	st->dead_lettered = atomic_load(&in->dead_lettered);
+	st->dead_letter_failed = atomic_load(&in->dead_letter_failed);
+	st->redelivered = atomic_load(&in->redelivered);
+	for (int i = 0; i < MSG_E_COUNT; i++)
+		st->by_reason[i] = atomic_load(&in->by_reason[i]);
+}
+
+bool
+intake_durable(const struct intake *in)
+{
+	return in->mode == INTAKE_JETSTREAM;
+}
+
+void
+intake_close(struct intake *in)
+{
+	if (in == NULL)
+		return;
+	if (in->nsubs > 0)
+		intake_reset(in);
+	intake_batch_free(&in->fill);
+	if (in->nc != NULL) {
+		natsStatus s = natsConnection_FlushTimeout(in->nc, 2000);
+		if (s != NATS_OK)
+			log_warnx("flushing acks at close: %s", natsStatus_GetText(s));
+	}
+	jsCtx_Destroy(in->js);
+	natsConnection_Destroy(in->nc);
+	msg_parser_free(in->parser);
+	if (in->wake_fd != -1)
+		close(in->wake_fd);
+	pthread_mutex_destroy(&in->lock);
+	pthread_cond_destroy(&in->room);
+	free(in->stream);
+	free(in->consumer);
+	free(in->deliver_subject);
+	free(in->subject_status);
+	free(in->subject_request);
+	free(in->dead_letter_subject);
+	free(in);
+}

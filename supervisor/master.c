@@ -1,0 +1,423 @@
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/config.h"
+#include "../common/log.h"
+#include "../common/title.h"
+#include "../worker/reshard.h"
+#include "intake.h"
+#include "master.h"
+#include "pool.h"
+#include "proc.h"
+
+#define MASTER_MAX_FDS 1100
+
+/* What the loop is doing besides routing. */
+enum master_phase {
+	PHASE_RUN,          /* route intake to workers */
+	PHASE_QUIESCE,      /* no routing until every routed message is durable, then act */
+	PHASE_DRAIN,        /* shutdown: let received messages through, then stop workers */
+	PHASE_STOPPING,     /* shutdown: STOP sent, waiting for workers to exit */
+};
+
+enum master_action { ACTION_NONE, ACTION_RESHARD, ACTION_RESET_CONSUMER };
+
+struct master {
+	const char *conf_path;
+	struct config cfg;
+	struct intake *intake;
+	struct pool *pool;
+	struct intake_batch batch;
+	int sigfd;
+	enum master_phase phase;
+	enum master_action action;
+	int target_slots;
+	int64_t deadline_ms;        /* shutdown bound */
+	int64_t last_title_ms, last_quiesce_log_ms;
+	bool stop_requested;
+};
+
+static int64_t
+master_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+master_ack(void *ref, void *arg)
+{
+	struct master *m = arg;
+
+	if (ref != NULL) {
+		intake_ack(m->intake, ref);
+		intake_release(ref);
+	}
+}
+
+static void
+master_drop(void *ref)
+{
+	intake_release(ref);
+}
+
+/* Signals arrive on a signalfd; nothing runs in signal context. */
+static int
+master_signals(void)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	/* Blocked before cnats starts threads, so every thread inherits the mask. */
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1) {
+		log_error("sigprocmask");
+		return -1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if ((fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		log_error("signalfd");
+	return fd;
+}
+
+/* Run `alarm-supervisor --reshard` and wait for it: no worker runs meanwhile. */
+static int
+master_reshard(struct master *m, int nslots)
+{
+	char n[16], map[32];
+	char *argv[] = { "alarm-supervisor", "--reshard", m->cfg.state_dir, n, map, NULL };
+	int status;
+	pid_t pid;
+
+	snprintf(n, sizeof(n), "%d", nslots);
+	snprintf(map, sizeof(map), "%lld", (long long)m->cfg.map_size_bytes);
+	title_set("master conf=%s resharding to %d workers", m->conf_path, nslots);
+	if ((pid = proc_spawn(argv, -1)) == -1)
+		return -1;
+	while (waitpid(pid, &status, 0) == -1) {
+		if (errno != EINTR) {
+			log_error("waitpid reshard");
+			return -1;
+		}
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char why[128];
+		log_errorx("reshard to %d workers %s", nslots, proc_status_str(status, why, sizeof(why)));
+		return -1;
+	}
+	return 0;
+}
+
+static void
+master_title(struct master *m, bool force)
+{
+	struct intake_stats is;
+	struct pool_stats ps;
+	int64_t now = master_now_ms();
+
+	if (!force && now - m->last_title_ms < 1000)
+		return;
+	m->last_title_ms = now;
+	intake_get_stats(m->intake, &is);
+	pool_get_stats(m->pool, &ps);
+	title_set("master conf=%s workers %d/%d%s users=%llu alarms=%llu in=%llu bad=%llu inflight=%llu%s",
+	    m->conf_path, ps.running, ps.slots, ps.parked ? " PARKED" : "",
+	    (unsigned long long)ps.users, (unsigned long long)ps.alarms,
+	    (unsigned long long)is.received, (unsigned long long)is.rejected,
+	    (unsigned long long)ps.inflight,
+	    m->phase == PHASE_QUIESCE ? " quiescing" : m->phase == PHASE_RUN ? "" : " stopping");
+}
+
+static void
+master_route(struct master *m)
+{
+	if (m->phase != PHASE_RUN && m->phase != PHASE_DRAIN)
+		return;
+	for (;;) {
+		if (m->batch.pos == m->batch.n && !intake_take(m->intake, &m->batch))
+			return;
+		while (m->batch.pos < m->batch.n) {
+			struct intake_item *it = &m->batch.items[m->batch.pos];
+			if (!pool_route(m->pool, it->hash, m->batch.frames.data + it->frame_off,
+			    it->frame_len, it->msg))
+				return;  /* that worker's queue is full: wait for it */
+			it->msg = NULL;
+			m->batch.pos++;
+		}
+	}
+}
+
+static void
+master_log_change(const char *key, const char *old_value, const char *new_value,
+    bool restart_needed, void *arg)
+{
+	(void)arg;
+	if (restart_needed)
+		log_warnx("reload: %s changed from \"%s\" to \"%s\": needs a restart; keeping \"%s\" until then",
+		    key, old_value, new_value, old_value);
+	else
+		log_info("reload: %s: \"%s\" -> \"%s\"", key, old_value, new_value);
+}
+
+static void
+master_reload(struct master *m)
+{
+	struct config nc;
+	char err[1024];
+	int nslots;
+
+	log_info("SIGHUP: reloading %s", m->conf_path);
+	if (config_load(m->conf_path, &nc, err, sizeof(err)) == -1) {
+		log_errorx("reload failed, keeping the running configuration: %s", err);
+		return;
+	}
+	config_diff(&m->cfg, &nc, master_log_change, NULL);
+	config_keep_restart_only(&nc, &m->cfg);
+	config_free(&m->cfg);
+	m->cfg = nc;
+	log_set_level(m->cfg.log_level);
+	intake_reload(m->intake, &m->cfg);
+	pool_reload(m->pool, &m->cfg);
+	nslots = config_worker_count(&m->cfg);
+	if (nslots != pool_size(m->pool) && m->phase == PHASE_RUN) {
+		log_info("worker count %d -> %d: pausing intake until in-flight messages are durable, "
+		    "then moving users to their new workers", pool_size(m->pool), nslots);
+		m->phase = PHASE_QUIESCE;
+		m->action = ACTION_RESHARD;
+		m->target_slots = nslots;
+	} else if (nslots != pool_size(m->pool)) {
+		m->target_slots = nslots;
+	}
+	master_title(m, true);
+}
+
+static void
+master_shutdown(struct master *m, int sig)
+{
+	if (m->phase == PHASE_DRAIN || m->phase == PHASE_STOPPING) {
+		log_warnx("signal %d again during shutdown: stopping now; unacked messages are redelivered at the next start", sig);
+		pool_kill(m->pool);
+		m->deadline_ms = 0;
+		return;
+	}
+	log_info("signal %d: shutting down: finishing received messages (at most %lld ms)", sig,
+	    (long long)m->cfg.shutdown_timeout_ms);
+	m->deadline_ms = master_now_ms() + m->cfg.shutdown_timeout_ms;
+	m->phase = PHASE_DRAIN;
+	intake_drain_begin(m->intake);
+}
+
+static void
+master_on_signals(struct master *m)
+{
+	struct signalfd_siginfo si;
+	bool hup = false, chld = false;
+	int term = 0;
+
+	while (read(m->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			term = (int)si.ssi_signo;
+		else if (si.ssi_signo == SIGHUP)
+			hup = true;
+		else if (si.ssi_signo == SIGCHLD)
+			chld = true;
+	}
+	/* Shutdown wins over reload, reload over child exits. */
+	if (term)
+		master_shutdown(m, term);
+	else if (hup)
+		master_reload(m);
+	if (chld)
+		pool_reap(m->pool);
+}
+
+/* Quiesced: every routed message is durable.  Do what we paused for. */
+static int
+master_act(struct master *m)
+{
+	if (m->action == ACTION_RESET_CONSUMER) {
+		log_info("resetting the consumer after a reconnect so nothing waits for ack_wait");
+		intake_reset(m->intake);
+		intake_batch_free(&m->batch);
+		if (intake_start(m->intake) == -1)
+			return -1;
+	} else if (m->action == ACTION_RESHARD) {
+		int old = pool_size(m->pool);
+		pool_stop(m->pool);
+		while (!pool_exited(m->pool)) {
+			struct pollfd fds[MASTER_MAX_FDS];
+			int n = pool_pollfds(m->pool, fds, MASTER_MAX_FDS);
+			if (poll(fds, (nfds_t)n, 100) == -1 && errno != EINTR)
+				log_error("poll");
+			pool_handle(m->pool, fds, n);
+			pool_reap(m->pool);
+		}
+		pool_free(m->pool, master_drop);
+		m->pool = NULL;
+		if (master_reshard(m, m->target_slots) == 0) {
+			log_info("worker count is now %d", m->target_slots);
+		} else {
+			/* Put every user back where the old count expects it before going on. */
+			log_errorx("reshard to %d failed; restoring the layout for %d workers", m->target_slots, old);
+			if (master_reshard(m, old) == -1)
+				return -1;
+			m->target_slots = old;
+		}
+		if ((m->pool = pool_new(&m->cfg, m->target_slots, master_ack, m)) == NULL)
+			return -1;
+	}
+	m->action = ACTION_NONE;
+	m->phase = PHASE_RUN;
+	master_title(m, true);
+	return 0;
+}
+
+static int
+master_loop(struct master *m)
+{
+	for (;;) {
+		struct pollfd fds[MASTER_MAX_FDS];
+		int n = 0, timeout = 1000, due;
+
+		fds[n++] = (struct pollfd){ m->sigfd, POLLIN, 0 };
+		/* Only wait on intake when the last batch is routed, or we would spin on a full queue. */
+		if ((m->phase == PHASE_RUN || m->phase == PHASE_DRAIN) && m->batch.pos == m->batch.n)
+			fds[n++] = (struct pollfd){ intake_wake_fd(m->intake), POLLIN, 0 };
+		int first_pool = n;
+		n += pool_pollfds(m->pool, fds + n, MASTER_MAX_FDS - n);
+		if ((due = pool_tick(m->pool)) >= 0 && due < timeout)
+			timeout = due;
+		if (m->phase != PHASE_RUN)
+			timeout = timeout > 50 ? 50 : timeout;
+		if (poll(fds, (nfds_t)n, timeout) == -1 && errno != EINTR) {
+			log_error("poll");
+			return -1;
+		}
+		pool_handle(m->pool, fds + first_pool, n - first_pool);
+		master_on_signals(m);
+		master_route(m);
+
+		if (m->phase == PHASE_RUN && intake_durable(m->intake) && intake_reconnected(m->intake)) {
+			m->phase = PHASE_QUIESCE;
+			m->action = ACTION_RESET_CONSUMER;
+		}
+		if (m->phase == PHASE_QUIESCE) {
+			if (pool_idle(m->pool)) {
+				if (master_act(m) == -1)
+					return -1;
+			} else if (master_now_ms() - m->last_quiesce_log_ms >= 10000) {
+				struct pool_stats ps;
+				pool_get_stats(m->pool, &ps);
+				m->last_quiesce_log_ms = master_now_ms();
+				log_info("waiting for %llu in-flight messages to become durable%s",
+				    (unsigned long long)ps.inflight, ps.parked ? " (a slot is PARKED: fix it and SIGHUP)" : "");
+			}
+		}
+		if (m->phase == PHASE_DRAIN && intake_drain_done(m->intake) && m->batch.pos == m->batch.n) {
+			struct intake_batch tail = { 0 };
+			/* The drain may have queued a last batch after our previous take. */
+			if (intake_take(m->intake, &tail)) {
+				intake_batch_free(&m->batch);
+				m->batch = tail;
+			} else {
+				intake_batch_free(&tail);
+				log_info("intake drained; asking workers to finish");
+				pool_stop(m->pool);
+				m->phase = PHASE_STOPPING;
+			}
+		}
+		if (m->phase == PHASE_STOPPING && pool_exited(m->pool))
+			return 0;
+		if ((m->phase == PHASE_DRAIN || m->phase == PHASE_STOPPING) && master_now_ms() >= m->deadline_ms) {
+			log_warnx("shutdown_timeout reached; killing workers. Unacked messages are redelivered at the next start");
+			pool_kill(m->pool);
+			while (!pool_exited(m->pool)) {
+				pool_reap(m->pool);
+				nanosleep(&(struct timespec){ 0, 10 * 1000000 }, NULL);
+			}
+			return 0;
+		}
+		master_title(m, false);
+	}
+}
+
+static bool
+master_stop_check(void *arg)
+{
+	struct master *m = arg;
+	struct signalfd_siginfo si;
+
+	while (read(m->sigfd, &si, sizeof(si)) == sizeof(si))
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			m->stop_requested = true;
+	return m->stop_requested;
+}
+
+int
+master_main(const char *conf_path)
+{
+	struct master m = { .conf_path = conf_path, .sigfd = -1 };
+	char err[1024];
+	int nslots, rc = 1;
+
+	log_set_role("master");
+	if (config_load(conf_path, &m.cfg, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		return 1;
+	}
+	log_set_level(m.cfg.log_level);
+	if (proc_init() == -1 || (m.sigfd = master_signals()) == -1)
+		goto out;
+	title_set("master conf=%s starting", conf_path);
+	if (mkdir(m.cfg.state_dir, 0700) == -1 && errno != EEXIST) {
+		log_error("mkdir state_dir %s", m.cfg.state_dir);
+		goto out;
+	}
+	nslots = config_worker_count(&m.cfg);
+	if (reshard_needed(m.cfg.state_dir, nslots) && master_reshard(&m, nslots) == -1)
+		goto out;
+	if ((m.intake = intake_open(&m.cfg, master_stop_check, &m)) == NULL)
+		goto out;
+	if ((m.pool = pool_new(&m.cfg, nslots, master_ack, &m)) == NULL)
+		goto out;
+	if (intake_start(m.intake) == -1)
+		goto out;
+	log_info("running: %d workers, intake %s from %s, state in %s", nslots,
+	    m.cfg.intake == INTAKE_JETSTREAM ? "jetstream" : "core (not durable)", m.cfg.servers,
+	    m.cfg.state_dir);
+	master_title(&m, true);
+	rc = master_loop(&m) == 0 ? 0 : 1;
+	log_info("stopped");
+out:
+	if (m.pool != NULL) {
+		pool_kill(m.pool);
+		while (!pool_exited(m.pool)) {
+			pool_reap(m.pool);
+			nanosleep(&(struct timespec){ 0, 10 * 1000000 }, NULL);
+		}
+	}
+	intake_batch_free(&m.batch);
+	pool_free(m.pool, master_drop);
+	intake_close(m.intake);
+	if (m.sigfd != -1)
+		close(m.sigfd);
+	config_free(&m.cfg);
+	nats_Close();
+	return rc;
+}

@@ -1,0 +1,161 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "outq.h"
+
+struct outq_entry {
+	uint64_t id;
+	size_t len;
+	void *ref;
+};
+
+struct outq {
+	struct buf bytes;          /* frames of all entries not yet retired, in order */
+	size_t sealed;             /* bytes (after bytes.off) that belong to entries */
+	size_t sent;               /* bytes (after bytes.off) already written */
+	struct outq_entry *ring;
+	size_t head, count, cap;
+	size_t max_bytes;
+};
+
+struct outq *
+outq_new(size_t max_bytes)
+{
+	struct outq *q;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return NULL;
+	q->max_bytes = max_bytes;
+	return q;
+}
+
+void
+outq_free(struct outq *q, void (*drop)(void *ref))
+{
+	if (q == NULL)
+		return;
+	for (size_t i = 0; i < q->count; i++) {
+		struct outq_entry *e = &q->ring[(q->head + i) % q->cap];
+		if (drop != NULL && e->ref != NULL)
+			drop(e->ref);
+	}
+	free(q->ring);
+	buf_free(&q->bytes);
+	free(q);
+}
+
+bool
+outq_has_room(const struct outq *q, size_t len)
+{
+	return q->count == 0 || buf_unread(&q->bytes) + len <= q->max_bytes;
+}
+
+struct buf *
+outq_tail(struct outq *q)
+{
+	return &q->bytes;
+}
+
+static int
+outq_grow(struct outq *q)
+{
+	size_t ncap = q->cap ? q->cap * 2 : 1024;
+	struct outq_entry *n;
+
+	if ((n = malloc(ncap * sizeof(*n))) == NULL)
+		return -1;
+	for (size_t i = 0; i < q->count; i++)
+		n[i] = q->ring[(q->head + i) % q->cap];
+	free(q->ring);
+	q->ring = n;
+	q->head = 0;
+	q->cap = ncap;
+	return 0;
+}
+
+int
+outq_seal(struct outq *q, uint64_t id, void *ref)
+{
+	size_t len = buf_unread(&q->bytes) - q->sealed;
+
+	if (q->count == q->cap && outq_grow(q) == -1) {
+		/* Forget the unsealed bytes so the queue stays consistent. */
+		q->bytes.len -= len;
+		return -1;
+	}
+	q->ring[(q->head + q->count) % q->cap] = (struct outq_entry){ id, len, ref };
+	q->count++;
+	q->sealed += len;
+	return 0;
+}
+
+int
+outq_send(struct outq *q, int fd)
+{
+	while (q->sent < q->sealed) {
+		ssize_t n = write(fd, q->bytes.data + q->bytes.off + q->sent, q->sealed - q->sent);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -1;
+		}
+		q->sent += (size_t)n;
+	}
+	return 0;
+}
+
+size_t
+outq_unsent(const struct outq *q)
+{
+	return q->sealed - q->sent;
+}
+
+size_t
+outq_retire(struct outq *q, uint64_t upto, void (*done)(void *ref, void *arg), void *arg)
+{
+	size_t n = 0, bytes = 0;
+
+	while (q->count > 0) {
+		struct outq_entry *e = &q->ring[q->head];
+		/* Only written frames can be done; anything else is a confused worker. */
+		if (e->id > upto || bytes + e->len > q->sent)
+			break;
+		if (done != NULL)
+			done(e->ref, arg);
+		bytes += e->len;
+		q->head = (q->head + 1) % q->cap;
+		q->count--;
+		n++;
+	}
+	buf_consume(&q->bytes, bytes);
+	q->sealed -= bytes;
+	q->sent -= bytes;
+	return n;
+}
+
+void
+outq_rewind(struct outq *q)
+{
+	q->sent = 0;
+}
+
+size_t
+outq_count(const struct outq *q)
+{
+	return q->count;
+}
+
+size_t
+outq_bytes(const struct outq *q)
+{
+	return q->sealed;
+}
+
+void
+outq_set_max(struct outq *q, size_t max_bytes)
+{
+	q->max_bytes = max_bytes;
+}

@@ -1,0 +1,49 @@
+/*
+ * outq: one worker's queue of frames, from routing until the worker has
+ * reported them durable.
+ *
+ * A frame is appended once and then moves through two states: unsent
+ * (still to be written to the socket) and sent (written, not yet reported
+ * done).  When a worker dies, outq_rewind() turns every sent frame back
+ * into unsent, so its replacement gets exactly the frames the old one had
+ * not finished, in their original order, followed by the newer ones.
+ * The size bound is what turns a slow worker into backpressure on intake.
+ */
+#ifndef OUTQ_H
+#define OUTQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/buf.h"
+
+struct outq;
+
+struct outq *outq_new(size_t max_bytes);
+/* drop(ref) is called for every entry still held (e.g. to release a NATS message). */
+void outq_free(struct outq *q, void (*drop)(void *ref));
+
+/* Room for `len` more bytes?  An empty queue always has room, so one big frame cannot wedge it. */
+bool outq_has_room(const struct outq *q, size_t len);
+
+/*
+ * Appending a frame: encode it into outq_tail(q), then outq_seal() records
+ * everything appended since the previous seal as one entry.
+ */
+struct buf *outq_tail(struct outq *q);
+int outq_seal(struct outq *q, uint64_t id, void *ref);
+
+/* Write unsent bytes to a non-blocking fd.  0 (possibly partial), or -1 with errno. */
+int outq_send(struct outq *q, int fd);
+size_t outq_unsent(const struct outq *q);
+
+/* Retire, in order, every entry with id <= upto; done(ref, arg) for each. */
+size_t outq_retire(struct outq *q, uint64_t upto, void (*done)(void *ref, void *arg), void *arg);
+
+void outq_rewind(struct outq *q);
+size_t outq_count(const struct outq *q);
+size_t outq_bytes(const struct outq *q);
+void outq_set_max(struct outq *q, size_t max_bytes);
+
+#endif

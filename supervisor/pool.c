@@ -1,0 +1,559 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/frame.h"
+#include "../common/log.h"
+#include "outq.h"
+#include "pool.h"
+#include "proc.h"
+
+enum slot_state {
+	SLOT_RUNNING,   /* a process is (or should be) alive */
+	SLOT_WAITING,   /* dead, restart due at next_start_ms */
+	SLOT_PARKED,    /* crash loop: no restart until SIGHUP */
+	SLOT_STOPPED,   /* exited on STOP */
+};
+
+struct slot {
+	int index;
+	enum slot_state state;
+	pid_t pid;
+	int fd;                   /* our end of the channel, -1 when closed */
+	bool stopping;            /* STOP queued: an exit is expected */
+	bool ready;
+	struct buf ctl;           /* HELLO, written before the queue */
+	struct outq *q;
+	struct buf in;            /* bytes read from the worker */
+	uint64_t next_id;
+	int64_t started_ms, next_start_ms, backoff_ms;
+	int quick_deaths;
+	struct frame_stats stats;
+};
+
+struct pool {
+	struct slot *slots;
+	int n;
+	char *conf_text;
+	size_t conf_len;
+	int64_t backoff_min_ms, backoff_max_ms, healthy_ms, crash_loop_max;
+	pool_ack_fn ack;
+	void *ack_arg;
+	uint64_t restarts;
+};
+
+static int64_t
+pool_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+pool_set_config(struct pool *p, const struct config *c)
+{
+	char *t = malloc(c->text_len + 1);
+
+	if (t == NULL) {
+		log_error("pool: copying configuration");
+		return -1;
+	}
+	memcpy(t, c->text, c->text_len + 1);
+	free(p->conf_text);
+	p->conf_text = t;
+	p->conf_len = c->text_len;
+	p->backoff_min_ms = c->restart_backoff_min_ms;
+	p->backoff_max_ms = c->restart_backoff_max_ms;
+	p->healthy_ms = c->restart_healthy_ms;
+	p->crash_loop_max = c->crash_loop_max;
+	for (int i = 0; i < p->n; i++)
+		if (p->slots[i].q != NULL)
+			outq_set_max(p->slots[i].q, (size_t)c->queue_max_bytes);
+	return 0;
+}
+
+static void
+slot_close(struct slot *s)
+{
+	if (s->fd != -1)
+		close(s->fd);
+	s->fd = -1;
+	buf_reset(&s->in);
+	buf_reset(&s->ctl);
+}
+
+static int
+slot_spawn(struct pool *p, struct slot *s)
+{
+	char *argv[] = { "alarm-supervisor", "--worker", NULL };
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_error("socketpair for worker %d", s->index);
+		return -1;
+	}
+	buf_reset(&s->ctl);
+	if (frame_put_hello(&s->ctl, (uint32_t)s->index, (uint32_t)p->n, p->conf_text, p->conf_len) == -1) {
+		log_error("encoding HELLO for worker %d", s->index);
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if ((pid = proc_spawn(argv, sv[1])) == -1) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	close(sv[1]);
+	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) == -1)
+		log_error("fcntl O_NONBLOCK on worker %d channel", s->index);
+	s->fd = sv[0];
+	s->pid = pid;
+	s->state = SLOT_RUNNING;
+	s->ready = false;
+	s->started_ms = pool_now_ms();
+	/* Whatever the last process had not finished goes to this one, first and in order. */
+	outq_rewind(s->q);
+	log_info("started worker %d/%d, pid %ld, %zu queued frames", s->index, p->n, (long)pid,
+	    outq_count(s->q));
+	return 0;
+}
+
+struct pool *
+pool_new(const struct config *c, int nslots, pool_ack_fn ack, void *ack_arg)
+{
+	struct pool *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL || (p->slots = calloc((size_t)nslots, sizeof(*p->slots))) == NULL) {
+		log_error("allocating %d worker slots", nslots);
+		free(p);
+		return NULL;
+	}
+	p->n = nslots;
+	p->ack = ack;
+	p->ack_arg = ack_arg;
+	if (pool_set_config(p, c) == -1)
+		goto fail;
+	for (int i = 0; i < nslots; i++) {
+		struct slot *s = &p->slots[i];
+		s->index = i;
+		s->fd = -1;
+		s->next_id = 1;
+		s->backoff_ms = c->restart_backoff_min_ms;
+		if ((s->q = outq_new((size_t)c->queue_max_bytes)) == NULL) {
+			log_error("allocating queue for worker %d", i);
+			goto fail;
+		}
+	}
+	for (int i = 0; i < nslots; i++) {
+		if (slot_spawn(p, &p->slots[i]) == -1) {
+			/* Treat like an early death: retried with backoff, parked if it keeps failing. */
+			p->slots[i].state = SLOT_WAITING;
+			p->slots[i].next_start_ms = pool_now_ms() + p->backoff_min_ms;
+		}
+	}
+	return p;
+fail:
+	pool_free(p, NULL);
+	return NULL;
+}
+
+void
+pool_free(struct pool *p, void (*drop)(void *ref))
+{
+	if (p == NULL)
+		return;
+	for (int i = 0; i < p->n; i++) {
+		struct slot *s = &p->slots[i];
+		slot_close(s);
+		outq_free(s->q, drop);
+		buf_free(&s->in);
+		buf_free(&s->ctl);
+	}
+	free(p->slots);
+	free(p->conf_text);
+	free(p);
+}
+
+int
+pool_size(const struct pool *p)
+{
+	return p->n;
+}
+
+static int
+slot_queue(struct slot *s, const uint8_t *frame, size_t len, void *ref)
+{
+	struct buf *t = outq_tail(s->q);
+	size_t at = t->len;
+
+	if (buf_append(t, frame, len) == -1)
+		return -1;
+	frame_set_id(t->data + at, s->next_id);
+	if (outq_seal(s->q, s->next_id, ref) == -1)
+		return -1;
+	s->next_id++;
+	return 0;
+}
+
+bool
+pool_route(struct pool *p, uint32_t hash, const uint8_t *frame, size_t len, void *ref)
+{
+	/* The routing rule of the service: FNV-1a of the UserID, modulo the slot count. */
+	struct slot *s = &p->slots[hash % (uint32_t)p->n];
+
+	if (!outq_has_room(s->q, len))
+		return false;
+	if (slot_queue(s, frame, len, ref) == -1) {
+		log_error("queueing a frame for worker %d", s->index);
+		return false;
+	}
+	return true;
+}
+
+int
+pool_pollfds(struct pool *p, struct pollfd *fds, int max)
+{
+	int k = 0;
+
+	for (int i = 0; i < p->n && k < max; i++) {
+		struct slot *s = &p->slots[i];
+		if (s->fd == -1)
+			continue;
+		fds[k].fd = s->fd;
+		fds[k].events = POLLIN;
+		if (buf_unread(&s->ctl) > 0 || outq_unsent(s->q) > 0)
+			fds[k].events |= POLLOUT;
+		fds[k].revents = 0;
+		k++;
+	}
+	return k;
+}
+
+static void
+slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
+{
+	switch (f->type) {
+	case FRAME_DONE:
+		outq_retire(s->q, f->id, p->ack, p->ack_arg);
+		break;
+	case FRAME_STATS:
+		if (frame_get_stats(f, &s->stats) == -1)
+			log_warnx("worker %d sent a malformed STATS frame", s->index);
+		break;
+	case FRAME_READY:
+		s->ready = true;
+		log_debug("worker %d ready", s->index);
+		break;
+	default:
+		log_warnx("worker %d sent unexpected frame type %u; closing its channel", s->index, f->type);
+		if (s->pid > 0)
+			kill(s->pid, SIGKILL);
+		slot_close(s);
+	}
+}
+
+static void
+slot_read(struct pool *p, struct slot *s)
+{
+	for (;;) {
+		if (buf_reserve(&s->in, 65536) == -1) {
+			log_error("worker %d input buffer", s->index);
+			return;
+		}
+		ssize_t n = read(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len);
+		if (n == 0) {
+			/* The process is going away; SIGCHLD tells us how. */
+			slot_close(s);
+			return;
+		}
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				log_error("read from worker %d", s->index);
+				slot_close(s);
+			}
+			return;
+		}
+		s->in.len += (size_t)n;
+		for (;;) {
+			struct frame f;
+			const char *err;
+			size_t used;
+			int rc = frame_next(s->in.data + s->in.off, buf_unread(&s->in), &f, &used, &err);
+			if (rc == 0)
+				break;
+			if (rc == -1) {
+				log_errorx("worker %d sent a bad frame (%s); killing it", s->index, err);
+				if (s->pid > 0)
+					kill(s->pid, SIGKILL);
+				slot_close(s);
+				return;
+			}
+			slot_on_frame(p, s, &f);
+			if (s->fd == -1)
+				return;
+			buf_consume(&s->in, used);
+		}
+	}
+}
+
+static void
+slot_write(struct slot *s)
+{
+	while (buf_unread(&s->ctl) > 0) {
+		ssize_t n = write(s->fd, s->ctl.data + s->ctl.off, buf_unread(&s->ctl));
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				log_error("write to worker %d", s->index);
+				slot_close(s);
+			}
+			return;
+		}
+		buf_consume(&s->ctl, (size_t)n);
+	}
+	if (outq_send(s->q, s->fd) == -1) {
+		/* EPIPE: it died; SIGCHLD restarts it and the queue is resent. */
+		log_warn("write to worker %d", s->index);
+		slot_close(s);
+	}
+}
+
+void
+pool_handle(struct pool *p, const struct pollfd *fds, int n)
+{
+	for (int k = 0; k < n; k++) {
+		struct slot *s = NULL;
+		for (int i = 0; i < p->n; i++)
+			if (p->slots[i].fd == fds[k].fd && fds[k].fd != -1)
+				s = &p->slots[i];
+		if (s == NULL)
+			continue;
+		if (fds[k].revents & (POLLIN | POLLHUP | POLLERR))
+			slot_read(p, s);
+		if (s->fd != -1 && (fds[k].revents & POLLOUT))
+			slot_write(s);
+	}
+	/* Queue new frames eagerly: most writes complete without waiting for POLLOUT. */
+	for (int i = 0; i < p->n; i++) {
+		struct slot *s = &p->slots[i];
+		if (s->fd != -1 && (buf_unread(&s->ctl) > 0 || outq_unsent(s->q) > 0))
+			slot_write(s);
+	}
+}
+
+static void
+slot_on_exit(struct pool *p, struct slot *s, int status)
+{
+	int64_t now = pool_now_ms(), ran = now - s->started_ms;
+	char why[128];
+
+	proc_status_str(status, why, sizeof(why));
+	/* Collect what it wrote before dying: its last DONE may be in there. */
+	if (s->fd != -1)
+		slot_read(p, s);
+	slot_close(s);
+	s->pid = 0;
+	if (s->stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		s->state = SLOT_STOPPED;
+		log_info("worker %d stopped", s->index);
+		return;
+	}
+	if (s->stopping) {
+		s->state = SLOT_STOPPED;
+		log_warnx("worker %d %s while stopping; %zu frames stay unacked", s->index, why, outq_count(s->q));
+		return;
+	}
+	p->restarts++;
+	if (ran >= p->healthy_ms) {
+		s->quick_deaths = 0;
+		s->backoff_ms = p->backoff_min_ms;
+		s->next_start_ms = now;
+	} else {
+		/* At least backoff_min between starts of a worker that keeps dying early. */
+		s->quick_deaths++;
+		s->next_start_ms = now + s->backoff_ms;
+		s->backoff_ms = s->backoff_ms * 2 > p->backoff_max_ms ? p->backoff_max_ms : s->backoff_ms * 2;
+	}
+	if (s->quick_deaths >= p->crash_loop_max) {
+		s->state = SLOT_PARKED;
+		log_errorx("worker %d %s after %lld ms, %d quick deaths in a row: PARKING the slot. "
+		    "Its %zu queued messages wait, unacked; intake stalls once its queue is full. "
+		    "Fix the cause (see the lines above), then send SIGHUP to retry",
+		    s->index, why, (long long)ran, s->quick_deaths, outq_count(s->q));
+		return;
+	}
+	s->state = SLOT_WAITING;
+	log_warnx("worker %d %s after %lld ms; restarting in %lld ms with its %zu unfinished frames",
+	    s->index, why, (long long)ran, (long long)(s->next_start_ms - now), outq_count(s->q));
+}
+
+void
+pool_reap(struct pool *p)
+{
+	for (;;) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid == 0 || (pid == -1 && errno == ECHILD))
+			return;
+		if (pid == -1) {
+			if (errno == EINTR)
+				continue;
+			log_error("waitpid");
+			return;
+		}
+		bool found = false;
+		for (int i = 0; i < p->n && !found; i++) {
+			if (p->slots[i].pid == pid) {
+				slot_on_exit(p, &p->slots[i], status);
+				found = true;
+			}
+		}
+		if (!found)
+			log_debug("reaped unknown child %ld", (long)pid);
+	}
+}
+
+int
+pool_tick(struct pool *p)
+{
+	int64_t now = pool_now_ms(), next = -1;
+
+	for (int i = 0; i < p->n; i++) {
+		struct slot *s = &p->slots[i];
+		if (s->state != SLOT_WAITING)
+			continue;
+		if (s->next_start_ms <= now) {
+			if (slot_spawn(p, s) == 0)
+				continue;
+			s->next_start_ms = now + p->backoff_min_ms;
+		}
+		if (next == -1 || s->next_start_ms - now < next)
+			next = s->next_start_ms - now;
+	}
+	return (int)next;
+}
+
+bool
+pool_idle(const struct pool *p)
+{
+	for (int i = 0; i < p->n; i++)
+		if (outq_count(p->slots[i].q) > 0)
+			return false;
+	return true;
+}
+
+void
+pool_stop(struct pool *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		struct slot *s = &p->slots[i];
+		uint8_t hdr[FRAME_HDR_LEN];
+		struct buf b = { 0 };
+
+		if (s->stopping)
+			continue;
+		s->stopping = true;
+		if (s->state != SLOT_RUNNING) {
+			s->state = SLOT_STOPPED;
+			continue;
+		}
+		if (frame_put(&b, FRAME_STOP, 0, NULL, 0) == 0 && b.len == sizeof(hdr))
+			memcpy(hdr, b.data, sizeof(hdr));
+		buf_free(&b);
+		if (slot_queue(s, hdr, sizeof(hdr), NULL) == -1) {
+			log_error("queueing STOP for worker %d; terminating it", s->index);
+			kill(s->pid, SIGTERM);
+		}
+	}
+}
+
+bool
+pool_exited(const struct pool *p)
+{
+	for (int i = 0; i < p->n; i++)
+		if (p->slots[i].pid > 0)
+			return false;
+	return true;
+}
+
+void
+pool_kill(struct pool *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		struct slot *s = &p->slots[i];
+		if (s->pid > 0) {
+			log_warnx("killing worker %d (pid %ld)", s->index, (long)s->pid);
+			s->stopping = true;
+			kill(s->pid, SIGKILL);
+		}
+	}
+}
+
+void
+pool_reload(struct pool *p, const struct config *c)
+{
+	if (pool_set_config(p, c) == -1)
+		return;
+	for (int i = 0; i < p->n; i++) {
+		struct slot *s = &p->slots[i];
+		struct buf b = { 0 };
+
+		if (s->state == SLOT_PARKED) {
+			log_info("worker %d unparked by reload; starting it", s->index);
+			s->state = SLOT_WAITING;
+			s->quick_deaths = 0;
+			s->backoff_ms = p->backoff_min_ms;
+			s->next_start_ms = 0;
+		}
+		if (s->stopping)
+			continue;
+		if (frame_put(&b, FRAME_CONFIG, 0, p->conf_text, p->conf_len) == -1 ||
+		    slot_queue(s, b.data, b.len, NULL) == -1)
+			log_error("queueing CONFIG for worker %d", s->index);
+		buf_free(&b);
+	}
+}
+
+void
+pool_get_stats(const struct pool *p, struct pool_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->slots = p->n;
+	st->restarts = p->restarts;
+	for (int i = 0; i < p->n; i++) {
+		const struct slot *s = &p->slots[i];
+		if (s->state == SLOT_RUNNING && s->pid > 0)
+			st->running++;
+		if (s->state == SLOT_PARKED)
+			st->parked++;
+		st->inflight += outq_count(s->q);
+		st->users += s->stats.users;
+		st->alarms += s->stats.alarms;
+		st->tombstones += s->stats.tombstones;
+		st->bytes += s->stats.bytes;
+		st->msgs += s->stats.msgs;
+	}
+}
+
+bool
+pool_owns(const struct pool *p, int pid)
+{
+	for (int i = 0; i < p->n; i++)
+		if (p->slots[i].pid == pid)
+			return true;
+	return false;
+}

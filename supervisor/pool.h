@@ -1,0 +1,63 @@
+/*
+ * pool: the worker slots.  Slot i serves the users with
+ * hash32(UserID) % nslots == i, for as long as nslots does not change.
+ *
+ * Each slot has a process (restarted with backoff when it dies, parked by
+ * a crash-loop breaker), a channel, and an output queue holding every
+ * frame routed to it until the worker reports it durable.  The pool acks a
+ * message (through the callback given to pool_new) only then.
+ */
+#ifndef POOL_H
+#define POOL_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/config.h"
+
+struct pool;
+
+typedef void (*pool_ack_fn)(void *ref, void *arg);
+
+struct pool_stats {
+	int slots, running, parked;
+	uint64_t inflight;        /* frames routed, not yet durable */
+	uint64_t users, alarms, tombstones, bytes, msgs;  /* sums of workers' reports */
+	uint64_t restarts;
+};
+
+/* Start nslots workers.  NULL on error (logged). */
+struct pool *pool_new(const struct config *c, int nslots, pool_ack_fn ack, void *ack_arg);
+/* Frees queues; entries still held are released with drop (not acked). */
+void pool_free(struct pool *p, void (*drop)(void *ref));
+
+int pool_size(const struct pool *p);
+
+/* Queue a frame for its user's slot.  false: that slot's queue is full (backpressure). */
+bool pool_route(struct pool *p, uint32_t hash, const uint8_t *frame, size_t len, void *ref);
+
+/* poll(2) plumbing: add the pool's fds at fds[0..], return how many; then handle them. */
+int pool_pollfds(struct pool *p, struct pollfd *fds, int max);
+void pool_handle(struct pool *p, const struct pollfd *fds, int n);
+/* SIGCHLD: collect dead children, schedule restarts. */
+void pool_reap(struct pool *p);
+/* Start workers whose backoff expired; returns ms until the next one is due, or -1. */
+int pool_tick(struct pool *p);
+
+/* Every routed frame is durable and acked. */
+bool pool_idle(const struct pool *p);
+/* Ask every worker to finish and exit; the queue keeps order (STOP comes last). */
+void pool_stop(struct pool *p);
+/* No worker process left. */
+bool pool_exited(const struct pool *p);
+void pool_kill(struct pool *p);
+
+/* SIGHUP: new settings (not the slot count) to the pool and every worker; parked slots retry. */
+void pool_reload(struct pool *p, const struct config *c);
+void pool_get_stats(const struct pool *p, struct pool_stats *st);
+/* The pid of every live worker, for callers that need to wait for them. */
+bool pool_owns(const struct pool *p, int pid);
+
+#endif

@@ -1,0 +1,250 @@
+/* Framing between supervisor and workers, the output queue, and ack-subject parsing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <cmocka.h>
+
+#include "../../common/frame.h"
+#include "../../supervisor/jsack.h"
+#include "../../supervisor/outq.h"
+
+static struct alarm_msg
+sample_update(void)
+{
+	struct alarm_msg m = {
+		.kind = MSG_STATUS_CHANGED,
+		.user = "10baeb6b-199f-4300-8db7-1acbe744e3fc", .user_len = 36,
+		.alarm = "a\0b", .alarm_len = 3,
+		.status = STATUS_CRITICAL,
+		.changed_at = { 1629203639, 100000000, 180 },
+	};
+	return m;
+}
+
+static void
+test_update_roundtrip(void **state)
+{
+	struct buf b = { 0 };
+	struct alarm_msg in = sample_update(), out;
+	struct frame f;
+	const char *err;
+	size_t used;
+
+	(void)state;
+	assert_int_equal(frame_put_update(&b, 42, &in), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(used, b.len);
+	assert_int_equal(f.type, FRAME_UPDATE);
+	assert_int_equal(f.id, 42);
+	assert_int_equal(frame_get_update(&f, &out), 0);
+	assert_int_equal(out.user_len, 36);
+	assert_memory_equal(out.user, in.user, 36);
+	assert_int_equal(out.alarm_len, 3);
+	assert_memory_equal(out.alarm, "a\0b", 3);
+	assert_int_equal(out.status, STATUS_CRITICAL);
+	assert_int_equal(out.changed_at.sec, 1629203639);
+	assert_int_equal(out.changed_at.nsec, 100000000);
+	assert_int_equal(out.changed_at.off_min, 180);
+	buf_free(&b);
+}
+
+static void
+test_truncated_frames_wait(void **state)
+{
+	struct buf b = { 0 };
+	struct alarm_msg in = sample_update();
+	struct frame f;
+	const char *err;
+	size_t used;
+
+	(void)state;
+	assert_int_equal(frame_put_update(&b, 1, &in), 0);
+	/* Every strict prefix asks for more bytes, never misparses. */
+	for (size_t n = 0; n < b.len; n++)
+		assert_int_equal(frame_next(b.data, n, &f, &used, &err), 0);
+	buf_free(&b);
+}
+
+static void
+test_bad_headers_rejected(void **state)
+{
+	uint8_t h[FRAME_HDR_LEN] = { 0 };
+	struct frame f;
+	const char *err;
+	size_t used;
+	uint32_t len;
+	uint16_t type = FRAME_UPDATE;
+
+	(void)state;
+	len = 3; /* shorter than a header */
+	memcpy(h, &len, 4);
+	memcpy(h + 4, &type, 2);
+	assert_int_equal(frame_next(h, sizeof(h), &f, &used, &err), -1);
+	len = FRAME_MAX_LEN + 1; /* oversized: rejected before the body arrives */
+	memcpy(h, &len, 4);
+	assert_int_equal(frame_next(h, sizeof(h), &f, &used, &err), -1);
+	len = FRAME_HDR_LEN;
+	type = 999; /* unknown type */
+	memcpy(h, &len, 4);
+	memcpy(h + 4, &type, 2);
+	assert_int_equal(frame_next(h, sizeof(h), &f, &used, &err), -1);
+}
+
+static void
+test_bad_bodies_rejected(void **state)
+{
+	struct buf b = { 0 };
+	struct alarm_msg in = sample_update(), out;
+	struct frame f;
+	const char *err;
+	size_t used;
+
+	(void)state;
+	assert_int_equal(frame_put_update(&b, 1, &in), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	f.body_len -= 1; /* ID lengths no longer add up */
+	assert_int_equal(frame_get_update(&f, &out), -1);
+	f.body_len = 5;
+	assert_int_equal(frame_get_update(&f, &out), -1);
+	f.type = FRAME_DIGEST;
+	assert_int_equal(frame_get_update(&f, &out), -1);
+	buf_free(&b);
+}
+
+static void
+test_digest_hello_stats(void **state)
+{
+	struct buf b = { 0 };
+	struct frame f;
+	const char *err, *user, *conf;
+	size_t used, off = 0, ulen, clen;
+	uint64_t seq;
+	uint32_t slot, n;
+	struct frame_stats st = { 1, 2, 3, 4, 5 }, st2;
+
+	(void)state;
+	assert_int_equal(frame_put_digest(&b, 7, 99, "u1", 2), 0);
+	assert_int_equal(frame_put_hello(&b, 2, 4, "x=1", 3), 0);
+	assert_int_equal(frame_put_stats(&b, &st), 0);
+	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
+	assert_int_equal(frame_get_digest(&f, &seq, &user, &ulen), 0);
+	assert_int_equal(seq, 99);
+	assert_int_equal(ulen, 2);
+	off += used;
+	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
+	assert_int_equal(frame_get_hello(&f, &slot, &n, &conf, &clen), 0);
+	assert_int_equal(slot, 2);
+	assert_int_equal(n, 4);
+	assert_int_equal(clen, 3);
+	off += used;
+	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
+	assert_int_equal(frame_get_stats(&f, &st2), 0);
+	assert_memory_equal(&st, &st2, sizeof(st));
+	off += used;
+	assert_int_equal(off, b.len);
+	buf_free(&b);
+}
+
+static void
+count_ref(void *ref, void *arg)
+{
+	(void)ref;
+	(*(int *)arg)++;
+}
+
+static void
+test_outq_rewind_resends_in_order(void **state)
+{
+	struct outq *q = outq_new(1 << 20);
+	int sv[2], acked = 0;
+	uint8_t got[4096];
+	ssize_t n;
+
+	(void)state;
+	assert_non_null(q);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	for (uint64_t id = 1; id <= 3; id++) {
+		assert_int_equal(frame_put(outq_tail(q), FRAME_STOP, id, NULL, 0), 0);
+		assert_int_equal(outq_seal(q, id, &acked), 0);
+	}
+	assert_int_equal(outq_send(q, sv[0]), 0);
+	assert_int_equal(outq_unsent(q), 0);
+	n = read(sv[1], got, sizeof(got));
+	assert_int_equal(n, 3 * FRAME_HDR_LEN);
+	/* Worker finished frame 1 only, then died. */
+	assert_int_equal(outq_retire(q, 1, count_ref, &acked), 1);
+	assert_int_equal(acked, 1);
+	outq_rewind(q);
+	assert_int_equal(outq_unsent(q), 2 * FRAME_HDR_LEN);
+	assert_int_equal(outq_send(q, sv[0]), 0);
+	n = read(sv[1], got, sizeof(got));
+	assert_int_equal(n, 2 * FRAME_HDR_LEN);
+	uint64_t id;
+	memcpy(&id, got + 8, 8);
+	assert_int_equal(id, 2);
+	memcpy(&id, got + FRAME_HDR_LEN + 8, 8);
+	assert_int_equal(id, 3);
+	/* An id beyond what was written cannot retire unwritten frames. */
+	assert_int_equal(frame_put(outq_tail(q), FRAME_STOP, 4, NULL, 0), 0);
+	assert_int_equal(outq_seal(q, 4, NULL), 0);
+	assert_int_equal(outq_retire(q, 10, count_ref, &acked), 2);
+	assert_int_equal(outq_count(q), 1);
+	outq_free(q, NULL);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void
+test_outq_backpressure(void **state)
+{
+	struct outq *q = outq_new(64);
+
+	(void)state;
+	assert_true(outq_has_room(q, 1000)); /* empty: always room */
+	assert_int_equal(frame_put(outq_tail(q), FRAME_CONFIG, 1, "0123456789012345678901234567890123456789", 40), 0);
+	assert_int_equal(outq_seal(q, 1, NULL), 0);
+	assert_false(outq_has_room(q, 16));
+	outq_free(q, NULL);
+}
+
+static void
+test_jsack_parse(void **state)
+{
+	struct jsack_meta m;
+
+	(void)state;
+	assert_int_equal(jsack_parse("$JS.ACK.ALARMS.alarm-digest.1.42.40.1629203639000000000.7", &m), 0);
+	assert_int_equal(m.stream_seq, 42);
+	assert_int_equal(m.delivered, 1);
+	assert_int_equal(jsack_parse("$JS.ACK.hub.ACCHASH.ALARMS.alarm-digest.3.1000.5.1629203639000000000.0.xyz", &m), 0);
+	assert_int_equal(m.stream_seq, 1000);
+	assert_int_equal(m.delivered, 3);
+	assert_int_equal(jsack_parse("_INBOX.abc", &m), -1);
+	assert_int_equal(jsack_parse("$JS.ACK.A.B.1.x.2.3.4", &m), -1);
+	assert_int_equal(jsack_parse("$JS.ACK.A.B.1.2", &m), -1);
+	assert_int_equal(jsack_parse(NULL, &m), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_update_roundtrip),
+		cmocka_unit_test(test_truncated_frames_wait),
+		cmocka_unit_test(test_bad_headers_rejected),
+		cmocka_unit_test(test_bad_bodies_rejected),
+		cmocka_unit_test(test_digest_hello_stats),
+		cmocka_unit_test(test_outq_rewind_resends_in_order),
+		cmocka_unit_test(test_outq_backpressure),
+		cmocka_unit_test(test_jsack_parse),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

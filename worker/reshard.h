@@ -1,0 +1,25 @@
+/*
+ * reshard: move users' state when the worker count changes.
+ *
+ * Every user belongs in STATE_DIR/worker-(hash32(UserID) % N).  A reshard
+ * walks every worker-* store present, merges each misplaced user into its
+ * home store (commit), then deletes it from where it was (commit).  The
+ * merge follows the SPEC's rules, so an interrupted reshard is finished by
+ * running it again: nothing is lost, nothing doubled.  STATE_DIR/LAYOUT
+ * records the N the stores are laid out for; it is written last.
+ *
+ * It runs in its own process (`alarm-supervisor --reshard`), started by
+ * the supervisor while no worker runs.
+ */
+#ifndef RESHARD_H
+#define RESHARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Does the state directory need a reshard to serve nslots workers?  Writes LAYOUT for a fresh dir. */
+bool reshard_needed(const char *state_dir, int nslots);
+/* The reshard process body; returns its exit status. */
+int reshard_main(const char *state_dir, int nslots, int64_t map_size);
+
+#endif

@@ -1,0 +1,495 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+#include <uuid/uuid.h>
+
+#include "../common/config.h"
+#include "../common/frame.h"
+#include "../common/log.h"
+#include "../common/natsconn.h"
+#include "../common/title.h"
+#include "digest.h"
+#include "store.h"
+#include "worker.h"
+
+#define WORKER_FD 3
+#define WORKER_READ_CHUNK (256u << 10)
+#define WORKER_FLUSH_TIMEOUT_MS 5000
+
+static volatile sig_atomic_t worker_terminate;
+
+static void
+worker_on_sigterm(int sig)
+{
+	(void)sig;
+	worker_terminate = 1;
+}
+
+struct worker {
+	int fd;
+	uint32_t slot, nslots;
+	struct config cfg;
+	struct store *store;
+	natsConnection *nc;
+	char stream[128];
+
+	struct buf in;            /* frames from the supervisor */
+	size_t parsed;            /* bytes after in.off applied in the open transaction */
+	bool txn;
+	bool published;           /* a digest went out in the open transaction */
+	uint64_t last_id;         /* id of the last frame applied in the transaction */
+	int64_t txn_start_ms;
+	size_t txn_frames;
+	bool stop;                /* STOP frame or EOF: finish and exit */
+
+	struct digest digest;
+	struct buf json;
+	uint64_t msgs, digests, stale, duplicates, bad_frames;
+	int64_t last_report_ms;
+};
+
+static int64_t
+worker_now_ms(int clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+worker_write_all(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd pfd = { fd, POLLOUT, 0 };
+				poll(&pfd, 1, 1000);
+				continue;
+			}
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+worker_send(struct worker *w, enum frame_type type, uint64_t id)
+{
+	uint8_t hdr[FRAME_HDR_LEN];
+	struct buf b = { .data = hdr, .cap = sizeof(hdr) };
+
+	if (frame_put(&b, type, id, NULL, 0) == -1 || worker_write_all(w->fd, hdr, sizeof(hdr)) == -1) {
+		log_error("sending frame type %d to the supervisor", type);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+worker_report(struct worker *w)
+{
+	struct store_stats ss;
+	struct frame_stats fs;
+	struct buf b = { 0 };
+
+	store_get_stats(w->store, &ss);
+	fs = (struct frame_stats){ ss.users, ss.alarms, ss.tombstones, ss.bytes, w->msgs };
+	if (frame_put_stats(&b, &fs) == 0 && worker_write_all(w->fd, b.data, b.len) == -1)
+		log_error("sending STATS to the supervisor");
+	buf_free(&b);
+	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu", w->slot, w->nslots,
+	    (unsigned long long)ss.users, (unsigned long long)ss.alarms,
+	    (unsigned long long)w->msgs, (unsigned long long)w->digests);
+}
+
+/* Read the HELLO frame (blocking): it carries our slot and the configuration. */
+static int
+worker_hello(struct worker *w)
+{
+	struct frame f;
+	const char *err, *conf;
+	size_t used, conf_len;
+	char errbuf[512];
+
+	for (;;) {
+		int rc = frame_next(w->in.data + w->in.off, buf_unread(&w->in), &f, &used, &err);
+		if (rc == 1)
+			break;
+		if (rc == -1) {
+			log_errorx("bad first frame from the supervisor: %s", err);
+			return -1;
+		}
+		if (buf_reserve(&w->in, 65536) == -1)
+			return -1;
+		ssize_t n = read(w->fd, w->in.data + w->in.len, w->in.cap - w->in.len);
+		if (n == 0) {
+			log_errorx("supervisor closed the channel before HELLO");
+			return -1;
+		}
+		if (n == -1 && errno != EINTR) {
+			log_error("read HELLO");
+			return -1;
+		}
+		if (n > 0)
+			w->in.len += (size_t)n;
+	}
+	if (f.type != FRAME_HELLO || frame_get_hello(&f, &w->slot, &w->nslots, &conf, &conf_len) == -1) {
+		log_errorx("first frame from the supervisor is not a valid HELLO (type %u)", f.type);
+		return -1;
+	}
+	if (config_parse(conf, conf_len, "<supervisor>", &w->cfg, errbuf, sizeof(errbuf)) == -1) {
+		log_errorx("configuration from the supervisor: %s", errbuf);
+		return -1;
+	}
+	buf_consume(&w->in, used);
+	return 0;
+}
+
+static int
+worker_open(struct worker *w)
+{
+	char dir[PATH_MAX], err[512];
+
+	log_set_role("worker %u/%u", w->slot, w->nslots);
+	log_set_level(w->cfg.log_level);
+	title_set("worker %u/%u starting", w->slot, w->nslots);
+	snprintf(w->stream, sizeof(w->stream), "%s", w->cfg.stream);
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/worker-%u", w->cfg.state_dir, w->slot) >= sizeof(dir)) {
+		log_errorx("state_dir %s is too long", w->cfg.state_dir);
+		return -1;
+	}
+	if ((w->store = store_open(dir, w->cfg.map_size_bytes, err, sizeof(err))) == NULL) {
+		log_errorx("opening state in %s: %s", dir, err);
+		return -1;
+	}
+	struct natsconn_opts o = { .servers = w->cfg.servers, .name = "alarm-supervisor worker" };
+	if ((w->nc = natsconn_connect(&o)) == NULL)
+		return -1;
+	return worker_send(w, FRAME_READY, 0);
+}
+
+/* The store failing is not something a retry fixes: exit, be restarted, replay. */
+static void __attribute__((noreturn))
+worker_storage_failed(const char *what)
+{
+	log_errorx("state store failed while %s; exiting so the supervisor restarts this worker "
+	    "and replays its unfinished messages", what);
+	exit(1);
+}
+
+static int
+worker_begin(struct worker *w)
+{
+	if (w->txn)
+		return 0;
+	if (store_begin(w->store) == -1)
+		worker_storage_failed("beginning a transaction");
+	w->txn = true;
+	w->txn_start_ms = worker_now_ms(CLOCK_MONOTONIC);
+	w->txn_frames = 0;
+	w->published = false;
+	return 0;
+}
+
+static int
+worker_publish(struct worker *w, uint64_t stream_seq, const char *user, size_t user_len)
+{
+	char msgid[160];
+	natsMsg *m = NULL;
+	natsStatus s;
+
+	buf_reset(&w->json);
+	if (digest_write_json(&w->digest, user, user_len, &w->json) == -1) {
+		log_error("building a digest of %zu alarms", w->digest.n);
+		return -1;
+	}
+	/* A JetStream stream on the digest subject drops a replay's repeat by this id. */
+	if (stream_seq > 0) {
+		snprintf(msgid, sizeof(msgid), "%s-%llu", w->stream, (unsigned long long)stream_seq);
+	} else {
+		uuid_t u;
+		uuid_generate(u);
+		uuid_unparse_lower(u, msgid);
+	}
+	s = natsMsg_Create(&m, w->cfg.subject_digest, NULL, (const char *)w->json.data, (int)w->json.len);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
+	if (s == NATS_OK)
+		s = natsConnection_PublishMsg(w->nc, m);
+	natsMsg_Destroy(m);
+	if (s != NATS_OK) {
+		log_errorx("publishing digest %s to %s: %s", msgid, w->cfg.subject_digest, natsStatus_GetText(s));
+		return -1;
+	}
+	w->published = true;
+	w->digests++;
+	return 0;
+}
+
+static int
+worker_apply_config(struct worker *w, const struct frame *f)
+{
+	struct config c;
+	char err[512];
+
+	if (config_parse((const char *)f->body, f->body_len, "<reload>", &c, err, sizeof(err)) == -1) {
+		log_errorx("new configuration from the supervisor: %s; keeping the old one", err);
+		return 0;
+	}
+	/* Only reloadable settings change here; the rest needs a restart anyway. */
+	log_set_level(c.log_level);
+	w->cfg.commit_max_msgs = c.commit_max_msgs;
+	w->cfg.commit_max_ms = c.commit_max_ms;
+	w->cfg.tombstone_retention_ms = c.tombstone_retention_ms;
+	free(w->cfg.subject_digest);
+	w->cfg.subject_digest = c.subject_digest;
+	c.subject_digest = NULL;
+	config_free(&c);
+	return 0;
+}
+
+/* Apply one frame inside the open transaction.  -1: NATS failure, redo the batch. */
+static int
+worker_apply(struct worker *w, const struct frame *f)
+{
+	struct alarm_msg m;
+	enum state_result res;
+	uint64_t seq;
+	const char *user;
+	size_t ulen;
+
+	switch (f->type) {
+	case FRAME_UPDATE:
+		if (frame_get_update(f, &m) == -1)
+			goto bad;
+		worker_begin(w);
+		if (store_apply(w->store, &m, worker_now_ms(CLOCK_REALTIME), w->cfg.tombstone_retention_ms, &res) == -1)
+			worker_storage_failed("applying an update");
+		if (res == STATE_STALE || res == STATE_LESS_SEVERE)
+			w->stale++;
+		else if (res == STATE_DUPLICATE)
+			w->duplicates++;
+		break;
+	case FRAME_DIGEST:
+		if (frame_get_digest(f, &seq, &user, &ulen) == -1)
+			goto bad;
+		worker_begin(w);
+		if (store_take_digest(w->store, user, ulen, &w->digest) == -1)
+			worker_storage_failed("collecting a digest");
+		if (w->digest.n > 0 && worker_publish(w, seq, user, ulen) == -1)
+			return -1;
+		break;
+	case FRAME_CONFIG:
+		worker_apply_config(w, f);
+		break;
+	case FRAME_STOP:
+		w->stop = true;
+		break;
+	default:
+		goto bad;
+	}
+	w->msgs++;
+	return 0;
+bad:
+	/* The supervisor encoded it; skipping keeps one bad frame from wedging the slot. */
+	w->bad_frames++;
+	log_errorx("skipping malformed frame id %llu type %u (%u bytes)", (unsigned long long)f->id,
+	    f->type, f->body_len);
+	return 0;
+}
+
+/* Undo the open transaction and go back to its first frame. */
+static void
+worker_rewind(struct worker *w)
+{
+	if (w->txn)
+		store_abort(w->store);
+	w->txn = false;
+	w->published = false;
+	w->parsed = 0;
+	w->stop = false;
+}
+
+/* Make the batch durable, then report it.  -1: rewound, retry later. */
+static int
+worker_commit(struct worker *w)
+{
+	if (w->parsed == 0)
+		return 0;
+	if (w->published) {
+		natsStatus s = natsConnection_FlushTimeout(w->nc, WORKER_FLUSH_TIMEOUT_MS);
+		if (s != NATS_OK) {
+			log_warnx("flushing digests to NATS: %s; will redo the batch of %zu frames",
+			    natsStatus_GetText(s), w->txn_frames);
+			worker_rewind(w);
+			return -1;
+		}
+	}
+	if (w->txn && store_commit(w->store) == -1)
+		worker_storage_failed("committing");
+	w->txn = false;
+	buf_consume(&w->in, w->parsed);
+	w->parsed = 0;
+	return worker_send(w, FRAME_DONE, w->last_id);
+}
+
+/* Apply every complete frame in the buffer, committing in groups. */
+static int
+worker_process(struct worker *w)
+{
+	for (;;) {
+		struct frame f;
+		const char *err;
+		size_t used;
+		int rc = frame_next(w->in.data + w->in.off + w->parsed, buf_unread(&w->in) - w->parsed,
+		    &f, &used, &err);
+		if (rc == 0)
+			return 0;
+		if (rc == -1) {
+			log_errorx("protocol error from the supervisor: %s; exiting", err);
+			exit(1);
+		}
+		if (worker_apply(w, &f) == -1) {
+			worker_rewind(w);
+			return -1;
+		}
+		w->parsed += used;
+		w->last_id = f.id;
+		w->txn_frames++;
+		if (w->txn_frames >= (size_t)w->cfg.commit_max_msgs ||
+		    (w->txn && worker_now_ms(CLOCK_MONOTONIC) - w->txn_start_ms >= w->cfg.commit_max_ms)) {
+			if (worker_commit(w) == -1)
+				return -1;
+		}
+		if (w->stop)
+			return 0;
+	}
+}
+
+/* Read what is there.  Returns 1 if the supervisor closed the channel. */
+static int
+worker_read(struct worker *w)
+{
+	for (;;) {
+		/* Never move bytes of an open batch: w->parsed counts from in.off. */
+		if (buf_reserve(&w->in, WORKER_READ_CHUNK) == -1) {
+			log_error("worker input buffer");
+			exit(1);
+		}
+		ssize_t n = read(w->fd, w->in.data + w->in.len, w->in.cap - w->in.len);
+		if (n == 0)
+			return 1;
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			log_error("read from the supervisor");
+			return 1;
+		}
+		w->in.len += (size_t)n;
+		if (buf_unread(&w->in) - w->parsed >= WORKER_READ_CHUNK)
+			return 0;
+	}
+}
+
+static void
+worker_loop(struct worker *w)
+{
+	bool eof = false;
+	int retry_ms = 0;
+
+	while (!w->stop) {
+		int timeout = 1000;
+		struct pollfd pfd = { w->fd, POLLIN, 0 };
+		int64_t now;
+
+		if (retry_ms > 0)
+			timeout = retry_ms;
+		if (!eof && poll(&pfd, 1, timeout) == -1 && errno != EINTR)
+			log_error("poll");
+		if (worker_terminate)
+			eof = true;  /* SIGTERM: finish what we hold, like an EOF */
+		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_read(w) == 1)
+			eof = true;
+		retry_ms = 0;
+		if (worker_process(w) == -1 || worker_commit(w) == -1) {
+			/* NATS unreachable: hold the batch and try again shortly. */
+			retry_ms = 500;
+			if (eof)
+				nanosleep(&(struct timespec){ 0, 500 * 1000000 }, NULL);
+			continue;
+		}
+		now = worker_now_ms(CLOCK_MONOTONIC);
+		if (now - w->last_report_ms >= 1000) {
+			worker_report(w);
+			w->last_report_ms = now;
+		}
+		if (eof)
+			break;
+	}
+}
+
+int
+worker_main(void)
+{
+	struct worker w = { .fd = WORKER_FD };
+	struct sigaction sa = { 0 };
+	int rc = 1;
+
+	log_set_role("worker");
+	/* The terminal's ^C and hangup go to the whole process group: the supervisor decides. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	sa.sa_handler = worker_on_sigterm;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) == -1)
+		log_error("sigaction SIGTERM");
+	if (fcntl(w.fd, F_GETFD) == -1) {
+		log_errorx("no channel on descriptor %d: the worker role is started by alarm-supervisor only", w.fd);
+		return 2;
+	}
+	if (worker_hello(&w) == -1 || worker_open(&w) == -1)
+		goto out;
+	if (fcntl(w.fd, F_SETFL, O_NONBLOCK) == -1)
+		log_error("fcntl O_NONBLOCK on the channel");
+	log_info("ready: state in %s/worker-%u, publishing digests on %s", w.cfg.state_dir, w.slot,
+	    w.cfg.subject_digest);
+	worker_report(&w);
+	worker_loop(&w);
+	log_info("exiting after %llu messages, %llu digests", (unsigned long long)w.msgs,
+	    (unsigned long long)w.digests);
+	rc = 0;
+out:
+	if (w.txn)
+		store_abort(w.store);
+	store_close(w.store);
+	if (w.nc != NULL) {
+		natsConnection_FlushTimeout(w.nc, 2000);
+		natsConnection_Destroy(w.nc);
+	}
+	digest_free(&w.digest);
+	buf_free(&w.json);
+	buf_free(&w.in);
+	config_free(&w.cfg);
+	nats_Close();
+	return rc;
+}
