@@ -10,8 +10,10 @@
 static void
 natsconn_on_disconnected(natsConnection *nc, void *arg)
 {
-	(void)nc;
 	(void)arg;
+	/* Our own close also reports a disconnect; only a lost connection is news. */
+	if (natsConnection_IsClosed(nc))
+		return;
 	log_warnx("disconnected from NATS; reconnecting (publishes are buffered meanwhile)");
 }
 

@@ -188,7 +188,11 @@ master_reload(struct master *m)
 		return;
 	}
 	config_diff(&m->cfg, &nc, master_log_change, NULL);
-	config_keep_restart_only(&nc, &m->cfg);
+	if (config_keep_restart_only(&nc, &m->cfg) == -1) {
+		log_error("reload: keeping restart-only settings; keeping the running configuration");
+		config_free(&nc);
+		return;
+	}
 	config_free(&m->cfg);
 	m->cfg = nc;
 	log_set_level(m->cfg.log_level);
@@ -201,6 +205,7 @@ master_reload(struct master *m)
 		m->phase = PHASE_QUIESCE;
 		m->action = ACTION_RESHARD;
 		m->target_slots = nslots;
+		m->last_quiesce_log_ms = master_now_ms();
 	} else if (nslots != pool_size(m->pool)) {
 		m->target_slots = nslots;
 	}
