@@ -18,9 +18,9 @@ enum msg_kind { MSG_STATUS_CHANGED = 1, MSG_DIGEST_REQUEST = 2 };
 /* Why a payload was rejected; each has a counter in the supervisor. */
 enum msg_error {
 	MSG_OK = 0,
-	MSG_E_SIZE,         /* payload over max_message_bytes, or empty */
+	MSG_E_SIZE,         /* payload over max_message_bytes */
 	MSG_E_UTF8,         /* not valid UTF-8 */
-	MSG_E_JSON,         /* not parseable JSON, or trailing bytes */
+	MSG_E_JSON,         /* not parseable JSON, trailing bytes, or empty */
 	MSG_E_NOT_OBJECT,   /* JSON, but not an object */
 	MSG_E_MISSING,      /* required field absent */
 	MSG_E_TYPE,         /* required field not a string */
