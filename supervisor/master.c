@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../common/config.h"
+#include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/title.h"
 #include "../worker/reshard.h"
@@ -39,6 +40,7 @@ struct master {
 	struct pool *pool;
 	struct intake_batch batch;
 	int sigfd;
+	int lock_fd;                /* STATE_DIR/supervisor.lock, held for life */
 	enum master_phase phase;
 	enum master_action action;
 	int target_slots;
@@ -377,7 +379,7 @@ master_stop_check(void *arg)
 int
 master_main(const char *conf_path)
 {
-	struct master m = { .conf_path = conf_path, .sigfd = -1 };
+	struct master m = { .conf_path = conf_path, .sigfd = -1, .lock_fd = -1 };
 	char err[1024];
 	int nslots, rc = 1;
 
@@ -392,6 +394,12 @@ master_main(const char *conf_path)
 	title_set("master conf=%s starting", conf_path);
 	if (mkdir(m.cfg.state_dir, 0700) == -1 && errno != EEXIST) {
 		log_error("mkdir state_dir %s", m.cfg.state_dir);
+		goto out;
+	}
+	char lock[PATH_MAX + 32];
+	snprintf(lock, sizeof(lock), "%s/supervisor.lock", m.cfg.state_dir);
+	if ((m.lock_fd = lockfile_take(lock, 0)) == -1) {
+		log_errorx("another alarm-supervisor uses state_dir %s; refusing to start", m.cfg.state_dir);
 		goto out;
 	}
 	nslots = config_worker_count(&m.cfg);
@@ -422,6 +430,8 @@ out:
 	intake_close(m.intake);
 	if (m.sigfd != -1)
 		close(m.sigfd);
+	if (m.lock_fd != -1)
+		close(m.lock_fd);
 	config_free(&m.cfg);
 	nats_Close();
 	return rc;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../common/hash.h"
+#include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/title.h"
 #include "reshard.h"
@@ -29,6 +30,7 @@ struct reshard {
 	int nslots;
 	int64_t map_size;
 	struct store *stores[RESHARD_MAX_SLOTS];
+	int locks[RESHARD_MAX_SLOTS];     /* worker.lock of each opened store, or 0 */
 	int from;
 	struct moved *moved;
 	size_t n, cap;
@@ -140,6 +142,17 @@ reshard_store(struct reshard *r, int slot)
 	if (r->stores[slot] != NULL)
 		return r->stores[slot];
 	snprintf(path, sizeof(path), "%s/worker-%d", r->dir, slot);
+	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+		log_error("mkdir %s", path);
+		return NULL;
+	}
+	/* A worker of a crashed supervisor may still be finishing in there. */
+	char lock[PATH_MAX + 16];
+	snprintf(lock, sizeof(lock), "%s/worker.lock", path);
+	if ((r->locks[slot] = lockfile_take(lock, 30000)) == -1) {
+		r->locks[slot] = 0;
+		return NULL;
+	}
 	if ((r->stores[slot] = store_open(path, r->map_size, err, sizeof(err))) == NULL)
 		log_errorx("opening %s: %s", path, err);
 	return r->stores[slot];
@@ -229,6 +242,10 @@ reshard_remove_store(struct reshard *r, int slot)
 	unlink(file);
 	snprintf(file, sizeof(file), "%s/lock.mdb", path);
 	unlink(file);
+	snprintf(file, sizeof(file), "%s/worker.lock", path);
+	unlink(file);
+	close(r->locks[slot]);
+	r->locks[slot] = 0;
 	if (rmdir(path) == -1) {
 		log_error("rmdir %s", path);
 		return -1;
@@ -300,7 +317,10 @@ reshard_main(const char *dir, int nslots, int64_t map_size)
 out:
 	reshard_clear(&r);
 	free(r.moved);
-	for (int i = 0; i < RESHARD_MAX_SLOTS; i++)
+	for (int i = 0; i < RESHARD_MAX_SLOTS; i++) {
 		store_close(r.stores[i]);
+		if (r.locks[i] > 0)
+			close(r.locks[i]);
+	}
 	return rc;
 }

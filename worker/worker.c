@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 #include "../common/config.h"
 #include "../common/frame.h"
+#include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
 #include "../common/title.h"
@@ -36,6 +38,7 @@ worker_on_sigterm(int sig)
 
 struct worker {
 	int fd;
+	int lock_fd;              /* worker.lock, held for life */
 	uint32_t slot, nslots;
 	struct config cfg;
 	struct store *store;
@@ -175,6 +178,14 @@ worker_open(struct worker *w)
 		log_errorx("state_dir %s is too long", w->cfg.state_dir);
 		return -1;
 	}
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		log_error("mkdir %s", dir);
+		return -1;
+	}
+	char lock[PATH_MAX + 16];
+	snprintf(lock, sizeof(lock), "%s/worker.lock", dir);
+	if ((w->lock_fd = lockfile_take(lock, 30000)) == -1)
+		return -1;
 	if ((w->store = store_open(dir, w->cfg.map_size_bytes, err, sizeof(err))) == NULL) {
 		log_errorx("opening state in %s: %s", dir, err);
 		return -1;
@@ -450,7 +461,7 @@ worker_loop(struct worker *w)
 int
 worker_main(void)
 {
-	struct worker w = { .fd = WORKER_FD };
+	struct worker w = { .fd = WORKER_FD, .lock_fd = -1 };
 	struct sigaction sa = { 0 };
 	int rc = 1;
 
@@ -490,6 +501,8 @@ out:
 	buf_free(&w.json);
 	buf_free(&w.in);
 	config_free(&w.cfg);
+	if (w.lock_fd != -1)
+		close(w.lock_fd);
 	nats_Close();
 	return rc;
 }

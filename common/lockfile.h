@@ -1,0 +1,18 @@
+/*
+ * lockfile: exclusive advisory locks (flock) that live as long as the
+ * process.  The supervisor holds STATE_DIR/supervisor.lock so two services
+ * never share a state directory; each worker holds worker-N/worker.lock so
+ * a replacement never writes beside a predecessor that is still finishing
+ * (after a supervisor crash, old workers drain for a moment on their own).
+ */
+#ifndef LOCKFILE_H
+#define LOCKFILE_H
+
+/*
+ * Take the lock, waiting up to wait_ms (0: do not wait).  Returns the
+ * descriptor to keep open, or -1 (logged, naming the path and the holder
+ * when it is busy).
+ */
+int lockfile_take(const char *path, int wait_ms);
+
+#endif
