@@ -1,0 +1,1234 @@
+/*
+ * Unit tests for worker/store.c against a real LMDB environment in a
+ * mkdtemp directory: durability, the digest marks, tombstones, IDs,
+ * merging, counters, corrupt records, and the bytes-per-alarm figure.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+#include <uuid/uuid.h>
+
+#include "store.h"
+
+#define MAP_SIZE (256LL << 20)
+#define DAY_MS 86400000LL
+#define RETENTION (14 * DAY_MS)
+
+#define ITEM(id, status, when) \
+	"{\"AlarmID\":\"" id "\",\"Status\":\"" status "\",\"LatestChangedAt\":\"" when "\"}"
+#define DIGEST(user, items) "{\"UserID\":\"" user "\",\"ActiveAlarms\":[" items "]}"
+
+struct fx {
+	char root[64];
+	char dir[128];
+	struct store *s;
+	struct digest d;
+	struct buf json;
+	int64_t now_ms;
+};
+
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static struct store *
+open_at(const char *dir)
+{
+	char err[256] = "";
+	struct store *s = store_open(dir, MAP_SIZE, err, sizeof(err));
+
+	if (s == NULL)
+		fail_msg("store_open %s: %s", dir, err);
+	return s;
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	strcpy(f->root, "/tmp/h2_store_XXXXXX");
+	assert_non_null(mkdtemp(f->root));
+	/* A nested path: store_open must create the missing levels. */
+	snprintf(f->dir, sizeof(f->dir), "%s/state/w0", f->root);
+	f->s = open_at(f->dir);
+	f->now_ms = 1629244800000LL;   /* 2021-08-18T00:00:00Z */
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	store_close(f->s);
+	digest_free(&f->d);
+	buf_free(&f->json);
+	assert_int_equal(nftw(f->root, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+	free(f);
+	return 0;
+}
+
+static void
+reopen(struct fx *f)
+{
+	store_close(f->s);
+	f->s = open_at(f->dir);
+}
+
+static struct rfc3339_time
+ts(const char *s)
+{
+	struct rfc3339_time t;
+
+	assert_int_equal(rfc3339_parse(s, strlen(s), &t), 0);
+	return t;
+}
+
+static enum state_result
+apply_n(struct store *s, const char *user, size_t ulen, const char *alarm, size_t alen,
+    enum alarm_status status, const char *when, int64_t now_ms)
+{
+	struct alarm_msg m = { MSG_STATUS_CHANGED, user, ulen, alarm, alen, status, ts(when) };
+	enum state_result r;
+
+	assert_int_equal(store_apply(s, &m, now_ms, RETENTION, &r), 0);
+	return r;
+}
+
+/* One update in its own committed transaction. */
+static enum state_result
+apply1(struct fx *f, const char *user, const char *alarm, enum alarm_status status, const char *when)
+{
+	enum state_result r;
+
+	assert_int_equal(store_begin(f->s), 0);
+	r = apply_n(f->s, user, strlen(user), alarm, strlen(alarm), status, when, f->now_ms);
+	assert_int_equal(store_commit(f->s), 0);
+	return r;
+}
+
+/* Take a digest and render it; commit (marks stick) or abort (a peek). */
+static const char *
+take_json_n(struct fx *f, const char *user, size_t ulen, bool commit)
+{
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_take_digest(f->s, user, ulen, &f->d), 0);
+	if (commit)
+		assert_int_equal(store_commit(f->s), 0);
+	else
+		store_abort(f->s);
+	buf_reset(&f->json);
+	assert_int_equal(digest_write_json(&f->d, user, ulen, &f->json), 0);
+	assert_int_equal(buf_append_byte(&f->json, 0), 0);
+	return (const char *)f->json.data;
+}
+
+static const char *
+take_json(struct fx *f, const char *user)
+{
+	return take_json_n(f, user, strlen(user), true);
+}
+
+static const char *
+peek_json(struct fx *f, const char *user)
+{
+	return take_json_n(f, user, strlen(user), false);
+}
+
+static void
+assert_stats(struct store *s, uint64_t users, uint64_t alarms, uint64_t tombstones)
+{
+	struct store_stats st;
+
+	store_get_stats(s, &st);
+	if (st.users != users || st.alarms != alarms || st.tombstones != tombstones)
+		fail_msg("stats users/alarms/tombstones %llu/%llu/%llu, want %llu/%llu/%llu",
+		    (unsigned long long)st.users, (unsigned long long)st.alarms,
+		    (unsigned long long)st.tombstones, (unsigned long long)users,
+		    (unsigned long long)alarms, (unsigned long long)tombstones);
+	if (users > 0)
+		assert_true(st.bytes > 0);
+}
+
+/* Send this process's log lines (fd 2) to a file while a test provokes errors. */
+struct capture {
+	char path[160];
+	int saved;
+};
+
+static void
+capture_start(struct capture *c, const char *root)
+{
+	int fd;
+
+	snprintf(c->path, sizeof(c->path), "%s/log-XXXXXX", root);
+	fd = mkstemp(c->path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	c->saved = dup(STDERR_FILENO);
+	assert_true(c->saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	close(fd);
+}
+
+/* Restore fd 2; *out gets what was logged, NUL-terminated. */
+static void
+capture_stop(struct capture *c, struct buf *out)
+{
+	char chunk[4096];
+	ssize_t n;
+	int fd;
+
+	assert_int_equal(dup2(c->saved, STDERR_FILENO), STDERR_FILENO);
+	close(c->saved);
+	buf_reset(out);
+	fd = open(c->path, O_RDONLY);
+	assert_true(fd >= 0);
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		assert_int_equal(buf_append(out, chunk, (size_t)n), 0);
+	close(fd);
+	assert_int_equal(unlink(c->path), 0);
+	assert_int_equal(buf_append_byte(out, 0), 0);
+}
+
+static int
+count_lines_with(const struct buf *log, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = (const char *)log->data; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+/* ---- durability ---------------------------------------------------------- */
+
+static void
+test_durable_reopen(void **state)
+{
+	struct fx *f = *state;
+	struct stat sb;
+
+	assert_int_equal(stat(f->dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	assert_stats(f->s, 0, 0, 0);
+
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(apply_n(f->s, "u1", 2, "a1", 2, STATUS_WARNING, "2021-08-17T15:33:59.1+03:00",
+	    f->now_ms), STATE_NEW);
+	assert_int_equal(apply_n(f->s, "u1", 2, "a2", 2, STATUS_CRITICAL, "2021-08-17T12:00:00Z",
+	    f->now_ms), STATE_NEW);
+	assert_int_equal(apply_n(f->s, "u1", 2, "a3", 2, STATUS_CLEARED, "2021-08-17T12:00:00Z",
+	    f->now_ms), STATE_NEW);
+	assert_int_equal(apply_n(f->s, "u2", 2, "a1", 2, STATUS_WARNING, "2021-06-07T20:40:15.598765212Z",
+	    f->now_ms), STATE_NEW);
+	/* Counters move only at commit. */
+	assert_stats(f->s, 0, 0, 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_stats(f->s, 2, 4, 1);
+
+	reopen(f);
+	assert_stats(f->s, 2, 4, 1);
+	/* The tombstone survived the restart and still rejects an older raise. */
+	assert_int_equal(apply1(f, "u1", "a3", STATUS_CRITICAL, "2021-08-17T11:59:59Z"), STATE_STALE);
+	assert_string_equal(take_json(f, "u1"), DIGEST("u1",
+	    ITEM("a2", "CRITICAL", "2021-08-17T12:00:00Z") ","
+	    ITEM("a1", "WARNING", "2021-08-17T15:33:59.1+03:00")));
+	assert_string_equal(take_json(f, "u2"), DIGEST("u2",
+	    ITEM("a1", "WARNING", "2021-06-07T20:40:15.598765212Z")));
+	/* The delivered marks are durable too. */
+	reopen(f);
+	assert_string_equal(take_json(f, "u1"), DIGEST("u1", ""));
+	assert_int_equal(f->d.n, 0);
+	assert_stats(f->s, 2, 4, 1);
+}
+
+static void
+test_abort_discards(void **state)
+{
+	struct fx *f = *state;
+	struct store_stats before, after;
+
+	assert_int_equal(apply1(f, "u1", "a1", STATUS_WARNING, "2021-08-17T12:00:00Z"), STATE_NEW);
+	store_get_stats(f->s, &before);
+
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(apply_n(f->s, "u1", 2, "a1", 2, STATUS_CRITICAL, "2021-08-17T12:00:01Z",
+	    f->now_ms), STATE_CHANGED);
+	assert_int_equal(apply_n(f->s, "u1", 2, "a2", 2, STATUS_CLEARED, "2021-08-17T12:00:01Z",
+	    f->now_ms), STATE_NEW);
+	assert_int_equal(apply_n(f->s, "u9", 2, "a2", 2, STATUS_WARNING, "2021-08-17T12:00:01Z",
+	    f->now_ms), STATE_NEW);
+	store_abort(f->s);
+	store_get_stats(f->s, &after);
+	assert_memory_equal(&before, &after, sizeof(before));
+
+	/* A digest that could not be published: abort undoes the delivered marks. */
+	assert_string_equal(peek_json(f, "u1"), DIGEST("u1", ITEM("a1", "WARNING", "2021-08-17T12:00:00Z")));
+	assert_string_equal(peek_json(f, "u1"), DIGEST("u1", ITEM("a1", "WARNING", "2021-08-17T12:00:00Z")));
+	assert_string_equal(peek_json(f, "u9"), DIGEST("u9", ""));
+	reopen(f);
+	assert_stats(f->s, 1, 1, 0);
+	assert_string_equal(take_json(f, "u1"), DIGEST("u1", ITEM("a1", "WARNING", "2021-08-17T12:00:00Z")));
+}
+
+/* Several operations, including on the same user, in one transaction. */
+static void
+test_batch_in_one_txn(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(apply_n(f->s, "u", 1, "a", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms),
+	    STATE_NEW);
+	assert_int_equal(store_take_digest(f->s, "u", 1, &f->d), 0);
+	assert_int_equal(f->d.n, 1);
+	assert_int_equal(apply_n(f->s, "u", 1, "a", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms),
+	    STATE_DUPLICATE);
+	assert_int_equal(apply_n(f->s, "u", 1, "b", 1, STATUS_CRITICAL, "2021-08-17T12:00:00Z", f->now_ms),
+	    STATE_NEW);
+	assert_int_equal(store_take_digest(f->s, "u", 1, &f->d), 0);
+	assert_int_equal(f->d.n, 1);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_stats(f->s, 1, 2, 0);
+	assert_string_equal(take_json(f, "u"), DIGEST("u", ""));
+}
+
+/* ---- digest marks ----------------------------------------------------------- */
+
+static void
+test_take_marks_delivered(void **state)
+{
+	struct fx *f = *state;
+
+	assert_string_equal(take_json(f, "nobody"), DIGEST("nobody", ""));
+	apply1(f, "u", "a", STATUS_WARNING, "2021-08-17T12:00:00Z");
+	apply1(f, "u", "b", STATUS_CRITICAL, "2021-08-17T11:00:00Z");
+	apply1(f, "u", "c", STATUS_CLEARED, "2021-08-17T10:00:00Z");
+	assert_string_equal(take_json(f, "u"), DIGEST("u",
+	    ITEM("b", "CRITICAL", "2021-08-17T11:00:00Z") "," ITEM("a", "WARNING", "2021-08-17T12:00:00Z")));
+	assert_string_equal(take_json(f, "u"), DIGEST("u", ""));
+
+	/* A newer ChangedAt with the same status is not a change. */
+	assert_int_equal(apply1(f, "u", "a", STATUS_WARNING, "2021-08-17T13:00:00Z"), STATE_REFRESHED);
+	assert_string_equal(take_json(f, "u"), DIGEST("u", ""));
+
+	/* WARNING -> CRITICAL is; the digest shows the newest ChangedAt. */
+	assert_int_equal(apply1(f, "u", "a", STATUS_CRITICAL, "2021-08-17T14:00:00+01:00"), STATE_CHANGED);
+	assert_string_equal(take_json(f, "u"), DIGEST("u", ITEM("a", "CRITICAL", "2021-08-17T14:00:00+01:00")));
+
+	/* CLEARED and raised again between two digests: delivered again. */
+	assert_int_equal(apply1(f, "u", "b", STATUS_CLEARED, "2021-08-17T15:00:00Z"), STATE_CHANGED);
+	assert_int_equal(apply1(f, "u", "b", STATUS_CRITICAL, "2021-08-17T16:00:00Z"), STATE_CHANGED);
+	/* ... and CRITICAL -> WARNING -> CRITICAL likewise (any accepted status change). */
+	assert_int_equal(apply1(f, "u", "a", STATUS_WARNING, "2021-08-17T16:00:00Z"), STATE_CHANGED);
+	assert_int_equal(apply1(f, "u", "a", STATUS_CRITICAL, "2021-08-17T16:00:00.5Z"), STATE_CHANGED);
+	assert_string_equal(take_json(f, "u"), DIGEST("u",
+	    ITEM("b", "CRITICAL", "2021-08-17T16:00:00Z") "," ITEM("a", "CRITICAL", "2021-08-17T16:00:00.5Z")));
+
+	/* Raised, then cleared before any digest: nothing to send. */
+	apply1(f, "u", "d", STATUS_WARNING, "2021-08-17T16:00:00Z");
+	apply1(f, "u", "d", STATUS_CLEARED, "2021-08-17T16:00:01Z");
+	assert_string_equal(take_json(f, "u"), DIGEST("u", ""));
+	assert_stats(f->s, 1, 4, 2);
+}
+
+static void
+test_same_instant_rules(void **state)
+{
+	struct fx *f = *state;
+
+	apply1(f, "u", "a", STATUS_WARNING, "2021-08-17T12:00:00Z");
+	assert_int_equal(apply1(f, "u", "a", STATUS_WARNING, "2021-08-17T15:00:00+03:00"), STATE_DUPLICATE);
+	assert_int_equal(apply1(f, "u", "a", STATUS_CLEARED, "2021-08-17T12:00:00Z"), STATE_LESS_SEVERE);
+	assert_int_equal(apply1(f, "u", "a", STATUS_CRITICAL, "2021-08-17T15:00:00+03:00"), STATE_CHANGED);
+	/* SPEC: 15:33:59+03:00 is earlier than 13:00:00Z. */
+	assert_int_equal(apply1(f, "u", "b", STATUS_WARNING, "2021-08-17T13:00:00Z"), STATE_NEW);
+	assert_int_equal(apply1(f, "u", "b", STATUS_CRITICAL, "2021-08-17T15:33:59+03:00"), STATE_STALE);
+	assert_string_equal(take_json(f, "u"), DIGEST("u",
+	    ITEM("a", "CRITICAL", "2021-08-17T15:00:00+03:00") "," ITEM("b", "WARNING", "2021-08-17T13:00:00Z")));
+}
+
+/* ---- tombstones --------------------------------------------------------------- */
+
+static void
+test_tombstone_expiry(void **state)
+{
+	struct fx *f = *state;
+	int64_t t0 = ts("2021-08-01T00:00:00Z").sec * 1000;
+
+	f->now_ms = t0 + DAY_MS;
+	apply1(f, "u", "gone", STATUS_CLEARED, "2021-08-01T00:00:00Z");
+	apply1(f, "u", "live", STATUS_WARNING, "2021-08-01T00:00:00Z");
+	apply1(f, "v", "only", STATUS_CLEARED, "2021-08-01T00:00:00Z");
+	assert_stats(f->s, 2, 3, 2);
+
+	/* Exactly at the retention edge nothing goes, even though the record is read. */
+	f->now_ms = t0 + RETENTION;
+	assert_int_equal(apply1(f, "u", "live", STATUS_WARNING, "2021-08-01T00:00:00Z"), STATE_DUPLICATE);
+	assert_stats(f->s, 2, 3, 2);
+	assert_int_equal(apply1(f, "u", "gone", STATUS_WARNING, "2021-07-31T00:00:00Z"), STATE_STALE);
+
+	/* Past it, any rewrite of the user drops the tombstone, even for an ignored update. */
+	f->now_ms = t0 + RETENTION + 1;
+	assert_int_equal(apply1(f, "u", "live", STATUS_WARNING, "2021-08-01T00:00:00Z"), STATE_DUPLICATE);
+	assert_stats(f->s, 2, 2, 1);
+	/* Rule 4: once the tombstone is gone, an old raise is news again. */
+	assert_int_equal(apply1(f, "u", "gone", STATUS_WARNING, "2021-07-31T00:00:00Z"), STATE_NEW);
+	assert_stats(f->s, 2, 3, 1);
+
+	/* A user left with only expired tombstones loses its record. */
+	assert_int_equal(apply1(f, "v", "other", STATUS_CLEARED, "2021-08-01T00:00:00Z"), STATE_NEW);
+	assert_stats(f->s, 1, 2, 0);
+	reopen(f);
+	assert_stats(f->s, 1, 2, 0);
+	assert_string_equal(take_json(f, "v"), DIGEST("v", ""));
+	assert_string_equal(take_json(f, "u"), DIGEST("u",
+	    ITEM("gone", "WARNING", "2021-07-31T00:00:00Z") "," ITEM("live", "WARNING", "2021-08-01T00:00:00Z")));
+}
+
+/* ---- IDs ------------------------------------------------------------------------ */
+
+struct seen {
+	char users[16][300];
+	size_t lens[16];
+	size_t n;
+};
+
+static int
+collect_users(void *arg, const char *user, size_t user_len, const void *rec, size_t rec_len)
+{
+	struct seen *s = arg;
+
+	(void)rec;
+	assert_true(rec_len > 0);
+	assert_true(s->n < 16 && user_len <= sizeof(s->users[0]));
+	memcpy(s->users[s->n], user, user_len);
+	s->lens[s->n++] = user_len;
+	return 0;
+}
+
+static bool
+seen_has(const struct seen *s, const char *user, size_t len)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->lens[i] == len && memcmp(s->users[i], user, len) == 0)
+			return true;
+	return false;
+}
+
+/* Bytewise AlarmID order of two digest items. */
+static int
+id_order(const struct digest *d, size_t i, size_t j)
+{
+	const struct digest_item *a = &d->items[i], *b = &d->items[j];
+	size_t n = a->alarm_len < b->alarm_len ? a->alarm_len : b->alarm_len;
+	int c = memcmp(d->ids.data + a->alarm_off, d->ids.data + b->alarm_off, n);
+
+	return c != 0 ? c : (a->alarm_len > b->alarm_len) - (a->alarm_len < b->alarm_len);
+}
+
+static void
+test_id_round_trip(void **state)
+{
+	struct fx *f = *state;
+	char long_id[256];
+	static const char *const ids[] = {
+		"6f1c8a3e-9c1e-4b8e-8d4a-2f0e5b6c7d8e",    /* lower: stored as 16 bytes */
+		"6F1C8A3E-9C1E-4B8E-8D4A-2F0E5B6C7D8E",    /* upper: same bytes, other tag */
+		"6F1c8a3e-9c1e-4b8e-8d4a-2f0e5b6c7d8e",    /* mixed: must stay raw */
+		"{6f1c8a3e-9c1e-4b8e-8d4a-2f0e5b6c7d8}",   /* 37 bytes */
+		"6f1c8a3e9c1e4b8e8d4a2f0e5b6c7d8e",        /* no dashes */
+		"zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",    /* 36 bytes, not hex */
+		"00000000-0000-0000-0000-000000000000",    /* digits only: lower and upper agree */
+		"plain", "x", "caf\xc3\xa9 \"quoted\"",
+	};
+	size_t n = sizeof(ids) / sizeof(ids[0]);
+	struct seen seen = { .n = 0 };
+
+	memset(long_id, 'L', sizeof(long_id));
+	assert_int_equal(store_begin(f->s), 0);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n; j++)
+			assert_int_equal(apply_n(f->s, ids[i], strlen(ids[i]), ids[j], strlen(ids[j]),
+			    STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms), STATE_NEW);
+	/* IDs with NUL bytes, and a 256-byte one. */
+	assert_int_equal(apply_n(f->s, "n\0ul", 4, "a\0", 2, STATUS_CRITICAL, "2021-08-17T12:00:00Z",
+	    f->now_ms), STATE_NEW);
+	assert_int_equal(apply_n(f->s, "n\0ul", 4, "a", 1, STATUS_WARNING, "2021-08-17T12:00:00Z",
+	    f->now_ms), STATE_NEW);
+	assert_int_equal(apply_n(f->s, long_id, sizeof(long_id), long_id, sizeof(long_id),
+	    STATUS_CRITICAL, "2021-08-17T12:00:00Z", f->now_ms), STATE_NEW);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_stats(f->s, n + 2, n * n + 3, 0);
+
+	reopen(f);
+	assert_stats(f->s, n + 2, n * n + 3, 0);
+	assert_int_equal(store_foreach_user(f->s, collect_users, &seen), 0);
+	assert_int_equal(seen.n, n + 2);
+	for (size_t i = 0; i < n; i++)
+		assert_true(seen_has(&seen, ids[i], strlen(ids[i])));
+	assert_true(seen_has(&seen, "n\0ul", 4));
+	assert_true(seen_has(&seen, long_id, sizeof(long_id)));
+
+	/* Every user's digest echoes every AlarmID byte for byte, in bytewise order. */
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(store_begin(f->s), 0);
+		assert_int_equal(store_take_digest(f->s, ids[i], strlen(ids[i]), &f->d), 0);
+		assert_int_equal(store_commit(f->s), 0);
+		assert_int_equal(f->d.n, n);
+		for (size_t k = 0; k < n; k++) {
+			const struct digest_item *it = &f->d.items[k];
+			bool found = false;
+
+			for (size_t j = 0; j < n; j++)
+				found |= it->alarm_len == strlen(ids[j]) &&
+				    memcmp(f->d.ids.data + it->alarm_off, ids[j], it->alarm_len) == 0;
+			assert_true(found);
+			if (k > 0)
+				assert_true(id_order(&f->d, k - 1, k) < 0);
+		}
+	}
+	assert_string_equal(take_json_n(f, "n\0ul", 4, true),
+	    "{\"UserID\":\"n\\u0000ul\",\"ActiveAlarms\":["
+	    ITEM("a", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a\\u0000", "CRITICAL", "2021-08-17T12:00:00Z") "]}");
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_take_digest(f->s, long_id, sizeof(long_id), &f->d), 0);
+	store_abort(f->s);
+	assert_int_equal(f->d.n, 1);
+	assert_int_equal(f->d.items[0].alarm_len, sizeof(long_id));
+	assert_memory_equal(f->d.ids.data, long_id, sizeof(long_id));
+}
+
+/* LMDB keys stop at 511 bytes: the tag byte plus a 510-byte UserID. */
+static void
+test_long_user_id(void **state)
+{
+	struct fx *f = *state;
+	char id[511];
+	struct alarm_msg m = { MSG_STATUS_CHANGED, id, sizeof(id), "a", 1, STATUS_WARNING,
+	    ts("2021-08-17T12:00:00Z") };
+	enum state_result r;
+	struct capture cap;
+	struct buf log = { 0 };
+
+	memset(id, 'x', sizeof(id));
+	assert_int_equal(store_begin(f->s), 0);
+	capture_start(&cap, f->root);
+	assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), -1);
+	capture_stop(&cap, &log);
+	assert_int_equal(count_lines_with(&log, "UserID of 511 bytes is longer"), 1);
+	/* Refused before touching LMDB, so the transaction goes on. */
+	m.user_len = 510;
+	assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), 0);
+	assert_int_equal(r, STATE_NEW);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_stats(f->s, 1, 1, 0);
+	buf_free(&log);
+}
+
+static void
+test_uuid_case_exact(void **state)
+{
+	struct fx *f = *state;
+	const char *lo = "a1b2c3d4-e5f6-4789-abcd-ef0123456789";
+	const char *up = "A1B2C3D4-E5F6-4789-ABCD-EF0123456789";
+
+	/* Same UUID in two spellings: two users, two alarms, each echoed as it came. */
+	apply1(f, lo, up, STATUS_WARNING, "2021-08-17T12:00:00Z");
+	apply1(f, lo, lo, STATUS_CRITICAL, "2021-08-17T12:00:00Z");
+	apply1(f, up, up, STATUS_CRITICAL, "2021-08-17T12:00:00Z");
+	assert_stats(f->s, 2, 3, 0);
+	assert_string_equal(take_json(f, lo), DIGEST("a1b2c3d4-e5f6-4789-abcd-ef0123456789",
+	    ITEM("A1B2C3D4-E5F6-4789-ABCD-EF0123456789", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a1b2c3d4-e5f6-4789-abcd-ef0123456789", "CRITICAL", "2021-08-17T12:00:00Z")));
+	assert_string_equal(take_json(f, up), DIGEST("A1B2C3D4-E5F6-4789-ABCD-EF0123456789",
+	    ITEM("A1B2C3D4-E5F6-4789-ABCD-EF0123456789", "CRITICAL", "2021-08-17T12:00:00Z")));
+}
+
+/* ---- moving users between stores ---------------------------------------------------- */
+
+struct move {
+	struct store *dst;
+	int calls;
+};
+
+static int
+move_user(void *arg, const char *user, size_t user_len, const void *rec, size_t rec_len)
+{
+	struct move *m = arg;
+
+	m->calls++;
+	return store_merge_user(m->dst, user, user_len, rec, rec_len);
+}
+
+/* A snapshot of all records, to prove a repeated merge writes nothing new. */
+struct snap {
+	struct buf b;
+};
+
+static int
+snap_user(void *arg, const char *user, size_t user_len, const void *rec, size_t rec_len)
+{
+	struct snap *s = arg;
+
+	assert_int_equal(buf_append(&s->b, &user_len, sizeof(user_len)), 0);
+	assert_int_equal(buf_append(&s->b, user, user_len), 0);
+	assert_int_equal(buf_append(&s->b, &rec_len, sizeof(rec_len)), 0);
+	assert_int_equal(buf_append(&s->b, rec, rec_len), 0);
+	return 0;
+}
+
+static void
+merge_all(struct store *src, struct store *dst)
+{
+	struct move m = { dst, 0 };
+
+	assert_int_equal(store_begin(dst), 0);
+	assert_int_equal(store_foreach_user(src, move_user, &m), 0);
+	assert_int_equal(store_commit(dst), 0);
+}
+
+static void
+merge_snap(struct store *dst, const struct snap *s)
+{
+	size_t off = 0, ulen, rlen;
+
+	assert_int_equal(store_begin(dst), 0);
+	while (off < s->b.len) {
+		const char *user;
+
+		memcpy(&ulen, s->b.data + off, sizeof(ulen));
+		user = (const char *)s->b.data + off + sizeof(ulen);
+		off += sizeof(ulen) + ulen;
+		memcpy(&rlen, s->b.data + off, sizeof(rlen));
+		off += sizeof(rlen);
+		assert_int_equal(store_merge_user(dst, user, ulen, s->b.data + off, rlen), 0);
+		off += rlen;
+	}
+	assert_int_equal(store_commit(dst), 0);
+}
+
+static void
+test_merge(void **state)
+{
+	struct fx *f = *state;
+	char dir2[160];
+	struct store *b;
+	struct snap s1 = { { 0 } }, s2 = { { 0 } };
+	struct store_stats st1, st2;
+
+	snprintf(dir2, sizeof(dir2), "%s/state/w1", f->root);
+	b = open_at(dir2);
+
+	/* Source (f->s). */
+	apply1(f, "u1", "x", STATUS_WARNING, "2021-08-17T12:00:00Z");    /* newer than b's */
+	apply1(f, "u1", "y", STATUS_WARNING, "2021-08-17T12:00:00Z");    /* older than b's */
+	apply1(f, "u1", "z", STATUS_CLEARED, "2021-08-17T12:00:00Z");    /* tombstone, only here */
+	apply1(f, "u1", "t", STATUS_CRITICAL, "2021-08-17T15:00:00+03:00"); /* tie, more severe */
+	apply1(f, "u2", "a", STATUS_CRITICAL, "2021-08-17T12:00:00Z");
+	assert_string_equal(take_json(f, "u2"), DIGEST("u2", ITEM("a", "CRITICAL", "2021-08-17T12:00:00Z")));
+	/* Destination (b). */
+	assert_int_equal(store_begin(b), 0);
+	apply_n(b, "u1", 2, "x", 1, STATUS_CRITICAL, "2021-08-17T11:00:00Z", f->now_ms);
+	apply_n(b, "u1", 2, "y", 1, STATUS_CLEARED, "2021-08-17T13:00:00Z", f->now_ms);
+	apply_n(b, "u1", 2, "t", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms);
+	apply_n(b, "u1", 2, "w", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms);
+	apply_n(b, "u3", 2, "q", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms);
+	assert_int_equal(store_commit(b), 0);
+
+	merge_all(f->s, b);
+	assert_stats(b, 3, 7, 2);   /* u1: x y z t w, u2: a, u3: q; tombstones z, y */
+	assert_int_equal(store_foreach_user(b, snap_user, &s1), 0);
+	store_get_stats(b, &st1);
+
+	/* Redoing an interrupted move changes nothing, byte for byte. */
+	merge_all(f->s, b);
+	assert_int_equal(store_foreach_user(b, snap_user, &s2), 0);
+	store_get_stats(b, &st2);
+	assert_int_equal(s1.b.len, s2.b.len);
+	assert_memory_equal(s1.b.data, s2.b.data, s1.b.len);
+	assert_memory_equal(&st1, &st2, sizeof(st1));
+	/* So does merging every record into the store that already holds it. */
+	merge_snap(b, &s1);
+	buf_reset(&s2.b);
+	assert_int_equal(store_foreach_user(b, snap_user, &s2), 0);
+	assert_memory_equal(s1.b.data, s2.b.data, s1.b.len);
+
+	/* Then the source lets go of the users it moved. */
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_delete_user(f->s, "u1", 2), 0);
+	assert_int_equal(store_delete_user(f->s, "u2", 2), 0);
+	assert_int_equal(store_delete_user(f->s, "nobody", 6), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_stats(f->s, 0, 0, 0);
+
+	store_close(f->s);
+	f->s = b;   /* teardown closes it; the helpers below read it */
+	assert_string_equal(take_json(f, "u1"), DIGEST("u1",
+	    ITEM("t", "CRITICAL", "2021-08-17T15:00:00+03:00") ","
+	    ITEM("w", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("x", "WARNING", "2021-08-17T12:00:00Z")));
+	/* Delivered marks move with the alarm. */
+	assert_string_equal(take_json(f, "u2"), DIGEST("u2", ""));
+	assert_string_equal(take_json(f, "u3"), DIGEST("u3", ITEM("q", "WARNING", "2021-08-17T12:00:00Z")));
+	/* The stale update the moved tombstone must reject. */
+	assert_int_equal(apply1(f, "u1", "z", STATUS_WARNING, "2021-08-17T11:00:00Z"), STATE_STALE);
+	strcpy(f->dir, dir2);
+	reopen(f);
+	assert_stats(f->s, 3, 7, 2);
+	buf_free(&s1.b);
+	buf_free(&s2.b);
+}
+
+static int
+stop_after_one(void *arg, const char *user, size_t user_len, const void *rec, size_t rec_len)
+{
+	int *calls = arg;
+
+	(void)user;
+	(void)user_len;
+	(void)rec;
+	(void)rec_len;
+	return ++*calls == 1 ? 7 : 0;
+}
+
+static void
+test_txn_misuse(void **state)
+{
+	struct fx *f = *state;
+	struct alarm_msg m = { MSG_STATUS_CHANGED, "u", 1, "a", 1, STATUS_WARNING,
+	    ts("2021-08-17T12:00:00Z") };
+	enum state_result r;
+	int calls = 0;
+	struct capture cap;
+	struct buf log = { 0 };
+
+	capture_start(&cap, f->root);
+	assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), -1);
+	assert_int_equal(store_take_digest(f->s, "u", 1, &f->d), -1);
+	assert_int_equal(store_merge_user(f->s, "u", 1, "\x01\x00", 2), -1);
+	assert_int_equal(store_delete_user(f->s, "u", 1), -1);
+	assert_int_equal(store_commit(f->s), -1);
+	store_abort(f->s);
+
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_begin(f->s), -1);
+	assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), 0);
+	assert_int_equal(store_foreach_user(f->s, stop_after_one, &calls), -1);
+	assert_int_equal(calls, 0);
+	capture_stop(&cap, &log);
+	assert_int_equal(count_lines_with(&log, ": no write transaction open"), 5);
+	assert_int_equal(count_lines_with(&log, "store_begin: a write transaction is already open"), 1);
+	assert_int_equal(count_lines_with(&log, "store_foreach_user: a write transaction is open"), 1);
+	buf_free(&log);
+	m.user = "v";
+	assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	/* A non-zero return from the callback stops the walk and is returned. */
+	assert_int_equal(store_foreach_user(f->s, stop_after_one, &calls), 7);
+	assert_int_equal(calls, 1);
+}
+
+/* An LMDB failure is reported with the call, the directory and LMDB's reason; abort recovers. */
+static void
+test_map_full(void **state)
+{
+	struct fx *f = *state;
+	char dir2[160], alarm[32], err[256];
+	struct store *small;
+	struct capture cap;
+	struct buf log = { 0 };
+	struct store_stats before, after;
+	int rc = 0, i;
+
+	snprintf(dir2, sizeof(dir2), "%s/small", f->root);
+	small = store_open(dir2, 64 * 1024, err, sizeof(err));
+	if (small == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(store_begin(small), 0);
+	assert_int_equal(apply_n(small, "u", 1, "first", 5, STATUS_WARNING, "2021-08-17T12:00:00Z",
+	    f->now_ms), STATE_NEW);
+	assert_int_equal(store_commit(small), 0);
+	store_get_stats(small, &before);
+
+	capture_start(&cap, f->root);
+	assert_int_equal(store_begin(small), 0);
+	for (i = 0; i < 100000 && rc == 0; i++) {
+		struct alarm_msg m = { MSG_STATUS_CHANGED, alarm, 0, alarm, 0, STATUS_WARNING,
+		    ts("2021-08-17T12:00:00Z") };
+		enum state_result r;
+
+		m.user_len = m.alarm_len = (size_t)snprintf(alarm, sizeof(alarm), "user-%d", i);
+		rc = store_apply(small, &m, f->now_ms, RETENTION, &r);
+	}
+	store_abort(small);
+	capture_stop(&cap, &log);
+	assert_int_equal(rc, -1);
+	if (count_lines_with(&log, "mdb_put: ") != 1 || strstr((char *)log.data, dir2) == NULL ||
+	    strstr((char *)log.data, "MDB_MAP_FULL") == NULL)
+		fail_msg("unexpected log: %s", (const char *)log.data);
+	store_get_stats(small, &after);
+	assert_memory_equal(&before, &after, sizeof(before));
+	/* The store is still usable after the abort. */
+	assert_int_equal(store_begin(small), 0);
+	assert_int_equal(apply_n(small, "u", 1, "first", 5, STATUS_CRITICAL, "2021-08-17T12:00:01Z",
+	    f->now_ms), STATE_CHANGED);
+	assert_int_equal(store_commit(small), 0);
+	assert_stats(small, 1, 1, 0);
+	buf_free(&log);
+	store_close(small);
+}
+
+static void
+test_open_errors(void **state)
+{
+	struct fx *f = *state;
+	char path[160], err[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/a-file", f->root);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	err[0] = '\0';
+	assert_null(store_open(path, MAP_SIZE, err, sizeof(err)));
+	assert_non_null(strstr(err, path));
+	err[0] = '\0';
+	assert_null(store_open(f->dir, 0, err, sizeof(err)));
+	assert_true(err[0] != '\0');
+}
+
+/* ---- corruption -------------------------------------------------------------------- */
+
+
+/* Overwrite the value of the (only) record in dir with raw LMDB, behind the store's back. */
+static void
+raw_overwrite(const char *dir, const void *val, size_t len)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	char key[600];
+	size_t klen;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_mapsize(env, MAP_SIZE), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+	assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
+	assert_true(k.mv_size <= sizeof(key));
+	klen = k.mv_size;
+	memcpy(key, k.mv_data, klen);
+	mdb_cursor_close(cur);
+	k.mv_data = key;
+	k.mv_size = klen;
+	v.mv_data = (void *)val;
+	v.mv_size = len;
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static int
+expect_bob(void *arg, const char *user, size_t user_len, const void *rec, size_t rec_len)
+{
+	struct store *other = arg;
+	int rc;
+
+	assert_int_equal(user_len, 3);
+	assert_memory_equal(user, "bob", 3);
+	assert_int_equal(store_begin(other), 0);
+	rc = store_merge_user(other, user, user_len, rec, rec_len);
+	store_abort(other);
+	return rc == -1 ? 0 : 1;   /* must refuse to merge the garbage */
+}
+
+static void
+test_corrupt_record(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} garbage[] = {
+		{ "", 0 },
+		{ "\x01", 1 },                                  /* no count */
+		{ "\x02\x00", 2 },                              /* unknown version */
+		{ "\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11 },   /* absurd count */
+		{ "\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12 }, /* overlong varint */
+		{ "\x01\x01\x08\x01\x02", 5 },                  /* UUID cut short */
+		{ "\x01\x01\x00\xff\xff\xff\xff\x0f" "abc", 11 },  /* raw length past the end */
+		{ "\x01\x01\x03\x01" "a\x00\x00\x00", 8 },      /* status 3 */
+		{ "\x01\x01\x21\x01" "a\x00\x00\x00", 8 },      /* reserved flag bit */
+		{ "\x01\x01\x18\x01" "a\x00\x00\x00", 8 },      /* id kind 3 */
+		{ "\x01\x01\x01\x01" "a\x00\x80\xa8\xd6\xb9\x07\x00", 12 },  /* nsec 2e9 */
+		{ "\x01\x01\x01\x01" "a\x00\x00\xc0\x16", 9 },  /* offset 1440 min */
+		{ "\x01\x01\x01\x01" "a\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01\x00\x00", 17 }, /* sec */
+		{ "\x01\x02\x01\x01" "b\x00\x00\x00\x01\x01" "a\x00\x00\x00", 14 },  /* out of order */
+		{ "\x01\x02\x01\x01" "a\x00\x00\x00\x01\x01" "a\x00\x00\x00", 14 },  /* duplicate */
+		{ "\x01\x01\x01\x01" "a\x00\x00\x00" "x", 9 },  /* trailing byte */
+	};
+	char dir2[160];
+	struct store *other;
+	struct capture cap;
+	struct buf log = { 0 };
+
+	snprintf(dir2, sizeof(dir2), "%s/other", f->root);
+	other = open_at(dir2);
+	apply1(f, "bob", "a", STATUS_WARNING, "2021-08-17T12:00:00Z");
+	apply1(f, "bob", "b", STATUS_CLEARED, "2021-08-17T12:00:00Z");
+	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+		struct alarm_msg m = { MSG_STATUS_CHANGED, "bob", 3, "a", 1, STATUS_CRITICAL,
+		    ts("2021-08-17T13:00:00Z") };
+		enum state_result r;
+
+		capture_start(&cap, f->root);
+		store_close(f->s);
+		raw_overwrite(f->dir, garbage[i].bytes, garbage[i].len);
+		f->s = open_at(f->dir);   /* the scan logs it and goes on */
+		assert_stats(f->s, 1, 0, 0);
+
+		assert_int_equal(store_begin(f->s), 0);
+		assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), -1);
+		store_abort(f->s);
+		assert_int_equal(store_begin(f->s), 0);
+		assert_int_equal(store_take_digest(f->s, "bob", 3, &f->d), -1);
+		assert_int_equal(f->d.n, 0);
+		store_abort(f->s);
+		assert_int_equal(store_foreach_user(f->s, expect_bob, other), 0);
+		/* Other users are untouched by one bad record. */
+		assert_int_equal(apply1(f, "alice", "a", STATUS_WARNING, "2021-08-17T12:00:00Z"), STATE_NEW);
+		assert_stats(f->s, 2, 1, 0);
+		assert_int_equal(store_begin(f->s), 0);
+		assert_int_equal(store_delete_user(f->s, "alice", 5), 0);
+		assert_int_equal(store_commit(f->s), 0);
+		/* Named by the open scan, store_apply, store_take_digest and store_merge_user. */
+		capture_stop(&cap, &log);
+		if (count_lines_with(&log, "corrupt record for user \"bob\": ") != 4)
+			fail_msg("garbage %zu: want 4 error lines naming bob, got:\n%s", i,
+			    (const char *)log.data);
+	}
+	buf_free(&log);
+	/* An operator can remove the bad record, and the user starts afresh. */
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_delete_user(f->s, "bob", 3), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_stats(f->s, 0, 0, 0);
+	assert_int_equal(apply1(f, "bob", "a", STATUS_WARNING, "2021-08-17T12:00:00Z"), STATE_NEW);
+	assert_stats(f->s, 1, 1, 0);
+	store_close(other);
+}
+
+static int
+grab_record(void *arg, const char *user, size_t user_len, const void *rec, size_t rec_len)
+{
+	struct buf *b = arg;
+
+	(void)user;
+	(void)user_len;
+	buf_reset(b);
+	assert_int_equal(buf_append(b, rec, rec_len), 0);
+	return 1;
+}
+
+/* Merge rec cut to `len` bytes with byte `pos` xor'ed with `flip`. */
+static int
+try_merge(struct store *s, struct buf *bad, const struct buf *rec, size_t len, size_t pos, uint8_t flip)
+{
+	int rc;
+
+	buf_reset(bad);
+	assert_int_equal(buf_append(bad, rec->data, len), 0);
+	if (pos < len)
+		bad->data[pos] ^= flip;
+	assert_int_equal(store_begin(s), 0);
+	rc = store_merge_user(s, "u", 1, bad->data, bad->len);
+	store_abort(s);
+	return rc;
+}
+
+/* Every truncation and every bit flip of a real record: an answer, never a crash. */
+static void
+test_decode_fuzz(void **state)
+{
+	struct fx *f = *state;
+	struct buf rec = { 0 }, bad = { 0 };
+	char dir2[160];
+	struct store *scratch;
+	struct capture cap;
+	int ok = 0, refused = 0;
+
+	snprintf(dir2, sizeof(dir2), "%s/scratch", f->root);
+	scratch = open_at(dir2);
+	apply1(f, "u", "6f1c8a3e-9c1e-4b8e-8d4a-2f0e5b6c7d8e", STATUS_WARNING, "2021-08-17T15:33:59.1+03:00");
+	apply1(f, "u", "6F1C8A3E-9C1E-4B8E-8D4A-2F0E5B6C7D8E", STATUS_CRITICAL, "2021-08-17T12:00:00Z");
+	apply1(f, "u", "raw-id", STATUS_CLEARED, "1970-01-01T00:00:00.000000001-23:59");
+	apply1(f, "u", "zz", STATUS_WARNING, "9999-12-31T23:59:59.999999999Z");
+	assert_int_equal(store_foreach_user(f->s, grab_record, &rec), 1);
+
+	/* The refusals are logged; keep hundreds of error lines out of the test output. */
+	capture_start(&cap, f->root);
+	for (size_t cut = 0; cut < rec.len; cut++) {
+		if (try_merge(scratch, &bad, &rec, cut, 0, 0) == 0)
+			ok++;
+		else
+			refused++;
+	}
+	for (size_t pos = 0; pos < rec.len; pos++) {
+		for (unsigned bit = 0; bit < 8; bit++) {
+			if (try_merge(scratch, &bad, &rec, rec.len, pos, (uint8_t)(1u << bit)) == 0)
+				ok++;
+			else
+				refused++;
+		}
+	}
+	capture_stop(&cap, &bad);
+	assert_int_equal(count_lines_with(&bad, "corrupt record for user \"u\": "), refused);
+	/* Most flips land in ID bytes and give a valid, different record. */
+	print_message("decode fuzz: %zu-byte record, %d accepted, %d refused\n", rec.len, ok, refused);
+	assert_true(refused >= (int)rec.len);   /* at least every truncation */
+	buf_free(&rec);
+	buf_free(&bad);
+	store_close(scratch);
+}
+
+/* ---- counters against a model ------------------------------------------------------- */
+
+#define M_USERS 6
+#define M_ALARMS 5
+
+struct model {
+	struct alarm_state st[M_USERS][M_ALARMS];
+	bool exists[M_USERS][M_ALARMS];
+};
+
+static void
+model_expire(struct model *m, int u, int64_t now_ms, int64_t retention)
+{
+	for (int a = 0; a < M_ALARMS; a++)
+		if (m->exists[u][a] && state_expired(&m->st[u][a], now_ms, retention))
+			m->exists[u][a] = false;
+}
+
+static void
+model_stats(const struct model *m, struct store_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int u = 0; u < M_USERS; u++) {
+		bool any = false;
+
+		for (int a = 0; a < M_ALARMS; a++) {
+			if (!m->exists[u][a])
+				continue;
+			any = true;
+			out->alarms++;
+			out->tombstones += m->st[u][a].status == STATUS_CLEARED;
+		}
+		out->users += any;
+	}
+}
+
+static void
+check_model(struct store *s, const struct model *m)
+{
+	struct store_stats want;
+
+	model_stats(m, &want);
+	assert_stats(s, want.users, want.alarms, want.tombstones);
+}
+
+/* Random transactions; the incremental counters must match a model and a fresh scan. */
+static void
+test_counters_model(void **state)
+{
+	struct fx *f = *state;
+	struct model cur = { 0 }, committed = { 0 };
+	unsigned seed = 42;
+	int64_t base = ts("2021-08-01T00:00:00Z").sec;
+	int64_t retention = 15000;
+
+	for (int step = 0; step < 300; step++) {
+		int ops = 1 + (int)((seed >> 16) % 5);
+		int64_t now_ms = (base + step / 2) * 1000;
+
+		assert_int_equal(store_begin(f->s), 0);
+		for (int i = 0; i < ops; i++) {
+			char user[8], alarm[8], when[40];
+			struct rfc3339_time t;
+			struct alarm_msg msg;
+			enum state_result got, want;
+			int u, a, what;
+
+			seed = seed * 1103515245u + 12345u;
+			u = (int)((seed >> 8) % M_USERS);
+			a = (int)((seed >> 12) % M_ALARMS);
+			what = (int)((seed >> 20) % 20);
+			snprintf(user, sizeof(user), "u%d", u);
+			snprintf(alarm, sizeof(alarm), "a%d", a);
+			if (what == 0) {
+				assert_int_equal(store_delete_user(f->s, user, strlen(user)), 0);
+				memset(cur.exists[u], 0, sizeof(cur.exists[u]));
+				continue;
+			}
+			if (what < 4) {
+				size_t pending = 0;
+
+				assert_int_equal(store_take_digest(f->s, user, strlen(user), &f->d), 0);
+				for (int k = 0; k < M_ALARMS; k++) {
+					if (cur.exists[u][k] && state_pending(&cur.st[u][k])) {
+						cur.st[u][k].delivered = true;
+						pending++;
+					}
+				}
+				assert_int_equal(f->d.n, pending);
+				continue;
+			}
+			t.sec = base + step / 2 + (int64_t)((seed >> 4) % 20) - 10;
+			t.nsec = (int32_t)((seed >> 24) % 2) * 500000000;
+			t.off_min = (int16_t)(((seed >> 6) % 3) * 60);
+			rfc3339_format(&t, when, sizeof(when));
+			msg = (struct alarm_msg){ MSG_STATUS_CHANGED, user, strlen(user), alarm, strlen(alarm),
+			    (enum alarm_status)((seed >> 26) % 3), t };
+			assert_int_equal(store_apply(f->s, &msg, now_ms, retention, &got), 0);
+			want = state_apply(&cur.st[u][a], cur.exists[u][a], msg.status, &t);
+			cur.exists[u][a] = true;
+			model_expire(&cur, u, now_ms, retention);
+			if (got != want)
+				fail_msg("step %d: %s %s %s %s: got %s want %s", step, user, alarm, when,
+				    msg.status == STATUS_CLEARED ? "CLEARED" : "raised",
+				    state_result_name(got), state_result_name(want));
+		}
+		if ((seed >> 28) % 5 == 0) {
+			store_abort(f->s);
+			cur = committed;
+		} else {
+			assert_int_equal(store_commit(f->s), 0);
+			committed = cur;
+		}
+		check_model(f->s, &committed);
+		if (step % 25 == 24) {
+			struct store_stats before, after;
+
+			store_get_stats(f->s, &before);
+			reopen(f);
+			store_get_stats(f->s, &after);
+			assert_memory_equal(&before, &after, sizeof(before));
+		}
+	}
+}
+
+/* ---- size ---------------------------------------------------------------------------- */
+
+static int
+sum_records(void *arg, const char *user, size_t user_len, const void *rec, size_t rec_len)
+{
+	uint64_t *sum = arg;
+
+	(void)user;
+	(void)rec;
+	sum[0] += user_len;
+	sum[1] += rec_len;
+	return 0;
+}
+
+static void
+test_bytes_per_alarm(void **state)
+{
+	enum { USERS = 10000, PER_USER = 10, BATCH = 1000 };
+	struct fx *f = *state;
+	struct store_stats st;
+	uint64_t sums[2] = { 0, 0 };
+	char path[200];
+	struct stat sb;
+	int64_t base = ts("2021-08-17T12:00:00Z").sec;
+
+	for (int u = 0; u < USERS; u++) {
+		char user[UUID_STR_LEN];
+		uuid_t id;
+
+		if (u % BATCH == 0)
+			assert_int_equal(store_begin(f->s), 0);
+		uuid_generate_random(id);
+		uuid_unparse_lower(id, user);
+		for (int a = 0; a < PER_USER; a++) {
+			char alarm[UUID_STR_LEN];
+			struct alarm_msg m;
+			enum state_result r;
+
+			uuid_generate_random(id);
+			uuid_unparse_lower(id, alarm);
+			m = (struct alarm_msg){ MSG_STATUS_CHANGED, user, 36, alarm, 36,
+			    (enum alarm_status)(1 + (a & 1)), { base + u + a, 0, 0 } };
+			assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), 0);
+			assert_int_equal(r, STATE_NEW);
+		}
+		if (u % BATCH == BATCH - 1)
+			assert_int_equal(store_commit(f->s), 0);
+	}
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.users, USERS);
+	assert_int_equal(st.alarms, USERS * PER_USER);
+	assert_int_equal(store_foreach_user(f->s, sum_records, sums), 0);
+	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+	assert_int_equal(stat(path, &sb), 0);
+	print_message("store size, %d users x %d UUID alarms: LMDB pages in use %.1f bytes/alarm "
+	    "(%llu bytes); record values %.1f bytes/alarm; data.mdb %.1f bytes/alarm\n",
+	    USERS, PER_USER, (double)st.bytes / (double)st.alarms, (unsigned long long)st.bytes,
+	    (double)sums[1] / (double)st.alarms, (double)sb.st_size / (double)st.alarms);
+	assert_true(sums[1] / st.alarms < 32);
+	assert_true(st.bytes / st.alarms < 64);
+	reopen(f);
+	assert_stats(f->s, USERS, USERS * PER_USER, 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_durable_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_discards, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_in_one_txn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_take_marks_delivered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_instant_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tombstone_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_id_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_user_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uuid_case_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_txn_misuse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decode_fuzz, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counters_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bytes_per_alarm, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
