@@ -22,6 +22,10 @@
  * reported by name instead of being half-applied.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <time.h>
+#include <unistd.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -135,6 +139,31 @@ store_corrupt(const struct store *s, const char *user, size_t user_len, const ch
 
 	store_printable(user, user_len, name, sizeof(name));
 	log_errorx("%s: corrupt record for user \"%s\": %s", s->dir, name, what);
+}
+
+/* Save a corrupt record's bytes under DIR/quarantine/ so nothing is lost unseen. */
+static void
+store_quarantine(const struct store *s, const void *data, size_t len)
+{
+	char path[PATH_MAX];
+	struct timespec ts;
+	int fd;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(path, sizeof(path), "%s/quarantine", s->dir);
+	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+		log_error("mkdir %s", path);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/quarantine/%lld.%09ld.rec", s->dir, (long long)ts.tv_sec, ts.tv_nsec);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) == -1) {
+		log_error("open %s", path);
+		return;
+	}
+	if (write(fd, data, len) != (ssize_t)len)
+		log_error("write %s", path);
+	close(fd);
+	log_errorx("%s: corrupt record saved to %s (%zu bytes); that user starts afresh", s->dir, path, len);
 }
 
 static int
@@ -596,11 +625,17 @@ store_load(struct store *s, const char *user, size_t user_len, MDB_val *k,
 	}
 	*exists = true;
 	if (rec_decode(rec, v.mv_data, v.mv_size, &why) == -1) {
-		if (errno == ENOMEM)
+		if (errno == ENOMEM) {
 			log_error("%s: decoding a record", s->dir);
-		else
-			store_corrupt(s, user, user_len, why);
-		return -1;
+			return -1;
+		}
+		store_corrupt(s, user, user_len, why);
+		/*
+		 * Retrying cannot fix it, and failing would stop the whole slot:
+		 * keep the bytes for an operator and go on with an empty record.
+		 */
+		store_quarantine(s, v.mv_data, v.mv_size);
+		rec_clear(rec);
 	}
 	return 0;
 }

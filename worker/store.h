@@ -1,7 +1,7 @@
 /*
  * store: a worker's durable state, one LMDB environment per worker slot.
  *
- * One record per user (key: the UserID, 16 bytes when it is a UUID),
+ * One record per user (key: the UserID; a tag byte + 16 bytes when it is a UUID),
  * holding all that user's alarms: a digest reads one record, and moving a
  * user to another worker moves one record.  Writes happen inside a write
  * transaction opened with store_begin(); store_commit() returns only when
