@@ -117,9 +117,10 @@ worker_report(struct worker *w)
 	if (frame_put_stats(&b, &fs) == 0 && worker_write_all(w->fd, b.data, b.len) == -1)
 		log_error("sending STATS to the supervisor");
 	buf_free(&b);
-	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu", w->slot, w->nslots,
-	    (unsigned long long)ss.users, (unsigned long long)ss.alarms,
-	    (unsigned long long)w->msgs, (unsigned long long)w->digests);
+	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu state=%lluB/alarm",
+	    w->slot, w->nslots, (unsigned long long)ss.users, (unsigned long long)ss.alarms,
+	    (unsigned long long)w->msgs, (unsigned long long)w->digests,
+	    (unsigned long long)(ss.alarms ? ss.bytes / ss.alarms : 0));
 }
 
 /* Read the HELLO frame (blocking): it carries our slot and the configuration. */
