@@ -371,6 +371,10 @@ intake_reset_consumer(struct intake *in)
 	uint64_t floor = 0;
 	natsStatus s;
 
+	/* Acks are plain publishes: let the server see them before reading the floor. */
+	if ((s = natsConnection_FlushTimeout(in->nc, 5000)) != NATS_OK)
+		log_warnx("flushing acks before the consumer reset: %s; some acked messages come again",
+		    natsStatus_GetText(s));
 	s = js_GetConsumerInfo(&ci, in->js, in->stream, in->consumer, NULL, &jerr);
 	if (s == NATS_OK) {
 		floor = ci->AckFloor.Stream;
