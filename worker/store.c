@@ -95,6 +95,8 @@ struct store {
 	struct buf key, val;
 	struct buf text;        /* a decoded UserID or AlarmID */
 	struct rec cur, other;
+	struct buf sweep_at;    /* key the next store_sweep starts from ("" = the first) */
+	struct buf sweep_keys;  /* keys to rewrite, each as u16 length + bytes */
 };
 
 /* ---- logging ---------------------------------------------------------- */
@@ -838,6 +840,8 @@ store_close(struct store *s)
 	buf_free(&s->key);
 	buf_free(&s->val);
 	buf_free(&s->text);
+	buf_free(&s->sweep_at);
+	buf_free(&s->sweep_keys);
 	rec_free(&s->cur);
 	rec_free(&s->other);
 	free(s->dir);
@@ -997,6 +1001,91 @@ store_take_digest(struct store *s, const char *user, size_t user_len, struct dig
 	if (store_save(s, &k, &s->cur, &keep, exists, &before) == -1) {
 		digest_reset(d);
 		return -1;
+	}
+	return 0;
+}
+
+/* Collect up to max keys from sweep_at whose records hold expired tombstones. */
+static int
+store_sweep_scan(struct store *s, const struct rec_keep *keep, size_t max, bool *wrapped)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_cursor_op op = MDB_SET_RANGE;
+	const char *why;
+	size_t seen = 0;
+	int rc;
+
+	buf_reset(&s->sweep_keys);
+	if ((rc = mdb_cursor_open(s->txn, s->dbi, &cur)) != 0) {
+		store_lmdb_error(s, "mdb_cursor_open", rc);
+		return -1;
+	}
+	k.mv_data = s->sweep_at.data;
+	k.mv_size = s->sweep_at.len;
+	if (k.mv_size == 0)
+		op = MDB_FIRST;
+	*wrapped = false;
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if (seen++ == max)
+			break;
+		if (rec_decode(&s->other, v.mv_data, v.mv_size, &why) == 0 && rec_any_expired(&s->other, keep)) {
+			uint16_t len = (uint16_t)k.mv_size;
+			if (buf_append(&s->sweep_keys, &len, sizeof(len)) == -1 ||
+			    buf_append(&s->sweep_keys, k.mv_data, k.mv_size) == -1) {
+				mdb_cursor_close(cur);
+				return -1;
+			}
+		}
+	}
+	buf_reset(&s->sweep_at);
+	if (rc == 0) {
+		/* Stopped at the first key not looked at: the next call starts there. */
+		if (buf_append(&s->sweep_at, k.mv_data, k.mv_size) == -1) {
+			mdb_cursor_close(cur);
+			return -1;
+		}
+	} else if (rc == MDB_NOTFOUND) {
+		*wrapped = true;
+	} else {
+		store_lmdb_error(s, "mdb_cursor_get", rc);
+		mdb_cursor_close(cur);
+		return -1;
+	}
+	mdb_cursor_close(cur);
+	return 0;
+}
+
+int
+store_sweep(struct store *s, int64_t now_ms, int64_t retention_ms, size_t max_users, bool *wrapped)
+{
+	struct rec_keep keep = { true, now_ms, retention_ms };
+	struct rec_counts before;
+	const char *why;
+	size_t off = 0;
+	int rc;
+
+	if (store_need_txn(s, "store_sweep") == -1 || store_sweep_scan(s, &keep, max_users, wrapped) == -1)
+		return -1;
+	/* Rewrite after the walk, so no cursor is open while records change. */
+	while (off < s->sweep_keys.len) {
+		MDB_val k, v;
+		uint16_t len;
+
+		memcpy(&len, s->sweep_keys.data + off, sizeof(len));
+		k.mv_data = s->sweep_keys.data + off + sizeof(len);
+		k.mv_size = len;
+		off += sizeof(len) + len;
+		if ((rc = mdb_get(s->txn, s->dbi, &k, &v)) != 0) {
+			store_lmdb_error(s, "mdb_get", rc);
+			return -1;
+		}
+		if (rec_decode(&s->cur, v.mv_data, v.mv_size, &why) == -1)
+			continue;
+		rec_count(&s->cur, &before);
+		if (store_save(s, &k, &s->cur, &keep, true, &before) == -1)
+			return -1;
 	}
 	return 0;
 }

@@ -11,6 +11,7 @@
 #ifndef STORE_H
 #define STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,15 @@ int store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,
  * digest then cannot be published, store_abort() undoes the marks.
  */
 int store_take_digest(struct store *s, const char *user, size_t user_len, struct digest *d);
+
+/*
+ * Inside a write transaction: drop expired tombstones from up to max_users
+ * records, continuing where the previous call stopped.  *wrapped is set
+ * when the walk reached the end (the next call starts over).  Tombstones
+ * also go whenever their user's record is rewritten; this reaches users
+ * who are never written again.
+ */
+int store_sweep(struct store *s, int64_t now_ms, int64_t retention_ms, size_t max_users, bool *wrapped);
 
 /* Counters, kept up to date by commits (not a scan). */
 void store_get_stats(const struct store *s, struct store_stats *out);

@@ -26,6 +26,10 @@
 #define WORKER_FD 3
 #define WORKER_READ_CHUNK (256u << 10)
 #define WORKER_FLUSH_TIMEOUT_MS 5000
+/* Tombstone sweep: a pass a minute after start, then hourly, 1000 users per idle moment. */
+#define WORKER_SWEEP_FIRST_MS (60 * 1000)
+#define WORKER_SWEEP_EVERY_MS (3600 * 1000)
+#define WORKER_SWEEP_USERS 1000
 
 static volatile sig_atomic_t worker_terminate;
 
@@ -58,6 +62,8 @@ struct worker {
 	struct buf json;
 	uint64_t msgs, digests, stale, duplicates, bad_frames;
 	int64_t last_report_ms;
+	int64_t next_sweep_ms;    /* monotonic; when the next tombstone pass may start */
+	bool sweeping;
 };
 
 static int64_t
@@ -422,6 +428,32 @@ worker_read(struct worker *w)
 	}
 }
 
+/* When idle, drop expired tombstones of users nobody writes to any more. */
+static void
+worker_sweep(struct worker *w, int64_t now)
+{
+	bool wrapped = false;
+
+	if (w->txn || buf_unread(&w->in) > 0)
+		return;
+	if (!w->sweeping && now < w->next_sweep_ms)
+		return;
+	w->sweeping = true;
+	if (store_begin(w->store) == -1)
+		worker_storage_failed("beginning a tombstone sweep");
+	if (store_sweep(w->store, worker_now_ms(CLOCK_REALTIME), w->cfg.tombstone_retention_ms,
+	    WORKER_SWEEP_USERS, &wrapped) == -1) {
+		store_abort(w->store);
+		worker_storage_failed("sweeping tombstones");
+	}
+	if (store_commit(w->store) == -1)
+		worker_storage_failed("committing a tombstone sweep");
+	if (wrapped) {
+		w->sweeping = false;
+		w->next_sweep_ms = now + WORKER_SWEEP_EVERY_MS;
+	}
+}
+
 static void
 worker_loop(struct worker *w)
 {
@@ -450,6 +482,8 @@ worker_loop(struct worker *w)
 			continue;
 		}
 		now = worker_now_ms(CLOCK_MONOTONIC);
+		if (!eof && !(pfd.revents & POLLIN))
+			worker_sweep(w, now);
 		if (now - w->last_report_ms >= 1000) {
 			worker_report(w);
 			w->last_report_ms = now;
@@ -486,6 +520,7 @@ worker_main(void)
 	log_info("ready: state in %s/worker-%u, publishing digests on %s", w.cfg.state_dir, w.slot,
 	    w.cfg.subject_digest);
 	worker_report(&w);
+	w.next_sweep_ms = worker_now_ms(CLOCK_MONOTONIC) + WORKER_SWEEP_FIRST_MS;
 	worker_loop(&w);
 	log_info("exiting after %llu messages, %llu digests", (unsigned long long)w.msgs,
 	    (unsigned long long)w.digests);

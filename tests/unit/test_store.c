@@ -407,6 +407,45 @@ test_tombstone_expiry(void **state)
 	    ITEM("gone", "WARNING", "2021-07-31T00:00:00Z") "," ITEM("live", "WARNING", "2021-08-01T00:00:00Z")));
 }
 
+/* Users never written again still lose their expired tombstones, a few at a time. */
+static void
+test_sweep(void **state)
+{
+	struct fx *f = *state;
+	int64_t t0 = ts("2021-08-01T00:00:00Z").sec * 1000;
+	char user[16];
+	bool wrapped = false;
+	int calls = 0;
+
+	f->now_ms = t0;
+	for (int i = 0; i < 25; i++) {
+		snprintf(user, sizeof(user), "user%02d", i);
+		apply1(f, user, "gone", STATUS_CLEARED, "2021-08-01T00:00:00Z");
+		if (i % 5 == 0)
+			apply1(f, user, "live", STATUS_WARNING, "2021-08-01T00:00:00Z");
+	}
+	assert_stats(f->s, 25, 30, 25);
+	/* Within retention a full pass changes nothing. */
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_sweep(f->s, t0 + RETENTION, RETENTION, 1000, &wrapped), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_true(wrapped);
+	assert_stats(f->s, 25, 30, 25);
+	/* Past it, passes of 4 users each walk the whole store once. */
+	wrapped = false;
+	while (!wrapped) {
+		assert_int_equal(store_begin(f->s), 0);
+		assert_int_equal(store_sweep(f->s, t0 + RETENTION + 1, RETENTION, 4, &wrapped), 0);
+		assert_int_equal(store_commit(f->s), 0);
+		assert_true(++calls <= 8);
+	}
+	assert_int_equal(calls, 7);
+	assert_stats(f->s, 5, 5, 0);
+	reopen(f);
+	assert_stats(f->s, 5, 5, 0);
+	assert_string_equal(take_json(f, "user05"), DIGEST("user05", ITEM("live", "WARNING", "2021-08-01T00:00:00Z")));
+}
+
 /* ---- IDs ------------------------------------------------------------------------ */
 
 struct seen {
@@ -1230,6 +1269,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decode_fuzz, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bytes_per_alarm, setup, teardown),
