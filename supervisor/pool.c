@@ -195,11 +195,11 @@ static int
 slot_queue(struct slot *s, const uint8_t *frame, size_t len, void *ref)
 {
 	struct buf *t = outq_tail(s->q);
-	size_t at = t->len;
 
 	if (buf_append(t, frame, len) == -1)
 		return -1;
-	frame_set_id(t->data + at, s->next_id);
+	/* Not an offset saved before the append: appending may compact the buffer. */
+	frame_set_id(t->data + t->len - len, s->next_id);
 	if (outq_seal(s->q, s->next_id, ref) == -1)
 		return -1;
 	s->next_id++;
@@ -476,7 +476,8 @@ pool_stop(struct pool *p)
 		buf_free(&b);
 		if (slot_queue(s, hdr, sizeof(hdr), NULL) == -1) {
 			log_error("queueing STOP for worker %d; terminating it", s->index);
-			kill(s->pid, SIGTERM);
+			if (s->pid > 0)
+				kill(s->pid, SIGTERM);
 		}
 	}
 }

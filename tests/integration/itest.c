@@ -1,0 +1,545 @@
+/*
+ * itest: integration tests of alarm-supervisor against a real nats-server.
+ *
+ *   itest [SUPERVISOR_BINARY] [SCENARIO[/CASE] ...]
+ *
+ * The binary defaults to $ALARM_SUPERVISOR, then build/plain/alarm-supervisor.
+ * Scenarios may also be chosen with ITEST_ONLY=a,b.  Other knobs:
+ * ITEST_SCALE (traffic size, default 1), ITEST_SEED, ITEST_TIMEOUT (global
+ * watchdog, seconds, default 600), ITEST_KEEP=1 (keep temp dirs), NATS_SERVER.
+ *
+ * Prints "ok N - name" / "not ok N - name: reason" per check and ends with
+ * "itest: P passed, F failed"; exits 0 only when F == 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "itest.h"
+
+struct itest_opts itest_opts;
+
+static atomic_int n_passed, n_failed, n_points;
+
+/* ---- reporting ---- */
+
+void
+itest_ok(const char *name)
+{
+	atomic_fetch_add(&n_passed, 1);
+	printf("ok %d - %s\n", atomic_fetch_add(&n_points, 1) + 1, name);
+}
+
+void
+itest_fail(const char *name, const char *fmt, ...)
+{
+	char why[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	/* Reasons are one line: a TAP reader must not see a continuation as a result. */
+	for (char *p = why; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	atomic_fetch_add(&n_failed, 1);
+	printf("not ok %d - %s: %s\n", atomic_fetch_add(&n_points, 1) + 1, name, why);
+}
+
+void
+itest_report(const char *name, int rc)
+{
+	if (rc == 0)
+		itest_ok(name);
+	else
+		itest_fail(name, "%s", harness_err());
+}
+
+int
+itest_failures(void)
+{
+	return atomic_load(&n_failed);
+}
+
+bool
+itest_selected(const char *scenario, const char *sub)
+{
+	size_t slen = strlen(scenario);
+
+	if (itest_opts.nonly == 0)
+		return true;
+	for (int i = 0; i < itest_opts.nonly; i++) {
+		const char *o = itest_opts.only[i];
+
+		if (strcmp(o, scenario) == 0)
+			return true;
+		if (strncmp(o, scenario, slen) != 0 || o[slen] != '/')
+			continue;
+		/* "spec/x" runs scenario spec, and within it only case x. */
+		if (sub == NULL || strcmp(o + slen + 1, sub) == 0)
+			return true;
+	}
+	return false;
+}
+
+int
+itest_scaled(int n)
+{
+	double v = n * itest_opts.scale;
+
+	return v < 1 ? 1 : (int)v;
+}
+
+/* Runs on the watchdog thread while main may hold stdio locks: write(2) only. */
+static void
+on_abort(const char *why)
+{
+	char line[512];
+	int n;
+
+	n = snprintf(line, sizeof(line), "not ok %d - itest: %s\nitest: %d passed, %d failed\n",
+	    atomic_load(&n_points) + 1, why, atomic_load(&n_passed), atomic_load(&n_failed) + 1);
+	if (n > 0)
+		(void)!write(STDOUT_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line));
+}
+
+static void
+on_stray(int sig, const char *who)
+{
+	itest_fail("itest/stray_signal", "signal %d (%s) sent to the test program by %s", sig,
+	    strsignal(sig), who);
+}
+
+/* ---- environments ---- */
+
+int
+env_config_text(const struct env *e, const struct env_config *cfg, char *buf, size_t cap,
+    int *workers_line)
+{
+	char workers[64];
+	int n;
+
+	if (cfg->bad_workers != NULL)
+		snprintf(workers, sizeof(workers), "%s", cfg->bad_workers);
+	else
+		snprintf(workers, sizeof(workers), "%d", cfg->workers);
+	/* Line 9 is "workers = ..." (callers check the error names it). */
+	n = snprintf(buf, cap,
+	    "# itest config for %s\n"
+	    "[nats]\n"
+	    "servers = %s\n"
+	    "intake = %s\n"
+	    "\n"
+	    "[service]\n"
+	    "state_dir = %s/state\n"
+	    "log_level = info\n"
+	    "workers = %s\n"
+	    "shutdown_timeout = %ds\n"
+	    "restart_backoff_min = 1s\n"
+	    "restart_backoff_max = 2s\n"
+	    "\n"
+	    "[worker]\n"
+	    "commit_max_ms = 20ms\n",
+	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream", e->dir, workers,
+	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10);
+	if (workers_line != NULL)
+		*workers_line = 9;
+	if (n < 0 || (size_t)n >= cap) {
+		harness_seterr("config text for %s does not fit in %zu bytes", e->tag, cap);
+		return -1;
+	}
+	return 0;
+}
+
+int
+env_write_config(struct env *e, const struct env_config *cfg)
+{
+	char text[4096];
+
+	if (env_config_text(e, cfg, text, sizeof(text), NULL) == -1)
+		return -1;
+	return harness_write_file(e->svc.conf, text);
+}
+
+int
+env_alive(struct env *e)
+{
+	char st[64];
+
+	if (harness_proc_alive(&e->svc.proc))
+		return 0;
+	harness_seterr("the supervisor is not running (%s); see its log",
+	    e->svc.proc.pid > 0 ? harness_status_str(e->svc.proc.status, st, sizeof(st)) :
+	    "never started");
+	return -1;
+}
+
+int
+env_wait_user(struct env *e, const char *user, size_t n, int64_t deadline_ms)
+{
+	for (;;) {
+		int64_t slice = harness_now_ms() + 250;
+
+		if (collector_wait_user(e->digests, user, n, slice < deadline_ms ? slice : deadline_ms) == 0)
+			return 0;
+		if (harness_now_ms() >= deadline_ms || env_alive(e) == -1)
+			return -1;
+	}
+}
+
+/* Consumer polling that gives up as soon as the supervisor dies. */
+static int
+env_wait_consumer(struct env *e, int64_t deadline)
+{
+	for (;;) {
+		int64_t left = deadline - harness_now_ms();
+
+		if (env_alive(e) == -1)
+			return -1;
+		if (bus_wait_consumer(e->bus, "ALARMS", "alarm-digest", left < 500 ? left : 500) == 0)
+			return 0;
+		if (left <= 500)
+			return -1;
+	}
+}
+
+/* One probe user: update + request, then wait for its digest. */
+static int
+env_probe(struct env *e, int64_t deadline)
+{
+	char user[96], ts[48];
+	int64_t until;
+
+	snprintf(user, sizeof(user), "probe-%s-%d", e->tag, ++e->probes);
+	model_ts_print(harness_wall_sec(), 0, 0, 0, false, ts, sizeof(ts));
+	if (bus_publish_update(e->bus, user, "probe", "WARNING", ts) == -1 ||
+	    bus_publish_request(e->bus, user) == -1 || bus_flush(e->bus, 5000) == -1)
+		return -1;
+	/* Core intake drops probes sent before it subscribed: retry those sooner. */
+	until = harness_now_ms() + (e->cfg.core ? 1000 : 3000);
+	return env_wait_user(e, user, 1, until < deadline ? until : deadline);
+}
+
+int
+env_wait_ready(struct env *e, int64_t timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+
+	if (!e->cfg.core && env_wait_consumer(e, deadline) == -1)
+		return -1;
+	/* Core intake loses what is published before it subscribes: probe until one returns. */
+	while (harness_now_ms() < deadline) {
+		if (env_alive(e) == -1)
+			return -1;
+		if (env_probe(e, deadline) == 0)
+			return 0;
+	}
+	harness_seterr("service not ready after %lld ms: no probe digest came back (%d probes)",
+	    (long long)timeout_ms, e->probes);
+	return -1;
+}
+
+int
+env_up(struct env *e, const char *tag, const struct env_config *cfg)
+{
+	memset(e, 0, sizeof(*e));
+	e->failures_at_start = itest_failures();
+	e->cfg = *cfg;
+	snprintf(e->tag, sizeof(e->tag), "%s", tag);
+	if (harness_tmpdir(tag, e->dir, sizeof(e->dir)) == -1)
+		return -1;
+	snprintf(e->svc.bin, sizeof(e->svc.bin), "%s", itest_opts.bin);
+	if (harness_path(e->svc.conf, sizeof(e->svc.conf), e->dir, "alarm-supervisor.conf") == -1 ||
+	    harness_path(e->svc.log, sizeof(e->svc.log), e->dir, "service.log") == -1)
+		return -1;
+	if (harness_nats_start(&e->nats, e->dir) == -1)
+		return -1;
+	if ((e->bus = bus_open(e->nats.url, !cfg->core)) == NULL)
+		return -1;
+	if ((e->digests = collector_new(e->bus, "AlarmDigest")) == NULL)
+		return -1;
+	if (env_write_config(e, cfg) == -1 || harness_service_start(&e->svc) == -1)
+		return -1;
+	return env_wait_ready(e, 30000);
+}
+
+int
+env_restart_service(struct env *e)
+{
+	if (harness_service_start(&e->svc) == -1)
+		return -1;
+	return env_wait_ready(e, 30000);
+}
+
+int
+env_check_collector(struct env *e)
+{
+	char first[1200];
+	size_t errors = collector_errors(e->digests, first, sizeof(first));
+	int64_t dropped = collector_dropped(e->digests);
+
+	if (errors > 0) {
+		harness_seterr("%zu digests broke the output contract; first: %s", errors, first);
+		return -1;
+	}
+	if (dropped != 0) {
+		harness_seterr("the test's digest subscription dropped %lld messages", (long long)dropped);
+		return -1;
+	}
+	return 0;
+}
+
+/* Stop traffic, send the final round and compare every user with the model. */
+int
+env_finish_and_verify(struct env *e, struct model *m, struct runner *r, bool allow_dup)
+{
+	char marker[64];
+
+	if (r != NULL && runner_stop(r) == -1)
+		return -1;
+	if (r != NULL)
+		printf("# %s: traffic thread sent %zu messages\n", e->tag, atomic_load(&r->sent));
+	if (traffic_final_round(e->bus, m, e->tag) == -1)
+		return -1;
+	traffic_marker(e->tag, marker, sizeof(marker));
+	if (traffic_wait(m, e->digests, allow_dup, 60000, &e->svc.proc, marker) == -1)
+		return -1;
+	/* A wrong extra digest would come right behind the last expected one. */
+	harness_sleep_ms(300);
+	return traffic_verify(m, e->digests, allow_dup);
+}
+
+/* Shutdown is part of the contract: exit 0 on SIGTERM and leave no worker. */
+static void
+env_stop_service(struct env *e)
+{
+	struct harness_worker w[64];
+	char name[64], st[64];
+	int nw;
+
+	/* Not running (never started, or already dead): only clean up after it. */
+	if (e->svc.proc.pid <= 0 || e->svc.proc.reaped)
+		goto out;
+	nw = harness_workers(e->svc.proc.pid, w, 64);
+	snprintf(name, sizeof(name), "%s/teardown", e->tag);
+	if (harness_service_stop(&e->svc, (e->cfg.shutdown_timeout_s > 0 ?
+	    e->cfg.shutdown_timeout_s : 10) * 1000 + 5000) == -1) {
+		itest_fail(name, "%s", harness_err());
+		goto out;
+	}
+	if (!WIFEXITED(e->svc.proc.status) || WEXITSTATUS(e->svc.proc.status) != 0)
+		itest_fail(name, "supervisor ended with %s after SIGTERM, want exit 0",
+		    harness_status_str(e->svc.proc.status, st, sizeof(st)));
+	for (int i = 0; i < nw; i++) {
+		if (harness_pid_alive(w[i].pid)) {
+			itest_fail(name, "worker %d/%d pid %ld outlived the supervisor", w[i].slot,
+			    w[i].nslots, (long)w[i].pid);
+			break;
+		}
+	}
+out:
+	/* Whatever is left of its group, or orphaned outside it, goes now. */
+	harness_proc_kill(&e->svc.proc);
+	harness_kill_orphans();
+}
+
+/* Sanitizer reports of any service process (a worker's would not show in an exit status). */
+static void
+env_check_sanitizers(struct env *e)
+{
+	static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+		"runtime error:", "WARNING: ThreadSanitizer", NULL };
+	char name[64];
+	char *log = harness_read_file(e->svc.log, NULL);
+
+	if (log == NULL)
+		return;
+	for (int i = 0; marks[i] != NULL; i++) {
+		const char *hit = strstr(log, marks[i]);
+
+		if (hit != NULL) {
+			snprintf(name, sizeof(name), "%s/sanitizers", e->tag);
+			itest_fail(name, "service log has a sanitizer report: %.200s", hit);
+			break;
+		}
+	}
+	free(log);
+}
+
+void
+env_down(struct env *e)
+{
+	bool failed;
+
+	if (e->dir[0] == '\0')
+		return;
+	env_stop_service(e);
+	env_check_sanitizers(e);
+	failed = itest_failures() > e->failures_at_start;
+	collector_free(e->digests);
+	e->digests = NULL;
+	bus_close(e->bus);
+	e->bus = NULL;
+	if (harness_nats_stop(&e->nats) == -1)
+		printf("# %s: %s\n", e->tag, harness_err());
+	if (failed) {
+		harness_dump_tail("service log", e->svc.log, 60);
+		harness_dump_tail("nats-server log", e->nats.log, 10);
+	}
+	if (getenv("ITEST_KEEP") != NULL) {
+		harness_tmpdir_keep(e->dir);
+		printf("# %s: kept %s\n", e->tag, e->dir);
+	}
+	else if (harness_tmpdir_remove(e->dir) == -1)
+		printf("# %s: %s\n", e->tag, harness_err());
+	e->dir[0] = '\0';
+}
+
+/* ---- main ---- */
+
+static const struct scenario {
+	const char *name;
+	void (*run)(void);
+	bool needs_service;
+} scenarios[] = {
+	{ "model_check", scn_model_check, false },
+	{ "harness", scn_harness, false },
+	{ "config_check", scn_config_check, true },
+	{ "spec", scn_spec, true },
+	{ "many_users", scn_many_users, true },
+	{ "worker_kill", scn_worker_kill, true },
+	{ "reload_workers", scn_reload_workers, true },
+	{ "reload_invalid", scn_reload_invalid, true },
+	{ "malformed", scn_malformed, true },
+	{ "sigterm_drain", scn_sigterm_drain, true },
+	{ "core_intake", scn_core_intake, true },
+};
+#define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
+
+static bool
+is_scenario_name(const char *s)
+{
+	for (size_t i = 0; i < NSCENARIOS; i++) {
+		size_t n = strlen(scenarios[i].name);
+
+		if (strncmp(s, scenarios[i].name, n) == 0 && (s[n] == '\0' || s[n] == '/'))
+			return true;
+	}
+	return false;
+}
+
+static int
+add_only(const char *name)
+{
+	if (!is_scenario_name(name)) {
+		fprintf(stderr, "itest: unknown scenario \"%s\"; known:", name);
+		for (size_t i = 0; i < NSCENARIOS; i++)
+			fprintf(stderr, " %s", scenarios[i].name);
+		fprintf(stderr, "\n");
+		return -1;
+	}
+	if (itest_opts.nonly == (int)(sizeof(itest_opts.only) / sizeof(itest_opts.only[0]))) {
+		fprintf(stderr, "itest: too many scenarios selected\n");
+		return -1;
+	}
+	itest_opts.only[itest_opts.nonly++] = name;
+	return 0;
+}
+
+/* ITEST_ONLY="a,b": names point into a static copy of the variable. */
+static int
+only_from_env(void)
+{
+	static char copy[1024];
+	const char *env = getenv("ITEST_ONLY");
+
+	if (env == NULL || env[0] == '\0')
+		return 0;
+	snprintf(copy, sizeof(copy), "%s", env);
+	for (char *save = NULL, *t = strtok_r(copy, ", ", &save); t != NULL;
+	    t = strtok_r(NULL, ", ", &save))
+		if (add_only(t) == -1)
+			return -1;
+	return 0;
+}
+
+static int
+parse_args(int argc, char **argv)
+{
+	const char *env;
+	int i = 1;
+
+	itest_opts.bin = getenv("ALARM_SUPERVISOR");
+	if (itest_opts.bin == NULL || itest_opts.bin[0] == '\0')
+		itest_opts.bin = "build/plain/alarm-supervisor";
+	/* The first argument is the binary unless it names a scenario. */
+	if (argc > 1 && !is_scenario_name(argv[1]))
+		itest_opts.bin = argv[i++];
+	for (; i < argc; i++)
+		if (add_only(argv[i]) == -1)
+			return -1;
+	if (only_from_env() == -1)
+		return -1;
+	env = getenv("ITEST_SCALE");
+	itest_opts.scale = env != NULL ? strtod(env, NULL) : 1.0;
+	if (!(itest_opts.scale > 0))
+		itest_opts.scale = 1.0;
+	env = getenv("ITEST_SEED");
+	itest_opts.seed = env != NULL ? strtoull(env, NULL, 0) :
+	    (uint64_t)harness_wall_sec() ^ ((uint64_t)getpid() << 32);
+	return 0;
+}
+
+static void
+run_scenario(const struct scenario *s, bool have_bin)
+{
+	if (!itest_selected(s->name, NULL))
+		return;
+	printf("# scenario %s\n", s->name);
+	if (s->needs_service && !have_bin) {
+		itest_fail(s->name, "supervisor binary %s is not executable (build it, or pass its "
+		    "path as the first argument or in ALARM_SUPERVISOR)", itest_opts.bin);
+		return;
+	}
+	int64_t t0 = harness_now_ms();
+	s->run();
+	printf("# scenario %s took %.1f s\n", s->name, (harness_now_ms() - t0) / 1000.0);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *env = getenv("ITEST_TIMEOUT");
+	int64_t timeout_s = env != NULL ? strtoll(env, NULL, 10) : 600;
+	bool have_bin;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (parse_args(argc, argv) == -1)
+		return 2;
+	if (timeout_s <= 0)
+		timeout_s = 600;
+	if (harness_init(timeout_s * 1000, on_abort, on_stray) == -1) {
+		fprintf(stderr, "itest: %s\n", harness_err());
+		return 2;
+	}
+	have_bin = access(itest_opts.bin, X_OK) == 0;
+	printf("# itest: supervisor %s, scale %.2f, seed %llu (ITEST_SEED to replay)\n",
+	    itest_opts.bin, itest_opts.scale, (unsigned long long)itest_opts.seed);
+	for (size_t i = 0; i < NSCENARIOS; i++)
+		run_scenario(&scenarios[i], have_bin);
+	harness_fini();
+	/* Lets cnats' own threads end, so LeakSanitizer sees a clean exit. */
+	nats_CloseAndWait(5000);
+	printf("itest: %d passed, %d failed\n", atomic_load(&n_passed), atomic_load(&n_failed));
+	return atomic_load(&n_failed) == 0 ? 0 : 1;
+}

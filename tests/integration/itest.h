@@ -1,0 +1,107 @@
+/*
+ * itest: the integration test program's shared pieces: options, result
+ * reporting (TAP-like "ok N - name" lines), and an "env": one nats-server
+ * plus one running service, with a bus, a digest collector and a config
+ * file in a private temp dir.
+ */
+#ifndef ITEST_H
+#define ITEST_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "harness.h"
+#include "model.h"
+#include "traffic.h"
+
+struct itest_opts {
+	const char *bin;          /* the supervisor binary */
+	double scale;             /* ITEST_SCALE: multiplies traffic sizes */
+	uint64_t seed;            /* ITEST_SEED */
+	const char *only[32];     /* selected names (scenario or scenario/case) */
+	int nonly;
+};
+
+extern struct itest_opts itest_opts;
+
+/* ---- reporting ---- */
+
+void itest_ok(const char *name);
+void itest_fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Report ok or not ok from a 0/-1 result, the reason taken from harness_err(). */
+void itest_report(const char *name, int rc);
+int itest_failures(void);
+/* Scenario/case selection: true when nothing was selected or `name` matches. */
+bool itest_selected(const char *scenario, const char *sub);
+/* Traffic size scaled by ITEST_SCALE, at least 1. */
+int itest_scaled(int n);
+
+/* ---- environments ---- */
+
+struct env_config {
+	int workers;
+	bool core;                /* intake = core */
+	int shutdown_timeout_s;
+	const char *bad_workers;  /* when set: "workers = <this>" (an invalid config) */
+};
+
+struct env {
+	char dir[PATH_MAX];
+	char tag[32];
+	struct harness_nats nats;
+	struct harness_service svc;
+	struct bus *bus;
+	struct collector *digests;
+	struct env_config cfg;
+	int failures_at_start;
+	int probes;
+};
+
+/* The config text for cfg; *bad_line gets the line number of "workers =". */
+int env_config_text(const struct env *e, const struct env_config *cfg, char *buf,
+    size_t cap, int *workers_line);
+int env_write_config(struct env *e, const struct env_config *cfg);
+/* Temp dir, nats-server, config, bus, collector, service, and wait until ready. */
+int env_up(struct env *e, const char *tag, const struct env_config *cfg);
+/* Stop everything; logs are printed if anything failed since env_up. */
+void env_down(struct env *e);
+/* Start the service again (same config/state) and wait until ready. */
+int env_restart_service(struct env *e);
+/* Consumer exists (jetstream) and a probe user's digest makes the round trip. */
+int env_wait_ready(struct env *e, int64_t timeout_ms);
+/* collector_wait_user that gives up as soon as the supervisor is gone. */
+int env_wait_user(struct env *e, const char *user, size_t n, int64_t deadline_ms);
+/* The supervisor is still running; sets harness_err when not. */
+int env_alive(struct env *e);
+/*
+ * Stop the traffic thread (r may be NULL), send the final round, wait for
+ * every expected digest and compare every user with the model.
+ */
+int env_finish_and_verify(struct env *e, struct model *m, struct runner *r, bool allow_dup);
+/* Checks every scenario ends with: no malformed digest, no drops. */
+int env_check_collector(struct env *e);
+
+/* ---- shared case data (spec.c) ---- */
+
+/* {input, as a digest prints it}, NULL-terminated. */
+extern const char *const itest_good_timestamps[][2];
+/* Each breaks one rule of the SPEC's ChangedAt shape; NULL-terminated. */
+extern const char *const itest_bad_timestamps[];
+
+/* ---- scenarios ---- */
+
+void scn_model_check(void);
+void scn_harness(void);
+void scn_config_check(void);
+void scn_spec(void);
+void scn_many_users(void);
+void scn_worker_kill(void);
+void scn_reload_workers(void);
+void scn_reload_invalid(void);
+void scn_malformed(void);
+void scn_sigterm_drain(void);
+void scn_core_intake(void);
+
+#endif
