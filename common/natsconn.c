@@ -18,6 +18,16 @@ natsconn_on_disconnected(natsConnection *nc, void *arg)
 }
 
 static void
+natsconn_on_connected(natsConnection *nc, void *arg)
+{
+	char url[256] = "";
+
+	(void)arg;
+	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	log_info("connected to NATS at %s", url);
+}
+
+static void
 natsconn_on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *arg)
 {
 	(void)nc;
@@ -64,7 +74,8 @@ natsconn_options(natsOptions **opts, const struct natsconn_opts *o, char *list)
 	/* Enough to ride out a broker restart under load without dropping publishes. */
 	if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(*opts, 64 << 20);
 	if (s == NATS_OK) s = natsOptions_SetMaxPendingMsgs(*opts, 1 << 20);
-	if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(*opts, true, NULL, NULL);
+	/* With a callback the first connect is asynchronous; without one it would retry forever inside Connect. */
+	if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(*opts, true, natsconn_on_connected, NULL);
 	if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(*opts, natsconn_on_disconnected, NULL);
 	if (s == NATS_OK) s = natsOptions_SetErrorHandler(*opts, natsconn_on_error, NULL);
 	if (s == NATS_OK && o->reconnected_cb != NULL)
