@@ -40,7 +40,8 @@ struct intake {
 	char *dead_letter_subject;  /* guarded by lock */
 	struct msg_limits limits;   /* guarded by lock */
 
-	atomic_bool reconnected;
+	atomic_bool reset_wanted;
+	uint64_t last_consumer_seq;  /* callback thread only */
 	_Atomic uint64_t received, accepted, rejected, dead_lettered, dead_letter_failed, redelivered;
 	_Atomic uint64_t by_reason[MSG_E_COUNT];
 };
@@ -65,10 +66,17 @@ intake_batch_free(struct intake_batch *b)
 }
 
 void
-intake_release(natsMsg *m)
+intake_release(void *m)
 {
 	if (m != NULL)
 		natsMsg_Destroy(m);
+}
+
+static void
+intake_want_reset(struct intake *in, const char *why)
+{
+	if (!atomic_exchange(&in->reset_wanted, true))
+		log_warnx("%s: acks paused until the consumer is reset to its ack floor", why);
 }
 
 /* Publish the payload unchanged with the reason in a header (and keep it, if a stream captures the subject). */
@@ -110,16 +118,24 @@ intake_dead_letter(struct intake *in, natsMsg *m, enum msg_error e, const char *
 	return 0;
 }
 
+static void intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *m);
+
 static void
-intake_reject(struct intake *in, natsMsg *m, enum msg_error e, const char *detail)
+intake_reject(struct intake *in, natsMsg *m, enum msg_error e, const char *detail, uint64_t stream_seq)
 {
 	atomic_fetch_add(&in->rejected, 1);
 	atomic_fetch_add(&in->by_reason[e], 1);
 	log_limited(&in->bad_log, LL_WARN, "rejected message on %s (%d bytes): %s: %s",
 	    natsMsg_GetSubject(m), natsMsg_GetDataLength(m), msg_error_name(e), detail);
-	if (intake_dead_letter(in, m, e, detail) == 0 && in->mode == INTAKE_JETSTREAM)
-		intake_ack(in, m);
-	natsMsg_Destroy(m);
+	if (intake_dead_letter(in, m, e, detail) == -1) {
+		/* Not kept anywhere yet: it must come again, so nothing past it may be acked. */
+		if (in->mode == INTAKE_JETSTREAM)
+			intake_want_reset(in, "dead-letter publish failed");
+		natsMsg_Destroy(m);
+		return;
+	}
+	/* Done already; it still takes its place in the ack order. */
+	intake_queue(in, NULL, stream_seq, m);
 }
 
 static bool
@@ -132,7 +148,7 @@ static int
 intake_batch_push(struct intake_batch *b, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *keep)
 {
 	size_t off = b->frames.len;
-	int rc;
+	int rc = 0;
 
 	if (b->n == b->cap) {
 		size_t ncap = b->cap ? b->cap * 2 : 256;
@@ -142,16 +158,19 @@ intake_batch_push(struct intake_batch *b, const struct alarm_msg *am, uint64_t s
 		b->items = n;
 		b->cap = ncap;
 	}
-	if (am->kind == MSG_STATUS_CHANGED)
+	if (am == NULL)
+		rc = 0;
+	else if (am->kind == MSG_STATUS_CHANGED)
 		rc = frame_put_update(&b->frames, 0, am);
 	else
 		rc = frame_put_digest(&b->frames, 0, stream_seq, am->user, am->user_len);
 	if (rc == -1)
 		return -1;
 	b->items[b->n++] = (struct intake_item){
-		.hash = hash32(am->user, am->user_len),
+		.hash = am ? hash32(am->user, am->user_len) : 0,
 		.frame_off = (uint32_t)off,
 		.frame_len = (uint32_t)(b->frames.len - off),
+		.stream_seq = stream_seq,
 		.msg = keep,
 	};
 	return 0;
@@ -161,13 +180,12 @@ static void
 intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 {
 	struct intake *in = arg;
-	struct jsack_meta meta = { 0, 0 };
+	struct jsack_meta meta = { 0, 0, 0 };
 	const char *subject = natsMsg_GetSubject(m);
 	struct msg_limits limits;
 	struct alarm_msg am;
 	enum msg_kind kind;
 	enum msg_error e;
-	uint64_t one = 1;
 
 	(void)nc;
 	(void)sub;
@@ -182,6 +200,14 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		}
 		if (meta.delivered > 1)
 			atomic_fetch_add(&in->redelivered, 1);
+		/* TCP keeps order, so a skipped delivery sequence means deliveries were lost. */
+		if (meta.consumer_seq != in->last_consumer_seq + 1) {
+			char why[128];
+			snprintf(why, sizeof(why), "consumer delivery %llu arrived, %llu expected",
+			    (unsigned long long)meta.consumer_seq, (unsigned long long)in->last_consumer_seq + 1);
+			intake_want_reset(in, why);
+		}
+		in->last_consumer_seq = meta.consumer_seq;
 	}
 	/* The stream's subject is what tells the two kinds apart. */
 	if (strcmp(subject, in->subject_status) == 0)
@@ -189,7 +215,8 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	else if (strcmp(subject, in->subject_request) == 0)
 		kind = MSG_DIGEST_REQUEST;
 	else {
-		intake_reject(in, m, MSG_E_JSON, "subject is neither the status nor the request subject");
+		intake_reject(in, m, MSG_E_JSON, "subject is neither the status nor the request subject",
+		    meta.stream_seq);
 		return;
 	}
 
@@ -198,9 +225,17 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	pthread_mutex_unlock(&in->lock);
 	e = msg_parse(in->parser, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &limits, &am);
 	if (e != MSG_OK) {
-		intake_reject(in, m, e, msg_parser_detail(in->parser));
+		intake_reject(in, m, e, msg_parser_detail(in->parser), meta.stream_seq);
 		return;
 	}
+	intake_queue(in, &am, meta.stream_seq, m);
+}
+
+/* Hand a message (am == NULL: already done) to the main thread, waiting while the batch is full. */
+static void
+intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *m)
+{
+	uint64_t one = 1;
 
 	pthread_mutex_lock(&in->lock);
 	while (intake_batch_full(&in->fill) && !in->discard)
@@ -212,15 +247,17 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	}
 	bool was_empty = in->fill.n == 0;
 	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
-	if (intake_batch_push(&in->fill, &am, meta.stream_seq, keep) == -1) {
+	if (intake_batch_push(&in->fill, am, stream_seq, keep) == -1) {
 		pthread_mutex_unlock(&in->lock);
-		/* Unacked: jetstream delivers it again after ack_wait. */
-		log_error("out of memory queueing a message on %s", subject);
+		log_error("out of memory queueing a message on %s", natsMsg_GetSubject(m));
+		if (in->mode == INTAKE_JETSTREAM)
+			intake_want_reset(in, "a message could not be queued");
 		natsMsg_Destroy(m);
 		return;
 	}
 	pthread_mutex_unlock(&in->lock);
-	atomic_fetch_add(&in->accepted, 1);
+	if (am != NULL)
+		atomic_fetch_add(&in->accepted, 1);
 	if (keep == NULL)
 		natsMsg_Destroy(m);
 	if (was_empty && write(in->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
@@ -266,13 +303,15 @@ intake_on_reconnected(natsConnection *nc, void *arg)
 
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
 	log_info("reconnected to NATS at %s", url);
-	atomic_store(&in->reconnected, true);
+	/* Deliveries in flight on the old connection are gone; the reset sends them again now. */
+	if (in->mode == INTAKE_JETSTREAM)
+		intake_want_reset(in, "reconnected");
 }
 
 bool
-intake_reconnected(struct intake *in)
+intake_reset_wanted(struct intake *in)
 {
-	return atomic_exchange(&in->reconnected, false);
+	return atomic_load(&in->reset_wanted);
 }
 
 /* Stream holding both input subjects; created if missing, checked if present. */
@@ -391,7 +430,7 @@ intake_reset_consumer(struct intake *in)
 	jsConsumerConfig_Init(&cc);
 	cc.Durable = in->consumer;
 	cc.DeliverSubject = in->deliver_subject;
-	cc.AckPolicy = js_AckExplicit;
+	cc.AckPolicy = js_AckAll;
 	cc.AckWait = in->ack_wait_ms * 1000000;
 	cc.MaxAckPending = in->max_ack_pending;
 	cc.MaxDeliver = -1;
@@ -513,6 +552,9 @@ intake_start(struct intake *in)
 	if (in->mode == INTAKE_JETSTREAM) {
 		if (intake_reset_consumer(in) == -1)
 			return -1;
+		/* A new consumer numbers its deliveries from 1; no callback runs now. */
+		in->last_consumer_seq = 0;
+		atomic_store(&in->reset_wanted, false);
 		return intake_subscribe(in, in->deliver_subject);
 	}
 	if (intake_subscribe(in, in->subject_status) == -1 ||

@@ -32,7 +32,8 @@ struct intake;
 struct intake_item {
 	uint32_t hash;        /* hash32(UserID): the routing key */
 	uint32_t frame_off;   /* the frame, in intake_batch.frames */
-	uint32_t frame_len;
+	uint32_t frame_len;   /* 0: nothing to route, already done (a dead-lettered message) */
+	uint64_t stream_seq;
 	natsMsg *msg;         /* jetstream: held until acked; core: NULL */
 };
 
@@ -78,12 +79,20 @@ int intake_wake_fd(const struct intake *in);
 int intake_take(struct intake *in, struct intake_batch *b);
 void intake_batch_free(struct intake_batch *b);
 
-/* Ack a routed message once its effects are durable, and release it. */
+/*
+ * Ack (AckAll) a message once it and every delivery before it are durable.
+ * The caller still releases it.
+ */
 void intake_ack(struct intake *in, natsMsg *m);
-void intake_release(natsMsg *m);
+void intake_release(void *m);
 
-/* True once after the connection came back from a disconnect. */
-bool intake_reconnected(struct intake *in);
+/*
+ * The consumer must be reset before anything more is acked: the
+ * connection came back from a disconnect, a delivery went missing (a gap
+ * in the consumer sequence), or a dead-letter publish failed.  Cleared by
+ * intake_start().
+ */
+bool intake_reset_wanted(struct intake *in);
 /* Reloadable settings: limits and dead-letter subject. */
 int intake_reload(struct intake *in, const struct config *c);
 void intake_get_stats(struct intake *in, struct intake_stats *st);

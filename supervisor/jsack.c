@@ -51,7 +51,8 @@ jsack_parse(const char *reply, struct jsack_meta *out)
 	else
 		return -1;
 	if (jsack_u64(tok[base], len[base], &out->delivered) == -1 ||
-	    jsack_u64(tok[base + 1], len[base + 1], &out->stream_seq) == -1)
+	    jsack_u64(tok[base + 1], len[base + 1], &out->stream_seq) == -1 ||
+	    jsack_u64(tok[base + 2], len[base + 2], &out->consumer_seq) == -1)
 		return -1;
 	return 0;
 }

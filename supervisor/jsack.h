@@ -15,6 +15,7 @@
 struct jsack_meta {
 	uint64_t stream_seq;
 	uint64_t delivered;   /* delivery count: > 1 means a redelivery */
+	uint64_t consumer_seq;  /* the consumer's delivery sequence: +1 per delivery, so a gap shows a loss */
 };
 
 /* 0 on success, -1 if `reply` is not a JetStream ack subject. */

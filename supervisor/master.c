@@ -16,6 +16,7 @@
 #include "../common/log.h"
 #include "../common/title.h"
 #include "../worker/reshard.h"
+#include "ackq.h"
 #include "intake.h"
 #include "master.h"
 #include "pool.h"
@@ -37,6 +38,7 @@ struct master {
 	const char *conf_path;
 	struct config cfg;
 	struct intake *intake;
+	struct ackq *ackq;          /* every held delivery, in order, for the floor ack */
 	struct pool *pool;
 	struct intake_batch batch;
 	int sigfd;
@@ -58,21 +60,28 @@ master_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Pool entries carry ackq handle + 1 (control frames carry NULL). */
 static void
-master_ack(void *ref, void *arg)
+master_done(void *ref, void *arg)
 {
 	struct master *m = arg;
 
-	if (ref != NULL) {
-		intake_ack(m->intake, ref);
-		intake_release(ref);
-	}
+	if (ref != NULL)
+		ackq_done(m->ackq, (uint64_t)(uintptr_t)ref - 1);
 }
 
+/* Ack the durable floor, if it moved and acking is safe. */
 static void
-master_drop(void *ref)
+master_ack_floor(struct master *m)
 {
-	intake_release(ref);
+	void *msg;
+
+	if (intake_reset_wanted(m->intake))
+		return;
+	if ((msg = ackq_advance(m->ackq)) != NULL) {
+		intake_ack(m->intake, msg);
+		intake_release(msg);
+	}
 }
 
 /* Signals arrive on a signalfd; nothing runs in signal context. */
@@ -156,9 +165,16 @@ master_route(struct master *m)
 			return;
 		while (m->batch.pos < m->batch.n) {
 			struct intake_item *it = &m->batch.items[m->batch.pos];
-			if (!pool_route(m->pool, it->hash, m->batch.frames.data + it->frame_off,
-			    it->frame_len, it->msg))
+			uint64_t h = ackq_push(m->ackq, it->msg, it->stream_seq, it->frame_len == 0);
+			if (h == UINT64_MAX) {
+				log_error("ack queue");
+				return;
+			}
+			if (it->frame_len > 0 && !pool_route(m->pool, it->hash, m->batch.frames.data + it->frame_off,
+			    it->frame_len, (void *)(uintptr_t)(h + 1))) {
+				ackq_unpush(m->ackq);
 				return;  /* that worker's queue is full: wait for it */
+			}
 			it->msg = NULL;
 			m->batch.pos++;
 		}
@@ -259,13 +275,16 @@ static int
 master_act(struct master *m)
 {
 	if (m->action == ACTION_RESET_CONSUMER) {
-		log_info("resetting the consumer after a reconnect so nothing waits for ack_wait");
+		log_info("resetting the consumer to its ack floor: unacked messages come again now, in order");
 		intake_reset(m->intake);
+		/* Durable but not acked: they come again, and re-applying them is harmless. */
+		ackq_clear(m->ackq);
 		intake_batch_free(&m->batch);
 		if (intake_start(m->intake) == -1)
 			return -1;
 	} else if (m->action == ACTION_RESHARD) {
 		int old = pool_size(m->pool);
+		master_ack_floor(m);
 		pool_stop(m->pool);
 		while (!pool_exited(m->pool)) {
 			struct pollfd fds[MASTER_MAX_FDS];
@@ -275,7 +294,7 @@ master_act(struct master *m)
 			pool_handle(m->pool, fds, n);
 			pool_reap(m->pool);
 		}
-		pool_free(m->pool, master_drop);
+		pool_free(m->pool, NULL);
 		m->pool = NULL;
 		if (master_reshard(m, m->target_slots) == 0) {
 			log_info("worker count is now %d", m->target_slots);
@@ -286,7 +305,7 @@ master_act(struct master *m)
 				return -1;
 			m->target_slots = old;
 		}
-		if ((m->pool = pool_new(&m->cfg, m->target_slots, master_ack, m)) == NULL)
+		if ((m->pool = pool_new(&m->cfg, m->target_slots, master_done, m)) == NULL)
 			return -1;
 	}
 	m->action = ACTION_NONE;
@@ -319,8 +338,9 @@ master_loop(struct master *m)
 		pool_handle(m->pool, fds + first_pool, n - first_pool);
 		master_on_signals(m);
 		master_route(m);
+		master_ack_floor(m);
 
-		if (m->phase == PHASE_RUN && intake_durable(m->intake) && intake_reconnected(m->intake)) {
+		if (m->phase == PHASE_RUN && intake_reset_wanted(m->intake)) {
 			m->phase = PHASE_QUIESCE;
 			m->action = ACTION_RESET_CONSUMER;
 		}
@@ -349,8 +369,10 @@ master_loop(struct master *m)
 				m->phase = PHASE_STOPPING;
 			}
 		}
-		if (m->phase == PHASE_STOPPING && pool_exited(m->pool))
+		if (m->phase == PHASE_STOPPING && pool_exited(m->pool)) {
+			master_ack_floor(m);
 			return 0;
+		}
 		if ((m->phase == PHASE_DRAIN || m->phase == PHASE_STOPPING) && master_now_ms() >= m->deadline_ms) {
 			log_warnx("shutdown_timeout reached; killing workers. Unacked messages are redelivered at the next start");
 			pool_kill(m->pool);
@@ -358,6 +380,7 @@ master_loop(struct master *m)
 				pool_reap(m->pool);
 				nanosleep(&(struct timespec){ 0, 10 * 1000000 }, NULL);
 			}
+			master_ack_floor(m);
 			return 0;
 		}
 		master_title(m, false);
@@ -407,7 +430,11 @@ master_main(const char *conf_path)
 		goto out;
 	if ((m.intake = intake_open(&m.cfg, master_stop_check, &m)) == NULL)
 		goto out;
-	if ((m.pool = pool_new(&m.cfg, nslots, master_ack, &m)) == NULL)
+	if ((m.ackq = ackq_new(intake_release)) == NULL) {
+		log_error("allocating the ack queue");
+		goto out;
+	}
+	if ((m.pool = pool_new(&m.cfg, nslots, master_done, &m)) == NULL)
 		goto out;
 	if (intake_start(m.intake) == -1)
 		goto out;
@@ -426,7 +453,8 @@ out:
 		}
 	}
 	intake_batch_free(&m.batch);
-	pool_free(m.pool, master_drop);
+	pool_free(m.pool, NULL);
+	ackq_free(m.ackq);
 	intake_close(m.intake);
 	if (m.sigfd != -1)
 		close(m.sigfd);

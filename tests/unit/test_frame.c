@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "../../common/frame.h"
+#include "../../supervisor/ackq.h"
 #include "../../supervisor/jsack.h"
 #include "../../supervisor/outq.h"
 
@@ -224,13 +225,80 @@ test_jsack_parse(void **state)
 	assert_int_equal(jsack_parse("$JS.ACK.ALARMS.alarm-digest.1.42.40.1629203639000000000.7", &m), 0);
 	assert_int_equal(m.stream_seq, 42);
 	assert_int_equal(m.delivered, 1);
+	assert_int_equal(m.consumer_seq, 40);
 	assert_int_equal(jsack_parse("$JS.ACK.hub.ACCHASH.ALARMS.alarm-digest.3.1000.5.1629203639000000000.0.xyz", &m), 0);
 	assert_int_equal(m.stream_seq, 1000);
 	assert_int_equal(m.delivered, 3);
+	assert_int_equal(m.consumer_seq, 5);
 	assert_int_equal(jsack_parse("_INBOX.abc", &m), -1);
 	assert_int_equal(jsack_parse("$JS.ACK.A.B.1.x.2.3.4", &m), -1);
 	assert_int_equal(jsack_parse("$JS.ACK.A.B.1.2", &m), -1);
 	assert_int_equal(jsack_parse(NULL, &m), -1);
+}
+
+static int released;
+
+static void
+count_release(void *ref)
+{
+	(void)ref;
+	released++;
+}
+
+static void
+test_ackq_floor(void **state)
+{
+	struct ackq *q = ackq_new(count_release);
+	int a, b, c, d;
+	uint64_t ha, hb, hc, hd;
+
+	(void)state;
+	released = 0;
+	ha = ackq_push(q, &a, 10, 0);
+	hb = ackq_push(q, &b, 12, 0);
+	hc = ackq_push(q, &c, 11, 1);   /* a dead-lettered message: done on arrival */
+	hd = ackq_push(q, &d, 13, 0);
+	(void)hc;
+	/* Done out of order: the floor waits for the first. */
+	ackq_done(q, hb);
+	assert_null(ackq_advance(q));
+	ackq_done(q, ha);
+	/* Prefix a, b, c: ack the largest stream sequence (b: 12), release the rest. */
+	assert_ptr_equal(ackq_advance(q), &b);
+	assert_int_equal(released, 2);
+	assert_int_equal(ackq_count(q), 1);
+	ackq_done(q, hd);
+	ackq_done(q, ha);  /* stale handle: ignored */
+	assert_ptr_equal(ackq_advance(q), &d);
+	assert_int_equal(ackq_count(q), 0);
+	ackq_free(q);
+}
+
+static void
+test_ackq_grows_and_clears(void **state)
+{
+	struct ackq *q = ackq_new(count_release);
+	static int refs[10000];
+	uint64_t h[10000];
+
+	(void)state;
+	released = 0;
+	for (int i = 0; i < 10000; i++)
+		h[i] = ackq_push(q, &refs[i], (uint64_t)i + 1, 0);
+	/* Handles stay valid across growth. */
+	for (int i = 9999; i >= 1; i--)
+		ackq_done(q, h[i]);
+	assert_null(ackq_advance(q));
+	ackq_done(q, h[0]);
+	assert_ptr_equal(ackq_advance(q), &refs[9999]);
+	assert_int_equal(released, 9999);
+	for (int i = 0; i < 5; i++)
+		ackq_push(q, &refs[i], 1, 0);
+	ackq_unpush(q);
+	assert_int_equal(ackq_count(q), 4);
+	ackq_clear(q);
+	assert_int_equal(released, 9999 + 4);
+	ackq_free(q);
 }
 
 int
@@ -245,6 +313,8 @@ main(void)
 		cmocka_unit_test(test_outq_rewind_resends_in_order),
 		cmocka_unit_test(test_outq_backpressure),
 		cmocka_unit_test(test_jsack_parse),
+		cmocka_unit_test(test_ackq_floor),
+		cmocka_unit_test(test_ackq_grows_and_clears),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
