@@ -179,31 +179,57 @@ store_need_txn(const struct store *s, const char *fn)
 
 /* ---- IDs -------------------------------------------------------------- */
 
+static int
+hex_value(char c, int *upper)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f') {
+		*upper |= 1;
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		*upper |= 2;
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+/*
+ * A canonical UUID in one letter case is stored as 16 bytes, since
+ * uuid_unparse_lower/_upper give back exactly the same text; anything else
+ * (mixed case, braces, no dashes) stays raw, because the digest must echo
+ * the ID byte for byte.  Hand-parsed: this runs for every update, and
+ * uuid_parse (strtoul per field plus a round trip to check the case) cost
+ * a tenth of a worker's time.
+ */
 static void
 id_encode(const char *id, size_t len, struct id_enc *e)
 {
-	char text[UUID_TEXT_LEN + 1], back[UUID_TEXT_LEN + 1];
+	int cases = 0;
+	size_t o = 0;
 
 	e->kind = ID_RAW;
 	e->bytes = (const uint8_t *)id;
 	e->len = len;
 	if (len != UUID_TEXT_LEN)
 		return;
-	/* uuid_parse wants a C string; an embedded NUL makes it fail, as it should. */
-	memcpy(text, id, UUID_TEXT_LEN);
-	text[UUID_TEXT_LEN] = '\0';
-	if (uuid_parse(text, e->uuid) != 0)
-		return;
-	/* Only an exact round trip may be stored compactly: the digest must echo the ID byte for byte. */
-	uuid_unparse_lower(e->uuid, back);
-	if (memcmp(back, id, UUID_TEXT_LEN) == 0) {
-		e->kind = ID_UUID_LOWER;
-	} else {
-		uuid_unparse_upper(e->uuid, back);
-		if (memcmp(back, id, UUID_TEXT_LEN) != 0)
+	for (size_t i = 0; i < UUID_TEXT_LEN; i += 2) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (id[i] != '-')
+				return;
+			i--;  /* the loop's += 2 lands on the next digit pair */
+			continue;
+		}
+		int hi = hex_value(id[i], &cases), lo = hex_value(id[i + 1], &cases);
+		if (hi < 0 || lo < 0)
 			return;
-		e->kind = ID_UUID_UPPER;
+		e->uuid[o++] = (uint8_t)(hi << 4 | lo);
 	}
+	if (cases == 3 || o != UUID_BIN_LEN)
+		return;
+	/* All digits: either spelling prints it back; call it lower case. */
+	e->kind = cases == 2 ? ID_UUID_UPPER : ID_UUID_LOWER;
 	e->bytes = e->uuid;
 	e->len = UUID_BIN_LEN;
 }
