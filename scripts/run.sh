@@ -39,7 +39,9 @@ if ! answers; then
 	mkdir -p "$state/nats"
 	NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
 	echo "run: no NATS at $url; starting $NATS_SERVER -js on $host:$port, store in $state/nats" >&2
-	"$NATS_SERVER" -js -a "$host" -p "$port" -sd "$state/nats" -l "$state/nats/nats-server.log" &
+	# Its own session: the terminal's ^C is for the supervisor, which drains
+	# through this server before we stop it.
+	setsid "$NATS_SERVER" -js -a "$host" -p "$port" -sd "$state/nats" -l "$state/nats/nats-server.log" &
 	nats_pid=$!
 	for _ in $(seq 1 50); do answers && break; sleep 0.1; done
 	answers || { echo "run: nats-server did not come up; see $state/nats/nats-server.log" >&2; exit 1; }
@@ -48,6 +50,12 @@ fi
 # Not exec: the trap must stop our nats-server when the supervisor exits.
 "$BIN" -c "$CONF" &
 sup=$!
-trap 'kill -TERM $sup 2>/dev/null' INT TERM
-wait $sup || true
-wait $sup 2>/dev/null || true
+# ^C reaches the supervisor directly (same process group); a TERM sent to
+# this script is passed on.  Either way, wait until the supervisor is done.
+trap ':' INT
+trap 'kill -TERM $sup 2>/dev/null' TERM
+status=0
+while kill -0 "$sup" 2>/dev/null; do
+	wait "$sup" && status=0 || status=$?
+done
+exit "$status"

@@ -571,7 +571,8 @@ intake_unsubscribe_all(struct intake *in)
 		natsStatus s = natsSubscription_Drain(in->subs[i]);
 		if (s == NATS_OK)
 			s = natsSubscription_WaitForDrainCompletion(in->subs[i], 5000);
-		if (s != NATS_OK)
+		/* Invalid: the connection already closed it, which is what we wanted. */
+		if (s != NATS_OK && s != NATS_INVALID_SUBSCRIPTION)
 			log_warnx("draining subscription %d: %s", i, natsStatus_GetText(s));
 		natsSubscription_Destroy(in->subs[i]);
 		in->subs[i] = NULL;

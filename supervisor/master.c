@@ -96,6 +96,11 @@ master_signals(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGCHLD);
+	/* An inherited SIG_IGN would discard them before the signalfd sees them. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
 	/* Blocked before cnats starts threads, so every thread inherits the mask. */
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1) {
 		log_error("sigprocmask");
@@ -234,8 +239,7 @@ static void
 master_shutdown(struct master *m, int sig)
 {
 	if (m->phase == PHASE_DRAIN || m->phase == PHASE_STOPPING) {
-		log_warnx("signal %d again during shutdown: stopping now; unacked messages are redelivered at the next start", sig);
-		pool_kill(m->pool);
+		log_warnx("signal %d again during shutdown: stopping now", sig);
 		m->deadline_ms = 0;
 		return;
 	}
@@ -374,7 +378,8 @@ master_loop(struct master *m)
 			return 0;
 		}
 		if ((m->phase == PHASE_DRAIN || m->phase == PHASE_STOPPING) && master_now_ms() >= m->deadline_ms) {
-			log_warnx("shutdown_timeout reached; killing workers. Unacked messages are redelivered at the next start");
+			log_warnx("stopping now (shutdown_timeout reached or a second signal): killing workers; "
+			    "unacked messages are redelivered at the next start");
 			pool_kill(m->pool);
 			while (!pool_exited(m->pool)) {
 				pool_reap(m->pool);

@@ -304,6 +304,7 @@ worker_apply(struct worker *w, const struct frame *f)
 			w->stale++;
 		else if (res == STATE_DUPLICATE)
 			w->duplicates++;
+		w->msgs++;
 		break;
 	case FRAME_DIGEST:
 		if (frame_get_digest(f, &seq, &user, &ulen) == -1)
@@ -313,6 +314,7 @@ worker_apply(struct worker *w, const struct frame *f)
 			worker_storage_failed("collecting a digest");
 		if (w->digest.n > 0 && worker_publish(w, seq, user, ulen) == -1)
 			return -1;
+		w->msgs++;
 		break;
 	case FRAME_CONFIG:
 		worker_apply_config(w, f);
@@ -323,7 +325,6 @@ worker_apply(struct worker *w, const struct frame *f)
 	default:
 		goto bad;
 	}
-	w->msgs++;
 	return 0;
 bad:
 	/* The supervisor encoded it; skipping keeps one bad frame from wedging the slot. */
