@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/lockfile.h"
 #include "../common/log.h"
@@ -50,15 +51,6 @@ struct master {
 	int64_t last_title_ms, last_quiesce_log_ms;
 	bool stop_requested;
 };
-
-static int64_t
-master_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
 static void
@@ -145,7 +137,7 @@ master_title(struct master *m, bool force)
 {
 	struct intake_stats is;
 	struct pool_stats ps;
-	int64_t now = master_now_ms();
+	int64_t now = clock_mono_ms();
 
 	if (!force && now - m->last_title_ms < 1000)
 		return;
@@ -228,7 +220,7 @@ master_reload(struct master *m)
 		m->phase = PHASE_QUIESCE;
 		m->action = ACTION_RESHARD;
 		m->target_slots = nslots;
-		m->last_quiesce_log_ms = master_now_ms();
+		m->last_quiesce_log_ms = clock_mono_ms();
 	} else if (nslots != pool_size(m->pool)) {
 		m->target_slots = nslots;
 	}
@@ -245,7 +237,7 @@ master_shutdown(struct master *m, int sig)
 	}
 	log_info("signal %d: shutting down: finishing received messages (at most %lld ms)", sig,
 	    (long long)m->cfg.shutdown_timeout_ms);
-	m->deadline_ms = master_now_ms() + m->cfg.shutdown_timeout_ms;
+	m->deadline_ms = clock_mono_ms() + m->cfg.shutdown_timeout_ms;
 	m->phase = PHASE_DRAIN;
 	intake_drain_begin(m->intake);
 }
@@ -352,10 +344,10 @@ master_loop(struct master *m)
 			if (pool_idle(m->pool)) {
 				if (master_act(m) == -1)
 					return -1;
-			} else if (master_now_ms() - m->last_quiesce_log_ms >= 10000) {
+			} else if (clock_mono_ms() - m->last_quiesce_log_ms >= 10000) {
 				struct pool_stats ps;
 				pool_get_stats(m->pool, &ps);
-				m->last_quiesce_log_ms = master_now_ms();
+				m->last_quiesce_log_ms = clock_mono_ms();
 				log_info("waiting for %llu in-flight messages to become durable%s",
 				    (unsigned long long)ps.inflight, ps.parked ? " (a slot is PARKED: fix it and SIGHUP)" : "");
 			}
@@ -377,7 +369,7 @@ master_loop(struct master *m)
 			master_ack_floor(m);
 			return 0;
 		}
-		if ((m->phase == PHASE_DRAIN || m->phase == PHASE_STOPPING) && master_now_ms() >= m->deadline_ms) {
+		if ((m->phase == PHASE_DRAIN || m->phase == PHASE_STOPPING) && clock_mono_ms() >= m->deadline_ms) {
 			log_warnx("stopping now (shutdown_timeout reached or a second signal): killing workers; "
 			    "unacked messages are redelivered at the next start");
 			pool_kill(m->pool);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/frame.h"
 #include "../common/log.h"
 #include "outq.h"
@@ -48,15 +49,6 @@ struct pool {
 	void *ack_arg;
 	uint64_t restarts;
 };
-
-static int64_t
-pool_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int
 pool_set_config(struct pool *p, const struct config *c)
@@ -121,7 +113,7 @@ slot_spawn(struct pool *p, struct slot *s)
 	s->pid = pid;
 	s->state = SLOT_RUNNING;
 	s->ready = false;
-	s->started_ms = pool_now_ms();
+	s->started_ms = clock_mono_ms();
 	/* Whatever the last process had not finished goes to this one, first and in order. */
 	outq_rewind(s->q);
 	log_info("started worker %d/%d, pid %ld, %zu queued frames", s->index, p->n, (long)pid,
@@ -159,7 +151,7 @@ pool_new(const struct config *c, int nslots, pool_ack_fn ack, void *ack_arg)
 		if (slot_spawn(p, &p->slots[i]) == -1) {
 			/* Treat like an early death: retried with backoff, parked if it keeps failing. */
 			p->slots[i].state = SLOT_WAITING;
-			p->slots[i].next_start_ms = pool_now_ms() + p->backoff_min_ms;
+			p->slots[i].next_start_ms = clock_mono_ms() + p->backoff_min_ms;
 		}
 	}
 	return p;
@@ -358,7 +350,7 @@ pool_handle(struct pool *p, const struct pollfd *fds, int n)
 static void
 slot_on_exit(struct pool *p, struct slot *s, int status)
 {
-	int64_t now = pool_now_ms(), ran = now - s->started_ms;
+	int64_t now = clock_mono_ms(), ran = now - s->started_ms;
 	char why[128];
 
 	proc_status_str(status, why, sizeof(why));
@@ -430,7 +422,7 @@ pool_reap(struct pool *p)
 int
 pool_tick(struct pool *p)
 {
-	int64_t now = pool_now_ms(), next = -1;
+	int64_t now = clock_mono_ms(), next = -1;
 
 	for (int i = 0; i < p->n; i++) {
 		struct slot *s = &p->slots[i];

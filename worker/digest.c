@@ -138,21 +138,6 @@ digest_sort(struct digest *d)
 	free(tmp);
 }
 
-static const char *
-digest_status_name(enum alarm_status s)
-{
-	/* Local so the digest does not drag the JSON parser (alarm.c, json-c) into its link. */
-	switch (s) {
-	case STATUS_CLEARED:
-		return "CLEARED";
-	case STATUS_WARNING:
-		return "WARNING";
-	case STATUS_CRITICAL:
-		return "CRITICAL";
-	}
-	return "?";
-}
-
 static int
 digest_put(struct buf *out, const char *s)
 {
@@ -218,7 +203,7 @@ digest_put_item(const struct digest *d, const struct digest_item *it, struct buf
 	if (digest_put(out, "{\"AlarmID\":") == -1 ||
 	    digest_put_string(out, (const char *)d->ids.data + it->alarm_off, it->alarm_len) == -1 ||
 	    digest_put(out, ",\"Status\":\"") == -1 ||
-	    digest_put(out, digest_status_name(it->status)) == -1 ||
+	    digest_put(out, alarm_status_name(it->status)) == -1 ||
 	    digest_put(out, "\",\"LatestChangedAt\":\"") == -1 ||
 	    buf_append(out, ts, tslen) == -1 ||
 	    digest_put(out, "\"}") == -1)

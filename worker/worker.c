@@ -13,6 +13,7 @@
 #include <nats/nats.h>
 #include <uuid/uuid.h>
 
+#include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/frame.h"
 #include "../common/lockfile.h"
@@ -65,15 +66,6 @@ struct worker {
 	int64_t next_sweep_ms;    /* monotonic; when the next tombstone pass may start */
 	bool sweeping;
 };
-
-static int64_t
-worker_now_ms(int clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int
 worker_write_all(int fd, const void *data, size_t len)
@@ -220,7 +212,7 @@ worker_begin(struct worker *w)
 	if (store_begin(w->store) == -1)
 		worker_storage_failed("beginning a transaction");
 	w->txn = true;
-	w->txn_start_ms = worker_now_ms(CLOCK_MONOTONIC);
+	w->txn_start_ms = clock_mono_ms();
 	w->txn_frames = 0;
 	w->published = false;
 	return 0;
@@ -298,7 +290,7 @@ worker_apply(struct worker *w, const struct frame *f)
 		if (frame_get_update(f, &m) == -1)
 			goto bad;
 		worker_begin(w);
-		if (store_apply(w->store, &m, worker_now_ms(CLOCK_REALTIME), w->cfg.tombstone_retention_ms, &res) == -1)
+		if (store_apply(w->store, &m, clock_wall_ms(), w->cfg.tombstone_retention_ms, &res) == -1)
 			worker_storage_failed("applying an update");
 		if (res == STATE_STALE || res == STATE_LESS_SEVERE)
 			w->stale++;
@@ -393,7 +385,7 @@ worker_process(struct worker *w)
 		w->last_id = f.id;
 		w->txn_frames++;
 		if (w->txn_frames >= (size_t)w->cfg.commit_max_msgs ||
-		    (w->txn && worker_now_ms(CLOCK_MONOTONIC) - w->txn_start_ms >= w->cfg.commit_max_ms)) {
+		    (w->txn && clock_mono_ms() - w->txn_start_ms >= w->cfg.commit_max_ms)) {
 			if (worker_commit(w) == -1)
 				return -1;
 		}
@@ -442,7 +434,7 @@ worker_sweep(struct worker *w, int64_t now)
 	w->sweeping = true;
 	if (store_begin(w->store) == -1)
 		worker_storage_failed("beginning a tombstone sweep");
-	if (store_sweep(w->store, worker_now_ms(CLOCK_REALTIME), w->cfg.tombstone_retention_ms,
+	if (store_sweep(w->store, clock_wall_ms(), w->cfg.tombstone_retention_ms,
 	    WORKER_SWEEP_USERS, &wrapped) == -1) {
 		store_abort(w->store);
 		worker_storage_failed("sweeping tombstones");
@@ -482,7 +474,7 @@ worker_loop(struct worker *w)
 				nanosleep(&(struct timespec){ 0, 500 * 1000000 }, NULL);
 			continue;
 		}
-		now = worker_now_ms(CLOCK_MONOTONIC);
+		now = clock_mono_ms();
 		if (!eof && !(pfd.revents & POLLIN))
 			worker_sweep(w, now);
 		if (now - w->last_report_ms >= 1000) {
@@ -521,7 +513,7 @@ worker_main(void)
 	log_info("ready: state in %s/worker-%u, publishing digests on %s", w.cfg.state_dir, w.slot,
 	    w.cfg.subject_digest);
 	worker_report(&w);
-	w.next_sweep_ms = worker_now_ms(CLOCK_MONOTONIC) + WORKER_SWEEP_FIRST_MS;
+	w.next_sweep_ms = clock_mono_ms() + WORKER_SWEEP_FIRST_MS;
 	worker_loop(&w);
 	log_info("exiting after %llu messages, %llu digests", (unsigned long long)w.msgs,
 	    (unsigned long long)w.digests);
