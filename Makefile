@@ -29,6 +29,14 @@ ITEST_SRCS = $(wildcard tests/integration/*.c)
 ITEST_OBJS = $(ITEST_SRCS:%.c=$(BUILD)/%.o)
 BENCH_SRCS = $(wildcard bench/*.c)
 BENCH_BINS = $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+BENCH_LIB_SRCS = $(wildcard bench/lib/*.c)
+BENCH_LIB_OBJS = $(BENCH_LIB_SRCS:%.c=$(BUILD)/%.o)
+# The integration harness pieces the benchmark reuses (not itest.o or scenarios).
+BENCH_ITEST_OBJS = $(addprefix $(BUILD)/tests/integration/,harness.o bus.o model.o itmap.o traffic.o)
+FAULT_SRCS = $(wildcard tests/fault/*.c)
+FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
+# Objects, and their intermediates, are kept between runs: make would otherwise delete them.
+.SECONDARY:
 
 .PHONY: all deps run test check check-unit check-integration bench clean
 all: $(BUILD)/alarm-supervisor
@@ -52,7 +60,12 @@ $(BUILD)/tests/itest: $(ITEST_OBJS) $(LIBOBJS)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIBOBJS)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_LIB_OBJS) $(BENCH_ITEST_OBJS) $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/faulttest: $(FAULT_OBJS) $(BENCH_ITEST_OBJS) $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -69,7 +82,7 @@ test: deps
 	$(MAKE) --no-print-directory check BUILD=build/asan SANITIZE=1
 	@scripts/summary.sh build/plain build/asan
 
-check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest
+check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
 	@scripts/check.sh $(BUILD)
 
 bench: deps $(BUILD)/alarm-supervisor $(BENCH_BINS)
@@ -78,4 +91,5 @@ bench: deps $(BUILD)/alarm-supervisor $(BENCH_BINS)
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
+	$(BENCH_SRCS:%.c=$(BUILD)/%.d) $(BENCH_LIB_OBJS:.o=.d) $(FAULT_OBJS:.o=.d)

@@ -5,8 +5,9 @@
  *        round-trips exactly (kind says lower or upper case, so the
  *        original spelling comes back), else [ID_RAW] + the raw bytes.
  *
- * Value (format 1):
- *   u8      format version (1)
+ * Value (format 1, or 2 once the user has asked for a digest through JetStream):
+ *   u8      format version (1 or 2)
+ *   uvarint (format 2 only) stream sequence of the last digest request answered
  *   uvarint alarm count
  *   per alarm, sorted by encoded AlarmID (kind, length, bytes):
  *     u8       bits 0-1 status, bit 2 delivered, bits 3-4 AlarmID kind
@@ -38,6 +39,7 @@
 #include "store.h"
 
 #define REC_VERSION 1
+#define REC_VERSION_REQ 2   /* with the last answered request's stream sequence */
 #define UUID_TEXT_LEN 36
 #define UUID_BIN_LEN 16
 
@@ -81,6 +83,7 @@ struct rec {
 	struct rec_alarm *a;
 	size_t n, cap;
 	struct buf ids;
+	uint64_t last_request;   /* stream sequence of the last digest request answered, 0: none */
 };
 
 struct store {
@@ -384,6 +387,7 @@ static void
 rec_clear(struct rec *rec)
 {
 	rec->n = 0;
+	rec->last_request = 0;
 	buf_reset(&rec->ids);
 }
 
@@ -519,8 +523,12 @@ rec_decode(struct rec *rec, const void *data, size_t len, const char **why)
 	*why = "truncated";
 	if (rd_byte(&r, &version) == -1)
 		return -1;
-	if (version != REC_VERSION) {
+	if (version != REC_VERSION && version != REC_VERSION_REQ) {
 		*why = "unknown format version";
+		return -1;
+	}
+	if (version == REC_VERSION_REQ && (rd_uvarint(&r, &rec->last_request) == -1 || rec->last_request == 0)) {
+		*why = "bad last request sequence";
 		return -1;
 	}
 	if (rd_uvarint(&r, &count) == -1)
@@ -603,7 +611,7 @@ rec_encode_alarm(const struct rec *rec, const struct rec_alarm *x, uint8_t *p)
 static int
 rec_encode(const struct rec *rec, const struct rec_keep *k, struct buf *out, struct rec_counts *c)
 {
-	size_t need = 1 + 10;
+	size_t need = 1 + 10 + 10;
 	uint8_t *p;
 
 	c->alarms = c->tombstones = 0;
@@ -619,7 +627,12 @@ rec_encode(const struct rec *rec, const struct rec_keep *k, struct buf *out, str
 	if (buf_reserve(out, need) == -1)
 		return -1;
 	p = out->data;
-	*p++ = REC_VERSION;
+	if (rec->last_request > 0) {
+		*p++ = REC_VERSION_REQ;
+		p = put_uvarint(p, rec->last_request);
+	} else {
+		*p++ = REC_VERSION;
+	}
 	p = put_uvarint(p, (uint64_t)c->alarms);
 	for (size_t i = 0; i < rec->n; i++)
 		if (rec_kept(k, &rec->a[i]))
@@ -681,7 +694,9 @@ store_save(struct store *s, MDB_val *k, const struct rec *rec, const struct rec_
 		log_error("%s: encoding a record", s->dir);
 		return -1;
 	}
-	if (after.alarms == 0) {
+	bool keep_record = after.alarms > 0 || rec->last_request > 0;
+
+	if (!keep_record) {
 		if (existed && (rc = mdb_del(s->txn, s->dbi, k, NULL)) != 0) {
 			store_lmdb_error(s, "mdb_del", rc);
 			return -1;
@@ -694,7 +709,7 @@ store_save(struct store *s, MDB_val *k, const struct rec *rec, const struct rec_
 			return -1;
 		}
 	}
-	s->d_users += (after.alarms > 0) - (existed ? 1 : 0);
+	s->d_users += (keep_record ? 1 : 0) - (existed ? 1 : 0);
 	s->d_alarms += after.alarms - before->alarms;
 	s->d_tombstones += after.tombstones - before->tombstones;
 	return 0;
@@ -991,7 +1006,8 @@ store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,
 }
 
 int
-store_take_digest(struct store *s, const char *user, size_t user_len, struct digest *d)
+store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
+    struct digest *d, bool *replayed)
 {
 	struct rec_keep keep = { false, 0, 0 };
 	struct rec_counts before;
@@ -1000,10 +1016,16 @@ store_take_digest(struct store *s, const char *user, size_t user_len, struct dig
 	size_t taken = 0;
 
 	digest_reset(d);
+	*replayed = false;
 	if (store_need_txn(s, "store_take_digest") == -1 ||
 	    store_key(s, user, user_len, &k) == -1 ||
 	    store_load(s, user, user_len, &k, &s->cur, &exists) == -1)
 		return -1;
+	if (request_seq > 0 && request_seq <= s->cur.last_request) {
+		/* Answered before a crash; answering again now would send later alarms early. */
+		*replayed = true;
+		return 0;
+	}
 	for (size_t i = 0; i < s->cur.n; i++) {
 		struct rec_alarm *x = &s->cur.a[i];
 
@@ -1020,7 +1042,9 @@ store_take_digest(struct store *s, const char *user, size_t user_len, struct dig
 		x->st.delivered = true;
 		taken++;
 	}
-	if (taken == 0)
+	if (request_seq > 0)
+		s->cur.last_request = request_seq;
+	else if (taken == 0)
 		return 0;
 	digest_sort(d);
 	rec_count(&s->cur, &before);
@@ -1169,6 +1193,10 @@ static int
 rec_merge(struct rec *dst, const struct rec *src, bool *changed)
 {
 	*changed = false;
+	if (src->last_request > dst->last_request) {
+		dst->last_request = src->last_request;
+		*changed = true;
+	}
 	for (size_t i = 0; i < src->n; i++) {
 		const struct rec_alarm *x = &src->a[i];
 		const uint8_t *id = src->ids.data + x->id_off;

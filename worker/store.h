@@ -49,8 +49,15 @@ int store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,
  * Fill d (reset first) with the user's pending alarms, sorted for the
  * digest, and mark them delivered inside the open transaction.  If the
  * digest then cannot be published, store_abort() undoes the marks.
+ *
+ * request_seq is the request's stream sequence (0 when unknown: core
+ * intake).  A request at or below the last one answered for this user is
+ * a replay after a crash: it was answered (its digest went out before its
+ * commit), so *replayed is set and d stays empty.  Answering it again
+ * against today's state would send alarms that arrived after it early.
  */
-int store_take_digest(struct store *s, const char *user, size_t user_len, struct digest *d);
+int store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
+    struct digest *d, bool *replayed);
 
 /*
  * Inside a write transaction: drop expired tombstones from up to max_users

@@ -97,6 +97,12 @@ worker_send(struct worker *w, enum frame_type type, uint64_t id)
 	struct buf b = { .data = hdr, .cap = sizeof(hdr) };
 
 	if (frame_put(&b, type, id, NULL, 0) == -1 || worker_write_all(w->fd, hdr, sizeof(hdr)) == -1) {
+		if (errno == EPIPE || errno == ECONNRESET) {
+			/* Everything applied is committed; the next supervisor replays the rest. */
+			log_info("supervisor is gone; exiting");
+			w->stop = true;
+			return 0;
+		}
 		log_error("sending frame type %d to the supervisor", type);
 		return -1;
 	}
@@ -284,6 +290,7 @@ worker_apply(struct worker *w, const struct frame *f)
 	uint64_t seq;
 	const char *user;
 	size_t ulen;
+	bool replayed;
 
 	switch (f->type) {
 	case FRAME_UPDATE:
@@ -302,8 +309,11 @@ worker_apply(struct worker *w, const struct frame *f)
 		if (frame_get_digest(f, &seq, &user, &ulen) == -1)
 			goto bad;
 		worker_begin(w);
-		if (store_take_digest(w->store, user, ulen, &w->digest) == -1)
+		if (store_take_digest(w->store, user, ulen, seq, &w->digest, &replayed) == -1)
 			worker_storage_failed("collecting a digest");
+		if (replayed)
+			log_debug("digest request at stream sequence %llu was answered before; not again",
+			    (unsigned long long)seq);
 		if (w->digest.n > 0 && worker_publish(w, seq, user, ulen) == -1)
 			return -1;
 		w->msgs++;

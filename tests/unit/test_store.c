@@ -37,6 +37,7 @@ struct fx {
 	struct digest d;
 	struct buf json;
 	int64_t now_ms;
+	bool replayed;
 };
 
 static int
@@ -132,7 +133,7 @@ static const char *
 take_json_n(struct fx *f, const char *user, size_t ulen, bool commit)
 {
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_take_digest(f->s, user, ulen, &f->d), 0);
+	assert_int_equal(store_take_digest(f->s, user, ulen, 0, &f->d, &f->replayed), 0);
 	if (commit)
 		assert_int_equal(store_commit(f->s), 0);
 	else
@@ -301,13 +302,13 @@ test_batch_in_one_txn(void **state)
 	assert_int_equal(store_begin(f->s), 0);
 	assert_int_equal(apply_n(f->s, "u", 1, "a", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms),
 	    STATE_NEW);
-	assert_int_equal(store_take_digest(f->s, "u", 1, &f->d), 0);
+	assert_int_equal(store_take_digest(f->s, "u", 1, 0, &f->d, &f->replayed), 0);
 	assert_int_equal(f->d.n, 1);
 	assert_int_equal(apply_n(f->s, "u", 1, "a", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms),
 	    STATE_DUPLICATE);
 	assert_int_equal(apply_n(f->s, "u", 1, "b", 1, STATUS_CRITICAL, "2021-08-17T12:00:00Z", f->now_ms),
 	    STATE_NEW);
-	assert_int_equal(store_take_digest(f->s, "u", 1, &f->d), 0);
+	assert_int_equal(store_take_digest(f->s, "u", 1, 0, &f->d, &f->replayed), 0);
 	assert_int_equal(f->d.n, 1);
 	assert_int_equal(store_commit(f->s), 0);
 	assert_stats(f->s, 1, 2, 0);
@@ -405,6 +406,44 @@ test_tombstone_expiry(void **state)
 	assert_string_equal(take_json(f, "v"), DIGEST("v", ""));
 	assert_string_equal(take_json(f, "u"), DIGEST("u",
 	    ITEM("gone", "WARNING", "2021-07-31T00:00:00Z") "," ITEM("live", "WARNING", "2021-08-01T00:00:00Z")));
+}
+
+/* A request replayed after a crash was answered already: no early alarms. */
+static void
+test_replayed_request(void **state)
+{
+	struct fx *f = *state;
+
+	apply1(f, "u", "a", STATUS_WARNING, "2021-08-17T12:00:00Z");
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_take_digest(f->s, "u", 1, 100, &f->d, &f->replayed), 0);
+	assert_false(f->replayed);
+	assert_int_equal(f->d.n, 1);
+	assert_int_equal(store_commit(f->s), 0);
+	/* An update committed after the request, then the request comes again. */
+	apply1(f, "u", "b", STATUS_CRITICAL, "2021-08-17T12:00:01Z");
+	reopen(f);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_take_digest(f->s, "u", 1, 100, &f->d, &f->replayed), 0);
+	assert_true(f->replayed);
+	assert_int_equal(f->d.n, 0);
+	/* The next real request gets b. */
+	assert_int_equal(store_take_digest(f->s, "u", 1, 101, &f->d, &f->replayed), 0);
+	assert_false(f->replayed);
+	assert_int_equal(f->d.n, 1);
+	assert_int_equal(store_commit(f->s), 0);
+	/* A user with no alarms remembers its requests too. */
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_take_digest(f->s, "nobody", 6, 200, &f->d, &f->replayed), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	apply1(f, "nobody", "x", STATUS_WARNING, "2021-08-17T12:00:00Z");
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_take_digest(f->s, "nobody", 6, 200, &f->d, &f->replayed), 0);
+	assert_true(f->replayed);
+	store_abort(f->s);
+	assert_stats(f->s, 2, 3, 0);
+	reopen(f);
+	assert_stats(f->s, 2, 3, 0);
 }
 
 /* Users never written again still lose their expired tombstones, a few at a time. */
@@ -533,7 +572,7 @@ test_id_round_trip(void **state)
 	/* Every user's digest echoes every AlarmID byte for byte, in bytewise order. */
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(store_begin(f->s), 0);
-		assert_int_equal(store_take_digest(f->s, ids[i], strlen(ids[i]), &f->d), 0);
+		assert_int_equal(store_take_digest(f->s, ids[i], strlen(ids[i]), 0, &f->d, &f->replayed), 0);
 		assert_int_equal(store_commit(f->s), 0);
 		assert_int_equal(f->d.n, n);
 		for (size_t k = 0; k < n; k++) {
@@ -553,7 +592,7 @@ test_id_round_trip(void **state)
 	    ITEM("a", "WARNING", "2021-08-17T12:00:00Z") ","
 	    ITEM("a\\u0000", "CRITICAL", "2021-08-17T12:00:00Z") "]}");
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_take_digest(f->s, long_id, sizeof(long_id), &f->d), 0);
+	assert_int_equal(store_take_digest(f->s, long_id, sizeof(long_id), 0, &f->d, &f->replayed), 0);
 	store_abort(f->s);
 	assert_int_equal(f->d.n, 1);
 	assert_int_equal(f->d.items[0].alarm_len, sizeof(long_id));
@@ -766,7 +805,7 @@ test_txn_misuse(void **state)
 
 	capture_start(&cap, f->root);
 	assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), -1);
-	assert_int_equal(store_take_digest(f->s, "u", 1, &f->d), -1);
+	assert_int_equal(store_take_digest(f->s, "u", 1, 0, &f->d, &f->replayed), -1);
 	assert_int_equal(store_merge_user(f->s, "u", 1, "\x01\x00", 2), -1);
 	assert_int_equal(store_delete_user(f->s, "u", 1), -1);
 	assert_int_equal(store_commit(f->s), -1);
@@ -959,7 +998,7 @@ test_corrupt_record(void **state)
 		assert_int_equal(r, STATE_NEW);
 		store_abort(f->s);
 		assert_int_equal(store_begin(f->s), 0);
-		assert_int_equal(store_take_digest(f->s, "bob", 3, &f->d), 0);
+		assert_int_equal(store_take_digest(f->s, "bob", 3, 0, &f->d, &f->replayed), 0);
 		assert_int_equal(f->d.n, 0);
 		store_abort(f->s);
 		assert_int_equal(store_foreach_user(f->s, expect_bob, other), 0);
@@ -1143,7 +1182,7 @@ test_counters_model(void **state)
 			if (what < 4) {
 				size_t pending = 0;
 
-				assert_int_equal(store_take_digest(f->s, user, strlen(user), &f->d), 0);
+				assert_int_equal(store_take_digest(f->s, user, strlen(user), 0, &f->d, &f->replayed), 0);
 				for (int k = 0; k < M_ALARMS; k++) {
 					if (cur.exists[u][k] && state_pending(&cur.st[u][k])) {
 						cur.st[u][k].delivered = true;
@@ -1270,6 +1309,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replayed_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decode_fuzz, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bytes_per_alarm, setup, teardown),

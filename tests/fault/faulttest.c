@@ -1,0 +1,256 @@
+/*
+ * faulttest: fault-injection tests of alarm-supervisor against a real
+ * nats-server (issue 3: nothing lost).
+ *
+ *   faulttest [SUPERVISOR_BINARY] [SCENARIO ...]
+ *
+ * The binary defaults to $ALARM_SUPERVISOR, then the alarm-supervisor of
+ * the build this program belongs to (../alarm-supervisor next to
+ * BUILD/tests/faulttest), then build/plain/alarm-supervisor.  Scenarios:
+ * worker_kill9 supervisor_kill9 nats_restart down_while_publishing
+ * reshard_under_load (all by default), and replay_requests (only when
+ * named).  FAULT_ONLY=a,b selects too.  Knobs: FAULT_SCALE (traffic and
+ * fault counts, default 1), FAULT_SEED, FAULT_TIMEOUT (global watchdog,
+ * seconds, default 420), FAULT_KEEP=1 (keep every temp dir) or
+ * FAULT_KEEP=fail (keep a failed scenario's), NATS_SERVER.
+ *
+ * Prints "# <scenario>: N faults injected, M alarms checked", "ok N - name"
+ * / "not ok N - name: reason", and ends with "faulttest: P passed, F failed";
+ * exits 0 only when F == 0.
+ */
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "fault.h"
+
+struct fault_opts fault_opts;
+
+static atomic_int n_passed, n_failed, n_points;
+
+/* ---- reporting ---- */
+
+void
+fault_ok(const char *name)
+{
+	atomic_fetch_add(&n_passed, 1);
+	printf("ok %d - %s\n", atomic_fetch_add(&n_points, 1) + 1, name);
+}
+
+void
+fault_fail(const char *name, const char *fmt, ...)
+{
+	char why[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	/* One line: a TAP reader must not take a continuation for a result. */
+	for (char *p = why; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	atomic_fetch_add(&n_failed, 1);
+	printf("not ok %d - %s: %s\n", atomic_fetch_add(&n_points, 1) + 1, name, why);
+}
+
+void
+fault_report(const char *name, int rc)
+{
+	if (rc == 0)
+		fault_ok(name);
+	else
+		fault_fail(name, "%s", harness_err());
+}
+
+int
+fault_failures(void)
+{
+	return atomic_load(&n_failed);
+}
+
+int
+fault_scaled(int n, int min)
+{
+	double v = n * fault_opts.scale;
+
+	return v < min ? min : (int)v;
+}
+
+/* Runs on the watchdog thread while main may hold stdio locks: write(2) only. */
+static void
+on_abort(const char *why)
+{
+	char line[512];
+	int n;
+
+	n = snprintf(line, sizeof(line), "not ok %d - faulttest: %s\nfaulttest: %d passed, %d failed\n",
+	    atomic_load(&n_points) + 1, why, atomic_load(&n_passed), atomic_load(&n_failed) + 1);
+	if (n > 0)
+		(void)!write(STDOUT_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line));
+}
+
+static void
+on_stray(int sig, const char *who)
+{
+	fault_fail("faulttest/stray_signal", "signal %d (%s) sent to the test program by %s", sig,
+	    strsignal(sig), who);
+}
+
+/* ---- scenarios ---- */
+
+static const struct scenario {
+	const char *name;
+	void (*run)(void);
+	bool by_default;
+} scenarios[] = {
+	{ "worker_kill9", scn_worker_kill9, true },
+	{ "supervisor_kill9", scn_supervisor_kill9, true },
+	{ "nats_restart", scn_nats_restart, true },
+	{ "down_while_publishing", scn_down_while_publishing, true },
+	{ "reshard_under_load", scn_reshard_under_load, true },
+	{ "replay_requests", scn_replay_requests, false },
+};
+#define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
+
+static bool
+is_scenario(const char *s)
+{
+	for (size_t i = 0; i < NSCENARIOS; i++)
+		if (strcmp(s, scenarios[i].name) == 0)
+			return true;
+	return false;
+}
+
+static int
+add_only(const char *name)
+{
+	if (!is_scenario(name)) {
+		fprintf(stderr, "faulttest: unknown scenario \"%s\"; known:", name);
+		for (size_t i = 0; i < NSCENARIOS; i++)
+			fprintf(stderr, " %s", scenarios[i].name);
+		fprintf(stderr, "\n");
+		return -1;
+	}
+	if (fault_opts.nonly == FAULT_MAX_ONLY) {
+		fprintf(stderr, "faulttest: too many scenarios selected\n");
+		return -1;
+	}
+	fault_opts.only[fault_opts.nonly++] = name;
+	return 0;
+}
+
+static bool
+selected(const struct scenario *s)
+{
+	if (fault_opts.nonly == 0)
+		return s->by_default;
+	for (int i = 0; i < fault_opts.nonly; i++)
+		if (strcmp(fault_opts.only[i], s->name) == 0)
+			return true;
+	return false;
+}
+
+/* The alarm-supervisor of our own build: BUILD/tests/faulttest -> BUILD/alarm-supervisor. */
+static const char *
+sibling_binary(const char *argv0)
+{
+	static char path[PATH_MAX];
+	char copy[PATH_MAX];
+
+	snprintf(copy, sizeof(copy), "%s", argv0);
+	if (strchr(copy, '/') == NULL)
+		return NULL;
+	if ((size_t)snprintf(path, sizeof(path), "%s/../alarm-supervisor", dirname(copy)) >=
+	    sizeof(path) || access(path, X_OK) == -1)
+		return NULL;
+	return path;
+}
+
+static int
+parse_args(int argc, char **argv)
+{
+	static char only_copy[1024];
+	const char *env;
+	int i = 1;
+
+	fault_opts.bin = getenv("ALARM_SUPERVISOR");
+	if (fault_opts.bin == NULL || fault_opts.bin[0] == '\0')
+		fault_opts.bin = sibling_binary(argv[0]);
+	if (fault_opts.bin == NULL)
+		fault_opts.bin = "build/plain/alarm-supervisor";
+	/* The first argument is the binary unless it names a scenario. */
+	if (argc > 1 && !is_scenario(argv[1]))
+		fault_opts.bin = argv[i++];
+	for (; i < argc; i++)
+		if (add_only(argv[i]) == -1)
+			return -1;
+	if ((env = getenv("FAULT_ONLY")) != NULL && env[0] != '\0') {
+		snprintf(only_copy, sizeof(only_copy), "%s", env);
+		for (char *save = NULL, *t = strtok_r(only_copy, ", ", &save); t != NULL;
+		    t = strtok_r(NULL, ", ", &save))
+			if (add_only(t) == -1)
+				return -1;
+	}
+	env = getenv("FAULT_SCALE");
+	fault_opts.scale = env != NULL ? strtod(env, NULL) : 1.0;
+	if (!(fault_opts.scale > 0))
+		fault_opts.scale = 1.0;
+	env = getenv("FAULT_SEED");
+	fault_opts.seed = env != NULL ? strtoull(env, NULL, 0) :
+	    (uint64_t)harness_wall_sec() ^ ((uint64_t)getpid() << 32);
+	env = getenv("FAULT_KEEP");
+	if (env == NULL)
+		env = getenv("ITEST_KEEP");
+	fault_opts.keep = env != NULL && env[0] != '\0' && strcmp(env, "fail") != 0 &&
+	    strcmp(env, "0") != 0;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *env = getenv("FAULT_TIMEOUT");
+	int64_t timeout_s = env != NULL ? strtoll(env, NULL, 10) : 420, t_all;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (parse_args(argc, argv) == -1)
+		return 2;
+	if (timeout_s <= 0)
+		timeout_s = 420;
+	if (harness_init(timeout_s * 1000, on_abort, on_stray) == -1) {
+		fprintf(stderr, "faulttest: %s\n", harness_err());
+		return 2;
+	}
+	printf("# faulttest: supervisor %s, scale %.2f, seed %llu (FAULT_SEED to replay)\n",
+	    fault_opts.bin, fault_opts.scale, (unsigned long long)fault_opts.seed);
+	t_all = harness_now_ms();
+	if (access(fault_opts.bin, X_OK) == -1) {
+		fault_fail("faulttest", "supervisor binary %s is not executable (build it, or pass its "
+		    "path as the first argument or in ALARM_SUPERVISOR)", fault_opts.bin);
+	} else {
+		for (size_t i = 0; i < NSCENARIOS; i++) {
+			int64_t t0;
+
+			if (!selected(&scenarios[i]))
+				continue;
+			printf("# scenario %s\n", scenarios[i].name);
+			t0 = harness_now_ms();
+			scenarios[i].run();
+			printf("# scenario %s took %.1f s\n", scenarios[i].name,
+			    (harness_now_ms() - t0) / 1000.0);
+		}
+	}
+	harness_fini();
+	/* Lets cnats' own threads end, so LeakSanitizer sees a clean exit. */
+	nats_CloseAndWait(5000);
+	printf("# faulttest took %.1f s\n", (harness_now_ms() - t_all) / 1000.0);
+	printf("faulttest: %d passed, %d failed\n", atomic_load(&n_passed), atomic_load(&n_failed));
+	return atomic_load(&n_failed) == 0 ? 0 : 1;
+}
