@@ -442,9 +442,10 @@ scn_supervisor_kill9(void)
  * The restarted supervisor's consumer reset delivers that window again; a
  * replayed request then meets the user's state as it is now (later updates
  * applied), not as it was, and publishes a digest that is not an exact
- * repeat, and the user's next digest lacks what it published early.  Kept
- * as a reproducer of that behaviour (reported to the lead); it passes once
- * a replayed request republishes exactly or nothing.
+ * repeat, and the user's next digest lacks what it published early.  The
+ * service therefore remembers, per user, the stream sequence of the last
+ * request it answered and ignores a replay of it (store_take_digest); this
+ * scenario is the regression test for that.
  */
 void
 scn_replay_requests(void)

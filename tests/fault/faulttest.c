@@ -8,8 +8,8 @@
  * the build this program belongs to (../alarm-supervisor next to
  * BUILD/tests/faulttest), then build/plain/alarm-supervisor.  Scenarios:
  * worker_kill9 supervisor_kill9 nats_restart down_while_publishing
- * reshard_under_load (all by default), and replay_requests (only when
- * named).  FAULT_ONLY=a,b selects too.  Knobs: FAULT_SCALE (traffic and
+ * reshard_under_load replay_requests (all by default).  FAULT_ONLY=a,b
+ * selects too.  Knobs: FAULT_SCALE (traffic and
  * fault counts, default 1), FAULT_SEED, FAULT_TIMEOUT (global watchdog,
  * seconds, default 420), FAULT_KEEP=1 (keep every temp dir) or
  * FAULT_KEEP=fail (keep a failed scenario's), NATS_SERVER.
@@ -115,7 +115,7 @@ static const struct scenario {
 	{ "nats_restart", scn_nats_restart, true },
 	{ "down_while_publishing", scn_down_while_publishing, true },
 	{ "reshard_under_load", scn_reshard_under_load, true },
-	{ "replay_requests", scn_replay_requests, false },
+	{ "replay_requests", scn_replay_requests, true },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
