@@ -457,6 +457,37 @@ worker_sweep(struct worker *w, int64_t now)
 	}
 }
 
+/*
+ * Group commit: a batch is committed when it is commit_max_ms old or holds
+ * commit_max_msgs frames, not each time the input runs dry.  Under a
+ * steady trickle, committing whenever the channel is empty meant one
+ * fsync and a rewrite of every touched page per handful of messages.
+ * Waiting costs no digest latency (digests are published as their
+ * requests are applied), only ack latency.
+ */
+static bool
+worker_commit_due(const struct worker *w, bool eof)
+{
+	if (w->parsed == 0)
+		return false;
+	if (eof || w->stop || !w->txn)
+		return true;
+	return w->txn_frames >= (size_t)w->cfg.commit_max_msgs ||
+	    clock_mono_ms() - w->txn_start_ms >= w->cfg.commit_max_ms;
+}
+
+/* How long poll may wait: until the open batch is due, else a second. */
+static int
+worker_timeout(const struct worker *w)
+{
+	int64_t left;
+
+	if (w->parsed == 0 || !w->txn)
+		return 1000;
+	left = w->txn_start_ms + w->cfg.commit_max_ms - clock_mono_ms();
+	return left <= 0 ? 0 : left > 1000 ? 1000 : (int)left;
+}
+
 static void
 worker_loop(struct worker *w)
 {
@@ -464,7 +495,7 @@ worker_loop(struct worker *w)
 	int retry_ms = 0;
 
 	while (!w->stop) {
-		int timeout = 1000;
+		int timeout = worker_timeout(w);
 		struct pollfd pfd = { w->fd, POLLIN, 0 };
 		int64_t now;
 
@@ -477,7 +508,7 @@ worker_loop(struct worker *w)
 		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_read(w) == 1)
 			eof = true;
 		retry_ms = 0;
-		if (worker_process(w) == -1 || worker_commit(w) == -1) {
+		if (worker_process(w) == -1 || (worker_commit_due(w, eof) && worker_commit(w) == -1)) {
 			/* NATS unreachable: hold the batch and try again shortly. */
 			retry_ms = 500;
 			if (eof)
