@@ -64,6 +64,7 @@ struct worker {
 	uint64_t msgs, digests, stale, duplicates, bad_frames;
 	int64_t last_report_ms;
 	int64_t next_sweep_ms;    /* monotonic; when the next tombstone pass may start */
+	int64_t wall_ms;          /* wall clock, read once per chunk of frames: tombstone age only */
 	bool sweeping;
 };
 
@@ -297,7 +298,7 @@ worker_apply(struct worker *w, const struct frame *f)
 		if (frame_get_update(f, &m) == -1)
 			goto bad;
 		worker_begin(w);
-		if (store_apply(w->store, &m, clock_wall_ms(), w->cfg.tombstone_retention_ms, &res) == -1)
+		if (store_apply(w->store, &m, w->wall_ms, w->cfg.tombstone_retention_ms, &res) == -1)
 			worker_storage_failed("applying an update");
 		if (res == STATE_STALE || res == STATE_LESS_SEVERE)
 			w->stale++;
@@ -375,6 +376,9 @@ worker_commit(struct worker *w)
 static int
 worker_process(struct worker *w)
 {
+	unsigned n = 0;
+
+	w->wall_ms = clock_wall_ms();
 	for (;;) {
 		struct frame f;
 		const char *err;
@@ -394,8 +398,9 @@ worker_process(struct worker *w)
 		w->parsed += used;
 		w->last_id = f.id;
 		w->txn_frames++;
+		/* The clock is read every 64 frames: per frame it was 5% of a worker. */
 		if (w->txn_frames >= (size_t)w->cfg.commit_max_msgs ||
-		    (w->txn && clock_mono_ms() - w->txn_start_ms >= w->cfg.commit_max_ms)) {
+		    (w->txn && ++n % 64 == 0 && clock_mono_ms() - w->txn_start_ms >= w->cfg.commit_max_ms)) {
 			if (worker_commit(w) == -1)
 				return -1;
 		}
