@@ -30,9 +30,15 @@ natsconn_on_connected(natsConnection *nc, void *arg)
 static void
 natsconn_on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *arg)
 {
+	int64_t dropped = 0;
+
 	(void)nc;
-	(void)sub;
 	(void)arg;
+	if (err == NATS_SLOW_CONSUMER && sub != NULL && natsSubscription_GetDropped(sub, &dropped) == NATS_OK) {
+		log_errorx("slow consumer on %s: %lld messages dropped so far (core intake backlog full)",
+		    natsSubscription_GetSubject(sub), (long long)dropped);
+		return;
+	}
 	log_warnx("NATS asynchronous error: %s", natsStatus_GetText(err));
 }
 

@@ -17,6 +17,9 @@
 /* A batch the callback may fill before it waits for the main thread. */
 #define INTAKE_BATCH_ITEMS 8192
 #define INTAKE_BATCH_BYTES (4u << 20)
+/* Core intake's client-side backlog cap (per subscription). */
+#define INTAKE_CORE_PENDING_MSGS 2000000
+#define INTAKE_CORE_PENDING_BYTES (512 << 20)
 
 struct intake {
 	natsConnection *nc;
@@ -531,9 +534,17 @@ intake_subscribe(struct intake *in, const char *subject)
 	natsStatus s;
 
 	s = natsConnection_Subscribe(&sub, in->nc, subject, intake_on_msg, in);
-	/* Unlimited client-side buffering: a dropped push message would only come back after ack_wait. */
-	if (s == NATS_OK)
+	/*
+	 * Jetstream: no client-side limit; max_ack_pending bounds what the
+	 * server lets out, and a dropped push message would force a consumer
+	 * reset.  Core: nothing upstream bounds a backlog, so cap it; past the
+	 * cap cnats drops and reports a slow consumer (logged), which is what
+	 * core intake, not durable, accepts.
+	 */
+	if (s == NATS_OK && in->mode == INTAKE_JETSTREAM)
 		s = natsSubscription_SetPendingLimits(sub, -1, -1);
+	else if (s == NATS_OK)
+		s = natsSubscription_SetPendingLimits(sub, INTAKE_CORE_PENDING_MSGS, INTAKE_CORE_PENDING_BYTES);
 	if (s != NATS_OK) {
 		log_errorx("subscribe to %s: %s", subject, natsStatus_GetText(s));
 		natsSubscription_Destroy(sub);
