@@ -133,8 +133,8 @@ static const struct key_def config_keys[] = {
 	ROW("service", "queue_max_bytes", KIND_SIZE, 0, I64(queue_max_bytes),
 	    64 * KIB, 64 * GIB, "16M"),
 
-	ROW("worker", "commit_max_msgs", KIND_INT, 0, I64(commit_max_msgs), 1, 1000000, "1000"),
-	ROW("worker", "commit_max_ms", KIND_DURATION, 0, I64(commit_max_ms), 0, MS_MIN, "20ms"),
+	ROW("worker", "commit_max_msgs", KIND_INT, 0, I64(commit_max_msgs), 1, 1000000, "10000"),
+	ROW("worker", "commit_max_ms", KIND_DURATION, 0, I64(commit_max_ms), 0, MS_MIN, "100ms"),
 	ROW("worker", "tombstone_retention", KIND_DURATION, 0, I64(tombstone_retention_ms),
 	    MS_SEC, 3650 * MS_DAY, "14d"),
 	ROW("worker", "map_size", KIND_SIZE, 0, I64(map_size_bytes), MIB, 16384 * GIB, "4G"),

@@ -54,8 +54,8 @@ struct config {
 	int64_t queue_max_bytes;         /* per-worker output queue; default 16MiB */
 
 	/* [worker] */
-	int64_t commit_max_msgs;         /* group commit: at most this many messages; default 1000 */
-	int64_t commit_max_ms;           /* ... or this long; default 20ms */
+	int64_t commit_max_msgs;         /* group commit: at most this many messages; default 10000 */
+	int64_t commit_max_ms;           /* ... or this long; default 100ms */
 	int64_t tombstone_retention_ms;  /* default 14d */
 	int64_t map_size_bytes;          /* LMDB map size per worker; default 4GiB */
 

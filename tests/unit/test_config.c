@@ -166,8 +166,8 @@ test_defaults_match_header(void **state)
 	assert_int_equal(c.crash_loop_max, 5);
 	assert_int_equal(c.shutdown_timeout_ms, 10000);
 	assert_int_equal(c.queue_max_bytes, 16 << 20);
-	assert_int_equal(c.commit_max_msgs, 1000);
-	assert_int_equal(c.commit_max_ms, 20);
+	assert_int_equal(c.commit_max_msgs, 10000);
+	assert_int_equal(c.commit_max_ms, 100);
 	assert_int_equal(c.tombstone_retention_ms, INT64_C(14) * 24 * 3600 * 1000);
 	assert_int_equal(c.map_size_bytes, INT64_C(4) << 30);
 	assert_int_equal(c.max_message_bytes, 65536);
@@ -812,7 +812,7 @@ test_diff_every_key(void **state)
 	assert_string_equal(ch->old_value, "info");
 	assert_string_equal(ch->new_value, "debug");
 	ch = changes_find(&cs, "worker.commit_max_ms");
-	assert_string_equal(ch->old_value, "20ms");
+	assert_string_equal(ch->old_value, "100ms");
 	assert_string_equal(ch->new_value, "5ms");
 
 	/* The reverse direction reports the same keys. */
