@@ -31,8 +31,8 @@ BENCH_SRCS = $(wildcard bench/*.c)
 BENCH_BINS = $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 BENCH_LIB_SRCS = $(wildcard bench/lib/*.c)
 BENCH_LIB_OBJS = $(BENCH_LIB_SRCS:%.c=$(BUILD)/%.o)
-# The integration harness pieces the benchmark reuses (not itest.o or scenarios).
-BENCH_ITEST_OBJS = $(addprefix $(BUILD)/tests/integration/,harness.o bus.o model.o itmap.o traffic.o)
+# The integration harness pieces the benchmark and faulttest reuse (not itest.o or scenarios).
+BENCH_ITEST_OBJS = $(addprefix $(BUILD)/tests/integration/,harness.o bus.o model.o itmap.o traffic.o tap.o)
 FAULT_SRCS = $(wildcard tests/fault/*.c)
 FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
 # Objects, and their intermediates, are kept between runs: make would otherwise delete them.

@@ -5,7 +5,7 @@
  * dir), a publisher that rides out broker outages, an update-only load
  * generator, and the final check against the model.
  *
- * Built on the integration harness (tests/integration: harness, bus,
+ * Built on the integration harness (tests/integration: harness, bus, tap,
  * model, traffic), which it links but does not change.
  */
 #ifndef FAULT_H
@@ -21,6 +21,7 @@
 #include "../integration/bus.h"
 #include "../integration/harness.h"
 #include "../integration/model.h"
+#include "../integration/tap.h"
 #include "../integration/traffic.h"
 
 #define FAULT_MAX_ONLY 16
@@ -36,13 +37,8 @@ struct fault_opts {
 
 extern struct fault_opts fault_opts;
 
-/* ---- reporting ---- */
+/* ---- options (reporting: ../integration/tap.h) ---- */
 
-void fault_ok(const char *name);
-void fault_fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* ok / not ok from a 0 / -1 result, the reason from harness_err(). */
-void fault_report(const char *name, int rc);
-int fault_failures(void);
 /* n scaled by FAULT_SCALE, at least `min`. */
 int fault_scaled(int n, int min);
 

@@ -237,7 +237,7 @@ int
 fenv_up(struct fenv *e, const char *tag, int workers)
 {
 	memset(e, 0, sizeof(*e));
-	e->failures_at_start = fault_failures();
+	e->failures_at_start = tap_failures();
 	snprintf(e->tag, sizeof(e->tag), "%s", tag);
 	if (harness_tmpdir(tag, e->dir, sizeof(e->dir)) == -1)
 		return -1;
@@ -298,55 +298,32 @@ fenv_stop_service(struct fenv *e)
 	snprintf(name, sizeof(name), "%s/sigterm_teardown", e->tag);
 	if (e->svc.proc.pid <= 0 || e->svc.proc.reaped) {
 		if (!e->down)
-			fault_fail(name, "the supervisor was not running at teardown (%s)",
+			tap_fail(name, "the supervisor was not running at teardown (%s)",
 			    e->svc.proc.pid > 0 ? harness_status_str(e->svc.proc.status, st,
 			    sizeof(st)) : "never started");
 		goto out;
 	}
 	nw = harness_workers(e->svc.proc.pid, w, 64);
 	if (harness_service_stop(&e->svc, 15000) == -1) {
-		fault_fail(name, "%s", harness_err());
+		tap_fail(name, "%s", harness_err());
 		goto out;
 	}
 	if (!WIFEXITED(e->svc.proc.status) || WEXITSTATUS(e->svc.proc.status) != 0) {
-		fault_fail(name, "supervisor ended with %s after SIGTERM, want exit 0",
+		tap_fail(name, "supervisor ended with %s after SIGTERM, want exit 0",
 		    harness_status_str(e->svc.proc.status, st, sizeof(st)));
 		goto out;
 	}
 	for (int i = 0; i < nw; i++) {
 		if (harness_pid_alive(w[i].pid)) {
-			fault_fail(name, "worker %d/%d pid %ld outlived the supervisor", w[i].slot,
+			tap_fail(name, "worker %d/%d pid %ld outlived the supervisor", w[i].slot,
 			    w[i].nslots, (long)w[i].pid);
 			goto out;
 		}
 	}
-	fault_ok(name);
+	tap_ok(name);
 out:
 	harness_proc_kill(&e->svc.proc);
 	harness_kill_orphans();
-}
-
-/* A sanitizer report of any service process (a worker's shows only in the log). */
-static void
-fenv_check_sanitizers(struct fenv *e)
-{
-	static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-		"runtime error:", "WARNING: ThreadSanitizer", NULL };
-	char name[64];
-	char *log = harness_read_file(e->svc.log, NULL);
-
-	if (log == NULL)
-		return;
-	for (int i = 0; marks[i] != NULL; i++) {
-		const char *hit = strstr(log, marks[i]);
-
-		if (hit != NULL) {
-			snprintf(name, sizeof(name), "%s/sanitizers", e->tag);
-			fault_fail(name, "service log has a sanitizer report: %.300s", hit);
-			break;
-		}
-	}
-	free(log);
 }
 
 void
@@ -358,8 +335,8 @@ fenv_down(struct fenv *e)
 	if (e->dir[0] == '\0')
 		return;
 	fenv_stop_service(e);
-	fenv_check_sanitizers(e);
-	failed = fault_failures() > e->failures_at_start;
+	tap_check_sanitizers(e->tag, e->svc.log, 300);
+	failed = tap_failures() > e->failures_at_start;
 	collector_free(e->digests);
 	e->digests = NULL;
 	bus_close(e->bus);
@@ -538,7 +515,7 @@ fault_finish(struct fenv *e, struct model *m, struct load *l, bool allow_dup,
 	memset(res, 0, sizeof(*res));
 	snprintf(name, sizeof(name), "%s/no_alarm_lost_or_wrong", e->tag);
 	if (l != NULL && load_stop(l) == -1) {
-		fault_fail(name, "load generator: %s", harness_err());
+		tap_fail(name, "load generator: %s", harness_err());
 		return;
 	}
 	if (l != NULL)
@@ -546,7 +523,7 @@ fault_finish(struct fenv *e, struct model *m, struct load *l, bool allow_dup,
 	traffic_marker(e->tag, marker, sizeof(marker));
 	t0 = harness_now_ms();
 	if (fault_bus_ready(e) == -1 || fault_final_round(e, m, marker) == -1) {
-		fault_fail(name, "final round: %s", harness_err());
+		tap_fail(name, "final round: %s", harness_err());
 		return;
 	}
 	rc = traffic_wait(m, e->digests, allow_dup, 90000, &e->svc.proc, marker);
@@ -572,23 +549,23 @@ fault_finish(struct fenv *e, struct model *m, struct load *l, bool allow_dup,
 		snprintf(why, sizeof(why), "%s", harness_err());
 		res->alarms_checked = 0;
 		fault_explain(e, m, allow_dup, 3);
-		fault_fail(name, "%s", why);
+		tap_fail(name, "%s", why);
 	} else {
-		fault_ok(name);
+		tap_ok(name);
 	}
 	printf("# %s: final round for %zu users took %lld ms; %zu digests (%zu alarms) compared, "
 	    "%zu exact repeats received\n", e->tag, n, (long long)(harness_now_ms() - t0),
 	    res->digests_checked, res->alarms_checked, res->repeats);
 	snprintf(name, sizeof(name), "%s/all_acked", e->tag);
-	fault_report(name, fenv_wait_acked(e, 20000));
+	tap_report(name, fenv_wait_acked(e, 20000));
 	snprintf(name, sizeof(name), "%s/digest_json_shape", e->tag);
 	errors = collector_errors(e->digests, first, sizeof(first));
 	dropped = collector_dropped(e->digests);
 	if (errors > 0)
-		fault_fail(name, "%zu digests broke the output contract; first: %s", errors, first);
+		tap_fail(name, "%zu digests broke the output contract; first: %s", errors, first);
 	else if (dropped != 0)
-		fault_fail(name, "the test's digest subscription dropped %lld messages",
+		tap_fail(name, "the test's digest subscription dropped %lld messages",
 		    (long long)dropped);
 	else
-		fault_ok(name);
+		tap_ok(name);
 }

@@ -266,12 +266,12 @@ scn_worker_kill9(void)
 	rng_seed(&rng, fault_opts.seed ^ 0x3111);
 	if (m == NULL || fenv_up(&e, tag, 4) == -1 ||
 	    fault_seed(&e, m, "wk", sz.users, sz.alarms, sz.base_sec - 3600) == -1) {
-		fault_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
+		tap_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	load_init(&l, &e, m, "wk", sz.users, sz.alarms, 0, sz.base_sec, 0x3112);
 	if (load_start(&l) == -1 || (side = side_start(&e, 0x3113)) == NULL) {
-		fault_fail(tag, "load: %s", harness_err());
+		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
 	harness_sleep_ms(500);
@@ -282,13 +282,13 @@ scn_worker_kill9(void)
 			harness_sleep_ms(100 + rng_below(&rng, 400));
 		if (kill_worker(&e, mode, &rng, &ks) == -1) {
 			snprintf(name, sizeof(name), "%s/kill_%d_%s", tag, i + 1, mode_names[mode]);
-			fault_fail(name, "%s", harness_err());
+			tap_fail(name, "%s", harness_err());
 			break;
 		}
 		done++;
 	}
 	snprintf(name, sizeof(name), "%s/all_workers_back", tag);
-	fault_report(name, harness_workers_wait(e.svc.proc.pid, e.workers, 30000, 300, w));
+	tap_report(name, harness_workers_wait(e.svc.proc.pid, e.workers, 30000, 300, w));
 	printf("# %s: %d kills (%d settled, %d of a replacement just ready, %d unsynchronised); "
 	    "%d hit a replacement right after it logged \"ready\" with its predecessor's frames "
 	    "queued for replay (%zu frames in all)\n",
@@ -296,15 +296,15 @@ scn_worker_kill9(void)
 	    ks.done[KILL_NO_WAIT], ks.replaying, ks.replay_frames);
 	snprintf(name, sizeof(name), "%s/kills_landed_during_replay", tag);
 	if (done == kills && ks.replaying == 0)
-		fault_fail(name, "none of %d kills of a fresh replacement found frames to replay",
+		tap_fail(name, "none of %d kills of a fresh replacement found frames to replay",
 		    ks.done[KILL_REPLAYING] + ks.done[KILL_REPLAYING_AGAIN]);
 	else if (done == kills)
-		fault_ok(name);
+		tap_ok(name);
 	side_finish(side);
 	fault_finish(&e, m, &l, true, &res);
 	printf("# %s: %d faults injected, %zu alarms checked\n", tag, done, res.alarms_checked);
 	snprintf(name, sizeof(name), "%s/service_still_up", tag);
-	fault_report(name, fenv_alive(&e));
+	tap_report(name, fenv_alive(&e));
 out:
 	side_free(side);
 	(void)load_stop(&l);
@@ -370,12 +370,12 @@ supervisor_kills(const char *tag, int users, int kills, int request_pct, uint64_
 	rng_seed(&rng, fault_opts.seed ^ seed_mix);
 	if (m == NULL || fenv_up(&e, tag, 3) == -1 ||
 	    fault_seed(&e, m, "sk", sz.users, sz.alarms, sz.base_sec - 3600) == -1) {
-		fault_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
+		tap_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	load_init(&l, &e, m, "sk", sz.users, sz.alarms, request_pct, sz.base_sec, seed_mix + 1);
 	if (load_start(&l) == -1 || (side = side_start(&e, seed_mix + 2)) == NULL) {
-		fault_fail(tag, "load: %s", harness_err());
+		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
 	for (int i = 0; i < kills; i++) {
@@ -387,10 +387,10 @@ supervisor_kills(const char *tag, int users, int kills, int request_pct, uint64_
 			harness_sleep_ms(400 + rng_below(&rng, 800));
 		snprintf(name, sizeof(name), "%s/kill_%d_workers_exit", tag, i + 1);
 		if (kill_supervisor(&e, &gone_ms) == -1) {
-			fault_fail(name, "%s", harness_err());
+			tap_fail(name, "%s", harness_err());
 			break;
 		}
-		fault_ok(name);
+		tap_ok(name);
 		done++;
 		t0 = harness_now_ms();
 		snprintf(name, sizeof(name), "%s/restart_%d", tag, i + 1);
@@ -399,21 +399,21 @@ supervisor_kills(const char *tag, int users, int kills, int request_pct, uint64_
 
 			if (harness_service_start(&e.svc) == -1 ||
 			    harness_workers_wait(e.svc.proc.pid, e.workers, 30000, 0, w) == -1) {
-				fault_fail(name, "%s", harness_err());
+				tap_fail(name, "%s", harness_err());
 				break;
 			}
 			e.down = false;
-			fault_ok(name);
+			tap_ok(name);
 			printf("# %s: kill %d: workers gone %lld ms after the supervisor; restarted, "
 			    "workers up after %lld ms: killing it again while it recovers\n", tag, i + 1,
 			    (long long)gone_ms, (long long)(harness_now_ms() - t0));
 			continue;
 		}
 		if (fenv_start(&e) == -1) {
-			fault_fail(name, "%s", harness_err());
+			tap_fail(name, "%s", harness_err());
 			break;
 		}
-		fault_ok(name);
+		tap_ok(name);
 		printf("# %s: kill %d: workers gone %lld ms after the supervisor, service answering "
 		    "%lld ms after its restart\n", tag, i + 1, (long long)gone_ms,
 		    (long long)(harness_now_ms() - t0));
@@ -473,12 +473,12 @@ scn_nats_restart(void)
 	rng_seed(&rng, fault_opts.seed ^ 0x4a75);
 	if (m == NULL || fenv_up(&e, tag, 3) == -1 ||
 	    fault_seed(&e, m, "nr", sz.users, sz.alarms, sz.base_sec - 3600) == -1) {
-		fault_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
+		tap_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	load_init(&l, &e, m, "nr", sz.users, sz.alarms, 0, sz.base_sec, 0x4a76);
 	if (load_start(&l) == -1 || (side = side_start(&e, 0x4a77)) == NULL) {
-		fault_fail(tag, "load: %s", harness_err());
+		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
 	for (int i = 0; i < restarts; i++) {
@@ -489,21 +489,21 @@ scn_nats_restart(void)
 		snprintf(name, sizeof(name), "%s/restart_%d", tag, i + 1);
 		/* Down for a while (publishers wait and retry), then the same port and store. */
 		if (harness_nats_stop(&e.nats) == -1) {
-			fault_fail(name, "stopping nats-server: %s", harness_err());
+			tap_fail(name, "stopping nats-server: %s", harness_err());
 			break;
 		}
 		harness_sleep_ms(outage);
 		if (harness_nats_restart(&e.nats) == -1) {
-			fault_fail(name, "starting nats-server again: %s", harness_err());
+			tap_fail(name, "starting nats-server again: %s", harness_err());
 			break;
 		}
 		done++;
 		t0 = harness_now_ms();
 		if (fenv_wait_ready(&e, 60000) == -1) {
-			fault_fail(name, "service after the broker came back: %s", harness_err());
+			tap_fail(name, "service after the broker came back: %s", harness_err());
 			break;
 		}
-		fault_ok(name);
+		tap_ok(name);
 		printf("# %s: broker down %lld ms; service answering %lld ms after it came back\n",
 		    tag, (long long)outage, (long long)(harness_now_ms() - t0));
 	}
@@ -514,7 +514,7 @@ scn_nats_restart(void)
 	    (unsigned long long)(fpub_retried() - retried0));
 	printf("# %s: %d faults injected, %zu alarms checked\n", tag, done, res.alarms_checked);
 	snprintf(name, sizeof(name), "%s/service_still_up", tag);
-	fault_report(name, fenv_alive(&e));
+	tap_report(name, fenv_alive(&e));
 out:
 	side_free(side);
 	(void)load_stop(&l);
@@ -605,13 +605,13 @@ scn_down_while_publishing(void)
 	rng_seed(&rng, fault_opts.seed ^ 0xd0e);
 	if (m == NULL || fenv_up(&e, tag, 3) == -1 ||
 	    fault_seed(&e, m, "dw", sz.users, sz.alarms, sz.base_sec - 3600) == -1) {
-		fault_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
+		tap_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	/* Updates only while it stops: a stop that had to kill would be a crash. */
 	load_init(&l, &e, m, "dw", sz.users, sz.alarms, 0, sz.base_sec, 0xd0f);
 	if (load_start(&l) == -1) {
-		fault_fail(tag, "load: %s", harness_err());
+		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
 	for (int i = 0; i < rounds; i++) {
@@ -621,10 +621,10 @@ scn_down_while_publishing(void)
 		harness_sleep_ms(700 + rng_below(&rng, 300));
 		snprintf(name, sizeof(name), "%s/sigterm_%d_exit_0", tag, i + 1);
 		if (stop_service(&e) == -1) {
-			fault_fail(name, "%s", harness_err());
+			tap_fail(name, "%s", harness_err());
 			break;
 		}
-		fault_ok(name);
+		tap_ok(name);
 		done++;
 		t0 = harness_now_ms();
 		/*
@@ -633,7 +633,7 @@ scn_down_while_publishing(void)
 		 */
 		if (down_batch(&e, m, &rng, "dwb", sz.users, sz.alarms, fault_scaled(8, 2),
 		    sz.base_sec + 100 * i, &sent) == -1) {
-			fault_fail(tag, "publishing while down: %s", harness_err());
+			tap_fail(tag, "publishing while down: %s", harness_err());
 			break;
 		}
 		printf("# %s: published a batch of %zu messages in %lld ms while the service was "
@@ -641,10 +641,10 @@ scn_down_while_publishing(void)
 		snprintf(name, sizeof(name), "%s/restart_%d", tag, i + 1);
 		t0 = harness_now_ms();
 		if (fenv_start(&e) == -1) {
-			fault_fail(name, "%s", harness_err());
+			tap_fail(name, "%s", harness_err());
 			break;
 		}
-		fault_ok(name);
+		tap_ok(name);
 		printf("# %s: service answering %lld ms after its start (backlog included)\n", tag,
 		    (long long)(harness_now_ms() - t0));
 	}
@@ -676,14 +676,14 @@ scn_reshard_under_load(void)
 
 	if (m == NULL || fenv_up(&e, tag, 2) == -1 ||
 	    fault_seed(&e, m, "rs", sz.users, sz.alarms, sz.base_sec - 3600) == -1) {
-		fault_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
+		tap_fail(tag, "setup: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	sup = e.svc.proc.pid;
 	/* A reload is no crash: requests too, and every digest exactly once. */
 	load_init(&l, &e, m, "rs", sz.users, sz.alarms, 5, sz.base_sec, 0x4e5);
 	if (load_start(&l) == -1) {
-		fault_fail(tag, "load: %s", harness_err());
+		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
@@ -696,10 +696,10 @@ scn_reshard_under_load(void)
 		if (fenv_write_config(&e, steps[i]) == -1 ||
 		    harness_service_signal(&e.svc, SIGHUP) == -1 ||
 		    harness_workers_wait(e.svc.proc.pid, steps[i], 30000, 300, w) == -1) {
-			fault_fail(name, "%s", harness_err());
+			tap_fail(name, "%s", harness_err());
 			break;
 		}
-		fault_ok(name);
+		tap_ok(name);
 		done++;
 		printf("# %s: %d -> %d workers in %lld ms (300 ms settle included)\n", tag, from,
 		    steps[i], (long long)(harness_now_ms() - t0));
@@ -709,10 +709,10 @@ scn_reshard_under_load(void)
 	printf("# %s: %d faults injected, %zu alarms checked\n", tag, done, res.alarms_checked);
 	snprintf(name, sizeof(name), "%s/supervisor_kept_running", tag);
 	if (fenv_alive(&e) == 0 && e.svc.proc.pid != sup)
-		fault_fail(name, "supervisor pid changed from %ld to %ld", (long)sup,
+		tap_fail(name, "supervisor pid changed from %ld to %ld", (long)sup,
 		    (long)e.svc.proc.pid);
 	else
-		fault_report(name, fenv_alive(&e));
+		tap_report(name, fenv_alive(&e));
 out:
 	(void)load_stop(&l);
 	fenv_down(&e);

@@ -166,7 +166,7 @@ side_finish(struct side *s)
 		return;
 	snprintf(name, sizeof(name), "%s/mid_fault_digests", s->env->tag);
 	if (load_stop(&s->load) == -1) {
-		fault_fail(name, "side traffic: %s", harness_err());
+		tap_fail(name, "side traffic: %s", harness_err());
 		return;
 	}
 	/* Let digests of the last requests arrive; their content is all we look at. */
@@ -187,7 +187,7 @@ side_finish(struct side *s)
 		harness_seterr("no digest of the %zu side users arrived", users);
 		rc = -1;
 	}
-	fault_report(name, rc);
+	tap_report(name, rc);
 }
 
 void

@@ -19,8 +19,6 @@
  * exits 0 only when F == 0.
  */
 #include <libgen.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,48 +30,7 @@
 
 struct fault_opts fault_opts;
 
-static atomic_int n_passed, n_failed, n_points;
-
-/* ---- reporting ---- */
-
-void
-fault_ok(const char *name)
-{
-	atomic_fetch_add(&n_passed, 1);
-	printf("ok %d - %s\n", atomic_fetch_add(&n_points, 1) + 1, name);
-}
-
-void
-fault_fail(const char *name, const char *fmt, ...)
-{
-	char why[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	/* One line: a TAP reader must not take a continuation for a result. */
-	for (char *p = why; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	atomic_fetch_add(&n_failed, 1);
-	printf("not ok %d - %s: %s\n", atomic_fetch_add(&n_points, 1) + 1, name, why);
-}
-
-void
-fault_report(const char *name, int rc)
-{
-	if (rc == 0)
-		fault_ok(name);
-	else
-		fault_fail(name, "%s", harness_err());
-}
-
-int
-fault_failures(void)
-{
-	return atomic_load(&n_failed);
-}
+/* ---- options ---- */
 
 int
 fault_scaled(int n, int min)
@@ -83,23 +40,17 @@ fault_scaled(int n, int min)
 	return v < min ? min : (int)v;
 }
 
-/* Runs on the watchdog thread while main may hold stdio locks: write(2) only. */
+/* On the watchdog thread: tap_abort writes with write(2) only. */
 static void
 on_abort(const char *why)
 {
-	char line[512];
-	int n;
-
-	n = snprintf(line, sizeof(line), "not ok %d - faulttest: %s\nfaulttest: %d passed, %d failed\n",
-	    atomic_load(&n_points) + 1, why, atomic_load(&n_passed), atomic_load(&n_failed) + 1);
-	if (n > 0)
-		(void)!write(STDOUT_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line));
+	tap_abort("faulttest", why);
 }
 
 static void
 on_stray(int sig, const char *who)
 {
-	fault_fail("faulttest/stray_signal", "signal %d (%s) sent to the test program by %s", sig,
+	tap_fail("faulttest/stray_signal", "signal %d (%s) sent to the test program by %s", sig,
 	    strsignal(sig), who);
 }
 
@@ -232,7 +183,7 @@ main(int argc, char **argv)
 	    fault_opts.bin, fault_opts.scale, (unsigned long long)fault_opts.seed);
 	t_all = harness_now_ms();
 	if (access(fault_opts.bin, X_OK) == -1) {
-		fault_fail("faulttest", "supervisor binary %s is not executable (build it, or pass its "
+		tap_fail("faulttest", "supervisor binary %s is not executable (build it, or pass its "
 		    "path as the first argument or in ALARM_SUPERVISOR)", fault_opts.bin);
 	} else {
 		for (size_t i = 0; i < NSCENARIOS; i++) {
@@ -251,6 +202,5 @@ main(int argc, char **argv)
 	/* Lets cnats' own threads end, so LeakSanitizer sees a clean exit. */
 	nats_CloseAndWait(5000);
 	printf("# faulttest took %.1f s\n", (harness_now_ms() - t_all) / 1000.0);
-	printf("faulttest: %d passed, %d failed\n", atomic_load(&n_passed), atomic_load(&n_failed));
-	return atomic_load(&n_failed) == 0 ? 0 : 1;
+	return tap_finish("faulttest");
 }

@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,48 +27,7 @@
 
 struct itest_opts itest_opts;
 
-static atomic_int n_passed, n_failed, n_points;
-
-/* ---- reporting ---- */
-
-void
-itest_ok(const char *name)
-{
-	atomic_fetch_add(&n_passed, 1);
-	printf("ok %d - %s\n", atomic_fetch_add(&n_points, 1) + 1, name);
-}
-
-void
-itest_fail(const char *name, const char *fmt, ...)
-{
-	char why[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	/* Reasons are one line: a TAP reader must not see a continuation as a result. */
-	for (char *p = why; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-	atomic_fetch_add(&n_failed, 1);
-	printf("not ok %d - %s: %s\n", atomic_fetch_add(&n_points, 1) + 1, name, why);
-}
-
-void
-itest_report(const char *name, int rc)
-{
-	if (rc == 0)
-		itest_ok(name);
-	else
-		itest_fail(name, "%s", harness_err());
-}
-
-int
-itest_failures(void)
-{
-	return atomic_load(&n_failed);
-}
+/* ---- options ---- */
 
 bool
 itest_selected(const char *scenario, const char *sub)
@@ -100,23 +58,17 @@ itest_scaled(int n)
 	return v < 1 ? 1 : (int)v;
 }
 
-/* Runs on the watchdog thread while main may hold stdio locks: write(2) only. */
+/* On the watchdog thread: tap_abort writes with write(2) only. */
 static void
 on_abort(const char *why)
 {
-	char line[512];
-	int n;
-
-	n = snprintf(line, sizeof(line), "not ok %d - itest: %s\nitest: %d passed, %d failed\n",
-	    atomic_load(&n_points) + 1, why, atomic_load(&n_passed), atomic_load(&n_failed) + 1);
-	if (n > 0)
-		(void)!write(STDOUT_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line));
+	tap_abort("itest", why);
 }
 
 static void
 on_stray(int sig, const char *who)
 {
-	itest_fail("itest/stray_signal", "signal %d (%s) sent to the test program by %s", sig,
+	tap_fail("itest/stray_signal", "signal %d (%s) sent to the test program by %s", sig,
 	    strsignal(sig), who);
 }
 
@@ -253,7 +205,7 @@ int
 env_up(struct env *e, const char *tag, const struct env_config *cfg)
 {
 	memset(e, 0, sizeof(*e));
-	e->failures_at_start = itest_failures();
+	e->failures_at_start = tap_failures();
 	e->cfg = *cfg;
 	snprintf(e->tag, sizeof(e->tag), "%s", tag);
 	if (harness_tmpdir(tag, e->dir, sizeof(e->dir)) == -1)
@@ -334,15 +286,15 @@ env_stop_service(struct env *e)
 	snprintf(name, sizeof(name), "%s/teardown", e->tag);
 	if (harness_service_stop(&e->svc, (e->cfg.shutdown_timeout_s > 0 ?
 	    e->cfg.shutdown_timeout_s : 10) * 1000 + 5000) == -1) {
-		itest_fail(name, "%s", harness_err());
+		tap_fail(name, "%s", harness_err());
 		goto out;
 	}
 	if (!WIFEXITED(e->svc.proc.status) || WEXITSTATUS(e->svc.proc.status) != 0)
-		itest_fail(name, "supervisor ended with %s after SIGTERM, want exit 0",
+		tap_fail(name, "supervisor ended with %s after SIGTERM, want exit 0",
 		    harness_status_str(e->svc.proc.status, st, sizeof(st)));
 	for (int i = 0; i < nw; i++) {
 		if (harness_pid_alive(w[i].pid)) {
-			itest_fail(name, "worker %d/%d pid %ld outlived the supervisor", w[i].slot,
+			tap_fail(name, "worker %d/%d pid %ld outlived the supervisor", w[i].slot,
 			    w[i].nslots, (long)w[i].pid);
 			break;
 		}
@@ -353,29 +305,6 @@ out:
 	harness_kill_orphans();
 }
 
-/* Sanitizer reports of any service process (a worker's would not show in an exit status). */
-static void
-env_check_sanitizers(struct env *e)
-{
-	static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-		"runtime error:", "WARNING: ThreadSanitizer", NULL };
-	char name[64];
-	char *log = harness_read_file(e->svc.log, NULL);
-
-	if (log == NULL)
-		return;
-	for (int i = 0; marks[i] != NULL; i++) {
-		const char *hit = strstr(log, marks[i]);
-
-		if (hit != NULL) {
-			snprintf(name, sizeof(name), "%s/sanitizers", e->tag);
-			itest_fail(name, "service log has a sanitizer report: %.200s", hit);
-			break;
-		}
-	}
-	free(log);
-}
-
 void
 env_down(struct env *e)
 {
@@ -384,8 +313,8 @@ env_down(struct env *e)
 	if (e->dir[0] == '\0')
 		return;
 	env_stop_service(e);
-	env_check_sanitizers(e);
-	failed = itest_failures() > e->failures_at_start;
+	tap_check_sanitizers(e->tag, e->svc.log, 200);
+	failed = tap_failures() > e->failures_at_start;
 	collector_free(e->digests);
 	e->digests = NULL;
 	bus_close(e->bus);
@@ -507,7 +436,7 @@ run_scenario(const struct scenario *s, bool have_bin)
 		return;
 	printf("# scenario %s\n", s->name);
 	if (s->needs_service && !have_bin) {
-		itest_fail(s->name, "supervisor binary %s is not executable (build it, or pass its "
+		tap_fail(s->name, "supervisor binary %s is not executable (build it, or pass its "
 		    "path as the first argument or in ALARM_SUPERVISOR)", itest_opts.bin);
 		return;
 	}
@@ -540,6 +469,5 @@ main(int argc, char **argv)
 	harness_fini();
 	/* Lets cnats' own threads end, so LeakSanitizer sees a clean exit. */
 	nats_CloseAndWait(5000);
-	printf("itest: %d passed, %d failed\n", atomic_load(&n_passed), atomic_load(&n_failed));
-	return atomic_load(&n_failed) == 0 ? 0 : 1;
+	return tap_finish("itest");
 }

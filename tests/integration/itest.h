@@ -14,6 +14,7 @@
 #include "bus.h"
 #include "harness.h"
 #include "model.h"
+#include "tap.h"
 #include "traffic.h"
 
 struct itest_opts {
@@ -26,13 +27,8 @@ struct itest_opts {
 
 extern struct itest_opts itest_opts;
 
-/* ---- reporting ---- */
+/* ---- options (reporting: tap.h) ---- */
 
-void itest_ok(const char *name);
-void itest_fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Report ok or not ok from a 0/-1 result, the reason taken from harness_err(). */
-void itest_report(const char *name, int rc);
-int itest_failures(void);
 /* Scenario/case selection: true when nothing was selected or `name` matches. */
 bool itest_selected(const char *scenario, const char *sub);
 /* Traffic size scaled by ITEST_SCALE, at least 1. */

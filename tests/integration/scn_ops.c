@@ -201,28 +201,28 @@ scn_harness(void)
 	char dir[PATH_MAX];
 
 	if (harness_tmpdir("harness", dir, sizeof(dir)) == -1) {
-		itest_fail("harness", "%s", harness_err());
+		tap_fail("harness", "%s", harness_err());
 		return;
 	}
-	itest_report("harness/run_timeout", harness_check_run_timeout(dir));
-	itest_report("harness/worker_discovery_and_orphans", harness_check_workers(dir));
+	tap_report("harness/run_timeout", harness_check_run_timeout(dir));
+	tap_report("harness/worker_discovery_and_orphans", harness_check_workers(dir));
 	if (harness_nats_start(&n, dir) == -1 || (b = bus_open(n.url, true)) == NULL ||
 	    (c = collector_new(b, "AlarmDigest")) == NULL ||
 	    (cap = capture_new(b, "AlarmDeadLetter", "Alarm-Reject-Reason")) == NULL) {
-		itest_fail("harness/nats", "%s", harness_err());
+		tap_fail("harness/nats", "%s", harness_err());
 	} else {
-		itest_ok("harness/nats");
-		itest_report("harness/collector", harness_check_collector(b, c));
-		itest_report("harness/capture_with_header", harness_check_capture(b, cap));
-		itest_report("harness/nats_restart_keeps_stream", harness_check_restart(&n, b));
+		tap_ok("harness/nats");
+		tap_report("harness/collector", harness_check_collector(b, c));
+		tap_report("harness/capture_with_header", harness_check_capture(b, cap));
+		tap_report("harness/nats_restart_keeps_stream", harness_check_restart(&n, b));
 	}
 	capture_free(cap);
 	collector_free(c);
 	bus_close(b);
 	if (harness_nats_stop(&n) == -1)
-		itest_fail("harness/nats_stop", "%s", harness_err());
+		tap_fail("harness/nats_stop", "%s", harness_err());
 	if (harness_tmpdir_remove(dir) == -1)
-		itest_fail("harness/cleanup", "%s", harness_err());
+		tap_fail("harness/cleanup", "%s", harness_err());
 }
 
 /* ---- config_check ---- */
@@ -340,24 +340,24 @@ scn_config_check(void)
 	char dir[PATH_MAX], name[128], missing[PATH_MAX];
 
 	if (harness_tmpdir("config", dir, sizeof(dir)) == -1) {
-		itest_fail("config_check", "%s", harness_err());
+		tap_fail("config_check", "%s", harness_err());
 		return;
 	}
 	for (size_t i = 0; i < sizeof(config_cases) / sizeof(config_cases[0]); i++) {
 		if (!itest_selected("config_check", config_cases[i].name))
 			continue;
 		snprintf(name, sizeof(name), "config_check/%s", config_cases[i].name);
-		itest_report(name, config_check_case(dir, &config_cases[i]));
+		tap_report(name, config_check_case(dir, &config_cases[i]));
 	}
 	if (itest_selected("config_check", "missing_file")) {
-		itest_report("config_check/missing_file",
+		tap_report("config_check/missing_file",
 		    harness_path(missing, sizeof(missing), dir, "no-such.conf") == -1 ? -1 :
 		    config_check_file(dir, missing, 1));
 	}
 	/* The shipped file documents every default: it must pass as is. */
 	if (itest_selected("config_check", "shipped_default") &&
 	    access("conf/alarm-supervisor.conf", R_OK) == 0)
-		itest_report("config_check/shipped_default",
+		tap_report("config_check/shipped_default",
 		    config_check_file(dir, "conf/alarm-supervisor.conf", 0));
 	if (harness_tmpdir_remove(dir) == -1)
 		printf("# config_check: %s\n", harness_err());
@@ -447,24 +447,24 @@ scn_worker_kill(void)
 
 	memset(&r, 0, sizeof(r));
 	if (m == NULL || env_up(&e, "worker_kill", &cfg) == -1) {
-		itest_fail("worker_kill", "environment: %s", m ? harness_err() : "out of memory");
+		tap_fail("worker_kill", "environment: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	runner_init(&r, &e, m, "wk", 0x4b11);
 	if (runner_start(&r) == -1) {
-		itest_fail("worker_kill", "%s", harness_err());
+		tap_fail("worker_kill", "%s", harness_err());
 		goto out;
 	}
 	for (int k = 0; k < 3; k++) {
 		harness_sleep_ms(700);
 		snprintf(name, sizeof(name), "worker_kill/restart_%d", k + 1);
-		itest_report(name, kill_one_worker(&e, cfg.workers, k));
+		tap_report(name, kill_one_worker(&e, cfg.workers, k));
 	}
 	harness_sleep_ms(500);
 	/* At-least-once after a crash: a repeated digest is allowed, a lost one is not. */
-	itest_report("worker_kill/no_update_lost", env_finish_and_verify(&e, m, &r, true));
-	itest_report("worker_kill/digest_json_shape", env_check_collector(&e));
-	itest_report("worker_kill/service_still_up", env_alive(&e));
+	tap_report("worker_kill/no_update_lost", env_finish_and_verify(&e, m, &r, true));
+	tap_report("worker_kill/digest_json_shape", env_check_collector(&e));
+	tap_report("worker_kill/service_still_up", env_alive(&e));
 out:
 	(void)runner_stop(&r);
 	env_down(&e);
@@ -497,26 +497,26 @@ scn_reload_workers(void)
 	memset(&r, 0, sizeof(r));
 	if (m == NULL || env_up(&e, "reload_workers", &cfg) == -1 ||
 	    harness_workers_wait(e.svc.proc.pid, 4, 20000, 200, w) == -1) {
-		itest_fail("reload_workers", "environment: %s", m ? harness_err() : "out of memory");
+		tap_fail("reload_workers", "environment: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	sup = e.svc.proc.pid;
 	runner_init(&r, &e, m, "rw", 0x7e10ad);
 	if (runner_start(&r) == -1) {
-		itest_fail("reload_workers", "%s", harness_err());
+		tap_fail("reload_workers", "%s", harness_err());
 		goto out;
 	}
 	harness_sleep_ms(800);
-	itest_report("reload_workers/4_to_2", reload_to(&e, 2));
+	tap_report("reload_workers/4_to_2", reload_to(&e, 2));
 	harness_sleep_ms(800);
-	itest_report("reload_workers/2_to_3", reload_to(&e, 3));
+	tap_report("reload_workers/2_to_3", reload_to(&e, 3));
 	harness_sleep_ms(800);
 	/* A reload is no crash: every digest exactly once, in order. */
-	itest_report("reload_workers/digests_match_model", env_finish_and_verify(&e, m, &r, false));
-	itest_report("reload_workers/digest_json_shape", env_check_collector(&e));
+	tap_report("reload_workers/digests_match_model", env_finish_and_verify(&e, m, &r, false));
+	tap_report("reload_workers/digest_json_shape", env_check_collector(&e));
 	if (env_alive(&e) == 0 && e.svc.proc.pid != sup)
 		harness_seterr("supervisor pid changed from %ld to %ld", (long)sup, (long)e.svc.proc.pid);
-	itest_report("reload_workers/supervisor_kept_running",
+	tap_report("reload_workers/supervisor_kept_running",
 	    env_alive(&e) == 0 && e.svc.proc.pid == sup ? 0 : -1);
 out:
 	(void)runner_stop(&r);
@@ -594,7 +594,7 @@ scn_reload_invalid(void)
 
 	if (env_up(&e, "reload_invalid", &cfg) == -1 ||
 	    harness_workers_wait(e.svc.proc.pid, 2, 20000, 200, before) == -1) {
-		itest_fail("reload_invalid", "environment: %s", harness_err());
+		tap_fail("reload_invalid", "environment: %s", harness_err());
 		goto out;
 	}
 	if ((log = harness_read_file(e.svc.log, &log_len)) != NULL)
@@ -604,25 +604,25 @@ scn_reload_invalid(void)
 	if (env_config_text(&e, &bad, text, sizeof(text), &line) == -1 ||
 	    harness_write_file(e.svc.conf, text) == -1 ||
 	    harness_service_signal(&e.svc, SIGHUP) == -1) {
-		itest_fail("reload_invalid", "%s", harness_err());
+		tap_fail("reload_invalid", "%s", harness_err());
 		goto out;
 	}
 	harness_sleep_ms(1500);
-	itest_report("reload_invalid/service_still_up", env_alive(&e));
+	tap_report("reload_invalid/service_still_up", env_alive(&e));
 	n = harness_workers(e.svc.proc.pid, after, 64);
 	if (n != 2)
-		itest_fail("reload_invalid/same_worker_count", "%d workers after the bad reload, want 2", n);
+		tap_fail("reload_invalid/same_worker_count", "%d workers after the bad reload, want 2", n);
 	else
-		itest_ok("reload_invalid/same_worker_count");
+		tap_ok("reload_invalid/same_worker_count");
 	if (n == 2 && (after[0].pid != before[0].pid || after[1].pid != before[1].pid))
 		printf("# note: worker pids changed on a rejected reload\n");
-	itest_report("reload_invalid/error_logged", log_names_line(&e, log_len, line));
-	itest_report("reload_invalid/still_produces_digests", small_traffic_check(&e, "ri"));
+	tap_report("reload_invalid/error_logged", log_names_line(&e, log_len, line));
+	tap_report("reload_invalid/still_produces_digests", small_traffic_check(&e, "ri"));
 	/* And a good file is taken again afterwards. */
 	if (env_write_config(&e, &cfg) == -1 || harness_service_signal(&e.svc, SIGHUP) == -1)
-		itest_fail("reload_invalid/valid_reload_after", "%s", harness_err());
+		tap_fail("reload_invalid/valid_reload_after", "%s", harness_err());
 	else
-		itest_report("reload_invalid/valid_reload_after", env_wait_ready(&e, 10000));
+		tap_report("reload_invalid/valid_reload_after", env_wait_ready(&e, 10000));
 out:
 	env_down(&e);
 }
@@ -687,29 +687,29 @@ scn_sigterm_drain(void)
 	rng_seed(&rng, itest_opts.seed ^ 0x51671);
 	if (m == NULL || env_up(&e, "sigterm_drain", &cfg) == -1 ||
 	    harness_workers_wait(e.svc.proc.pid, 3, 20000, 200, w) == -1) {
-		itest_fail("sigterm_drain", "environment: %s", m ? harness_err() : "out of memory");
+		tap_fail("sigterm_drain", "environment: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	if (burst_plan(&burst, &rng, "sd", itest_scaled(150), 9) == -1 ||
 	    burst_plan(&down, &rng, "sd", itest_scaled(150), 2) == -1 ||
 	    plan_send(&burst, e.bus, m) == -1) {
-		itest_fail("sigterm_drain", "%s", harness_err());
+		tap_fail("sigterm_drain", "%s", harness_err());
 		goto out;
 	}
-	itest_report("sigterm_drain/exits_0_within_timeout_no_worker_left",
+	tap_report("sigterm_drain/exits_0_within_timeout_no_worker_left",
 	    sigterm_check_exit(&e, w, 3));
 	/* Published while the service is down: the stream must hold them for it. */
 	if (plan_send(&down, e.bus, m) == -1) {
-		itest_fail("sigterm_drain", "publishing while down: %s", harness_err());
+		tap_fail("sigterm_drain", "publishing while down: %s", harness_err());
 		goto out;
 	}
 	if (env_restart_service(&e) == -1) {
-		itest_fail("sigterm_drain/restart", "%s", harness_err());
+		tap_fail("sigterm_drain/restart", "%s", harness_err());
 		goto out;
 	}
-	itest_ok("sigterm_drain/restart");
-	itest_report("sigterm_drain/nothing_lost", env_finish_and_verify(&e, m, NULL, false));
-	itest_report("sigterm_drain/digest_json_shape", env_check_collector(&e));
+	tap_ok("sigterm_drain/restart");
+	tap_report("sigterm_drain/nothing_lost", env_finish_and_verify(&e, m, NULL, false));
+	tap_report("sigterm_drain/digest_json_shape", env_check_collector(&e));
 out:
 	plan_free(&burst);
 	plan_free(&down);

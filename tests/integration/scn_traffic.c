@@ -60,18 +60,18 @@ scn_many_users(void)
 	rng_seed(&rng, itest_opts.seed ^ 0x3a9);
 	if (m == NULL || many_users_plan(&p, &rng, itest_scaled(200)) == -1 ||
 	    env_up(&e, "many_users", &cfg) == -1) {
-		itest_fail("many_users", "setup: %s", m ? harness_err() : "out of memory");
+		tap_fail("many_users", "setup: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
 	t0 = harness_now_ms();
 	if (plan_send(&p, e.bus, m) == -1) {
-		itest_fail("many_users", "publishing: %s", harness_err());
+		tap_fail("many_users", "publishing: %s", harness_err());
 		goto out;
 	}
 	printf("# many_users: published %zu messages in %lld ms, %zu digests expected so far\n",
 	    p.n, (long long)(harness_now_ms() - t0), model_expected_total(m));
-	itest_report("many_users/digests_match_model", env_finish_and_verify(&e, m, NULL, false));
-	itest_report("many_users/digest_json_shape", env_check_collector(&e));
+	tap_report("many_users/digests_match_model", env_finish_and_verify(&e, m, NULL, false));
+	tap_report("many_users/digest_json_shape", env_check_collector(&e));
 out:
 	plan_free(&p);
 	env_down(&e);
@@ -571,7 +571,7 @@ malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *d
 	for (size_t i = 0; i < l->n; i++) {
 		nbad += l->c[i].reasons[0] != NULL;
 		if (malformed_send(e, m, &l->c[i], l->base, i) == -1) {
-			itest_fail("malformed", "publishing case %s: %s", l->c[i].name, harness_err());
+			tap_fail("malformed", "publishing case %s: %s", l->c[i].name, harness_err());
 			return;
 		}
 	}
@@ -588,20 +588,20 @@ malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *d
 	harness_sleep_ms(500);
 	/* Per-case results would only repeat that the service died: say it once. */
 	if (env_alive(e) == -1) {
-		itest_fail("malformed/service_still_up", "%s (cases not checked)", harness_err());
+		tap_fail("malformed/service_still_up", "%s (cases not checked)", harness_err());
 		return;
 	}
 	for (size_t i = 0; i < l->n; i++) {
 		snprintf(name, sizeof(name), "malformed/%s", l->c[i].name);
 		if (itest_selected("malformed", l->c[i].name) || itest_selected("malformed", NULL))
-			itest_report(name, malformed_check_case(e, m, dl, l, &l->c[i]));
+			tap_report(name, malformed_check_case(e, m, dl, l, &l->c[i]));
 	}
-	itest_report("malformed/only_rejected_payloads_dead_lettered", malformed_check_extras(dl, l));
-	itest_report("malformed/dead_letter_stream_keeps_copies", malformed_check_stream(e, l, nbad));
-	itest_report("malformed/digest_json_shape", env_check_collector(e));
+	tap_report("malformed/only_rejected_payloads_dead_lettered", malformed_check_extras(dl, l));
+	tap_report("malformed/dead_letter_stream_keeps_copies", malformed_check_stream(e, l, nbad));
+	tap_report("malformed/digest_json_shape", env_check_collector(e));
 	if (env_alive(e) == 0 && harness_workers(e->svc.proc.pid, w, 64) != e->cfg.workers)
 		harness_seterr("worker count is not %d any more", e->cfg.workers);
-	itest_report("malformed/service_still_up", env_alive(e) == 0 &&
+	tap_report("malformed/service_still_up", env_alive(e) == 0 &&
 	    harness_workers(e->svc.proc.pid, w, 64) == e->cfg.workers ? 0 : -1);
 }
 
@@ -616,12 +616,12 @@ scn_malformed(void)
 
 	if (m == NULL || build_shape_cases(&l) == -1 || build_timestamp_cases(&l) == -1 ||
 	    build_limit_cases(&l) == -1) {
-		itest_fail("malformed", "building cases: out of memory");
+		tap_fail("malformed", "building cases: out of memory");
 		goto out;
 	}
 	if (env_up(&e, "malformed", &cfg) == -1 ||
 	    (dl = capture_new(e.bus, "AlarmDeadLetter", "Alarm-Reject-Reason")) == NULL) {
-		itest_fail("malformed", "environment: %s", harness_err());
+		tap_fail("malformed", "environment: %s", harness_err());
 		goto out;
 	}
 	malformed_run(&e, &l, m, dl);
@@ -682,13 +682,13 @@ scn_core_intake(void)
 	struct env e = { 0 };
 
 	if (m == NULL || env_up(&e, "core_intake", &cfg) == -1) {
-		itest_fail("core_intake", "environment: %s", m ? harness_err() : "out of memory");
+		tap_fail("core_intake", "environment: %s", m ? harness_err() : "out of memory");
 		goto out;
 	}
-	itest_report("core_intake/basic_digest", core_basic(&e, m));
-	itest_report("core_intake/update_then_request_many_users",
+	tap_report("core_intake/basic_digest", core_basic(&e, m));
+	tap_report("core_intake/update_then_request_many_users",
 	    core_many(&e, m, itest_scaled(200)));
-	itest_report("core_intake/digest_json_shape", env_check_collector(&e));
+	tap_report("core_intake/digest_json_shape", env_check_collector(&e));
 out:
 	env_down(&e);
 	model_free(m);

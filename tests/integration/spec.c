@@ -583,11 +583,11 @@ scn_model_check(void)
 	char name[160];
 
 	if (itest_selected("model_check", "timestamps"))
-		itest_report("model_check/timestamps", check_timestamps());
+		tap_report("model_check/timestamps", check_timestamps());
 	if (itest_selected("model_check", "round_trip"))
-		itest_report("model_check/round_trip", check_round_trip());
+		tap_report("model_check/round_trip", check_round_trip());
 	if ((k.model = model_new()) == NULL) {
-		itest_fail("model_check", "out of memory");
+		tap_fail("model_check", "out of memory");
 		return;
 	}
 	for (size_t i = 0; i < NCASES; i++) {
@@ -596,7 +596,7 @@ scn_model_check(void)
 		if (!itest_selected("model_check", spec_cases[i].name))
 			continue;
 		snprintf(name, sizeof(name), "model_check/%s", spec_cases[i].name);
-		itest_report(name, case_run(&k, &spec_cases[i], &res));
+		tap_report(name, case_run(&k, &spec_cases[i], &res));
 		case_result_free(&res);
 	}
 	model_free(k.model);
@@ -657,13 +657,13 @@ spec_run_cases(struct env *e, struct model *b2b_model)
 		ran[i] = true;
 		snprintf(name, sizeof(name), "spec/%s", spec_cases[i].name);
 		if (case_run(&k, &spec_cases[i], &res[i]) == -1) {
-			itest_fail(name, "publishing: %s", harness_err());
+			tap_fail(name, "publishing: %s", harness_err());
 			ran[i] = false;
 			case_result_free(&res[i]);
 		}
 	}
 	if (b2b && b2b_publish(e->bus, b2b_model, itest_scaled(50), k.base) == -1)
-		itest_fail("spec/update_then_request_back_to_back", "publishing: %s", harness_err());
+		tap_fail("spec/update_then_request_back_to_back", "publishing: %s", harness_err());
 	deadline = harness_now_ms() + 30000;
 	for (size_t i = 0; i < NCASES; i++)
 		if (ran[i])
@@ -677,11 +677,11 @@ spec_run_cases(struct env *e, struct model *b2b_model)
 		if (!ran[i])
 			continue;
 		snprintf(name, sizeof(name), "spec/%s", spec_cases[i].name);
-		itest_report(name, case_verify(e->digests, &res[i]));
+		tap_report(name, case_verify(e->digests, &res[i]));
 		case_result_free(&res[i]);
 	}
 	if (b2b)
-		itest_report("spec/update_then_request_back_to_back",
+		tap_report("spec/update_then_request_back_to_back",
 		    traffic_verify(b2b_model, e->digests, false));
 }
 
@@ -693,15 +693,15 @@ scn_spec(void)
 	struct env e = { 0 };
 
 	if (m == NULL) {
-		itest_fail("spec", "out of memory");
+		tap_fail("spec", "out of memory");
 		return;
 	}
 	if (env_up(&e, "spec", &cfg) == -1) {
-		itest_fail("spec", "environment: %s", harness_err());
+		tap_fail("spec", "environment: %s", harness_err());
 	} else {
 		spec_run_cases(&e, m);
-		itest_report("spec/digest_json_shape", env_check_collector(&e));
-		itest_report("spec/service_still_up", env_alive(&e));
+		tap_report("spec/digest_json_shape", env_check_collector(&e));
+		tap_report("spec/service_still_up", env_alive(&e));
 	}
 	env_down(&e);
 	model_free(m);
