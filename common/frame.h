@@ -21,6 +21,9 @@
 #include "alarm.h"
 #include "buf.h"
 
+/* Where a worker finds its channel to the supervisor. */
+#define FRAME_CHANNEL_FD 3
+
 #define FRAME_HDR_LEN 16
 #define FRAME_MAX_LEN (4u << 20)   /* 4 MiB: a HELLO carries the config file */
 

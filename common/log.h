@@ -15,7 +15,6 @@ enum log_level { LL_ERROR = 0, LL_WARN = 1, LL_INFO = 2, LL_DEBUG = 3 };
 /* Role appears in every line: "master", "worker 2/4", "reshard". */
 void log_set_role(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
 /* "error", "warn", "info", "debug"; returns 0 or -1 for an unknown name. */
 int log_level_parse(const char *name, enum log_level *out);
 const char *log_level_name(enum log_level level);

@@ -54,12 +54,6 @@ ackq_free(struct ackq *q)
 	free(q);
 }
 
-uint64_t
-ackq_next(const struct ackq *q)
-{
-	return q->tail;
-}
-
 /* Handles stay valid across growth: each entry moves to h % new_cap. */
 static int
 ackq_grow(struct ackq *q)

@@ -25,8 +25,6 @@ struct ackq *ackq_new(void (*release)(void *ref));
 /* Releases every held reference. */
 void ackq_free(struct ackq *q);
 
-/* The handle the next ackq_push will return. */
-uint64_t ackq_next(const struct ackq *q);
 /* Append a delivery (ref may be NULL) with its stream sequence; returns its handle, or UINT64_MAX on ENOMEM. */
 uint64_t ackq_push(struct ackq *q, void *ref, uint64_t stream_seq, int done);
 /* Take back the last push (it could not be routed after all). */

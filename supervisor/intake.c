@@ -669,12 +669,6 @@ intake_get_stats(struct intake *in, struct intake_stats *st)
 		st->by_reason[i] = atomic_load(&in->by_reason[i]);
 }
 
-bool
-intake_durable(const struct intake *in)
-{
-	return in->mode == INTAKE_JETSTREAM;
-}
-
 void
 intake_close(struct intake *in)
 {

@@ -96,6 +96,5 @@ bool intake_reset_wanted(struct intake *in);
 /* Reloadable settings: limits and dead-letter subject. */
 int intake_reload(struct intake *in, const struct config *c);
 void intake_get_stats(struct intake *in, struct intake_stats *st);
-bool intake_durable(const struct intake *in);
 
 #endif

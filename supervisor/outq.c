@@ -148,12 +148,6 @@ outq_count(const struct outq *q)
 	return q->count;
 }
 
-size_t
-outq_bytes(const struct outq *q)
-{
-	return q->sealed;
-}
-
 void
 outq_set_max(struct outq *q, size_t max_bytes)
 {

@@ -43,7 +43,6 @@ size_t outq_retire(struct outq *q, uint64_t upto, void (*done)(void *ref, void *
 
 void outq_rewind(struct outq *q);
 size_t outq_count(const struct outq *q);
-size_t outq_bytes(const struct outq *q);
 void outq_set_max(struct outq *q, size_t max_bytes);
 
 #endif

@@ -29,7 +29,6 @@ struct slot {
 	pid_t pid;
 	int fd;                   /* our end of the channel, -1 when closed */
 	bool stopping;            /* STOP queued: an exit is expected */
-	bool ready;
 	struct buf ctl;           /* HELLO, written before the queue */
 	struct outq *q;
 	struct buf in;            /* bytes read from the worker */
@@ -112,7 +111,6 @@ slot_spawn(struct pool *p, struct slot *s)
 	s->fd = sv[0];
 	s->pid = pid;
 	s->state = SLOT_RUNNING;
-	s->ready = false;
 	s->started_ms = clock_mono_ms();
 	/* Whatever the last process had not finished goes to this one, first and in order. */
 	outq_rewind(s->q);
@@ -244,7 +242,6 @@ slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
 			log_warnx("worker %d sent a malformed STATS frame", s->index);
 		break;
 	case FRAME_READY:
-		s->ready = true;
 		log_debug("worker %d ready", s->index);
 		break;
 	default:
@@ -542,11 +539,3 @@ pool_get_stats(const struct pool *p, struct pool_stats *st)
 	}
 }
 
-bool
-pool_owns(const struct pool *p, int pid)
-{
-	for (int i = 0; i < p->n; i++)
-		if (p->slots[i].pid == pid)
-			return true;
-	return false;
-}

@@ -57,7 +57,5 @@ void pool_kill(struct pool *p);
 /* SIGHUP: new settings (not the slot count) to the pool and every worker; parked slots retry. */
 void pool_reload(struct pool *p, const struct config *c);
 void pool_get_stats(const struct pool *p, struct pool_stats *st);
-/* The pid of every live worker, for callers that need to wait for them. */
-bool pool_owns(const struct pool *p, int pid);
 
 #endif

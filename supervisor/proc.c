@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/frame.h"
 #include "../common/log.h"
 #include "proc.h"
 
@@ -27,12 +28,6 @@ proc_init(void)
 	return 0;
 }
 
-const char *
-proc_exe(void)
-{
-	return proc_self;
-}
-
 /* Runs in the forked child: async-signal-safe calls only. */
 static void __attribute__((noreturn))
 proc_child(char *const argv[], int chan_fd, pid_t parent)
@@ -46,15 +41,15 @@ proc_child(char *const argv[], int chan_fd, pid_t parent)
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(126);
 	if (chan_fd >= 0) {
-		if (chan_fd == PROC_CHANNEL_FD) {
+		if (chan_fd == FRAME_CHANNEL_FD) {
 			if (fcntl(chan_fd, F_SETFD, 0) == -1)
 				_exit(126);
-		} else if (dup2(chan_fd, PROC_CHANNEL_FD) == -1) {
+		} else if (dup2(chan_fd, FRAME_CHANNEL_FD) == -1) {
 			_exit(126);
 		}
 	}
 	/* Descriptors cnats opened without O_CLOEXEC must not leak into workers. */
-	syscall(SYS_close_range, PROC_CHANNEL_FD + 1, ~0U, 0);
+	syscall(SYS_close_range, FRAME_CHANNEL_FD + 1, ~0U, 0);
 	execv(proc_self, argv);
 	_exit(127);
 }

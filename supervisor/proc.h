@@ -11,15 +11,13 @@
 
 #include <sys/types.h>
 
-#define PROC_CHANNEL_FD 3
-
 /* Remember /proc/self/exe; call once at start.  0 or -1. */
 int proc_init(void);
-const char *proc_exe(void);
 
 /*
- * fork + exec proc_exe() with argv (argv[0] included, NULL-terminated).
- * chan_fd, if >= 0, becomes PROC_CHANNEL_FD in the child.  The child gets
+ * fork + exec this binary (/proc/self/exe, read by proc_init) with argv
+ * (argv[0] included, NULL-terminated).
+ * chan_fd, if >= 0, becomes FRAME_CHANNEL_FD in the child.  The child gets
  * an empty signal mask and SIGTERM when the supervisor dies.  Returns the
  * pid, or -1 (logged).
  */

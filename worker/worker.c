@@ -24,7 +24,6 @@
 #include "store.h"
 #include "worker.h"
 
-#define WORKER_FD 3
 #define WORKER_READ_CHUNK (256u << 10)
 #define WORKER_FLUSH_TIMEOUT_MS 5000
 /* Tombstone sweep: a pass a minute after start, then hourly, 1000 users per idle moment. */
@@ -122,9 +121,10 @@ worker_report(struct worker *w)
 	if (frame_put_stats(&b, &fs) == 0 && worker_write_all(w->fd, b.data, b.len) == -1)
 		log_error("sending STATS to the supervisor");
 	buf_free(&b);
-	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu state=%lluB/alarm",
-	    w->slot, w->nslots, (unsigned long long)ss.users, (unsigned long long)ss.alarms,
-	    (unsigned long long)w->msgs, (unsigned long long)w->digests,
+	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
+	    "state=%lluB/alarm", w->slot, w->nslots, (unsigned long long)ss.users,
+	    (unsigned long long)ss.alarms, (unsigned long long)w->msgs, (unsigned long long)w->digests,
+	    (unsigned long long)w->stale, (unsigned long long)w->duplicates,
 	    (unsigned long long)(ss.alarms ? ss.bytes / ss.alarms : 0));
 }
 
@@ -535,7 +535,7 @@ worker_loop(struct worker *w)
 int
 worker_main(void)
 {
-	struct worker w = { .fd = WORKER_FD, .lock_fd = -1 };
+	struct worker w = { .fd = FRAME_CHANNEL_FD, .lock_fd = -1 };
 	struct sigaction sa = { 0 };
 	int rc = 1;
 
@@ -561,7 +561,9 @@ worker_main(void)
 	worker_report(&w);
 	w.next_sweep_ms = clock_mono_ms() + WORKER_SWEEP_FIRST_MS;
 	worker_loop(&w);
-	log_info("exiting after %llu messages, %llu digests", (unsigned long long)w.msgs,
+	log_info("exiting after %llu messages (%llu stale, %llu duplicates, %llu malformed frames), "
+	    "%llu digests", (unsigned long long)w.msgs, (unsigned long long)w.stale,
+	    (unsigned long long)w.duplicates, (unsigned long long)w.bad_frames,
 	    (unsigned long long)w.digests);
 	rc = 0;
 out:

@@ -15,7 +15,7 @@
 #ifndef WORKER_H
 #define WORKER_H
 
-/* Runs the worker on PROC_CHANNEL_FD; returns the process exit status. */
+/* Runs the worker on FRAME_CHANNEL_FD; returns the process exit status. */
 int worker_main(void);
 
 #endif
