@@ -41,7 +41,8 @@ struct intake {
 	struct intake_batch fill;   /* guarded by lock */
 	bool discard;               /* guarded by lock: release instead of queueing */
 	char *dead_letter_subject;  /* guarded by lock */
-	struct msg_limits limits;   /* guarded by lock */
+	/* Read per message by the callback, set by reload: atomics, not the lock. */
+	_Atomic size_t max_message_bytes, max_id_bytes;
 
 	atomic_bool reset_wanted;
 	uint64_t last_consumer_seq;  /* callback thread only */
@@ -121,26 +122,6 @@ intake_dead_letter(struct intake *in, natsMsg *m, enum msg_error e, const char *
 	return 0;
 }
 
-static void intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *m);
-
-static void
-intake_reject(struct intake *in, natsMsg *m, enum msg_error e, const char *detail, uint64_t stream_seq)
-{
-	atomic_fetch_add(&in->rejected, 1);
-	atomic_fetch_add(&in->by_reason[e], 1);
-	log_limited(&in->bad_log, LL_WARN, "rejected message on %s (%d bytes): %s: %s",
-	    natsMsg_GetSubject(m), natsMsg_GetDataLength(m), msg_error_name(e), detail);
-	if (intake_dead_letter(in, m, e, detail) == -1) {
-		/* Not kept anywhere yet: it must come again, so nothing past it may be acked. */
-		if (in->mode == INTAKE_JETSTREAM)
-			intake_want_reset(in, "dead-letter publish failed");
-		natsMsg_Destroy(m);
-		return;
-	}
-	/* Done already; it still takes its place in the ack order. */
-	intake_queue(in, NULL, stream_seq, m);
-}
-
 static bool
 intake_batch_full(const struct intake_batch *b)
 {
@@ -161,11 +142,10 @@ intake_batch_push(struct intake_batch *b, const struct alarm_msg *am, uint64_t s
 		b->items = n;
 		b->cap = ncap;
 	}
-	if (am == NULL)
-		rc = 0;
-	else if (am->kind == MSG_STATUS_CHANGED)
+	/* am == NULL: nothing to route, the item only holds its place in the ack order. */
+	if (am != NULL && am->kind == MSG_STATUS_CHANGED)
 		rc = frame_put_update(&b->frames, 0, am);
-	else
+	else if (am != NULL)
 		rc = frame_put_digest(&b->frames, 0, stream_seq, am->user, am->user_len);
 	if (rc == -1)
 		return -1;
@@ -177,6 +157,57 @@ intake_batch_push(struct intake_batch *b, const struct alarm_msg *am, uint64_t s
 		.msg = keep,
 	};
 	return 0;
+}
+
+/* Hand a message (am == NULL: already done) to the main thread, waiting while the batch is full. */
+static void
+intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *m)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&in->lock);
+	while (intake_batch_full(&in->fill) && !in->discard)
+		pthread_cond_wait(&in->room, &in->lock);
+	if (in->discard) {
+		pthread_mutex_unlock(&in->lock);
+		natsMsg_Destroy(m);
+		return;
+	}
+	bool was_empty = in->fill.n == 0;
+	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
+	if (intake_batch_push(&in->fill, am, stream_seq, keep) == -1) {
+		pthread_mutex_unlock(&in->lock);
+		log_error("out of memory queueing a message on %s", natsMsg_GetSubject(m));
+		if (in->mode == INTAKE_JETSTREAM)
+			intake_want_reset(in, "a message could not be queued");
+		natsMsg_Destroy(m);
+		return;
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (am != NULL)
+		atomic_fetch_add(&in->accepted, 1);
+	if (keep == NULL)
+		natsMsg_Destroy(m);
+	if (was_empty && write(in->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_error("write to intake eventfd");
+}
+
+static void
+intake_reject(struct intake *in, natsMsg *m, enum msg_error e, const char *detail, uint64_t stream_seq)
+{
+	atomic_fetch_add(&in->rejected, 1);
+	atomic_fetch_add(&in->by_reason[e], 1);
+	log_limited(&in->bad_log, LL_WARN, "rejected message on %s (%d bytes): %s: %s",
+	    natsMsg_GetSubject(m), natsMsg_GetDataLength(m), msg_error_name(e), detail);
+	if (intake_dead_letter(in, m, e, detail) == -1) {
+		/* Not kept anywhere yet: it must come again, so nothing past it may be acked. */
+		if (in->mode == INTAKE_JETSTREAM)
+			intake_want_reset(in, "dead-letter publish failed");
+		natsMsg_Destroy(m);
+		return;
+	}
+	/* Done already; it still takes its place in the ack order. */
+	intake_queue(in, NULL, stream_seq, m);
 }
 
 static void
@@ -223,48 +254,14 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		return;
 	}
 
-	pthread_mutex_lock(&in->lock);
-	limits = in->limits;
-	pthread_mutex_unlock(&in->lock);
+	limits.max_message_bytes = atomic_load_explicit(&in->max_message_bytes, memory_order_relaxed);
+	limits.max_id_bytes = atomic_load_explicit(&in->max_id_bytes, memory_order_relaxed);
 	e = msg_parse(in->parser, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &limits, &am);
 	if (e != MSG_OK) {
 		intake_reject(in, m, e, msg_parser_detail(in->parser), meta.stream_seq);
 		return;
 	}
 	intake_queue(in, &am, meta.stream_seq, m);
-}
-
-/* Hand a message (am == NULL: already done) to the main thread, waiting while the batch is full. */
-static void
-intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *m)
-{
-	uint64_t one = 1;
-
-	pthread_mutex_lock(&in->lock);
-	while (intake_batch_full(&in->fill) && !in->discard)
-		pthread_cond_wait(&in->room, &in->lock);
-	if (in->discard) {
-		pthread_mutex_unlock(&in->lock);
-		natsMsg_Destroy(m);
-		return;
-	}
-	bool was_empty = in->fill.n == 0;
-	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
-	if (intake_batch_push(&in->fill, am, stream_seq, keep) == -1) {
-		pthread_mutex_unlock(&in->lock);
-		log_error("out of memory queueing a message on %s", natsMsg_GetSubject(m));
-		if (in->mode == INTAKE_JETSTREAM)
-			intake_want_reset(in, "a message could not be queued");
-		natsMsg_Destroy(m);
-		return;
-	}
-	pthread_mutex_unlock(&in->lock);
-	if (am != NULL)
-		atomic_fetch_add(&in->accepted, 1);
-	if (keep == NULL)
-		natsMsg_Destroy(m);
-	if (was_empty && write(in->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-		log_error("write to intake eventfd");
 }
 
 int
@@ -476,8 +473,8 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	in->mode = c->intake;
 	in->ack_wait_ms = c->ack_wait_ms;
 	in->max_ack_pending = c->max_ack_pending;
-	in->limits.max_message_bytes = (size_t)c->max_message_bytes;
-	in->limits.max_id_bytes = (size_t)c->max_id_bytes;
+	atomic_init(&in->max_message_bytes, (size_t)c->max_message_bytes);
+	atomic_init(&in->max_id_bytes, (size_t)c->max_id_bytes);
 	in->stream = intake_strdup(c->stream, &ok);
 	in->consumer = intake_strdup(c->consumer, &ok);
 	in->deliver_subject = intake_strdup(c->deliver_subject, &ok);
@@ -650,9 +647,9 @@ intake_reload(struct intake *in, const struct config *c)
 	pthread_mutex_lock(&in->lock);
 	free(in->dead_letter_subject);
 	in->dead_letter_subject = dl;
-	in->limits.max_message_bytes = (size_t)c->max_message_bytes;
-	in->limits.max_id_bytes = (size_t)c->max_id_bytes;
 	pthread_mutex_unlock(&in->lock);
+	atomic_store(&in->max_message_bytes, (size_t)c->max_message_bytes);
+	atomic_store(&in->max_id_bytes, (size_t)c->max_id_bytes);
 	return 0;
 }
 
