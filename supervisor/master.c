@@ -8,7 +8,6 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/clock.h"
@@ -281,15 +280,7 @@ master_act(struct master *m)
 	} else if (m->action == ACTION_RESHARD) {
 		int old = pool_size(m->pool);
 		master_ack_floor(m);
-		pool_stop(m->pool);
-		while (!pool_exited(m->pool)) {
-			struct pollfd fds[MASTER_MAX_FDS];
-			int n = pool_pollfds(m->pool, fds, MASTER_MAX_FDS);
-			if (poll(fds, (nfds_t)n, 100) == -1 && errno != EINTR)
-				log_error("poll");
-			pool_handle(m->pool, fds, n);
-			pool_reap(m->pool);
-		}
+		pool_stop_wait(m->pool);
 		pool_free(m->pool, NULL);
 		m->pool = NULL;
 		if (master_reshard(m, m->target_slots) == 0) {
@@ -373,10 +364,6 @@ master_loop(struct master *m)
 			log_warnx("stopping now (shutdown_timeout reached or a second signal): killing workers; "
 			    "unacked messages are redelivered at the next start");
 			pool_kill(m->pool);
-			while (!pool_exited(m->pool)) {
-				pool_reap(m->pool);
-				nanosleep(&(struct timespec){ 0, 10 * 1000000 }, NULL);
-			}
 			master_ack_floor(m);
 			return 0;
 		}
@@ -442,13 +429,8 @@ master_main(const char *conf_path)
 	rc = master_loop(&m) == 0 ? 0 : 1;
 	log_info("stopped");
 out:
-	if (m.pool != NULL) {
+	if (m.pool != NULL)
 		pool_kill(m.pool);
-		while (!pool_exited(m.pool)) {
-			pool_reap(m.pool);
-			nanosleep(&(struct timespec){ 0, 10 * 1000000 }, NULL);
-		}
-	}
 	intake_batch_free(&m.batch);
 	pool_free(m.pool, NULL);
 	ackq_free(m.ackq);

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../common/clock.h"
@@ -491,6 +490,42 @@ pool_kill(struct pool *p)
 			kill(s->pid, SIGKILL);
 		}
 	}
+	/* SIGKILL cannot be caught: waiting for each is short and bounded. */
+	for (int i = 0; i < p->n; i++) {
+		struct slot *s = &p->slots[i];
+		int status;
+
+		while (s->pid > 0 && waitpid(s->pid, &status, 0) == -1) {
+			if (errno != EINTR) {
+				log_error("waitpid worker %d", s->index);
+				s->pid = 0;
+			}
+		}
+		if (s->pid > 0)
+			slot_on_exit(p, s, status);
+	}
+}
+
+void
+pool_stop_wait(struct pool *p)
+{
+	struct pollfd *fds = calloc((size_t)p->n, sizeof(*fds));
+
+	pool_stop(p);
+	if (fds == NULL) {
+		log_error("pool_stop_wait: allocating poll set; killing workers instead");
+		pool_kill(p);
+		return;
+	}
+	/* Keep reading: each worker's last DONE arrives just before it exits. */
+	while (!pool_exited(p)) {
+		int n = pool_pollfds(p, fds, p->n);
+		if (poll(fds, (nfds_t)n, 100) == -1 && errno != EINTR)
+			log_error("poll");
+		pool_handle(p, fds, n);
+		pool_reap(p);
+	}
+	free(fds);
 }
 
 void

@@ -52,6 +52,9 @@ bool pool_idle(const struct pool *p);
 void pool_stop(struct pool *p);
 /* No worker process left. */
 bool pool_exited(const struct pool *p);
+/* pool_stop, then serve the channels until every worker has exited. */
+void pool_stop_wait(struct pool *p);
+/* SIGKILL every worker and reap them: on return none is left. */
 void pool_kill(struct pool *p);
 
 /* SIGHUP: new settings (not the slot count) to the pool and every worker; parked slots retry. */
