@@ -211,18 +211,17 @@ worker_storage_failed(const char *what)
 	exit(1);
 }
 
-static int
+static void
 worker_begin(struct worker *w)
 {
 	if (w->txn)
-		return 0;
+		return;
 	if (store_begin(w->store) == -1)
 		worker_storage_failed("beginning a transaction");
 	w->txn = true;
 	w->txn_start_ms = clock_mono_ms();
 	w->txn_frames = 0;
 	w->published = false;
-	return 0;
 }
 
 static int
@@ -372,10 +371,30 @@ worker_commit(struct worker *w)
 	return worker_send(w, FRAME_DONE, w->last_id);
 }
 
+/*
+ * Group commit: a batch is committed when it is commit_max_ms old or holds
+ * commit_max_msgs frames, not each time the input runs dry.  Under a
+ * steady trickle, committing whenever the channel is empty meant one
+ * fsync and a rewrite of every touched page per handful of messages.
+ * Waiting costs no digest latency (digests are published as their
+ * requests are applied), only ack latency.
+ */
+static bool
+worker_commit_due(const struct worker *w, bool eof, int64_t now)
+{
+	if (w->parsed == 0)
+		return false;
+	if (eof || w->stop || !w->txn)
+		return true;
+	return w->txn_frames >= (size_t)w->cfg.commit_max_msgs ||
+	    now - w->txn_start_ms >= w->cfg.commit_max_ms;
+}
+
 /* Apply every complete frame in the buffer, committing in groups. */
 static int
 worker_process(struct worker *w)
 {
+	int64_t now = clock_mono_ms();
 	unsigned n = 0;
 
 	w->wall_ms = clock_wall_ms();
@@ -399,11 +418,11 @@ worker_process(struct worker *w)
 		w->last_id = f.id;
 		w->txn_frames++;
 		/* The clock is read every 64 frames: per frame it was 5% of a worker. */
-		if (w->txn_frames >= (size_t)w->cfg.commit_max_msgs ||
-		    (w->txn && ++n % 64 == 0 && clock_mono_ms() - w->txn_start_ms >= w->cfg.commit_max_ms)) {
-			if (worker_commit(w) == -1)
-				return -1;
-		}
+		if (++n % 64 == 0)
+			now = clock_mono_ms();
+		/* Control frames alone make no transaction: the loop reports those. */
+		if (w->txn && worker_commit_due(w, false, now) && worker_commit(w) == -1)
+			return -1;
 		if (w->stop)
 			return 0;
 	}
@@ -462,25 +481,6 @@ worker_sweep(struct worker *w, int64_t now)
 	}
 }
 
-/*
- * Group commit: a batch is committed when it is commit_max_ms old or holds
- * commit_max_msgs frames, not each time the input runs dry.  Under a
- * steady trickle, committing whenever the channel is empty meant one
- * fsync and a rewrite of every touched page per handful of messages.
- * Waiting costs no digest latency (digests are published as their
- * requests are applied), only ack latency.
- */
-static bool
-worker_commit_due(const struct worker *w, bool eof)
-{
-	if (w->parsed == 0)
-		return false;
-	if (eof || w->stop || !w->txn)
-		return true;
-	return w->txn_frames >= (size_t)w->cfg.commit_max_msgs ||
-	    clock_mono_ms() - w->txn_start_ms >= w->cfg.commit_max_ms;
-}
-
 /* How long poll may wait: until the open batch is due, else a second. */
 static int
 worker_timeout(const struct worker *w)
@@ -513,7 +513,8 @@ worker_loop(struct worker *w)
 		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_read(w) == 1)
 			eof = true;
 		retry_ms = 0;
-		if (worker_process(w) == -1 || (worker_commit_due(w, eof) && worker_commit(w) == -1)) {
+		if (worker_process(w) == -1 ||
+		    (worker_commit_due(w, eof, clock_mono_ms()) && worker_commit(w) == -1)) {
 			/* NATS unreachable: hold the batch and try again shortly. */
 			retry_ms = 500;
 			if (eof)
