@@ -229,6 +229,15 @@ pool_pollfds(struct pool *p, struct pollfd *fds, int max)
 	return k;
 }
 
+/* A worker that breaks the protocol cannot be trusted with its queue: kill it, the restart replays. */
+static void
+slot_fail(struct slot *s)
+{
+	if (s->pid > 0)
+		kill(s->pid, SIGKILL);
+	slot_close(s);
+}
+
 static void
 slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
 {
@@ -244,10 +253,8 @@ slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
 		log_debug("worker %d ready", s->index);
 		break;
 	default:
-		log_warnx("worker %d sent unexpected frame type %u; closing its channel", s->index, f->type);
-		if (s->pid > 0)
-			kill(s->pid, SIGKILL);
-		slot_close(s);
+		log_warnx("worker %d sent unexpected frame type %u; killing it", s->index, f->type);
+		slot_fail(s);
 	}
 }
 
@@ -284,9 +291,7 @@ slot_read(struct pool *p, struct slot *s)
 				break;
 			if (rc == -1) {
 				log_errorx("worker %d sent a bad frame (%s); killing it", s->index, err);
-				if (s->pid > 0)
-					kill(s->pid, SIGKILL);
-				slot_close(s);
+				slot_fail(s);
 				return;
 			}
 			slot_on_frame(p, s, &f);
@@ -323,19 +328,19 @@ slot_write(struct slot *s)
 void
 pool_handle(struct pool *p, const struct pollfd *fds, int n)
 {
-	for (int k = 0; k < n; k++) {
-		struct slot *s = NULL;
-		for (int i = 0; i < p->n; i++)
-			if (p->slots[i].fd == fds[k].fd && fds[k].fd != -1)
-				s = &p->slots[i];
-		if (s == NULL)
+	/* fds holds the open channels in slot order (pool_pollfds): walk both together. */
+	for (int i = 0, k = 0; i < p->n && k < n; i++) {
+		struct slot *s = &p->slots[i];
+		if (s->fd == -1 || s->fd != fds[k].fd)
 			continue;
 		if (fds[k].revents & (POLLIN | POLLHUP | POLLERR))
 			slot_read(p, s);
-		if (s->fd != -1 && (fds[k].revents & POLLOUT))
-			slot_write(s);
+		k++;
 	}
-	/* Queue new frames eagerly: most writes complete without waiting for POLLOUT. */
+	/*
+	 * Write every slot with something to send, not only those poll said
+	 * were writable: frames queued since the poll mostly go out at once.
+	 */
 	for (int i = 0; i < p->n; i++) {
 		struct slot *s = &p->slots[i];
 		if (s->fd != -1 && (buf_unread(&s->ctl) > 0 || outq_unsent(s->q) > 0))
