@@ -48,7 +48,6 @@ struct master {
 	int target_slots;
 	int64_t deadline_ms;        /* shutdown bound */
 	int64_t last_title_ms, last_quiesce_log_ms;
-	bool stop_requested;
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -374,13 +373,13 @@ master_loop(struct master *m)
 static bool
 master_stop_check(void *arg)
 {
-	struct master *m = arg;
-	struct signalfd_siginfo si;
+	sigset_t pending;
 
-	while (read(m->sigfd, &si, sizeof(si)) == sizeof(si))
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-			m->stop_requested = true;
-	return m->stop_requested;
+	(void)arg;
+	/* Look without reading the signalfd, so no other signal is lost meanwhile. */
+	if (sigpending(&pending) == -1)
+		return false;
+	return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
 }
 
 int
@@ -412,7 +411,7 @@ master_main(const char *conf_path)
 	nslots = config_worker_count(&m.cfg);
 	if (reshard_needed(m.cfg.state_dir, nslots) && master_reshard(&m, nslots) == -1)
 		goto out;
-	if ((m.intake = intake_open(&m.cfg, master_stop_check, &m)) == NULL)
+	if ((m.intake = intake_open(&m.cfg, master_stop_check, NULL)) == NULL)
 		goto out;
 	if ((m.ackq = ackq_new(intake_release)) == NULL) {
 		log_error("allocating the ack queue");
