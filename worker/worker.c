@@ -60,7 +60,9 @@ struct worker {
 
 	struct digest digest;
 	struct buf json;
-	uint64_t msgs, digests, stale, duplicates, bad_frames;
+	/* Counted when the batch commits: a rewound batch is applied again and must not count twice. */
+	struct worker_counts { uint64_t msgs, stale, duplicates; } done, batch;
+	uint64_t digests, bad_frames;
 	int64_t last_report_ms;
 	int64_t next_sweep_ms;    /* monotonic; when the next tombstone pass may start */
 	int64_t wall_ms;          /* wall clock, read once per chunk of frames: tombstone age only */
@@ -117,14 +119,15 @@ worker_report(struct worker *w)
 	struct buf b = { 0 };
 
 	store_get_stats(w->store, &ss);
-	fs = (struct frame_stats){ ss.users, ss.alarms, ss.tombstones, ss.bytes, w->msgs };
+	fs = (struct frame_stats){ ss.users, ss.alarms, ss.tombstones, ss.bytes, w->done.msgs };
 	if (frame_put_stats(&b, &fs) == 0 && worker_write_all(w->fd, b.data, b.len) == -1)
 		log_error("sending STATS to the supervisor");
 	buf_free(&b);
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
 	    "state=%lluB/alarm", w->slot, w->nslots, (unsigned long long)ss.users,
-	    (unsigned long long)ss.alarms, (unsigned long long)w->msgs, (unsigned long long)w->digests,
-	    (unsigned long long)w->stale, (unsigned long long)w->duplicates,
+	    (unsigned long long)ss.alarms, (unsigned long long)w->done.msgs,
+	    (unsigned long long)w->digests, (unsigned long long)w->done.stale,
+	    (unsigned long long)w->done.duplicates,
 	    (unsigned long long)(ss.alarms ? ss.bytes / ss.alarms : 0));
 }
 
@@ -300,10 +303,10 @@ worker_apply(struct worker *w, const struct frame *f)
 		if (store_apply(w->store, &m, w->wall_ms, w->cfg.tombstone_retention_ms, &res) == -1)
 			worker_storage_failed("applying an update");
 		if (res == STATE_STALE || res == STATE_LESS_SEVERE)
-			w->stale++;
+			w->batch.stale++;
 		else if (res == STATE_DUPLICATE)
-			w->duplicates++;
-		w->msgs++;
+			w->batch.duplicates++;
+		w->batch.msgs++;
 		break;
 	case FRAME_DIGEST:
 		if (frame_get_digest(f, &seq, &user, &ulen) == -1)
@@ -316,7 +319,7 @@ worker_apply(struct worker *w, const struct frame *f)
 			    (unsigned long long)seq);
 		if (w->digest.n > 0 && worker_publish(w, seq, user, ulen) == -1)
 			return -1;
-		w->msgs++;
+		w->batch.msgs++;
 		break;
 	case FRAME_CONFIG:
 		worker_apply_config(w, f);
@@ -346,6 +349,7 @@ worker_rewind(struct worker *w)
 	w->published = false;
 	w->parsed = 0;
 	w->stop = false;
+	w->batch = (struct worker_counts){ 0, 0, 0 };
 }
 
 /* Make the batch durable, then report it.  -1: rewound, retry later. */
@@ -368,6 +372,10 @@ worker_commit(struct worker *w)
 	w->txn = false;
 	buf_consume(&w->in, w->parsed);
 	w->parsed = 0;
+	w->done.msgs += w->batch.msgs;
+	w->done.stale += w->batch.stale;
+	w->done.duplicates += w->batch.duplicates;
+	w->batch = (struct worker_counts){ 0, 0, 0 };
 	return worker_send(w, FRAME_DONE, w->last_id);
 }
 
@@ -563,8 +571,8 @@ worker_main(void)
 	w.next_sweep_ms = clock_mono_ms() + WORKER_SWEEP_FIRST_MS;
 	worker_loop(&w);
 	log_info("exiting after %llu messages (%llu stale, %llu duplicates, %llu malformed frames), "
-	    "%llu digests", (unsigned long long)w.msgs, (unsigned long long)w.stale,
-	    (unsigned long long)w.duplicates, (unsigned long long)w.bad_frames,
+	    "%llu digests", (unsigned long long)w.done.msgs, (unsigned long long)w.done.stale,
+	    (unsigned long long)w.done.duplicates, (unsigned long long)w.bad_frames,
 	    (unsigned long long)w.digests);
 	rc = 0;
 out:
