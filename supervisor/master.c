@@ -12,10 +12,10 @@
 
 #include "../common/clock.h"
 #include "../common/config.h"
+#include "../common/layout.h"
 #include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/title.h"
-#include "../worker/reshard.h"
 #include "ackq.h"
 #include "intake.h"
 #include "master.h"
@@ -128,6 +128,23 @@ master_reshard(struct master *m, int nslots)
 		return -1;
 	}
 	return 0;
+}
+
+/* Bring STATE_DIR to the layout nslots workers expect before any of them starts. */
+static int
+master_layout(struct master *m, int nslots)
+{
+	switch (layout_check(m->cfg.state_dir, nslots)) {
+	case LAYOUT_MATCH:
+		return 0;
+	case LAYOUT_FRESH:
+		return layout_write(m->cfg.state_dir, nslots);
+	case LAYOUT_DIFFERS:
+		return master_reshard(m, nslots);
+	case LAYOUT_ERROR:
+		break;
+	}
+	return -1;
 }
 
 static void
@@ -402,14 +419,15 @@ master_main(const char *conf_path)
 		log_error("mkdir state_dir %s", m.cfg.state_dir);
 		goto out;
 	}
-	char lock[PATH_MAX + 32];
-	snprintf(lock, sizeof(lock), "%s/supervisor.lock", m.cfg.state_dir);
+	char lock[PATH_MAX];
+	if (layout_path(lock, sizeof(lock), m.cfg.state_dir, "supervisor.lock") == -1)
+		goto out;
 	if ((m.lock_fd = lockfile_take(lock, 0)) == -1) {
 		log_errorx("another alarm-supervisor uses state_dir %s; refusing to start", m.cfg.state_dir);
 		goto out;
 	}
 	nslots = config_worker_count(&m.cfg);
-	if (reshard_needed(m.cfg.state_dir, nslots) && master_reshard(&m, nslots) == -1)
+	if (master_layout(&m, nslots) == -1)
 		goto out;
 	if ((m.intake = intake_open(&m.cfg, master_stop_check, NULL)) == NULL)
 		goto out;

@@ -16,6 +16,7 @@
 #include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/frame.h"
+#include "../common/layout.h"
 #include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
@@ -183,17 +184,15 @@ worker_open(struct worker *w)
 	log_set_level(w->cfg.log_level);
 	title_set("worker %u/%u starting", w->slot, w->nslots);
 	snprintf(w->stream, sizeof(w->stream), "%s", w->cfg.stream);
-	if ((size_t)snprintf(dir, sizeof(dir), "%s/worker-%u", w->cfg.state_dir, w->slot) >= sizeof(dir)) {
-		log_errorx("state_dir %s is too long", w->cfg.state_dir);
+	if (layout_slot_path(dir, sizeof(dir), w->cfg.state_dir, (int)w->slot, NULL) == -1)
 		return -1;
-	}
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
 		log_error("mkdir %s", dir);
 		return -1;
 	}
-	char lock[PATH_MAX + 16];
-	snprintf(lock, sizeof(lock), "%s/worker.lock", dir);
-	if ((w->lock_fd = lockfile_take(lock, 30000)) == -1)
+	char lock[PATH_MAX];
+	if (layout_slot_path(lock, sizeof(lock), w->cfg.state_dir, (int)w->slot, "worker.lock") == -1 ||
+	    (w->lock_fd = lockfile_take(lock, 30000)) == -1)
 		return -1;
 	if ((w->store = store_open(dir, w->cfg.map_size_bytes, err, sizeof(err))) == NULL) {
 		log_errorx("opening state in %s: %s", dir, err);

@@ -5,7 +5,9 @@
  *   alarm-supervisor -t -c FILE   check FILE and exit 0 (valid) or 1
  *
  * The same binary re-executes itself for its children, with flags an
- * operator does not use: --worker (channel on fd 3) and --reshard.
+ * operator does not use: --worker (channel on fd 3) and --reshard.  This
+ * file only picks the role; each role lives in its own folder:
+ * supervisor/ (master), worker/, reshard/.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -17,9 +19,9 @@
 #include "../common/config.h"
 #include "../common/log.h"
 #include "../common/title.h"
-#include "../worker/reshard.h"
+#include "../reshard/reshard.h"
+#include "../supervisor/master.h"
 #include "../worker/worker.h"
-#include "master.h"
 
 #define VERSION "1.0.0"
 #define DEFAULT_CONF "/etc/alarm-digest/alarm-supervisor.conf"

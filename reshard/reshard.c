@@ -1,6 +1,4 @@
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,13 +7,12 @@
 #include <unistd.h>
 
 #include "../common/hash.h"
+#include "../common/layout.h"
 #include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/title.h"
+#include "../worker/store.h"
 #include "reshard.h"
-#include "store.h"
-
-#define RESHARD_MAX_SLOTS 4096
 
 struct moved {
 	char *user;
@@ -29,110 +26,13 @@ struct reshard {
 	const char *dir;
 	int nslots;
 	int64_t map_size;
-	struct store *stores[RESHARD_MAX_SLOTS];
-	int locks[RESHARD_MAX_SLOTS];     /* worker.lock of each opened store, or 0 */
+	struct store *stores[LAYOUT_MAX_SLOTS];
+	int locks[LAYOUT_MAX_SLOTS];     /* worker.lock of each opened store, or 0 */
 	int from;
 	struct moved *moved;
 	size_t n, cap;
 	int failed;
 };
-
-static int
-reshard_read_layout(const char *dir, int *nslots)
-{
-	char path[PATH_MAX];
-	FILE *f;
-	int rc = -1;
-
-	snprintf(path, sizeof(path), "%s/LAYOUT", dir);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	if (fscanf(f, "workers %d", nslots) == 1 && *nslots > 0)
-		rc = 0;
-	else
-		log_warnx("%s: unreadable; treating the layout as unknown", path);
-	fclose(f);
-	return rc;
-}
-
-/* Write, fsync, rename, fsync the directory: LAYOUT is either old or new, never torn. */
-static int
-reshard_write_layout(const char *dir, int nslots)
-{
-	char path[PATH_MAX], tmp[PATH_MAX], text[32];
-	int fd, dfd, len;
-
-	snprintf(path, sizeof(path), "%s/LAYOUT", dir);
-	snprintf(tmp, sizeof(tmp), "%s/LAYOUT.tmp", dir);
-	len = snprintf(text, sizeof(text), "workers %d\n", nslots);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) == -1) {
-		log_error("open %s", tmp);
-		return -1;
-	}
-	if (write(fd, text, (size_t)len) != len || fsync(fd) == -1) {
-		log_error("write %s", tmp);
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	if (rename(tmp, path) == -1) {
-		log_error("rename %s to %s", tmp, path);
-		return -1;
-	}
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-		if (fsync(dfd) == -1)
-			log_error("fsync %s", dir);
-		close(dfd);
-	}
-	return 0;
-}
-
-/* Slot numbers of the worker-N stores present, ascending; count or -1. */
-static int
-reshard_scan(const char *dir, int *slots, int max)
-{
-	struct dirent *de;
-	DIR *d;
-	int n = 0;
-
-	if ((d = opendir(dir)) == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		log_error("opendir %s", dir);
-		return -1;
-	}
-	while ((de = readdir(d)) != NULL) {
-		int k;
-		char tail;
-		if (sscanf(de->d_name, "worker-%d%c", &k, &tail) == 1 && k >= 0 && k < RESHARD_MAX_SLOTS && n < max)
-			slots[n++] = k;
-	}
-	closedir(d);
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && slots[j - 1] > slots[j]; j--) {
-			int t = slots[j];
-			slots[j] = slots[j - 1];
-			slots[j - 1] = t;
-		}
-	return n;
-}
-
-bool
-reshard_needed(const char *dir, int nslots)
-{
-	int slots[RESHARD_MAX_SLOTS], have, n;
-
-	if (reshard_read_layout(dir, &have) == 0)
-		return have != nslots;
-	n = reshard_scan(dir, slots, RESHARD_MAX_SLOTS);
-	if (n == 0) {
-		if (mkdir(dir, 0700) == -1 && errno != EEXIST)
-			log_error("mkdir %s", dir);
-		reshard_write_layout(dir, nslots);
-		return false;
-	}
-	return true;
-}
 
 static struct store *
 reshard_store(struct reshard *r, int slot)
@@ -141,15 +41,16 @@ reshard_store(struct reshard *r, int slot)
 
 	if (r->stores[slot] != NULL)
 		return r->stores[slot];
-	snprintf(path, sizeof(path), "%s/worker-%d", r->dir, slot);
+	if (layout_slot_path(path, sizeof(path), r->dir, slot, NULL) == -1)
+		return NULL;
 	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
 		log_error("mkdir %s", path);
 		return NULL;
 	}
 	/* A worker of a crashed supervisor may still be finishing in there. */
-	char lock[PATH_MAX + 16];
-	snprintf(lock, sizeof(lock), "%s/worker.lock", path);
-	if ((r->locks[slot] = lockfile_take(lock, 30000)) == -1) {
+	char lock[PATH_MAX];
+	if (layout_slot_path(lock, sizeof(lock), r->dir, slot, "worker.lock") == -1 ||
+	    (r->locks[slot] = lockfile_take(lock, 30000)) == -1) {
 		r->locks[slot] = 0;
 		return NULL;
 	}
@@ -229,7 +130,8 @@ reshard_merge(struct reshard *r)
 static int
 reshard_remove_store(struct reshard *r, int slot)
 {
-	char path[PATH_MAX], file[PATH_MAX + 16];
+	static const char *const files[] = { "data.mdb", "lock.mdb", "worker.lock" };
+	char path[PATH_MAX], file[PATH_MAX];
 	struct store_stats st;
 
 	store_get_stats(r->stores[slot], &st);
@@ -237,13 +139,16 @@ reshard_remove_store(struct reshard *r, int slot)
 		return 0;
 	store_close(r->stores[slot]);
 	r->stores[slot] = NULL;
-	snprintf(path, sizeof(path), "%s/worker-%d", r->dir, slot);
-	snprintf(file, sizeof(file), "%s/data.mdb", path);
-	unlink(file);
-	snprintf(file, sizeof(file), "%s/lock.mdb", path);
-	unlink(file);
-	snprintf(file, sizeof(file), "%s/worker.lock", path);
-	unlink(file);
+	if (layout_slot_path(path, sizeof(path), r->dir, slot, NULL) == -1)
+		return -1;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (layout_slot_path(file, sizeof(file), r->dir, slot, files[i]) == -1)
+			return -1;
+		if (unlink(file) == -1 && errno != ENOENT) {
+			log_error("unlink %s", file);
+			return -1;
+		}
+	}
 	close(r->locks[slot]);
 	r->locks[slot] = 0;
 	if (rmdir(path) == -1) {
@@ -293,31 +198,31 @@ int
 reshard_main(const char *dir, int nslots, int64_t map_size)
 {
 	static struct reshard r;
-	int slots[RESHARD_MAX_SLOTS], n, rc = 1;
+	int slots[LAYOUT_MAX_SLOTS], n, rc = 1;
 
 	log_set_role("reshard");
 	title_set("reshard to %d workers in %s", nslots, dir);
-	if (nslots < 1 || nslots > RESHARD_MAX_SLOTS) {
+	if (nslots < 1 || nslots > LAYOUT_MAX_SLOTS) {
 		log_errorx("worker count %d out of range", nslots);
 		return 2;
 	}
 	r.dir = dir;
 	r.nslots = nslots;
 	r.map_size = map_size;
-	if ((n = reshard_scan(dir, slots, RESHARD_MAX_SLOTS)) == -1)
+	if ((n = layout_scan(dir, slots, LAYOUT_MAX_SLOTS)) == -1)
 		return 1;
 	log_info("laying out %s for %d workers (%d stores present)", dir, nslots, n);
 	for (int i = 0; i < n; i++)
 		if (reshard_slot(&r, slots[i]) == -1)
 			goto out;
-	if (reshard_write_layout(dir, nslots) == -1)
+	if (layout_write(dir, nslots) == -1)
 		goto out;
 	log_info("done: %s is laid out for %d workers", dir, nslots);
 	rc = 0;
 out:
 	reshard_clear(&r);
 	free(r.moved);
-	for (int i = 0; i < RESHARD_MAX_SLOTS; i++) {
+	for (int i = 0; i < LAYOUT_MAX_SLOTS; i++) {
 		store_close(r.stores[i]);
 		if (r.locks[i] > 0)
 			close(r.locks[i]);

@@ -6,7 +6,8 @@
  * home store (commit), then deletes it from where it was (commit).  The
  * merge follows the SPEC's rules, so an interrupted reshard is finished by
  * running it again: nothing is lost, nothing doubled.  STATE_DIR/LAYOUT
- * records the N the stores are laid out for; it is written last.
+ * records the N the stores are laid out for (common/layout.h); it is
+ * written last.
  *
  * It runs in its own process (`alarm-supervisor --reshard`), started by
  * the supervisor while no worker runs.
@@ -14,11 +15,8 @@
 #ifndef RESHARD_H
 #define RESHARD_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
-/* Does the state directory need a reshard to serve nslots workers?  Writes LAYOUT for a fresh dir. */
-bool reshard_needed(const char *state_dir, int nslots);
 /* The reshard process body; returns its exit status. */
 int reshard_main(const char *state_dir, int nslots, int64_t map_size);
 
