@@ -35,8 +35,9 @@ BENCH_SRCS = $(wildcard bench/*.c)
 BENCH_BINS = $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 BENCH_LIB_SRCS = $(wildcard bench/lib/*.c)
 BENCH_LIB_OBJS = $(BENCH_LIB_SRCS:%.c=$(BUILD)/%.o)
-# The integration harness pieces the benchmark and faulttest reuse (not itest.o or scenarios).
-BENCH_ITEST_OBJS = $(addprefix $(BUILD)/tests/integration/,harness.o bus.o model.o itmap.o traffic.o tap.o)
+# Shared test helpers (harness, bus, SPEC model, traffic, TAP): itest, faulttest and bench link them.
+TESTLIB_SRCS = $(wildcard tests/lib/*.c)
+TESTLIB_OBJS = $(TESTLIB_SRCS:%.c=$(BUILD)/%.o)
 FAULT_SRCS = $(wildcard tests/fault/*.c)
 FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
 # Objects, and their intermediates, are kept between runs: make would otherwise delete them.
@@ -61,17 +62,17 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIBOBJS)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/itest: $(ITEST_OBJS) $(LIBOBJS)
+$(BUILD)/tests/itest: $(ITEST_OBJS) $(TESTLIB_OBJS) $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_LIB_OBJS) $(BENCH_ITEST_OBJS) $(LIBOBJS)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BENCH_LIB_OBJS) $(TESTLIB_OBJS) $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/faulttest: $(FAULT_OBJS) $(BENCH_ITEST_OBJS) $(LIBOBJS)
+$(BUILD)/tests/faulttest: $(FAULT_OBJS) $(TESTLIB_OBJS) $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -98,4 +99,4 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
-	$(BENCH_SRCS:%.c=$(BUILD)/%.d) $(BENCH_LIB_OBJS:.o=.d) $(FAULT_OBJS:.o=.d)
+	$(BENCH_SRCS:%.c=$(BUILD)/%.d) $(BENCH_LIB_OBJS:.o=.d) $(FAULT_OBJS:.o=.d) $(TESTLIB_OBJS:.o=.d)

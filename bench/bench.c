@@ -8,7 +8,7 @@
  * measurement, and the real service (config in a temp dir), publishes
  * U x A x R status updates then one digest request per user with plain
  * core-NATS publishes, and checks every digest against the SPEC model of
- * tests/integration/model.h.  Figures are printed as "BENCH {json}" lines
+ * tests/lib/model.h.  Figures are printed as "BENCH {json}" lines
  * and as a table; see docs/PERFORMANCE.md.  Exit status: 0 all digests
  * correct, 1 a wrong or missing digest, 2 the benchmark could not run
  * (infrastructure).  Speed never fails a run.
@@ -26,9 +26,9 @@
 
 #include <nats/nats.h>
 
-#include "../tests/integration/bus.h"
-#include "../tests/integration/harness.h"
-#include "../tests/integration/model.h"
+#include "../tests/lib/bus.h"
+#include "../tests/lib/harness.h"
+#include "../tests/lib/model.h"
 #include "lib/ceiling.h"
 #include "lib/load.h"
 #include "lib/pace.h"

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../tests/integration/harness.h"
+#include "../../tests/lib/harness.h"
 #include "ceiling.h"
 #include "pub.h"
 #include "sink.h"

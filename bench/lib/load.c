@@ -5,7 +5,7 @@
 
 #include <uuid/uuid.h>
 
-#include "../../tests/integration/harness.h"
+#include "../../tests/lib/harness.h"
 #include "load.h"
 
 /* ChangedAt of update k of an alarm lies in [base + k*slot, base + (k+1)*slot). */

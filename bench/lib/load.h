@@ -5,7 +5,7 @@
  * stale updates occur, a fraction of exact duplicates), serialized up front
  * in publish order; and a generator for paced traffic on the same alarms.
  *
- * The SPEC model (tests/integration/model.h) is fed every message in the
+ * The SPEC model (tests/lib/model.h) is fed every message in the
  * order it is published; each digest request that must produce a digest
  * is remembered per user with its publish time, so a received digest is
  * matched with its request (the k-th digest of a user answers that user's
@@ -18,9 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../tests/integration/itmap.h"
-#include "../../tests/integration/model.h"
-#include "../../tests/integration/traffic.h"
+#include "../../tests/lib/itmap.h"
+#include "../../tests/lib/model.h"
+#include "../../tests/lib/traffic.h"
 
 #define LOAD_SUBJECT_STATUS "AlarmStatusChanged"
 #define LOAD_SUBJECT_REQUEST "SendAlarmDigest"

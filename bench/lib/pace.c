@@ -2,7 +2,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../tests/integration/harness.h"
+#include "../../tests/lib/harness.h"
 #include "pace.h"
 #include "pub.h"
 

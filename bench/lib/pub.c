@@ -2,7 +2,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../tests/integration/harness.h"
+#include "../../tests/lib/harness.h"
 #include "pub.h"
 
 int64_t

@@ -7,7 +7,7 @@
 
 #include <json.h>
 
-#include "../../tests/integration/harness.h"
+#include "../../tests/lib/harness.h"
 #include "sink.h"
 
 #define PROBE_PREFIX "bench-probe"

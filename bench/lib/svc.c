@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../tests/integration/bus.h"
+#include "../../tests/lib/bus.h"
 #include "procinfo.h"
 #include "svc.h"
 

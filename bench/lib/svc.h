@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../tests/integration/harness.h"
-#include "../../tests/integration/model.h"
+#include "../../tests/lib/harness.h"
+#include "../../tests/lib/model.h"
 #include "load.h"
 #include "pace.h"
 #include "pub.h"

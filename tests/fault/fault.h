@@ -5,8 +5,8 @@
  * dir), a publisher that rides out broker outages, an update-only load
  * generator, and the final check against the model.
  *
- * Built on the integration harness (tests/integration: harness, bus, tap,
- * model, traffic), which it links but does not change.
+ * Built on the shared test helpers (tests/lib: harness, bus, tap, model,
+ * traffic), which it links but does not change.
  */
 #ifndef FAULT_H
 #define FAULT_H
@@ -18,11 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../integration/bus.h"
-#include "../integration/harness.h"
-#include "../integration/model.h"
-#include "../integration/tap.h"
-#include "../integration/traffic.h"
+#include "../lib/bus.h"
+#include "../lib/harness.h"
+#include "../lib/model.h"
+#include "../lib/tap.h"
+#include "../lib/traffic.h"
 
 #define FAULT_MAX_ONLY 16
 
@@ -37,7 +37,7 @@ struct fault_opts {
 
 extern struct fault_opts fault_opts;
 
-/* ---- options (reporting: ../integration/tap.h) ---- */
+/* ---- options (reporting: ../lib/tap.h) ---- */
 
 /* n scaled by FAULT_SCALE, at least `min`. */
 int fault_scaled(int n, int min);

@@ -11,7 +11,7 @@
 #include <json.h>
 
 #include "fault.h"
-#include "../integration/itmap.h"
+#include "../lib/itmap.h"
 
 struct side {
 	struct fenv *env;

@@ -11,11 +11,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "bus.h"
-#include "harness.h"
-#include "model.h"
-#include "tap.h"
-#include "traffic.h"
+#include "../lib/bus.h"
+#include "../lib/harness.h"
+#include "../lib/model.h"
+#include "../lib/tap.h"
+#include "../lib/traffic.h"
 
 struct itest_opts {
 	const char *bin;          /* the supervisor binary */

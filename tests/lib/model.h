@@ -1,9 +1,9 @@
 /*
  * model: an independent, in-memory reading of SPEC.md's "State" and
- * "Digest" sections, used as the oracle of the integration test.  It is
- * written from the SPEC text only (not from the service's code), and has
- * its own RFC 3339 parser/printer so a bug shared with common/rfc3339.c
- * cannot hide.
+ * "Digest" sections, used as the oracle of the integration and fault tests
+ * and of the benchmark.  It is written from the SPEC text only (not from
+ * the service's code), and has its own RFC 3339 parser/printer so a bug
+ * shared with common/rfc3339.c cannot hide.
  *
  * Feed it every message in the order the service receives them (the order
  * of one publisher on one connection); each digest request records the
