@@ -1,5 +1,5 @@
 /*
- * model: an independent, in-memory reading of SPEC.md's "State" and
+ * model: an independent, in-memory reading of docs/PROTOCOL.md's "State" and
  * "Digest" sections, used as the oracle of the integration and fault tests
  * and of the benchmark.  It is written from the SPEC text only (not from
  * the service's code), and has its own RFC 3339 parser/printer so a bug
