@@ -9,9 +9,10 @@
 #define LOCKFILE_H
 
 /*
- * Take the lock, waiting up to wait_ms (0: do not wait).  Returns the
- * descriptor to keep open, or -1 (logged, naming the path and the holder
- * when it is busy).
+ * Take the lock, waiting up to wait_ms (0: do not wait), and write our pid
+ * into the file.  Returns the descriptor to keep open (close-on-exec;
+ * closing it releases the lock), or -1 (logged, naming the path and the
+ * holder's pid when it is busy).  A symlink at path is refused.
  */
 int lockfile_take(const char *path, int wait_ms);
 
