@@ -423,7 +423,7 @@ master_main(const char *conf_path)
 	if (layout_path(lock, sizeof(lock), m.cfg.state_dir, "supervisor.lock") == -1)
 		goto out;
 	if ((m.lock_fd = lockfile_take(lock, 0)) == -1) {
-		log_errorx("another alarm-supervisor uses state_dir %s; refusing to start", m.cfg.state_dir);
+		log_errorx("cannot lock state_dir %s (see above); refusing to start", m.cfg.state_dir);
 		goto out;
 	}
 	nslots = config_worker_count(&m.cfg);
