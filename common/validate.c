@@ -1,5 +1,5 @@
 /*
- * alarm: turn a NATS payload into a struct alarm_msg, or say exactly why not.
+ * validate: turn a NATS payload into a struct alarm_msg, or say exactly why not.
  *
  * Checks run cheapest and most basic first: size, UTF-8, JSON grammar,
  * top-level type, then each required field.  The first failure decides the
@@ -23,10 +23,7 @@
 
 #include <json.h>
 
-#include "alarm.h"
-
-#define MSG_DEFAULT_MAX_MESSAGE_BYTES 65536
-#define MSG_DEFAULT_MAX_ID_BYTES 256
+#include "validate.h"
 
 /* How much of an offending value a detail line quotes, in source bytes. */
 #define MSG_QUOTE_MAX 64
@@ -36,7 +33,7 @@
 /* Same bound as json-c's own default, so deep input is rejected here first. */
 #define MSG_JSON_MAX_DEPTH JSON_TOKENER_DEFAULT_DEPTH
 
-struct msg_parser {
+struct validator {
 	struct json_tokener *tok;
 	struct json_object *obj;   /* last parsed payload; alarm_msg strings point into it */
 	char detail[512];
@@ -64,24 +61,10 @@ msg_error_name(enum msg_error e)
 	return msg_error_names[e];
 }
 
-const char *
-alarm_status_name(enum alarm_status s)
+struct validator *
+validator_new(void)
 {
-	switch (s) {
-	case STATUS_CLEARED:
-		return "CLEARED";
-	case STATUS_WARNING:
-		return "WARNING";
-	case STATUS_CRITICAL:
-		return "CRITICAL";
-	}
-	return "UNKNOWN";
-}
-
-struct msg_parser *
-msg_parser_new(void)
-{
-	struct msg_parser *p;
+	struct validator *p;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
@@ -96,7 +79,7 @@ msg_parser_new(void)
 }
 
 void
-msg_parser_free(struct msg_parser *p)
+validator_free(struct validator *p)
 {
 	if (p == NULL)
 		return;
@@ -106,14 +89,14 @@ msg_parser_free(struct msg_parser *p)
 }
 
 const char *
-msg_parser_detail(const struct msg_parser *p)
+validator_detail(const struct validator *p)
 {
 	return p->detail;
 }
 
 /* Record why a payload failed; a truncated detail is still useful, so vsnprintf's result is moot. */
 static enum msg_error __attribute__((format(printf, 3, 4)))
-msg_fail(struct msg_parser *p, enum msg_error e, const char *fmt, ...)
+msg_fail(struct validator *p, enum msg_error e, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -495,7 +478,7 @@ scan_type_name(const unsigned char *s, size_t len)
 /* ---- message ---- */
 
 static enum msg_error
-msg_check_bytes(struct msg_parser *p, const unsigned char *s, size_t len,
+msg_check_bytes(struct validator *p, const unsigned char *s, size_t len,
     const struct msg_limits *lim)
 {
 	struct json_scan sc = { .s = s, .len = len, .key_nul_at = SIZE_MAX };
@@ -535,7 +518,7 @@ msg_check_bytes(struct msg_parser *p, const unsigned char *s, size_t len,
 }
 
 static enum msg_error
-msg_build(struct msg_parser *p, const char *s, size_t len)
+msg_build(struct validator *p, const char *s, size_t len)
 {
 	struct json_object *obj;
 	enum json_tokener_error jerr;
@@ -571,7 +554,7 @@ msg_build(struct msg_parser *p, const char *s, size_t len)
 
 /* A required field that must be a non-empty string. */
 static enum msg_error
-msg_field(struct msg_parser *p, const char *name, const char **s, size_t *n)
+msg_field(struct validator *p, const char *name, const char **s, size_t *n)
 {
 	struct json_object *v;
 	enum json_type type;
@@ -608,7 +591,7 @@ msg_field(struct msg_parser *p, const char *name, const char **s, size_t *n)
 }
 
 static enum msg_error
-msg_id(struct msg_parser *p, const char *name, const struct msg_limits *lim,
+msg_id(struct validator *p, const char *name, const struct msg_limits *lim,
     const char **s, size_t *n)
 {
 	enum msg_error e;
@@ -638,7 +621,7 @@ msg_status_from(const char *s, size_t n, enum alarm_status *out)
 }
 
 static enum msg_error
-msg_status_changed(struct msg_parser *p, const struct msg_limits *lim, struct alarm_msg *m)
+msg_status_changed(struct validator *p, const struct msg_limits *lim, struct alarm_msg *m)
 {
 	char shown[MSG_QUOTE_CAP];
 	const char *s;
@@ -667,7 +650,7 @@ msg_status_changed(struct msg_parser *p, const struct msg_limits *lim, struct al
 }
 
 enum msg_error
-msg_parse(struct msg_parser *p, enum msg_kind kind, const void *data, size_t len,
+validate_message(struct validator *p, enum msg_kind kind, const void *data, size_t len,
     const struct msg_limits *lim, struct alarm_msg *out)
 {
 	static const struct msg_limits defaults = {

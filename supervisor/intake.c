@@ -32,7 +32,7 @@ struct intake {
 	bool dead_letter_stream;
 
 	/* Used only on the callback thread. */
-	struct msg_parser *parser;
+	struct validator *validator;
 	struct log_limit bad_log;
 
 	int wake_fd;
@@ -256,9 +256,9 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 
 	limits.max_message_bytes = atomic_load_explicit(&in->max_message_bytes, memory_order_relaxed);
 	limits.max_id_bytes = atomic_load_explicit(&in->max_id_bytes, memory_order_relaxed);
-	e = msg_parse(in->parser, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &limits, &am);
+	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &limits, &am);
 	if (e != MSG_OK) {
-		intake_reject(in, m, e, msg_parser_detail(in->parser), meta.stream_seq);
+		intake_reject(in, m, e, validator_detail(in->validator), meta.stream_seq);
 		return;
 	}
 	intake_queue(in, &am, meta.stream_seq, m);
@@ -481,7 +481,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	in->subject_status = intake_strdup(c->subject_status, &ok);
 	in->subject_request = intake_strdup(c->subject_request, &ok);
 	in->dead_letter_subject = intake_strdup(c->subject_dead_letter, &ok);
-	if (!ok || (in->parser = msg_parser_new()) == NULL) {
+	if (!ok || (in->validator = validator_new()) == NULL) {
 		log_error("allocating intake");
 		goto fail;
 	}
@@ -681,7 +681,7 @@ intake_close(struct intake *in)
 	}
 	jsCtx_Destroy(in->js);
 	natsConnection_Destroy(in->nc);
-	msg_parser_free(in->parser);
+	validator_free(in->validator);
 	if (in->wake_fd != -1)
 		close(in->wake_fd);
 	pthread_mutex_destroy(&in->lock);

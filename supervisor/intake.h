@@ -23,9 +23,9 @@
 
 #include <nats/nats.h>
 
-#include "../common/alarm.h"
 #include "../common/buf.h"
 #include "../common/config.h"
+#include "../common/validate.h"
 
 struct intake;
 

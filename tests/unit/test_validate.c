@@ -1,4 +1,4 @@
-/* Unit tests for common/alarm.c: every "Malformed input" rule of the SPEC. */
+/* Unit tests for common/validate.c: every "Malformed input" rule of the SPEC. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alarm.h"
+#include "validate.h"
 
 #define LIT(s) s, sizeof(s) - 1
 
@@ -22,7 +22,7 @@ static const struct msg_limits default_limits = {
 static int
 setup_parser(void **state)
 {
-	struct msg_parser *p = msg_parser_new();
+	struct validator *p = validator_new();
 
 	if (p == NULL)
 		return -1;
@@ -33,14 +33,14 @@ setup_parser(void **state)
 static int
 teardown_parser(void **state)
 {
-	msg_parser_free(*state);
+	validator_free(*state);
 	return 0;
 }
 
 static enum msg_error
 parse(void **state, enum msg_kind kind, const char *s, size_t n, struct alarm_msg *m)
 {
-	return msg_parse(*state, kind, s, n, &default_limits, m);
+	return validate_message(*state, kind, s, n, &default_limits, m);
 }
 
 /* Reproducible pseudo-random numbers (xorshift64*); state lives in each test. */
@@ -72,10 +72,6 @@ test_names(void **state)
 	for (int e = 0; e < MSG_E_COUNT; e++)
 		assert_string_equal(msg_error_name((enum msg_error)e), want[e]);
 	assert_string_equal(msg_error_name(MSG_E_COUNT), "unknown");
-	assert_string_equal(alarm_status_name(STATUS_CLEARED), "CLEARED");
-	assert_string_equal(alarm_status_name(STATUS_WARNING), "WARNING");
-	assert_string_equal(alarm_status_name(STATUS_CRITICAL), "CRITICAL");
-	assert_true(STATUS_CRITICAL > STATUS_WARNING && STATUS_WARNING > STATUS_CLEARED);
 }
 
 static void
@@ -89,7 +85,7 @@ test_valid_status_changed(void **state)
 	char ts[RFC3339_MAXLEN + 1];
 
 	assert_int_equal(parse(state, MSG_STATUS_CHANGED, LIT(msg), &m), MSG_OK);
-	assert_string_equal(msg_parser_detail(*state), "");
+	assert_string_equal(validator_detail(*state), "");
 	assert_int_equal(m.kind, MSG_STATUS_CHANGED);
 	assert_bytes(m.alarm, m.alarm_len, LIT("10baeb6b-199f-4300-8db7-1acbe744e3fc"));
 	assert_bytes(m.user, m.user_len, LIT("u-1"));
@@ -174,7 +170,7 @@ test_valid_tolerated_forms(void **state)
 		enum msg_error e = parse(state, MSG_STATUS_CHANGED, ok[i], strlen(ok[i]), &m);
 
 		if (e != MSG_OK)
-			fail_msg("case %zu: %s: %s", i, msg_error_name(e), msg_parser_detail(*state));
+			fail_msg("case %zu: %s: %s", i, msg_error_name(e), validator_detail(*state));
 		assert_bytes(m.user, m.user_len, LIT("u"));
 		assert_bytes(m.alarm, m.alarm_len, LIT("a"));
 		assert_int_equal(m.status, STATUS_WARNING);
@@ -375,7 +371,7 @@ test_malformed_table(void **state)
 		const struct bad_case *c = &bad_cases[i];
 		struct alarm_msg m;
 		enum msg_error e = parse(state, c->kind, c->data, c->len, &m);
-		const char *detail = msg_parser_detail(*state);
+		const char *detail = validator_detail(*state);
 
 		if (e != c->want)
 			fail_msg("case %zu (%.*s): got %s, want %s: %s", i, (int)c->len, c->data,
@@ -448,7 +444,7 @@ test_id_length_limits(void **state)
 			assert_int_equal(m.user_len, cases[i].user);
 		free(s);
 	}
-	assert_string_equal(msg_parser_detail(*state),
+	assert_string_equal(validator_detail(*state),
 	    "field UserID: 300 bytes exceeds max_id_bytes 256");
 
 	/* The limit counts decoded bytes, so an escape counts once. */
@@ -466,18 +462,18 @@ test_custom_limits(void **state)
 	struct alarm_msg m;
 
 	assert_int_equal(sizeof(exact) - 1, 40);
-	assert_int_equal(msg_parse(*state, MSG_DIGEST_REQUEST, LIT(fits), &lim, &m), MSG_OK);
-	assert_int_equal(msg_parse(*state, MSG_DIGEST_REQUEST, LIT(exact), &lim, &m), MSG_OK);
-	assert_int_equal(msg_parse(*state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"abcd\"}"),
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT(fits), &lim, &m), MSG_OK);
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT(exact), &lim, &m), MSG_OK);
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"abcd\"}"),
 	    &lim, &m), MSG_E_ID_LENGTH);
-	assert_string_equal(msg_parser_detail(*state),
+	assert_string_equal(validator_detail(*state),
 	    "field UserID: 4 bytes exceeds max_id_bytes 3");
-	assert_int_equal(msg_parse(*state, MSG_DIGEST_REQUEST,
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST,
 	    LIT("{\"UserID\":\"abc\",\"pad\":\"xxxxxxxxxxx\"}     "), &lim, &m), MSG_E_SIZE);
-	assert_string_equal(msg_parser_detail(*state),
+	assert_string_equal(validator_detail(*state),
 	    "payload of 41 bytes exceeds max_message_bytes 40");
 	/* NULL limits mean the defaults. */
-	assert_int_equal(msg_parse(*state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"abcd\"}"),
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"abcd\"}"),
 	    NULL, &m), MSG_OK);
 }
 
@@ -492,7 +488,7 @@ test_oversized(void **state)
 	assert_non_null(s);
 	memset(s, 0xff, len);
 	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, len, &m), MSG_E_SIZE);
-	assert_string_equal(msg_parser_detail(*state),
+	assert_string_equal(validator_detail(*state),
 	    "payload of 70000 bytes exceeds max_message_bytes 65536");
 	free(s);
 
@@ -530,7 +526,7 @@ test_nesting_depth(void **state)
 		s[n++] = ']';
 	s[n++] = '}';
 	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, n, &m), MSG_E_JSON);
-	assert_non_null(strstr(msg_parser_detail(*state), "nesting too deep"));
+	assert_non_null(strstr(validator_detail(*state), "nesting too deep"));
 }
 
 static void
@@ -560,7 +556,7 @@ test_detail_sentences(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_not_equal(parse(state, cases[i].kind, cases[i].json,
 		    strlen(cases[i].json), &m), MSG_OK);
-		assert_string_equal(msg_parser_detail(*state), cases[i].want);
+		assert_string_equal(validator_detail(*state), cases[i].want);
 	}
 }
 
@@ -577,7 +573,7 @@ test_detail_escaping(void **state)
 	    "\\u0000\\n\\\"\\\\\xc3\xa9 0123456789012345678901234567890123456789012345678901234567890123456789");
 	assert_true(n > 0 && (size_t)n < sizeof(json));
 	assert_int_equal(parse(state, MSG_STATUS_CHANGED, json, (size_t)n, &m), MSG_E_TIMESTAMP);
-	d = msg_parser_detail(*state);
+	d = validator_detail(*state);
 	assert_string_equal(d, "field ChangedAt: \"\\x00\\x0a\\\"\\\\\\xc3\\xa9 "
 	    "012345678901234567890123456789012345678901234567890123456...\" "
 	    "is not a valid RFC 3339 timestamp");
@@ -603,14 +599,14 @@ test_lifetime_and_reuse(void **state)
 	assert_bytes(b.user, b.user_len, LIT("second"));
 	assert_memory_equal(user_copy, "first", 5);
 	/* Many parsers coexist; each owns its own message. */
-	struct msg_parser *other = msg_parser_new();
+	struct validator *other = validator_new();
 	assert_non_null(other);
-	assert_int_equal(msg_parse(other, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"third\"}"),
+	assert_int_equal(validate_message(other, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"third\"}"),
 	    &default_limits, &a), MSG_OK);
 	assert_bytes(b.user, b.user_len, LIT("second"));
 	assert_bytes(a.user, a.user_len, LIT("third"));
-	msg_parser_free(other);
-	msg_parser_free(NULL);
+	validator_free(other);
+	validator_free(NULL);
 }
 
 /* Mutate a seed: flip, insert, delete, duplicate or truncate bytes. */
@@ -677,8 +673,8 @@ fuzz_check(void **state, enum msg_kind kind, const char *buf, size_t len)
 {
 	struct msg_limits lim = { .max_message_bytes = 4096, .max_id_bytes = 40 };
 	struct alarm_msg m;
-	enum msg_error e = msg_parse(*state, kind, buf, len, &lim, &m);
-	const char *d = msg_parser_detail(*state);
+	enum msg_error e = validate_message(*state, kind, buf, len, &lim, &m);
+	const char *d = validator_detail(*state);
 	char ts[RFC3339_MAXLEN + 1];
 
 	assert_true(e >= MSG_OK && e < MSG_E_COUNT);
