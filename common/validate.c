@@ -23,12 +23,13 @@
 
 #include <json.h>
 
+#include "quote.h"
 #include "validate.h"
 
-/* How much of an offending value a detail line quotes, in source bytes. */
+/* A detail line shows at most the first MSG_QUOTE_MAX quoted bytes of an offending value, then "...". */
 #define MSG_QUOTE_MAX 64
-/* Each source byte escapes to at most 4 ("\xNN"), plus "..." and NUL. */
-#define MSG_QUOTE_CAP (MSG_QUOTE_MAX * 4 + 4)
+/* quote_bytes keeps room for "..." and the NUL, so a cut in this buffer comes after MSG_QUOTE_MAX bytes. */
+#define MSG_QUOTE_CAP (MSG_QUOTE_MAX + 4)
 
 /* Same bound as json-c's own default, so deep input is rejected here first. */
 #define MSG_JSON_MAX_DEPTH JSON_TOKENER_DEFAULT_DEPTH
@@ -105,40 +106,6 @@ msg_fail(struct validator *p, enum msg_error e, const char *fmt, ...)
 		p->detail[0] = '\0';
 	va_end(ap);
 	return e;
-}
-
-/*
- * Copy at most MSG_QUOTE_MAX bytes of an outsider's value into dst so a
- * log line stays one printable line: bytes outside printable ASCII become
- * \xNN, quote and backslash are escaped, and "..." marks a cut.
- */
-static void
-msg_escape(char *dst, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t take = n > MSG_QUOTE_MAX ? MSG_QUOTE_MAX : n;
-	char *d = dst;
-
-	for (size_t i = 0; i < take; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\') {
-			*d++ = '\\';
-			*d++ = (char)c;
-		} else if (c >= 0x20 && c < 0x7f) {
-			*d++ = (char)c;
-		} else {
-			*d++ = '\\';
-			*d++ = 'x';
-			*d++ = hex[c >> 4];
-			*d++ = hex[c & 0xf];
-		}
-	}
-	if (take < n) {
-		memcpy(d, "...", 3);
-		d += 3;
-	}
-	*d = '\0';
 }
 
 /* ---- UTF-8 ---- */
@@ -497,7 +464,7 @@ msg_check_bytes(struct validator *p, const unsigned char *s, size_t len,
 	if ((bad = utf8_invalid_at(s, len)) < len) {
 		char shown[MSG_QUOTE_CAP];
 
-		msg_escape(shown, (const char *)s + bad, len - bad < 4 ? len - bad : 4);
+		quote_bytes(shown, sizeof(shown), s + bad, len - bad < 4 ? len - bad : 4);
 		return msg_fail(p, MSG_E_UTF8, "invalid UTF-8 at byte %zu: \"%s\"", bad, shown);
 	}
 	if (!scan_document(&sc))
@@ -572,7 +539,7 @@ msg_field(struct validator *p, const char *name, const char **s, size_t *n)
 
 		if (text == NULL)
 			text = "";
-		msg_escape(shown, text, tlen);
+		quote_bytes(shown, sizeof(shown), text, tlen);
 		/* null, true and false name their own type. */
 		if (type == json_type_null || type == json_type_boolean)
 			return msg_fail(p, MSG_E_TYPE, "field %s: expected a string, got %s", name,
@@ -635,14 +602,14 @@ msg_status_changed(struct validator *p, const struct msg_limits *lim, struct ala
 	if ((e = msg_field(p, "Status", &s, &n)) != MSG_OK)
 		return e;
 	if (!msg_status_from(s, n, &m->status)) {
-		msg_escape(shown, s, n);
+		quote_bytes(shown, sizeof(shown), s, n);
 		return msg_fail(p, MSG_E_STATUS,
 		    "field Status: \"%s\" is not CLEARED, WARNING or CRITICAL", shown);
 	}
 	if ((e = msg_field(p, "ChangedAt", &s, &n)) != MSG_OK)
 		return e;
 	if (rfc3339_parse(s, n, &m->changed_at) != 0) {
-		msg_escape(shown, s, n);
+		quote_bytes(shown, sizeof(shown), s, n);
 		return msg_fail(p, MSG_E_TIMESTAMP,
 		    "field ChangedAt: \"%s\" is not a valid RFC 3339 timestamp", shown);
 	}

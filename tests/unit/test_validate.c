@@ -575,10 +575,18 @@ test_detail_escaping(void **state)
 	assert_int_equal(parse(state, MSG_STATUS_CHANGED, json, (size_t)n, &m), MSG_E_TIMESTAMP);
 	d = validator_detail(*state);
 	assert_string_equal(d, "field ChangedAt: \"\\x00\\x0a\\\"\\\\\\xc3\\xa9 "
-	    "012345678901234567890123456789012345678901234567890123456...\" "
+	    "0123456789012345678901234567890123456789012...\" "
 	    "is not a valid RFC 3339 timestamp");
 	for (const char *c = d; *c != '\0'; c++)
 		assert_true(*c >= 0x20 && *c < 0x7f);
+
+	/* Plain text needs no escapes: its first 64 bytes are shown. */
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED, LIT(WITH_STATUS(
+	    "\"0123456789012345678901234567890123456789012345678901234567890123456789\"")), &m),
+	    MSG_E_STATUS);
+	assert_string_equal(validator_detail(*state), "field Status: "
+	    "\"0123456789012345678901234567890123456789012345678901234567890123...\" "
+	    "is not CLEARED, WARNING or CRITICAL");
 }
 
 /* Strings of one message stay valid while later messages come and go. */
