@@ -12,6 +12,7 @@
 #include "../common/log.h"
 #include "intake.h"
 #include "jsack.h"
+#include "jsetup.h"
 #include "../common/natsconn.h"
 
 /* A batch the callback may fill before it waits for the main thread. */
@@ -23,13 +24,12 @@
 
 struct intake {
 	natsConnection *nc;
-	jsCtx *js;
+	struct jsetup *jsetup;      /* jetstream mode only */
+	jsCtx *dead_letter_js;      /* publish dead letters through it and wait for the stream's ack; or NULL */
 	natsSubscription *subs[2];
 	int nsubs;
 	enum intake_mode mode;
-	char *stream, *consumer, *deliver_subject, *subject_status, *subject_request;
-	int64_t ack_wait_ms, max_ack_pending;
-	bool dead_letter_stream;
+	char *deliver_subject, *subject_status, *subject_request;
 
 	/* Used only on the callback thread. */
 	struct validator *validator;
@@ -104,10 +104,10 @@ intake_dead_letter(struct intake *in, natsMsg *m, enum msg_error e, const char *
 		s = natsMsgHeader_Set(dl, "Alarm-Reject-Reason", reason);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(dl, "Alarm-Original-Subject", natsMsg_GetSubject(m));
-	if (s == NATS_OK && in->js != NULL && in->dead_letter_stream) {
+	if (s == NATS_OK && in->dead_letter_js != NULL) {
 		jsErrCode jerr = 0;
 		/* Wait for the stream's ack: only then may the original be acked. */
-		s = js_PublishMsg(NULL, in->js, dl, NULL, &jerr);
+		s = js_PublishMsg(NULL, in->dead_letter_js, dl, NULL, &jerr);
 	} else if (s == NATS_OK) {
 		s = natsConnection_PublishMsg(in->nc, dl);
 	}
@@ -314,142 +314,6 @@ intake_reset_wanted(struct intake *in)
 	return atomic_load(&in->reset_wanted);
 }
 
-/* Stream holding both input subjects; created if missing, checked if present. */
-static int
-intake_setup_stream(struct intake *in, const struct config *c)
-{
-	const char *subjects[2] = { c->subject_status, c->subject_request };
-	jsStreamInfo *si = NULL;
-	jsStreamConfig sc;
-	jsErrCode jerr = 0;
-	natsStatus s;
-
-	s = js_GetStreamInfo(&si, in->js, c->stream, NULL, &jerr);
-	if (s == NATS_OK) {
-		int found = 0;
-		for (int i = 0; i < si->Config->SubjectsLen; i++)
-			for (int j = 0; j < 2; j++)
-				if (strcmp(si->Config->Subjects[i], subjects[j]) == 0)
-					found |= 1 << j;
-		jsStreamInfo_Destroy(si);
-		if (found != 3) {
-			log_errorx("stream %s exists but does not hold both %s and %s; "
-			    "add the subjects to it or configure another [nats] stream",
-			    c->stream, c->subject_status, c->subject_request);
-			return -1;
-		}
-		return 0;
-	}
-	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-		natsconn_log_js_error("look up stream", c->stream, s, jerr, c->servers);
-		return -1;
-	}
-	jsStreamConfig_Init(&sc);
-	sc.Name = c->stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 2;
-	sc.Storage = js_FileStorage;
-	sc.Retention = js_LimitsPolicy;
-	sc.Discard = js_DiscardOld;
-	sc.MaxAge = c->stream_max_age_ms * 1000000;
-	sc.MaxBytes = c->stream_max_bytes;
-	sc.Replicas = c->stream_replicas;
-	s = js_AddStream(NULL, in->js, &sc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create stream", c->stream, s, jerr, c->servers);
-		return -1;
-	}
-	log_info("created stream %s for %s and %s", c->stream, c->subject_status, c->subject_request);
-	return 0;
-}
-
-static int
-intake_setup_dead_letter(struct intake *in, const struct config *c)
-{
-	const char *subjects[1] = { c->subject_dead_letter };
-	jsStreamConfig sc;
-	jsErrCode jerr = 0;
-	jsStreamInfo *si = NULL;
-	natsStatus s;
-
-	if (c->dead_letter_stream[0] == '\0')
-		return 0;
-	if (js_GetStreamInfo(&si, in->js, c->dead_letter_stream, NULL, &jerr) == NATS_OK) {
-		jsStreamInfo_Destroy(si);
-		in->dead_letter_stream = true;
-		return 0;
-	}
-	jsStreamConfig_Init(&sc);
-	sc.Name = c->dead_letter_stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
-	sc.MaxAge = c->stream_max_age_ms * 1000000;
-	sc.Replicas = c->stream_replicas;
-	s = js_AddStream(NULL, in->js, &sc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create dead-letter stream", c->dead_letter_stream, s, jerr, c->servers);
-		return -1;
-	}
-	in->dead_letter_stream = true;
-	return 0;
-}
-
-/*
- * Recreate the durable consumer starting just after its ack floor, so
- * that unacked messages come again now, in order, ahead of newer ones.
- * Re-delivering something that was acked out of order above the floor is
- * harmless: applying an update twice is a no-op by the SPEC's rules.
- */
-static int
-intake_reset_consumer(struct intake *in)
-{
-	jsConsumerInfo *ci = NULL;
-	jsConsumerConfig cc;
-	jsErrCode jerr = 0;
-	uint64_t floor = 0;
-	natsStatus s;
-
-	/* Acks are plain publishes: let the server see them before reading the floor. */
-	if ((s = natsConnection_FlushTimeout(in->nc, 5000)) != NATS_OK)
-		log_warnx("flushing acks before the consumer reset: %s; some acked messages come again",
-		    natsStatus_GetText(s));
-	s = js_GetConsumerInfo(&ci, in->js, in->stream, in->consumer, NULL, &jerr);
-	if (s == NATS_OK) {
-		floor = ci->AckFloor.Stream;
-		jsConsumerInfo_Destroy(ci);
-		s = js_DeleteConsumer(in->js, in->stream, in->consumer, NULL, &jerr);
-		if (s != NATS_OK) {
-			natsconn_log_js_error("delete consumer", in->consumer, s, jerr, NULL);
-			return -1;
-		}
-	} else if (s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
-		natsconn_log_js_error("look up consumer", in->consumer, s, jerr, NULL);
-		return -1;
-	}
-	jsConsumerConfig_Init(&cc);
-	cc.Durable = in->consumer;
-	cc.DeliverSubject = in->deliver_subject;
-	cc.AckPolicy = js_AckAll;
-	cc.AckWait = in->ack_wait_ms * 1000000;
-	cc.MaxAckPending = in->max_ack_pending;
-	cc.MaxDeliver = -1;
-	if (floor > 0) {
-		cc.DeliverPolicy = js_DeliverByStartSequence;
-		cc.OptStartSeq = floor + 1;
-	} else {
-		cc.DeliverPolicy = js_DeliverAll;
-	}
-	s = js_AddConsumer(NULL, in->js, in->stream, &cc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create consumer", in->consumer, s, jerr, NULL);
-		return -1;
-	}
-	log_info("consumer %s on stream %s delivers from stream sequence %llu",
-	    in->consumer, in->stream, (unsigned long long)floor + 1);
-	return 0;
-}
-
 static char *
 intake_strdup(const char *s, bool *ok)
 {
@@ -471,12 +335,8 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	}
 	in->wake_fd = -1;
 	in->mode = c->intake;
-	in->ack_wait_ms = c->ack_wait_ms;
-	in->max_ack_pending = c->max_ack_pending;
 	atomic_init(&in->max_message_bytes, (size_t)c->max_message_bytes);
 	atomic_init(&in->max_id_bytes, (size_t)c->max_id_bytes);
-	in->stream = intake_strdup(c->stream, &ok);
-	in->consumer = intake_strdup(c->consumer, &ok);
 	in->deliver_subject = intake_strdup(c->deliver_subject, &ok);
 	in->subject_status = intake_strdup(c->subject_status, &ok);
 	in->subject_request = intake_strdup(c->subject_request, &ok);
@@ -507,13 +367,9 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	if ((in->nc = natsconn_connect(&o)) == NULL)
 		goto fail;
 	if (c->intake == INTAKE_JETSTREAM) {
-		natsStatus s = natsConnection_JetStream(&in->js, in->nc, NULL);
-		if (s != NATS_OK) {
-			log_errorx("JetStream context: %s", natsStatus_GetText(s));
+		if ((in->jsetup = jsetup_open(in->nc, c)) == NULL)
 			goto fail;
-		}
-		if (intake_setup_stream(in, c) == -1 || intake_setup_dead_letter(in, c) == -1)
-			goto fail;
+		in->dead_letter_js = jsetup_dead_letter_ctx(in->jsetup);
 	} else {
 		log_warnx("intake = core: NOT durable; messages published while the service is down "
 		    "or in flight at a crash are lost. Use intake = jetstream in production");
@@ -558,7 +414,7 @@ intake_start(struct intake *in)
 	in->discard = false;
 	pthread_mutex_unlock(&in->lock);
 	if (in->mode == INTAKE_JETSTREAM) {
-		if (intake_reset_consumer(in) == -1)
+		if (jsetup_reset_consumer(in->jsetup) == -1)
 			return -1;
 		/* A new consumer numbers its deliveries from 1; no callback runs now. */
 		in->last_consumer_seq = 0;
@@ -679,15 +535,13 @@ intake_close(struct intake *in)
 		if (s != NATS_OK)
 			log_warnx("flushing acks at close: %s", natsStatus_GetText(s));
 	}
-	jsCtx_Destroy(in->js);
+	jsetup_close(in->jsetup);
 	natsConnection_Destroy(in->nc);
 	validator_free(in->validator);
 	if (in->wake_fd != -1)
 		close(in->wake_fd);
 	pthread_mutex_destroy(&in->lock);
 	pthread_cond_destroy(&in->room);
-	free(in->stream);
-	free(in->consumer);
 	free(in->deliver_subject);
 	free(in->subject_status);
 	free(in->subject_request);

@@ -1,10 +1,10 @@
 /*
  * intake: where messages enter the service.
  *
- * Owns the supervisor's NATS connection.  In jetstream mode it creates or
- * checks the stream (both input subjects, so one ordered sequence) and the
- * durable push consumer, and subscribes to the consumer's deliver subject;
- * in core mode it subscribes to the two subjects on one shared delivery
+ * Owns the supervisor's NATS connection.  In jetstream mode it reads the
+ * durable push consumer that jsetup keeps (one stream for both input
+ * subjects, so one ordered sequence) through a plain subscription to the
+ * consumer's deliver subject; in core mode it subscribes to the two subjects on one shared delivery
  * thread so their relative order is kept.
  *
  * cnats calls back on its own thread.  That thread parses and validates
