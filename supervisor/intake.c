@@ -1,23 +1,18 @@
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "../common/frame.h"
 #include "../common/hash.h"
 #include "../common/log.h"
+#include "../common/natsconn.h"
+#include "handoff.h"
 #include "intake.h"
 #include "jsack.h"
 #include "jsetup.h"
-#include "../common/natsconn.h"
 
-/* A batch the callback may fill before it waits for the main thread. */
-#define INTAKE_BATCH_ITEMS 8192
-#define INTAKE_BATCH_BYTES (4u << 20)
 /* Core intake's client-side backlog cap (per subscription). */
 #define INTAKE_CORE_PENDING_MSGS 2000000
 #define INTAKE_CORE_PENDING_BYTES (512 << 20)
@@ -26,6 +21,7 @@ struct intake {
 	natsConnection *nc;
 	struct jsetup *jsetup;      /* jetstream mode only */
 	jsCtx *dead_letter_js;      /* publish dead letters through it and wait for the stream's ack; or NULL */
+	struct handoff *handoff;
 	natsSubscription *subs[2];
 	int nsubs;
 	enum intake_mode mode;
@@ -35,12 +31,8 @@ struct intake {
 	struct validator *validator;
 	struct log_limit bad_log;
 
-	int wake_fd;
 	pthread_mutex_t lock;
-	pthread_cond_t room;
-	struct intake_batch fill;   /* guarded by lock */
-	bool discard;               /* guarded by lock: release instead of queueing */
-	char *dead_letter_subject;  /* guarded by lock */
+	char *dead_letter_subject;  /* guarded by lock: set by reload */
 	/* Read per message by the callback, set by reload: atomics, not the lock. */
 	_Atomic size_t max_message_bytes, max_id_bytes;
 
@@ -49,25 +41,6 @@ struct intake {
 	_Atomic uint64_t received, accepted, rejected, dead_lettered, dead_letter_failed, redelivered;
 	_Atomic uint64_t by_reason[MSG_E_COUNT];
 };
-
-static void
-intake_batch_clear(struct intake_batch *b, bool release)
-{
-	if (release)
-		for (size_t i = b->pos; i < b->n; i++)
-			intake_release(b->items[i].msg);
-	b->n = b->pos = 0;
-	buf_reset(&b->frames);
-}
-
-void
-intake_batch_free(struct intake_batch *b)
-{
-	intake_batch_clear(b, true);
-	free(b->items);
-	buf_free(&b->frames);
-	memset(b, 0, sizeof(*b));
-}
 
 void
 intake_release(void *m)
@@ -122,74 +95,52 @@ intake_dead_letter(struct intake *in, natsMsg *m, enum msg_error e, const char *
 	return 0;
 }
 
-static bool
-intake_batch_full(const struct intake_batch *b)
-{
-	return b->n >= INTAKE_BATCH_ITEMS || buf_unread(&b->frames) >= INTAKE_BATCH_BYTES;
-}
+/* The frame a worker gets for an accepted message: the only encoding, straight into the batch. */
+struct intake_frame {
+	const struct alarm_msg *am;
+	uint64_t stream_seq;
+};
 
 static int
-intake_batch_push(struct intake_batch *b, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *keep)
+intake_encode(struct buf *frames, const void *arg)
 {
-	size_t off = b->frames.len;
-	int rc = 0;
+	const struct intake_frame *f = arg;
 
-	if (b->n == b->cap) {
-		size_t ncap = b->cap ? b->cap * 2 : 256;
-		struct intake_item *n = realloc(b->items, ncap * sizeof(*n));
-		if (n == NULL)
-			return -1;
-		b->items = n;
-		b->cap = ncap;
-	}
-	/* am == NULL: nothing to route, the item only holds its place in the ack order. */
-	if (am != NULL && am->kind == MSG_STATUS_CHANGED)
-		rc = frame_put_update(&b->frames, 0, am);
-	else if (am != NULL)
-		rc = frame_put_digest(&b->frames, 0, stream_seq, am->user, am->user_len);
-	if (rc == -1)
-		return -1;
-	b->items[b->n++] = (struct intake_item){
-		.hash = am ? hash32(am->user, am->user_len) : 0,
-		.frame_off = (uint32_t)off,
-		.frame_len = (uint32_t)(b->frames.len - off),
-		.stream_seq = stream_seq,
-		.msg = keep,
-	};
-	return 0;
+	if (f->am->kind == MSG_STATUS_CHANGED)
+		return frame_put_update(frames, 0, f->am);
+	return frame_put_digest(frames, 0, f->stream_seq, f->am->user, f->am->user_len);
 }
 
 /* Hand a message (am == NULL: already done) to the main thread, waiting while the batch is full. */
 static void
 intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *m)
 {
-	uint64_t one = 1;
+	struct intake_frame f = { am, stream_seq };
+	/* Core intake has nothing to ack, so nothing to hold. */
+	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
+	int rc;
 
-	pthread_mutex_lock(&in->lock);
-	while (intake_batch_full(&in->fill) && !in->discard)
-		pthread_cond_wait(&in->room, &in->lock);
-	if (in->discard) {
-		pthread_mutex_unlock(&in->lock);
+	if (am != NULL)
+		rc = handoff_put(in->handoff, hash32(am->user, am->user_len), stream_seq, keep,
+		    intake_encode, &f);
+	else
+		rc = handoff_put(in->handoff, 0, stream_seq, keep, NULL, NULL);
+	if (rc == 1) {
+		/* Shut for a reset: jetstream delivers it again. */
 		natsMsg_Destroy(m);
 		return;
 	}
-	bool was_empty = in->fill.n == 0;
-	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
-	if (intake_batch_push(&in->fill, am, stream_seq, keep) == -1) {
-		pthread_mutex_unlock(&in->lock);
+	if (rc == -1) {
 		log_error("out of memory queueing a message on %s", natsMsg_GetSubject(m));
 		if (in->mode == INTAKE_JETSTREAM)
 			intake_want_reset(in, "a message could not be queued");
 		natsMsg_Destroy(m);
 		return;
 	}
-	pthread_mutex_unlock(&in->lock);
 	if (am != NULL)
 		atomic_fetch_add(&in->accepted, 1);
 	if (keep == NULL)
 		natsMsg_Destroy(m);
-	if (was_empty && write(in->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-		log_error("write to intake eventfd");
 }
 
 static void
@@ -256,29 +207,13 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 
 	limits.max_message_bytes = atomic_load_explicit(&in->max_message_bytes, memory_order_relaxed);
 	limits.max_id_bytes = atomic_load_explicit(&in->max_id_bytes, memory_order_relaxed);
-	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &limits, &am);
+	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+	    &limits, &am);
 	if (e != MSG_OK) {
 		intake_reject(in, m, e, validator_detail(in->validator), meta.stream_seq);
 		return;
 	}
 	intake_queue(in, &am, meta.stream_seq, m);
-}
-
-int
-intake_take(struct intake *in, struct intake_batch *b)
-{
-	uint64_t v;
-
-	if (read(in->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
-		log_error("read from intake eventfd");
-	intake_batch_clear(b, true);
-	pthread_mutex_lock(&in->lock);
-	struct intake_batch t = in->fill;
-	in->fill = *b;
-	*b = t;
-	pthread_cond_broadcast(&in->room);
-	pthread_mutex_unlock(&in->lock);
-	return b->n > 0;
 }
 
 void
@@ -333,7 +268,6 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		log_error("allocating intake");
 		return NULL;
 	}
-	in->wake_fd = -1;
 	in->mode = c->intake;
 	atomic_init(&in->max_message_bytes, (size_t)c->max_message_bytes);
 	atomic_init(&in->max_id_bytes, (size_t)c->max_id_bytes);
@@ -345,14 +279,12 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		log_error("allocating intake");
 		goto fail;
 	}
-	if (pthread_mutex_init(&in->lock, NULL) != 0 || pthread_cond_init(&in->room, NULL) != 0) {
-		log_errorx("pthread init failed");
+	if (pthread_mutex_init(&in->lock, NULL) != 0) {
+		log_errorx("pthread_mutex_init for the dead-letter subject failed");
 		goto fail;
 	}
-	if ((in->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
-		log_error("eventfd");
+	if ((in->handoff = handoff_new()) == NULL)
 		goto fail;
-	}
 	struct natsconn_opts o = {
 		.servers = c->servers,
 		.name = "alarm-supervisor",
@@ -410,9 +342,7 @@ intake_subscribe(struct intake *in, const char *subject)
 int
 intake_start(struct intake *in)
 {
-	pthread_mutex_lock(&in->lock);
-	in->discard = false;
-	pthread_mutex_unlock(&in->lock);
+	handoff_open(in->handoff);
 	if (in->mode == INTAKE_JETSTREAM) {
 		if (jsetup_reset_consumer(in->jsetup) == -1)
 			return -1;
@@ -448,14 +378,8 @@ int
 intake_reset(struct intake *in)
 {
 	/* Callbacks still running must not block or queue: they release. */
-	pthread_mutex_lock(&in->lock);
-	in->discard = true;
-	pthread_cond_broadcast(&in->room);
-	pthread_mutex_unlock(&in->lock);
+	handoff_shut(in->handoff);
 	intake_unsubscribe_all(in);
-	pthread_mutex_lock(&in->lock);
-	intake_batch_clear(&in->fill, true);
-	pthread_mutex_unlock(&in->lock);
 	return 0;
 }
 
@@ -485,10 +409,10 @@ intake_drain_done(struct intake *in)
 	return true;
 }
 
-int
-intake_wake_fd(const struct intake *in)
+struct handoff *
+intake_handoff(struct intake *in)
 {
-	return in->wake_fd;
+	return in->handoff;
 }
 
 int
@@ -527,9 +451,9 @@ intake_close(struct intake *in)
 {
 	if (in == NULL)
 		return;
-	if (in->nsubs > 0)
+	/* Also releases what waits in the handoff when no subscription is left. */
+	if (in->handoff != NULL)
 		intake_reset(in);
-	intake_batch_free(&in->fill);
 	if (in->nc != NULL) {
 		natsStatus s = natsConnection_FlushTimeout(in->nc, 2000);
 		if (s != NATS_OK)
@@ -538,10 +462,8 @@ intake_close(struct intake *in)
 	jsetup_close(in->jsetup);
 	natsConnection_Destroy(in->nc);
 	validator_free(in->validator);
-	if (in->wake_fd != -1)
-		close(in->wake_fd);
+	handoff_free(in->handoff);
 	pthread_mutex_destroy(&in->lock);
-	pthread_cond_destroy(&in->room);
 	free(in->deliver_subject);
 	free(in->subject_status);
 	free(in->subject_request);
