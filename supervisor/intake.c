@@ -1,46 +1,38 @@
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "../common/frame.h"
 #include "../common/hash.h"
 #include "../common/log.h"
+#include "../common/natsconn.h"
+#include "handoff.h"
 #include "intake.h"
 #include "jsack.h"
-#include "../common/natsconn.h"
+#include "jsetup.h"
 
-/* A batch the callback may fill before it waits for the main thread. */
-#define INTAKE_BATCH_ITEMS 8192
-#define INTAKE_BATCH_BYTES (4u << 20)
 /* Core intake's client-side backlog cap (per subscription). */
 #define INTAKE_CORE_PENDING_MSGS 2000000
 #define INTAKE_CORE_PENDING_BYTES (512 << 20)
 
 struct intake {
 	natsConnection *nc;
-	jsCtx *js;
+	struct jsetup *jsetup;      /* jetstream mode only */
+	jsCtx *dead_letter_js;      /* publish dead letters through it and wait for the stream's ack; or NULL */
+	struct handoff *handoff;
 	natsSubscription *subs[2];
 	int nsubs;
 	enum intake_mode mode;
-	char *stream, *consumer, *deliver_subject, *subject_status, *subject_request;
-	int64_t ack_wait_ms, max_ack_pending;
-	bool dead_letter_stream;
+	char *deliver_subject, *subject_status, *subject_request;
 
 	/* Used only on the callback thread. */
-	struct msg_parser *parser;
+	struct validator *validator;
 	struct log_limit bad_log;
 
-	int wake_fd;
 	pthread_mutex_t lock;
-	pthread_cond_t room;
-	struct intake_batch fill;   /* guarded by lock */
-	bool discard;               /* guarded by lock: release instead of queueing */
-	char *dead_letter_subject;  /* guarded by lock */
+	char *dead_letter_subject;  /* guarded by lock: set by reload */
 	/* Read per message by the callback, set by reload: atomics, not the lock. */
 	_Atomic size_t max_message_bytes, max_id_bytes;
 
@@ -49,25 +41,6 @@ struct intake {
 	_Atomic uint64_t received, accepted, rejected, dead_lettered, dead_letter_failed, redelivered;
 	_Atomic uint64_t by_reason[MSG_E_COUNT];
 };
-
-static void
-intake_batch_clear(struct intake_batch *b, bool release)
-{
-	if (release)
-		for (size_t i = b->pos; i < b->n; i++)
-			intake_release(b->items[i].msg);
-	b->n = b->pos = 0;
-	buf_reset(&b->frames);
-}
-
-void
-intake_batch_free(struct intake_batch *b)
-{
-	intake_batch_clear(b, true);
-	free(b->items);
-	buf_free(&b->frames);
-	memset(b, 0, sizeof(*b));
-}
 
 void
 intake_release(void *m)
@@ -104,10 +77,10 @@ intake_dead_letter(struct intake *in, natsMsg *m, enum msg_error e, const char *
 		s = natsMsgHeader_Set(dl, "Alarm-Reject-Reason", reason);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(dl, "Alarm-Original-Subject", natsMsg_GetSubject(m));
-	if (s == NATS_OK && in->js != NULL && in->dead_letter_stream) {
+	if (s == NATS_OK && in->dead_letter_js != NULL) {
 		jsErrCode jerr = 0;
 		/* Wait for the stream's ack: only then may the original be acked. */
-		s = js_PublishMsg(NULL, in->js, dl, NULL, &jerr);
+		s = js_PublishMsg(NULL, in->dead_letter_js, dl, NULL, &jerr);
 	} else if (s == NATS_OK) {
 		s = natsConnection_PublishMsg(in->nc, dl);
 	}
@@ -122,74 +95,52 @@ intake_dead_letter(struct intake *in, natsMsg *m, enum msg_error e, const char *
 	return 0;
 }
 
-static bool
-intake_batch_full(const struct intake_batch *b)
-{
-	return b->n >= INTAKE_BATCH_ITEMS || buf_unread(&b->frames) >= INTAKE_BATCH_BYTES;
-}
+/* The frame a worker gets for an accepted message: the only encoding, straight into the batch. */
+struct intake_frame {
+	const struct alarm_msg *am;
+	uint64_t stream_seq;
+};
 
 static int
-intake_batch_push(struct intake_batch *b, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *keep)
+intake_encode(struct buf *frames, const void *arg)
 {
-	size_t off = b->frames.len;
-	int rc = 0;
+	const struct intake_frame *f = arg;
 
-	if (b->n == b->cap) {
-		size_t ncap = b->cap ? b->cap * 2 : 256;
-		struct intake_item *n = realloc(b->items, ncap * sizeof(*n));
-		if (n == NULL)
-			return -1;
-		b->items = n;
-		b->cap = ncap;
-	}
-	/* am == NULL: nothing to route, the item only holds its place in the ack order. */
-	if (am != NULL && am->kind == MSG_STATUS_CHANGED)
-		rc = frame_put_update(&b->frames, 0, am);
-	else if (am != NULL)
-		rc = frame_put_digest(&b->frames, 0, stream_seq, am->user, am->user_len);
-	if (rc == -1)
-		return -1;
-	b->items[b->n++] = (struct intake_item){
-		.hash = am ? hash32(am->user, am->user_len) : 0,
-		.frame_off = (uint32_t)off,
-		.frame_len = (uint32_t)(b->frames.len - off),
-		.stream_seq = stream_seq,
-		.msg = keep,
-	};
-	return 0;
+	if (f->am->kind == MSG_STATUS_CHANGED)
+		return frame_put_update(frames, 0, f->am);
+	return frame_put_digest(frames, 0, f->stream_seq, f->am->user, f->am->user_len);
 }
 
 /* Hand a message (am == NULL: already done) to the main thread, waiting while the batch is full. */
 static void
 intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *m)
 {
-	uint64_t one = 1;
+	struct intake_frame f = { am, stream_seq };
+	/* Core intake has nothing to ack, so nothing to hold. */
+	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
+	int rc;
 
-	pthread_mutex_lock(&in->lock);
-	while (intake_batch_full(&in->fill) && !in->discard)
-		pthread_cond_wait(&in->room, &in->lock);
-	if (in->discard) {
-		pthread_mutex_unlock(&in->lock);
+	if (am != NULL)
+		rc = handoff_put(in->handoff, hash32(am->user, am->user_len), stream_seq, keep,
+		    intake_encode, &f);
+	else
+		rc = handoff_put(in->handoff, 0, stream_seq, keep, NULL, NULL);
+	if (rc == 1) {
+		/* Shut for a reset: jetstream delivers it again. */
 		natsMsg_Destroy(m);
 		return;
 	}
-	bool was_empty = in->fill.n == 0;
-	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
-	if (intake_batch_push(&in->fill, am, stream_seq, keep) == -1) {
-		pthread_mutex_unlock(&in->lock);
+	if (rc == -1) {
 		log_error("out of memory queueing a message on %s", natsMsg_GetSubject(m));
 		if (in->mode == INTAKE_JETSTREAM)
 			intake_want_reset(in, "a message could not be queued");
 		natsMsg_Destroy(m);
 		return;
 	}
-	pthread_mutex_unlock(&in->lock);
 	if (am != NULL)
 		atomic_fetch_add(&in->accepted, 1);
 	if (keep == NULL)
 		natsMsg_Destroy(m);
-	if (was_empty && write(in->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-		log_error("write to intake eventfd");
 }
 
 static void
@@ -256,29 +207,13 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 
 	limits.max_message_bytes = atomic_load_explicit(&in->max_message_bytes, memory_order_relaxed);
 	limits.max_id_bytes = atomic_load_explicit(&in->max_id_bytes, memory_order_relaxed);
-	e = msg_parse(in->parser, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &limits, &am);
+	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+	    &limits, &am);
 	if (e != MSG_OK) {
-		intake_reject(in, m, e, msg_parser_detail(in->parser), meta.stream_seq);
+		intake_reject(in, m, e, validator_detail(in->validator), meta.stream_seq);
 		return;
 	}
 	intake_queue(in, &am, meta.stream_seq, m);
-}
-
-int
-intake_take(struct intake *in, struct intake_batch *b)
-{
-	uint64_t v;
-
-	if (read(in->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
-		log_error("read from intake eventfd");
-	intake_batch_clear(b, true);
-	pthread_mutex_lock(&in->lock);
-	struct intake_batch t = in->fill;
-	in->fill = *b;
-	*b = t;
-	pthread_cond_broadcast(&in->room);
-	pthread_mutex_unlock(&in->lock);
-	return b->n > 0;
 }
 
 void
@@ -314,142 +249,6 @@ intake_reset_wanted(struct intake *in)
 	return atomic_load(&in->reset_wanted);
 }
 
-/* Stream holding both input subjects; created if missing, checked if present. */
-static int
-intake_setup_stream(struct intake *in, const struct config *c)
-{
-	const char *subjects[2] = { c->subject_status, c->subject_request };
-	jsStreamInfo *si = NULL;
-	jsStreamConfig sc;
-	jsErrCode jerr = 0;
-	natsStatus s;
-
-	s = js_GetStreamInfo(&si, in->js, c->stream, NULL, &jerr);
-	if (s == NATS_OK) {
-		int found = 0;
-		for (int i = 0; i < si->Config->SubjectsLen; i++)
-			for (int j = 0; j < 2; j++)
-				if (strcmp(si->Config->Subjects[i], subjects[j]) == 0)
-					found |= 1 << j;
-		jsStreamInfo_Destroy(si);
-		if (found != 3) {
-			log_errorx("stream %s exists but does not hold both %s and %s; "
-			    "add the subjects to it or configure another [nats] stream",
-			    c->stream, c->subject_status, c->subject_request);
-			return -1;
-		}
-		return 0;
-	}
-	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-		natsconn_log_js_error("look up stream", c->stream, s, jerr, c->servers);
-		return -1;
-	}
-	jsStreamConfig_Init(&sc);
-	sc.Name = c->stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 2;
-	sc.Storage = js_FileStorage;
-	sc.Retention = js_LimitsPolicy;
-	sc.Discard = js_DiscardOld;
-	sc.MaxAge = c->stream_max_age_ms * 1000000;
-	sc.MaxBytes = c->stream_max_bytes;
-	sc.Replicas = c->stream_replicas;
-	s = js_AddStream(NULL, in->js, &sc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create stream", c->stream, s, jerr, c->servers);
-		return -1;
-	}
-	log_info("created stream %s for %s and %s", c->stream, c->subject_status, c->subject_request);
-	return 0;
-}
-
-static int
-intake_setup_dead_letter(struct intake *in, const struct config *c)
-{
-	const char *subjects[1] = { c->subject_dead_letter };
-	jsStreamConfig sc;
-	jsErrCode jerr = 0;
-	jsStreamInfo *si = NULL;
-	natsStatus s;
-
-	if (c->dead_letter_stream[0] == '\0')
-		return 0;
-	if (js_GetStreamInfo(&si, in->js, c->dead_letter_stream, NULL, &jerr) == NATS_OK) {
-		jsStreamInfo_Destroy(si);
-		in->dead_letter_stream = true;
-		return 0;
-	}
-	jsStreamConfig_Init(&sc);
-	sc.Name = c->dead_letter_stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
-	sc.MaxAge = c->stream_max_age_ms * 1000000;
-	sc.Replicas = c->stream_replicas;
-	s = js_AddStream(NULL, in->js, &sc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create dead-letter stream", c->dead_letter_stream, s, jerr, c->servers);
-		return -1;
-	}
-	in->dead_letter_stream = true;
-	return 0;
-}
-
-/*
- * Recreate the durable consumer starting just after its ack floor, so
- * that unacked messages come again now, in order, ahead of newer ones.
- * Re-delivering something that was acked out of order above the floor is
- * harmless: applying an update twice is a no-op by the SPEC's rules.
- */
-static int
-intake_reset_consumer(struct intake *in)
-{
-	jsConsumerInfo *ci = NULL;
-	jsConsumerConfig cc;
-	jsErrCode jerr = 0;
-	uint64_t floor = 0;
-	natsStatus s;
-
-	/* Acks are plain publishes: let the server see them before reading the floor. */
-	if ((s = natsConnection_FlushTimeout(in->nc, 5000)) != NATS_OK)
-		log_warnx("flushing acks before the consumer reset: %s; some acked messages come again",
-		    natsStatus_GetText(s));
-	s = js_GetConsumerInfo(&ci, in->js, in->stream, in->consumer, NULL, &jerr);
-	if (s == NATS_OK) {
-		floor = ci->AckFloor.Stream;
-		jsConsumerInfo_Destroy(ci);
-		s = js_DeleteConsumer(in->js, in->stream, in->consumer, NULL, &jerr);
-		if (s != NATS_OK) {
-			natsconn_log_js_error("delete consumer", in->consumer, s, jerr, NULL);
-			return -1;
-		}
-	} else if (s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
-		natsconn_log_js_error("look up consumer", in->consumer, s, jerr, NULL);
-		return -1;
-	}
-	jsConsumerConfig_Init(&cc);
-	cc.Durable = in->consumer;
-	cc.DeliverSubject = in->deliver_subject;
-	cc.AckPolicy = js_AckAll;
-	cc.AckWait = in->ack_wait_ms * 1000000;
-	cc.MaxAckPending = in->max_ack_pending;
-	cc.MaxDeliver = -1;
-	if (floor > 0) {
-		cc.DeliverPolicy = js_DeliverByStartSequence;
-		cc.OptStartSeq = floor + 1;
-	} else {
-		cc.DeliverPolicy = js_DeliverAll;
-	}
-	s = js_AddConsumer(NULL, in->js, in->stream, &cc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create consumer", in->consumer, s, jerr, NULL);
-		return -1;
-	}
-	log_info("consumer %s on stream %s delivers from stream sequence %llu",
-	    in->consumer, in->stream, (unsigned long long)floor + 1);
-	return 0;
-}
-
 static char *
 intake_strdup(const char *s, bool *ok)
 {
@@ -469,30 +268,23 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		log_error("allocating intake");
 		return NULL;
 	}
-	in->wake_fd = -1;
 	in->mode = c->intake;
-	in->ack_wait_ms = c->ack_wait_ms;
-	in->max_ack_pending = c->max_ack_pending;
 	atomic_init(&in->max_message_bytes, (size_t)c->max_message_bytes);
 	atomic_init(&in->max_id_bytes, (size_t)c->max_id_bytes);
-	in->stream = intake_strdup(c->stream, &ok);
-	in->consumer = intake_strdup(c->consumer, &ok);
 	in->deliver_subject = intake_strdup(c->deliver_subject, &ok);
 	in->subject_status = intake_strdup(c->subject_status, &ok);
 	in->subject_request = intake_strdup(c->subject_request, &ok);
 	in->dead_letter_subject = intake_strdup(c->subject_dead_letter, &ok);
-	if (!ok || (in->parser = msg_parser_new()) == NULL) {
+	if (!ok || (in->validator = validator_new()) == NULL) {
 		log_error("allocating intake");
 		goto fail;
 	}
-	if (pthread_mutex_init(&in->lock, NULL) != 0 || pthread_cond_init(&in->room, NULL) != 0) {
-		log_errorx("pthread init failed");
+	if (pthread_mutex_init(&in->lock, NULL) != 0) {
+		log_errorx("pthread_mutex_init for the dead-letter subject failed");
 		goto fail;
 	}
-	if ((in->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
-		log_error("eventfd");
+	if ((in->handoff = handoff_new()) == NULL)
 		goto fail;
-	}
 	struct natsconn_opts o = {
 		.servers = c->servers,
 		.name = "alarm-supervisor",
@@ -507,13 +299,9 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	if ((in->nc = natsconn_connect(&o)) == NULL)
 		goto fail;
 	if (c->intake == INTAKE_JETSTREAM) {
-		natsStatus s = natsConnection_JetStream(&in->js, in->nc, NULL);
-		if (s != NATS_OK) {
-			log_errorx("JetStream context: %s", natsStatus_GetText(s));
+		if ((in->jsetup = jsetup_open(in->nc, c)) == NULL)
 			goto fail;
-		}
-		if (intake_setup_stream(in, c) == -1 || intake_setup_dead_letter(in, c) == -1)
-			goto fail;
+		in->dead_letter_js = jsetup_dead_letter_ctx(in->jsetup);
 	} else {
 		log_warnx("intake = core: NOT durable; messages published while the service is down "
 		    "or in flight at a crash are lost. Use intake = jetstream in production");
@@ -554,11 +342,9 @@ intake_subscribe(struct intake *in, const char *subject)
 int
 intake_start(struct intake *in)
 {
-	pthread_mutex_lock(&in->lock);
-	in->discard = false;
-	pthread_mutex_unlock(&in->lock);
+	handoff_open(in->handoff);
 	if (in->mode == INTAKE_JETSTREAM) {
-		if (intake_reset_consumer(in) == -1)
+		if (jsetup_reset_consumer(in->jsetup) == -1)
 			return -1;
 		/* A new consumer numbers its deliveries from 1; no callback runs now. */
 		in->last_consumer_seq = 0;
@@ -592,14 +378,8 @@ int
 intake_reset(struct intake *in)
 {
 	/* Callbacks still running must not block or queue: they release. */
-	pthread_mutex_lock(&in->lock);
-	in->discard = true;
-	pthread_cond_broadcast(&in->room);
-	pthread_mutex_unlock(&in->lock);
+	handoff_shut(in->handoff);
 	intake_unsubscribe_all(in);
-	pthread_mutex_lock(&in->lock);
-	intake_batch_clear(&in->fill, true);
-	pthread_mutex_unlock(&in->lock);
 	return 0;
 }
 
@@ -629,10 +409,10 @@ intake_drain_done(struct intake *in)
 	return true;
 }
 
-int
-intake_wake_fd(const struct intake *in)
+struct handoff *
+intake_handoff(struct intake *in)
 {
-	return in->wake_fd;
+	return in->handoff;
 }
 
 int
@@ -671,23 +451,19 @@ intake_close(struct intake *in)
 {
 	if (in == NULL)
 		return;
-	if (in->nsubs > 0)
+	/* Also releases what waits in the handoff when no subscription is left. */
+	if (in->handoff != NULL)
 		intake_reset(in);
-	intake_batch_free(&in->fill);
 	if (in->nc != NULL) {
 		natsStatus s = natsConnection_FlushTimeout(in->nc, 2000);
 		if (s != NATS_OK)
 			log_warnx("flushing acks at close: %s", natsStatus_GetText(s));
 	}
-	jsCtx_Destroy(in->js);
+	jsetup_close(in->jsetup);
 	natsConnection_Destroy(in->nc);
-	msg_parser_free(in->parser);
-	if (in->wake_fd != -1)
-		close(in->wake_fd);
+	validator_free(in->validator);
+	handoff_free(in->handoff);
 	pthread_mutex_destroy(&in->lock);
-	pthread_cond_destroy(&in->room);
-	free(in->stream);
-	free(in->consumer);
 	free(in->deliver_subject);
 	free(in->subject_status);
 	free(in->subject_request);

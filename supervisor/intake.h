@@ -1,48 +1,31 @@
 /*
  * intake: where messages enter the service.
  *
- * Owns the supervisor's NATS connection.  In jetstream mode it creates or
- * checks the stream (both input subjects, so one ordered sequence) and the
- * durable push consumer, and subscribes to the consumer's deliver subject;
- * in core mode it subscribes to the two subjects on one shared delivery
- * thread so their relative order is kept.
+ * Owns the supervisor's NATS connection.  In jetstream mode it reads the
+ * durable push consumer that jsetup keeps (one stream for both input
+ * subjects, so one ordered sequence) through a plain subscription to the
+ * consumer's deliver subject; in core mode it subscribes to the two
+ * subjects on one shared delivery thread so their relative order is kept.
  *
  * cnats calls back on its own thread.  That thread parses and validates
  * each message (the only parse in the service), dead-letters malformed
- * ones, and appends valid ones, already encoded as worker frames, to a
- * bounded batch.  The main thread takes whole batches (one lock per batch)
- * and routes them.  When the batch is full the callback waits: that is the
- * backpressure that reaches the broker (MaxAckPending in jetstream mode).
+ * ones, and passes valid ones, already encoded as worker frames, to the
+ * main thread through the handoff (see handoff.h for the batches and the
+ * backpressure).
  */
 #ifndef INTAKE_H
 #define INTAKE_H
 
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 
 #include <nats/nats.h>
 
-#include "../common/alarm.h"
-#include "../common/buf.h"
 #include "../common/config.h"
+#include "../common/validate.h"
 
 struct intake;
-
-struct intake_item {
-	uint32_t hash;        /* hash32(UserID): the routing key */
-	uint32_t frame_off;   /* the frame, in intake_batch.frames */
-	uint32_t frame_len;   /* 0: nothing to route, already done (a dead-lettered message) */
-	uint64_t stream_seq;
-	natsMsg *msg;         /* jetstream: held until acked; core: NULL */
-};
-
-struct intake_batch {
-	struct buf frames;
-	struct intake_item *items;
-	size_t n, cap;
-	size_t pos;           /* next item to route */
-};
+struct handoff;
 
 struct intake_stats {
 	uint64_t received;
@@ -73,11 +56,8 @@ int intake_reset(struct intake *in);
 int intake_drain_begin(struct intake *in);
 bool intake_drain_done(struct intake *in);
 
-/* Readable when a batch is waiting. */
-int intake_wake_fd(const struct intake *in);
-/* Swap the waiting batch into *b (which must be fully routed); 1 if it has items, else 0. */
-int intake_take(struct intake *in, struct intake_batch *b);
-void intake_batch_free(struct intake_batch *b);
+/* Where the main thread takes the accepted messages from; owned by intake. */
+struct handoff *intake_handoff(struct intake *in);
 
 /*
  * Ack (AckAll) a message once it and every delivery before it are durable.

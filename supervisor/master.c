@@ -17,6 +17,7 @@
 #include "../common/log.h"
 #include "../common/title.h"
 #include "ackq.h"
+#include "handoff.h"
 #include "intake.h"
 #include "master.h"
 #include "pool.h"
@@ -40,7 +41,7 @@ struct master {
 	struct intake *intake;
 	struct ackq *ackq;          /* every held delivery, in order, for the floor ack */
 	struct pool *pool;
-	struct intake_batch batch;
+	struct handoff_batch batch;
 	int sigfd;
 	int lock_fd;                /* STATE_DIR/supervisor.lock, held for life */
 	enum master_phase phase;
@@ -173,10 +174,10 @@ master_route(struct master *m)
 	if (m->phase != PHASE_RUN && m->phase != PHASE_DRAIN)
 		return;
 	for (;;) {
-		if (m->batch.pos == m->batch.n && !intake_take(m->intake, &m->batch))
+		if (m->batch.pos == m->batch.n && !handoff_take(intake_handoff(m->intake), &m->batch))
 			return;
 		while (m->batch.pos < m->batch.n) {
-			struct intake_item *it = &m->batch.items[m->batch.pos];
+			struct handoff_item *it = &m->batch.items[m->batch.pos];
 			uint64_t h = ackq_push(m->ackq, it->msg, it->stream_seq, it->frame_len == 0);
 			if (h == UINT64_MAX) {
 				log_error("ack queue");
@@ -290,7 +291,7 @@ master_act(struct master *m)
 		intake_reset(m->intake);
 		/* Durable but not acked: they come again, and re-applying them is harmless. */
 		ackq_clear(m->ackq);
-		intake_batch_free(&m->batch);
+		handoff_batch_free(&m->batch);
 		if (intake_start(m->intake) == -1)
 			return -1;
 	} else if (m->action == ACTION_RESHARD) {
@@ -327,7 +328,7 @@ master_loop(struct master *m)
 		fds[n++] = (struct pollfd){ m->sigfd, POLLIN, 0 };
 		/* Only wait on intake when the last batch is routed, or we would spin on a full queue. */
 		if ((m->phase == PHASE_RUN || m->phase == PHASE_DRAIN) && m->batch.pos == m->batch.n)
-			fds[n++] = (struct pollfd){ intake_wake_fd(m->intake), POLLIN, 0 };
+			fds[n++] = (struct pollfd){ handoff_wake_fd(intake_handoff(m->intake)), POLLIN, 0 };
 		int first_pool = n;
 		n += pool_pollfds(m->pool, fds + n, MASTER_MAX_FDS - n);
 		if ((due = pool_tick(m->pool)) >= 0 && due < timeout)
@@ -360,13 +361,13 @@ master_loop(struct master *m)
 			}
 		}
 		if (m->phase == PHASE_DRAIN && intake_drain_done(m->intake) && m->batch.pos == m->batch.n) {
-			struct intake_batch tail = { 0 };
+			struct handoff_batch tail = { 0 };
 			/* The drain may have queued a last batch after our previous take. */
-			if (intake_take(m->intake, &tail)) {
-				intake_batch_free(&m->batch);
+			if (handoff_take(intake_handoff(m->intake), &tail)) {
+				handoff_batch_free(&m->batch);
 				m->batch = tail;
 			} else {
-				intake_batch_free(&tail);
+				handoff_batch_free(&tail);
 				log_info("intake drained; asking workers to finish");
 				pool_stop(m->pool);
 				m->phase = PHASE_STOPPING;
@@ -448,7 +449,7 @@ master_main(const char *conf_path)
 out:
 	if (m.pool != NULL)
 		pool_kill(m.pool);
-	intake_batch_free(&m.batch);
+	handoff_batch_free(&m.batch);
 	pool_free(m.pool, NULL);
 	ackq_free(m.ackq);
 	intake_close(m.intake);

@@ -1,0 +1,651 @@
+/*
+ * validate: turn a NATS payload into a struct alarm_msg, or say exactly why not.
+ *
+ * Checks run cheapest and most basic first: size, UTF-8, JSON grammar,
+ * top-level type, then each required field.  The first failure decides the
+ * error, so every payload gets exactly one, stable classification.
+ *
+ * json-c builds the object, but it is not trusted to judge validity: even
+ * with JSON_TOKENER_STRICT, json-c 0.16 accepts 'single quotes', NaN,
+ * Infinity, "1." and raw control characters in strings, and its
+ * JSON_TOKENER_VALIDATE_UTF8 passes overlong forms, surrogates and code
+ * points above U+10FFFF.  So the raw bytes are checked first by a UTF-8
+ * validator and an RFC 8259 grammar scanner (no allocation, one pass each).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json.h>
+
+#include "quote.h"
+#include "validate.h"
+
+/* A detail line shows at most the first MSG_QUOTE_MAX quoted bytes of an offending value, then "...". */
+#define MSG_QUOTE_MAX 64
+/* quote_bytes keeps room for "..." and the NUL, so a cut in this buffer comes after MSG_QUOTE_MAX bytes. */
+#define MSG_QUOTE_CAP (MSG_QUOTE_MAX + 4)
+
+/* Same bound as json-c's own default, so deep input is rejected here first. */
+#define MSG_JSON_MAX_DEPTH JSON_TOKENER_DEFAULT_DEPTH
+
+struct validator {
+	struct json_tokener *tok;
+	struct json_object *obj;   /* last parsed payload; alarm_msg strings point into it */
+	char detail[512];
+};
+
+static const char *const msg_error_names[MSG_E_COUNT] = {
+	[MSG_OK] = "ok",
+	[MSG_E_SIZE] = "oversized",
+	[MSG_E_UTF8] = "bad_utf8",
+	[MSG_E_JSON] = "bad_json",
+	[MSG_E_NOT_OBJECT] = "not_object",
+	[MSG_E_MISSING] = "missing_field",
+	[MSG_E_TYPE] = "wrong_type",
+	[MSG_E_EMPTY] = "empty_field",
+	[MSG_E_ID_LENGTH] = "id_too_long",
+	[MSG_E_STATUS] = "bad_status",
+	[MSG_E_TIMESTAMP] = "bad_timestamp",
+};
+
+const char *
+msg_error_name(enum msg_error e)
+{
+	if ((unsigned)e >= MSG_E_COUNT)
+		return "unknown";
+	return msg_error_names[e];
+}
+
+struct validator *
+validator_new(void)
+{
+	struct validator *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	if ((p->tok = json_tokener_new()) == NULL) {
+		free(p);
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* No JSON_TOKENER_VALIDATE_UTF8: msg_check_bytes validated every byte already, more strictly. */
+	json_tokener_set_flags(p->tok, JSON_TOKENER_STRICT);
+	return p;
+}
+
+void
+validator_free(struct validator *p)
+{
+	if (p == NULL)
+		return;
+	json_object_put(p->obj);
+	json_tokener_free(p->tok);
+	free(p);
+}
+
+const char *
+validator_detail(const struct validator *p)
+{
+	return p->detail;
+}
+
+/* Record why a payload failed; a truncated detail is still useful, so vsnprintf's result is moot. */
+static enum msg_error __attribute__((format(printf, 3, 4)))
+msg_fail(struct validator *p, enum msg_error e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vsnprintf(p->detail, sizeof(p->detail), fmt, ap) < 0)
+		p->detail[0] = '\0';
+	va_end(ap);
+	return e;
+}
+
+/* ---- UTF-8 ---- */
+
+/* Offset of the first byte that does not start a valid UTF-8 sequence, or len. */
+static size_t
+utf8_invalid_at(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		unsigned char lo = 0x80, hi = 0xbf;
+		size_t need;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			need = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2;
+			if (c == 0xe0)
+				lo = 0xa0;   /* overlong */
+			else if (c == 0xed)
+				hi = 0x9f;   /* UTF-16 surrogates */
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3;
+			if (c == 0xf0)
+				lo = 0x90;   /* overlong */
+			else if (c == 0xf4)
+				hi = 0x8f;   /* above U+10FFFF */
+		} else {
+			return i;    /* continuation byte, C0/C1 overlong, or F5..FF */
+		}
+		if (len - i <= need)
+			return i;
+		if (s[i + 1] < lo || s[i + 1] > hi)
+			return i;
+		for (size_t k = 2; k <= need; k++) {
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return i;
+		}
+		i += need + 1;
+	}
+	return len;
+}
+
+/* ---- RFC 8259 grammar ---- */
+
+struct json_scan {
+	const unsigned char *s;
+	size_t len;
+	size_t pos;            /* on failure: the offending byte */
+	int depth;
+	const char *why;       /* on failure */
+	size_t key_nul_at;     /* first top-level key holding \u0000, or SIZE_MAX */
+};
+
+static bool
+scan_fail(struct json_scan *sc, const char *why)
+{
+	sc->why = why;
+	return false;
+}
+
+static bool
+scan_is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static void
+scan_ws(struct json_scan *sc)
+{
+	while (sc->pos < sc->len && scan_is_ws(sc->s[sc->pos]))
+		sc->pos++;
+}
+
+static bool
+scan_peek(const struct json_scan *sc, unsigned char c)
+{
+	return sc->pos < sc->len && sc->s[sc->pos] == c;
+}
+
+static bool
+scan_is_digit(const struct json_scan *sc)
+{
+	return sc->pos < sc->len && sc->s[sc->pos] >= '0' && sc->s[sc->pos] <= '9';
+}
+
+static bool scan_value(struct json_scan *sc);
+
+/* After "\u": four hex digits; reports whether they encode NUL. */
+static bool
+scan_hex4(struct json_scan *sc, bool *is_nul)
+{
+	unsigned v = 0;
+
+	if (sc->len - sc->pos < 4)
+		return scan_fail(sc, "truncated \\u escape");
+	for (int i = 0; i < 4; i++) {
+		unsigned char c = sc->s[sc->pos];
+
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v = v * 16 + (unsigned)(c - 'A' + 10);
+		else
+			return scan_fail(sc, "invalid hex digit in \\u escape");
+		sc->pos++;
+	}
+	*is_nul = v == 0;
+	return true;
+}
+
+static bool
+scan_string(struct json_scan *sc, bool *has_nul)
+{
+	sc->pos++;   /* opening quote */
+	for (;;) {
+		unsigned char c;
+		bool nul;
+
+		if (sc->pos >= sc->len)
+			return scan_fail(sc, "unterminated string");
+		c = sc->s[sc->pos];
+		if (c == '"') {
+			sc->pos++;
+			return true;
+		}
+		if (c < 0x20)
+			return scan_fail(sc, "unescaped control character in string");
+		sc->pos++;
+		if (c != '\\')
+			continue;
+		if (sc->pos >= sc->len)
+			return scan_fail(sc, "unterminated string");
+		switch (sc->s[sc->pos]) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+			sc->pos++;
+			break;
+		case 'u':
+			sc->pos++;
+			if (!scan_hex4(sc, &nul))
+				return false;
+			if (nul)
+				*has_nul = true;
+			break;
+		default:
+			return scan_fail(sc, "invalid escape in string");
+		}
+	}
+}
+
+static bool
+scan_digits(struct json_scan *sc, const char *why)
+{
+	if (!scan_is_digit(sc))
+		return scan_fail(sc, why);
+	while (scan_is_digit(sc))
+		sc->pos++;
+	return true;
+}
+
+static bool
+scan_number(struct json_scan *sc)
+{
+	if (scan_peek(sc, '-'))
+		sc->pos++;
+	if (scan_peek(sc, '0'))
+		sc->pos++;   /* a leading zero stands alone: "01" fails at the '1' later */
+	else if (!scan_digits(sc, "invalid number"))
+		return false;
+	if (scan_peek(sc, '.')) {
+		sc->pos++;
+		if (!scan_digits(sc, "digit expected after decimal point"))
+			return false;
+	}
+	if (scan_peek(sc, 'e') || scan_peek(sc, 'E')) {
+		sc->pos++;
+		if (scan_peek(sc, '+') || scan_peek(sc, '-'))
+			sc->pos++;
+		if (!scan_digits(sc, "digit expected in exponent"))
+			return false;
+	}
+	return true;
+}
+
+static bool
+scan_literal(struct json_scan *sc, const char *word)
+{
+	size_t n = strlen(word);
+
+	if (sc->len - sc->pos < n || memcmp(sc->s + sc->pos, word, n) != 0)
+		return scan_fail(sc, "invalid literal");
+	sc->pos += n;
+	return true;
+}
+
+static bool
+scan_object(struct json_scan *sc)
+{
+	if (++sc->depth > MSG_JSON_MAX_DEPTH)
+		return scan_fail(sc, "nesting too deep");
+	sc->pos++;   /* '{' */
+	scan_ws(sc);
+	if (scan_peek(sc, '}')) {
+		sc->pos++;
+		sc->depth--;
+		return true;
+	}
+	for (;;) {
+		size_t key_at = sc->pos;
+		bool key_nul = false;
+
+		if (!scan_peek(sc, '"'))
+			return scan_fail(sc, "quoted object key expected");
+		if (!scan_string(sc, &key_nul))
+			return false;
+		if (key_nul && sc->depth == 1 && sc->key_nul_at == SIZE_MAX)
+			sc->key_nul_at = key_at;
+		scan_ws(sc);
+		if (!scan_peek(sc, ':'))
+			return scan_fail(sc, "':' expected after object key");
+		sc->pos++;
+		if (!scan_value(sc))
+			return false;
+		scan_ws(sc);
+		if (scan_peek(sc, '}')) {
+			sc->pos++;
+			sc->depth--;
+			return true;
+		}
+		if (!scan_peek(sc, ','))
+			return scan_fail(sc, "',' or '}' expected in object");
+		sc->pos++;
+		scan_ws(sc);
+	}
+}
+
+static bool
+scan_array(struct json_scan *sc)
+{
+	if (++sc->depth > MSG_JSON_MAX_DEPTH)
+		return scan_fail(sc, "nesting too deep");
+	sc->pos++;   /* '[' */
+	scan_ws(sc);
+	if (scan_peek(sc, ']')) {
+		sc->pos++;
+		sc->depth--;
+		return true;
+	}
+	for (;;) {
+		if (!scan_value(sc))
+			return false;
+		scan_ws(sc);
+		if (scan_peek(sc, ']')) {
+			sc->pos++;
+			sc->depth--;
+			return true;
+		}
+		if (!scan_peek(sc, ','))
+			return scan_fail(sc, "',' or ']' expected in array");
+		sc->pos++;
+	}
+}
+
+static bool
+scan_value(struct json_scan *sc)
+{
+	bool ignored = false;
+
+	scan_ws(sc);
+	if (sc->pos >= sc->len)
+		return scan_fail(sc, "unexpected end of input");
+	switch (sc->s[sc->pos]) {
+	case '{':
+		return scan_object(sc);
+	case '[':
+		return scan_array(sc);
+	case '"':
+		return scan_string(sc, &ignored);
+	case 't':
+		return scan_literal(sc, "true");
+	case 'f':
+		return scan_literal(sc, "false");
+	case 'n':
+		return scan_literal(sc, "null");
+	case '-': case '0': case '1': case '2': case '3': case '4':
+	case '5': case '6': case '7': case '8': case '9':
+		return scan_number(sc);
+	default:
+		return scan_fail(sc, "unexpected character");
+	}
+}
+
+/* The whole payload is one JSON value, with only whitespace around it. */
+static bool
+scan_document(struct json_scan *sc)
+{
+	if (!scan_value(sc))
+		return false;
+	scan_ws(sc);
+	if (sc->pos != sc->len)
+		return scan_fail(sc, "unexpected bytes after the JSON value");
+	return true;
+}
+
+/* What the scanned document is, from its first non-blank byte. */
+static const char *
+scan_type_name(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && scan_is_ws(s[i]))
+		i++;
+	switch (i < len ? s[i] : 0) {
+	case '{':
+		return "object";
+	case '[':
+		return "array";
+	case '"':
+		return "string";
+	case 't': case 'f':
+		return "boolean";
+	case 'n':
+		return "null";
+	default:
+		return "number";
+	}
+}
+
+/* ---- message ---- */
+
+static enum msg_error
+msg_check_bytes(struct validator *p, const unsigned char *s, size_t len,
+    const struct msg_limits *lim)
+{
+	struct json_scan sc = { .s = s, .len = len, .key_nul_at = SIZE_MAX };
+	const char *type;
+	size_t bad;
+
+	if (len > lim->max_message_bytes)
+		return msg_fail(p, MSG_E_SIZE, "payload of %zu bytes exceeds max_message_bytes %zu",
+		    len, lim->max_message_bytes);
+	/* json_tokener_parse_ex takes an int length. */
+	if (len > INT_MAX)
+		return msg_fail(p, MSG_E_SIZE, "payload of %zu bytes exceeds the JSON parser's limit",
+		    len);
+	if (len == 0)
+		return msg_fail(p, MSG_E_JSON, "empty payload");
+	if ((bad = utf8_invalid_at(s, len)) < len) {
+		char shown[MSG_QUOTE_CAP];
+
+		quote_bytes(shown, sizeof(shown), s + bad, len - bad < 4 ? len - bad : 4);
+		return msg_fail(p, MSG_E_UTF8, "invalid UTF-8 at byte %zu: \"%s\"", bad, shown);
+	}
+	if (!scan_document(&sc))
+		return msg_fail(p, MSG_E_JSON, "invalid JSON at byte %zu: %s", sc.pos, sc.why);
+	type = scan_type_name(s, len);
+	if (strcmp(type, "object") != 0)
+		return msg_fail(p, MSG_E_NOT_OBJECT, "payload is a JSON %s, not an object", type);
+	/*
+	 * json-c keeps object keys as C strings, so "UserID\u0000x" would turn
+	 * into "UserID" and could shadow the real field.  A key like that is
+	 * valid JSON but not one this service can read faithfully: reject it.
+	 */
+	if (sc.key_nul_at != SIZE_MAX)
+		return msg_fail(p, MSG_E_JSON,
+		    "invalid JSON at byte %zu: object key containing \\u0000 is not supported",
+		    sc.key_nul_at);
+	return MSG_OK;
+}
+
+static enum msg_error
+msg_build(struct validator *p, const char *s, size_t len)
+{
+	struct json_object *obj;
+	enum json_tokener_error jerr;
+	size_t end;
+
+	json_tokener_reset(p->tok);
+	obj = json_tokener_parse_ex(p->tok, s, (int)len);
+	jerr = json_tokener_get_error(p->tok);
+	end = json_tokener_get_parse_end(p->tok);
+	if (obj == NULL || jerr != json_tokener_success) {
+		json_object_put(obj);
+		/* Depth, memory, or some json-c strictness the scanner does not share. */
+		return msg_fail(p, MSG_E_JSON, "invalid JSON at byte %zu: %s", end,
+		    json_tokener_error_desc(jerr == json_tokener_success ?
+		    json_tokener_continue : jerr));
+	}
+	/* json-c stops after the value; the scanner already vetted the rest, but be sure. */
+	for (size_t i = end; i < len; i++) {
+		if (!scan_is_ws((unsigned char)s[i])) {
+			json_object_put(obj);
+			return msg_fail(p, MSG_E_JSON,
+			    "invalid JSON at byte %zu: unexpected bytes after the JSON value", i);
+		}
+	}
+	if (!json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		return msg_fail(p, MSG_E_NOT_OBJECT, "payload is a JSON %s, not an object",
+		    json_type_to_name(json_object_get_type(obj)));
+	}
+	p->obj = obj;
+	return MSG_OK;
+}
+
+/* A required field that must be a non-empty string. */
+static enum msg_error
+msg_field(struct validator *p, const char *name, const char **s, size_t *n)
+{
+	struct json_object *v;
+	enum json_type type;
+	int len;
+
+	/* get_ex tells "absent" from "present but null" (v == NULL then). */
+	if (!json_object_object_get_ex(p->obj, name, &v))
+		return msg_fail(p, MSG_E_MISSING, "field %s is missing", name);
+	type = json_object_get_type(v);
+	if (type != json_type_string) {
+		char shown[MSG_QUOTE_CAP];
+		size_t tlen = 0;
+		const char *text = json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN,
+		    &tlen);
+
+		if (text == NULL)
+			text = "";
+		quote_bytes(shown, sizeof(shown), text, tlen);
+		/* null, true and false name their own type. */
+		if (type == json_type_null || type == json_type_boolean)
+			return msg_fail(p, MSG_E_TYPE, "field %s: expected a string, got %s", name,
+			    shown);
+		return msg_fail(p, MSG_E_TYPE, "field %s: expected a string, got %s %s", name,
+		    type == json_type_int || type == json_type_double ? "number" :
+		    json_type_to_name(type), shown);
+	}
+	/* Never strlen: an escaped \u0000 is part of the value. */
+	len = json_object_get_string_len(v);
+	if (len <= 0)
+		return msg_fail(p, MSG_E_EMPTY, "field %s is empty", name);
+	*s = json_object_get_string(v);
+	*n = (size_t)len;
+	return MSG_OK;
+}
+
+static enum msg_error
+msg_id(struct validator *p, const char *name, const struct msg_limits *lim,
+    const char **s, size_t *n)
+{
+	enum msg_error e;
+
+	if ((e = msg_field(p, name, s, n)) != MSG_OK)
+		return e;
+	if (*n > lim->max_id_bytes)
+		return msg_fail(p, MSG_E_ID_LENGTH, "field %s: %zu bytes exceeds max_id_bytes %zu",
+		    name, *n, lim->max_id_bytes);
+	return MSG_OK;
+}
+
+static bool
+msg_status_from(const char *s, size_t n, enum alarm_status *out)
+{
+	static const enum alarm_status all[] = { STATUS_CLEARED, STATUS_WARNING, STATUS_CRITICAL };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		const char *name = alarm_status_name(all[i]);
+
+		if (n == strlen(name) && memcmp(s, name, n) == 0) {
+			*out = all[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+static enum msg_error
+msg_status_changed(struct validator *p, const struct msg_limits *lim, struct alarm_msg *m)
+{
+	char shown[MSG_QUOTE_CAP];
+	const char *s;
+	size_t n;
+	enum msg_error e;
+
+	if ((e = msg_id(p, "AlarmID", lim, &m->alarm, &m->alarm_len)) != MSG_OK)
+		return e;
+	if ((e = msg_id(p, "UserID", lim, &m->user, &m->user_len)) != MSG_OK)
+		return e;
+	if ((e = msg_field(p, "Status", &s, &n)) != MSG_OK)
+		return e;
+	if (!msg_status_from(s, n, &m->status)) {
+		quote_bytes(shown, sizeof(shown), s, n);
+		return msg_fail(p, MSG_E_STATUS,
+		    "field Status: \"%s\" is not CLEARED, WARNING or CRITICAL", shown);
+	}
+	if ((e = msg_field(p, "ChangedAt", &s, &n)) != MSG_OK)
+		return e;
+	if (rfc3339_parse(s, n, &m->changed_at) != 0) {
+		quote_bytes(shown, sizeof(shown), s, n);
+		return msg_fail(p, MSG_E_TIMESTAMP,
+		    "field ChangedAt: \"%s\" is not a valid RFC 3339 timestamp", shown);
+	}
+	return MSG_OK;
+}
+
+enum msg_error
+validate_message(struct validator *p, enum msg_kind kind, const void *data, size_t len,
+    const struct msg_limits *lim, struct alarm_msg *out)
+{
+	static const struct msg_limits defaults = {
+		.max_message_bytes = MSG_DEFAULT_MAX_MESSAGE_BYTES,
+		.max_id_bytes = MSG_DEFAULT_MAX_ID_BYTES,
+	};
+	struct alarm_msg m = { .kind = kind, .status = STATUS_CLEARED };
+	enum msg_error e;
+
+	/* The previous message's strings die here, as the header promises. */
+	json_object_put(p->obj);
+	p->obj = NULL;
+	p->detail[0] = '\0';
+	if (lim == NULL)
+		lim = &defaults;
+	if (kind != MSG_STATUS_CHANGED && kind != MSG_DIGEST_REQUEST)
+		return msg_fail(p, MSG_E_JSON, "internal error: unknown message kind %d", (int)kind);
+
+	if ((e = msg_check_bytes(p, data, len, lim)) != MSG_OK)
+		return e;
+	if ((e = msg_build(p, data, len)) != MSG_OK)
+		return e;
+	if (kind == MSG_STATUS_CHANGED)
+		e = msg_status_changed(p, lim, &m);
+	else
+		e = msg_id(p, "UserID", lim, &m.user, &m.user_len);
+	if (e != MSG_OK)
+		return e;
+	*out = m;
+	return MSG_OK;
+}

@@ -1,0 +1,774 @@
+/* Unit tests for common/validate.c: every "Malformed input" rule of the SPEC. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "validate.h"
+
+#define LIT(s) s, sizeof(s) - 1
+
+static const struct msg_limits default_limits = {
+	.max_message_bytes = 65536,
+	.max_id_bytes = 256,
+};
+
+static int
+setup_parser(void **state)
+{
+	struct validator *p = validator_new();
+
+	if (p == NULL)
+		return -1;
+	*state = p;
+	return 0;
+}
+
+static int
+teardown_parser(void **state)
+{
+	validator_free(*state);
+	return 0;
+}
+
+static enum msg_error
+parse(void **state, enum msg_kind kind, const char *s, size_t n, struct alarm_msg *m)
+{
+	return validate_message(*state, kind, s, n, &default_limits, m);
+}
+
+/* Reproducible pseudo-random numbers (xorshift64*); state lives in each test. */
+static uint64_t
+rng_next(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+static void
+assert_bytes(const char *got, size_t got_len, const char *want, size_t want_len)
+{
+	assert_int_equal(got_len, want_len);
+	assert_memory_equal(got, want, want_len);
+}
+
+static void
+test_names(void **state)
+{
+	static const char *const want[MSG_E_COUNT] = {
+		"ok", "oversized", "bad_utf8", "bad_json", "not_object", "missing_field",
+		"wrong_type", "empty_field", "id_too_long", "bad_status", "bad_timestamp",
+	};
+	(void)state;
+
+	for (int e = 0; e < MSG_E_COUNT; e++)
+		assert_string_equal(msg_error_name((enum msg_error)e), want[e]);
+	assert_string_equal(msg_error_name(MSG_E_COUNT), "unknown");
+}
+
+static void
+test_valid_status_changed(void **state)
+{
+	static const char msg[] =
+	    "{\"AlarmID\":\"10baeb6b-199f-4300-8db7-1acbe744e3fc\","
+	    "\"UserID\":\"u-1\",\"Status\":\"CRITICAL\","
+	    "\"ChangedAt\":\"2021-08-17T15:33:59.1+03:00\"}";
+	struct alarm_msg m;
+	char ts[RFC3339_MAXLEN + 1];
+
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED, LIT(msg), &m), MSG_OK);
+	assert_string_equal(validator_detail(*state), "");
+	assert_int_equal(m.kind, MSG_STATUS_CHANGED);
+	assert_bytes(m.alarm, m.alarm_len, LIT("10baeb6b-199f-4300-8db7-1acbe744e3fc"));
+	assert_bytes(m.user, m.user_len, LIT("u-1"));
+	assert_int_equal(m.status, STATUS_CRITICAL);
+	assert_int_equal(m.changed_at.sec, 1629203639);
+	assert_int_equal(m.changed_at.nsec, 100000000);
+	assert_int_equal(m.changed_at.off_min, 180);
+	rfc3339_format(&m.changed_at, ts, sizeof(ts));
+	assert_string_equal(ts, "2021-08-17T15:33:59.1+03:00");
+}
+
+static void
+test_valid_each_status(void **state)
+{
+	static const struct { const char *json; enum alarm_status want; } cases[] = {
+		{ "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"CLEARED\","
+		  "\"ChangedAt\":\"2021-06-07T20:40:15Z\"}", STATUS_CLEARED },
+		{ "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\","
+		  "\"ChangedAt\":\"2021-06-07T20:40:15Z\"}", STATUS_WARNING },
+		{ "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"CRITICAL\","
+		  "\"ChangedAt\":\"2021-06-07T20:40:15Z\"}", STATUS_CRITICAL },
+		/* An escape that decodes to the exact word is the exact word. */
+		{ "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"CRIT\\u0049CAL\","
+		  "\"ChangedAt\":\"2021-06-07T20:40:15Z\"}", STATUS_CRITICAL },
+	};
+	struct alarm_msg m;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(state, MSG_STATUS_CHANGED, cases[i].json,
+		    strlen(cases[i].json), &m), MSG_OK);
+		assert_int_equal(m.status, cases[i].want);
+	}
+}
+
+static void
+test_valid_digest_request(void **state)
+{
+	struct alarm_msg m;
+
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"u-42\"}"), &m),
+	    MSG_OK);
+	assert_int_equal(m.kind, MSG_DIGEST_REQUEST);
+	assert_bytes(m.user, m.user_len, LIT("u-42"));
+	assert_null(m.alarm);
+	assert_int_equal(m.alarm_len, 0);
+
+	/* Fields a digest request does not need are unknown fields to it. */
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST,
+	    LIT("{\"UserID\":\"u\",\"AlarmID\":7,\"Status\":\"bogus\",\"ChangedAt\":null}"), &m),
+	    MSG_OK);
+	assert_bytes(m.user, m.user_len, LIT("u"));
+}
+
+/* Extra fields, odd spacing, key order, and look-alike keys are all fine. */
+static void
+test_valid_tolerated_forms(void **state)
+{
+	static const char *const ok[] = {
+		/* unknown extra fields of every type */
+		"{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\","
+		"\"ChangedAt\":\"2021-06-07T20:40:15Z\",\"Extra\":{\"x\":[1,2.5e-3,true,null]},"
+		"\"n\":-0.0,\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"}",
+		/* look-alike keys are ignored beside the real ones */
+		"{\"userid\":\"x\",\"USERID\":5,\"UserId\":null,\"AlarmID\":\"a\",\"UserID\":\"u\","
+		"\"status\":\"bad\",\"Status\":\"WARNING\",\"changedAt\":1,"
+		"\"ChangedAt\":\"2021-06-07T20:40:15Z\"}",
+		/* any order, any JSON whitespace, before and after */
+		" \t\r\n{ \"ChangedAt\" : \"2021-06-07T20:40:15Z\" ,\n\"Status\":\"WARNING\","
+		"\"UserID\":\"u\"\t,\"AlarmID\"\r:\"a\" }\n",
+		"{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\","
+		"\"ChangedAt\":\"2021-06-07T20:40:15Z\"}   \r\n\t",
+		/* non-ASCII UTF-8 in unknown fields */
+		"{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\","
+		"\"ChangedAt\":\"2021-06-07T20:40:15Z\",\"note\":\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}",
+		/* the same key twice: the last one counts, as in json-c and Go */
+		"{\"AlarmID\":\"a\",\"UserID\":\"first\",\"UserID\":\"u\",\"Status\":\"WARNING\","
+		"\"ChangedAt\":\"2021-06-07T20:40:15Z\"}",
+	};
+	struct alarm_msg m;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		enum msg_error e = parse(state, MSG_STATUS_CHANGED, ok[i], strlen(ok[i]), &m);
+
+		if (e != MSG_OK)
+			fail_msg("case %zu: %s: %s", i, msg_error_name(e), validator_detail(*state));
+		assert_bytes(m.user, m.user_len, LIT("u"));
+		assert_bytes(m.alarm, m.alarm_len, LIT("a"));
+		assert_int_equal(m.status, STATUS_WARNING);
+	}
+}
+
+/* IDs are opaque bytes: escapes decode, and a NUL is just another byte. */
+static void
+test_valid_escaped_ids(void **state)
+{
+	struct alarm_msg m;
+
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST,
+	    LIT("{\"UserID\":\"caf\\u00e9-\\ud83d\\ude00-\xc3\xa9\"}"), &m), MSG_OK);
+	assert_bytes(m.user, m.user_len, LIT("caf\xc3\xa9-\xf0\x9f\x98\x80-\xc3\xa9"));
+
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED,
+	    LIT("{\"AlarmID\":\"a\\u0000b\",\"UserID\":\"\\u0000\",\"Status\":\"CLEARED\","
+	    "\"ChangedAt\":\"2021-06-07T20:40:15Z\"}"), &m), MSG_OK);
+	assert_bytes(m.alarm, m.alarm_len, "a\0b", 3);
+	assert_bytes(m.user, m.user_len, "\0", 1);
+
+	/* An escaped lone surrogate is valid JSON; json-c makes it U+FFFD. */
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"\\ud800\"}"), &m),
+	    MSG_OK);
+	assert_bytes(m.user, m.user_len, LIT("\xef\xbf\xbd"));
+}
+
+struct bad_case {
+	enum msg_kind kind;
+	const char *data;
+	size_t len;
+	enum msg_error want;
+};
+
+#define SC MSG_STATUS_CHANGED
+#define DR MSG_DIGEST_REQUEST
+#define BAD(kind, s, want) { kind, s, sizeof(s) - 1, want }
+/* A status message with one field's JSON text replaced. */
+#define WITH_ALARM(v) "{\"AlarmID\":" v ",\"UserID\":\"u\",\"Status\":\"WARNING\"," \
+	"\"ChangedAt\":\"2021-06-07T20:40:15Z\"}"
+#define WITH_USER(v) "{\"AlarmID\":\"a\",\"UserID\":" v ",\"Status\":\"WARNING\"," \
+	"\"ChangedAt\":\"2021-06-07T20:40:15Z\"}"
+#define WITH_STATUS(v) "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":" v "," \
+	"\"ChangedAt\":\"2021-06-07T20:40:15Z\"}"
+#define WITH_TIME(v) "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\"," \
+	"\"ChangedAt\":" v "}"
+
+static const struct bad_case bad_cases[] = {
+	/* not a single JSON object */
+	BAD(SC, "", MSG_E_JSON),
+	BAD(SC, " \n\t", MSG_E_JSON),
+	BAD(SC, "[]", MSG_E_NOT_OBJECT),
+	BAD(SC, "[{\"UserID\":\"u\"}]", MSG_E_NOT_OBJECT),
+	BAD(DR, "\"UserID\"", MSG_E_NOT_OBJECT),
+	BAD(DR, "42", MSG_E_NOT_OBJECT),
+	BAD(DR, "-1.5e3", MSG_E_NOT_OBJECT),
+	BAD(DR, "true", MSG_E_NOT_OBJECT),
+	BAD(DR, "null", MSG_E_NOT_OBJECT),
+	BAD(DR, "{\"UserID\":\"u\"} x", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\"}{}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\"}}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\"},", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\"}\0", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\"}\f", MSG_E_JSON),     /* \f is not JSON whitespace */
+	BAD(DR, "{\"UserID\":\"u\"}\xc2\xa0", MSG_E_JSON),   /* nor is U+00A0 */
+	BAD(DR, "42 x", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\"", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":", MSG_E_JSON),
+	BAD(DR, "{", MSG_E_JSON),
+	BAD(DR, "}", MSG_E_JSON),
+	BAD(DR, "\0{\"UserID\":\"u\"}", MSG_E_JSON),
+	BAD(DR, "\xef\xbb\xbf{\"UserID\":\"u\"}", MSG_E_JSON),   /* BOM */
+	/* things json-c's strict mode lets through, but JSON does not allow */
+	BAD(DR, "{'UserID':'u'}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":NaN}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":Infinity}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":-Infinity}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":1.}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":.5}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":01}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":+1}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":1e}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":0x10}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":True}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"n\":nul}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\\tv\"}", MSG_OK),         /* escaped tab: fine */
+	BAD(DR, "{\"UserID\":\"u\tv\"}", MSG_E_JSON),      /* raw tab: not JSON */
+	BAD(DR, "{\"UserID\":\"u\x01v\"}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\\x41\"}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\\u12\"}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\\u12G4\"}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"a\":[1,]}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\",\"a\":[1 2]}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\" \"u\"}", MSG_E_JSON),
+	BAD(DR, "{UserID:\"u\"}", MSG_E_JSON),
+	BAD(DR, "{\"UserID\":\"u\"/*c*/}", MSG_E_JSON),
+	BAD(DR, "//c\n{\"UserID\":\"u\"}", MSG_E_JSON),
+	/* a key json-c would truncate at the NUL and confuse with UserID */
+	BAD(DR, "{\"UserID\":\"u\",\"UserID\\u0000x\":\"evil\"}", MSG_E_JSON),
+	/* invalid UTF-8, inside a string and outside one */
+	BAD(DR, "{\"UserID\":\"u\xff\"}", MSG_E_UTF8),
+	BAD(DR, "{\"UserID\":\"u\",\"x\":\"\xc0\xaf\"}", MSG_E_UTF8),            /* overlong '/' */
+	BAD(DR, "{\"UserID\":\"\xe0\x80\xaf\"}", MSG_E_UTF8),                    /* overlong */
+	BAD(DR, "{\"UserID\":\"\xf0\x80\x80\xaf\"}", MSG_E_UTF8),                /* overlong */
+	BAD(DR, "{\"UserID\":\"\xed\xa0\x80\"}", MSG_E_UTF8),                    /* U+D800 */
+	BAD(DR, "{\"UserID\":\"\xed\xbf\xbf\"}", MSG_E_UTF8),                    /* U+DFFF */
+	BAD(DR, "{\"UserID\":\"\xf4\x90\x80\x80\"}", MSG_E_UTF8),                /* U+110000 */
+	BAD(DR, "{\"UserID\":\"\xf5\x80\x80\x80\"}", MSG_E_UTF8),
+	BAD(DR, "{\"UserID\":\"\x80\"}", MSG_E_UTF8),                            /* lone continuation */
+	BAD(DR, "{\"UserID\":\"\xc3\"}", MSG_E_UTF8),                            /* truncated */
+	BAD(DR, "{\"UserID\":\"\xe2\x82\"}", MSG_E_UTF8),
+	BAD(DR, "{\"UserID\":\"u\"}\xe2\x82", MSG_E_UTF8),                       /* truncated at end */
+	BAD(DR, "{\"UserID\":\"u\"}\xf0", MSG_E_UTF8),
+	BAD(DR, "{\"UserID\":\"u\",\xff\"x\":1}", MSG_E_UTF8),                   /* between tokens */
+	BAD(DR, "\xfe\xff{\"UserID\":\"u\"}", MSG_E_UTF8),
+	BAD(DR, "{\"UserID\":\"\xed\x9f\xbf\xee\x80\x80\xf4\x8f\xbf\xbf\"}", MSG_OK), /* edges: valid */
+	/* missing fields; look-alike keys do not count */
+	BAD(DR, "{}", MSG_E_MISSING),
+	BAD(DR, "{\"userid\":\"u\"}", MSG_E_MISSING),
+	BAD(DR, "{\"USERID\":\"u\",\"UserId\":\"u\",\"User ID\":\"u\",\"UserID \":\"u\"}", MSG_E_MISSING),
+	BAD(DR, "{\"x\":{\"UserID\":\"u\"}}", MSG_E_MISSING),
+	BAD(SC, "{\"UserID\":\"u\",\"Status\":\"WARNING\",\"ChangedAt\":\"2021-06-07T20:40:15Z\"}",
+	    MSG_E_MISSING),
+	BAD(SC, "{\"AlarmID\":\"a\",\"Status\":\"WARNING\",\"ChangedAt\":\"2021-06-07T20:40:15Z\"}",
+	    MSG_E_MISSING),
+	BAD(SC, "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"ChangedAt\":\"2021-06-07T20:40:15Z\"}",
+	    MSG_E_MISSING),
+	BAD(SC, "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\"}", MSG_E_MISSING),
+	BAD(SC, "{\"alarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\","
+	    "\"ChangedAt\":\"2021-06-07T20:40:15Z\"}", MSG_E_MISSING),
+	/* wrong type, for each field */
+	BAD(DR, "{\"UserID\":null}", MSG_E_TYPE),
+	BAD(DR, "{\"UserID\":42}", MSG_E_TYPE),
+	BAD(DR, "{\"UserID\":1.5}", MSG_E_TYPE),
+	BAD(DR, "{\"UserID\":true}", MSG_E_TYPE),
+	BAD(DR, "{\"UserID\":{\"id\":\"u\"}}", MSG_E_TYPE),
+	BAD(DR, "{\"UserID\":[\"u\"]}", MSG_E_TYPE),
+	BAD(SC, WITH_ALARM("null"), MSG_E_TYPE),
+	BAD(SC, WITH_ALARM("17"), MSG_E_TYPE),
+	BAD(SC, WITH_ALARM("[]"), MSG_E_TYPE),
+	BAD(SC, WITH_USER("null"), MSG_E_TYPE),
+	BAD(SC, WITH_USER("{}"), MSG_E_TYPE),
+	BAD(SC, WITH_USER("false"), MSG_E_TYPE),
+	BAD(SC, WITH_STATUS("null"), MSG_E_TYPE),
+	BAD(SC, WITH_STATUS("2"), MSG_E_TYPE),
+	BAD(SC, WITH_STATUS("[\"CRITICAL\"]"), MSG_E_TYPE),
+	BAD(SC, WITH_TIME("null"), MSG_E_TYPE),
+	BAD(SC, WITH_TIME("1629203639"), MSG_E_TYPE),
+	BAD(SC, WITH_TIME("{\"sec\":1}"), MSG_E_TYPE),
+	/* empty strings */
+	BAD(DR, "{\"UserID\":\"\"}", MSG_E_EMPTY),
+	BAD(SC, WITH_ALARM("\"\""), MSG_E_EMPTY),
+	BAD(SC, WITH_USER("\"\""), MSG_E_EMPTY),
+	BAD(SC, WITH_STATUS("\"\""), MSG_E_EMPTY),
+	BAD(SC, WITH_TIME("\"\""), MSG_E_EMPTY),
+	/* Status: exactly one of three upper-case words */
+	BAD(SC, WITH_STATUS("\"critical\""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\"Critical\""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\"cleared\""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\"CRITICAL \""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\" WARNING\""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\"CRIT\""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\"CRITICALX\""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\"CRITICAL\\u0000\""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\"OK\""), MSG_E_STATUS),
+	BAD(SC, WITH_STATUS("\"ACTIVE\""), MSG_E_STATUS),
+	/* ChangedAt: the SPEC's RFC 3339 form only */
+	BAD(SC, WITH_TIME("\"2021-08-17t15:33:59Z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T15:33:59z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T15:33:59\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T15:33:59.1234567890Z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-02-29T00:00:00Z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T24:00:00Z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T15:33:59+24:00\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T15:33:59+0300\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-13-01T00:00:00Z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T15:33:60Z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17 15:33:59Z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\" 2021-08-17T15:33:59Z\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T15:33:59Z\\u0000\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"yesterday\""), MSG_E_TIMESTAMP),
+	BAD(SC, WITH_TIME("\"2021-08-17T15:33:59.1+03:00\""), MSG_OK),
+	BAD(SC, WITH_TIME("\"2024-02-29T00:00:00-00:00\""), MSG_OK),
+	/* the first failing field decides, in AlarmID, UserID, Status, ChangedAt order */
+	BAD(SC, "{\"AlarmID\":1,\"UserID\":\"\",\"Status\":\"x\",\"ChangedAt\":\"y\"}", MSG_E_TYPE),
+	BAD(SC, "{\"AlarmID\":\"a\",\"UserID\":\"\",\"Status\":\"x\",\"ChangedAt\":\"y\"}", MSG_E_EMPTY),
+	BAD(SC, "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"x\",\"ChangedAt\":\"y\"}", MSG_E_STATUS),
+};
+
+static void
+test_malformed_table(void **state)
+{
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		const struct bad_case *c = &bad_cases[i];
+		struct alarm_msg m;
+		enum msg_error e = parse(state, c->kind, c->data, c->len, &m);
+		const char *detail = validator_detail(*state);
+
+		if (e != c->want)
+			fail_msg("case %zu (%.*s): got %s, want %s: %s", i, (int)c->len, c->data,
+			    msg_error_name(e), msg_error_name(c->want), detail);
+		if (c->want == MSG_OK)
+			assert_string_equal(detail, "");
+		else if (detail[0] == '\0')
+			fail_msg("case %zu: no detail", i);
+	}
+}
+
+/* A rejected parse leaves *out alone: callers cannot act on half a message. */
+static void
+test_error_leaves_out_untouched(void **state)
+{
+	struct alarm_msg m, before;
+
+	memset(&m, 0xa5, sizeof(m));
+	before = m;
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED, LIT(WITH_TIME("\"bad\"")), &m),
+	    MSG_E_TIMESTAMP);
+	assert_memory_equal(&m, &before, sizeof(m));
+}
+
+static char *
+make_id_msg(enum msg_kind kind, size_t user_len, size_t alarm_len, size_t *len)
+{
+	size_t cap = user_len + alarm_len + 256;
+	char *s = malloc(cap), *user = malloc(user_len + 1), *alarm = malloc(alarm_len + 1);
+	int n;
+
+	assert_non_null(s);
+	assert_non_null(user);
+	assert_non_null(alarm);
+	memset(user, 'u', user_len);
+	user[user_len] = '\0';
+	memset(alarm, 'a', alarm_len);
+	alarm[alarm_len] = '\0';
+	if (kind == MSG_DIGEST_REQUEST)
+		n = snprintf(s, cap, "{\"UserID\":\"%s\"}", user);
+	else
+		n = snprintf(s, cap, "{\"AlarmID\":\"%s\",\"UserID\":\"%s\",\"Status\":\"WARNING\","
+		    "\"ChangedAt\":\"2021-06-07T20:40:15Z\"}", alarm, user);
+	assert_true(n > 0 && (size_t)n < cap);
+	free(user);
+	free(alarm);
+	*len = (size_t)n;
+	return s;
+}
+
+static void
+test_id_length_limits(void **state)
+{
+	static const struct { enum msg_kind kind; size_t user, alarm; enum msg_error want; } cases[] = {
+		{ MSG_DIGEST_REQUEST, 256, 0, MSG_OK },
+		{ MSG_DIGEST_REQUEST, 257, 0, MSG_E_ID_LENGTH },
+		{ MSG_STATUS_CHANGED, 256, 256, MSG_OK },
+		{ MSG_STATUS_CHANGED, 257, 1, MSG_E_ID_LENGTH },
+		{ MSG_STATUS_CHANGED, 1, 257, MSG_E_ID_LENGTH },
+		{ MSG_STATUS_CHANGED, 300, 1, MSG_E_ID_LENGTH },
+	};
+	struct alarm_msg m;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		char *s = make_id_msg(cases[i].kind, cases[i].user, cases[i].alarm, &len);
+
+		assert_int_equal(parse(state, cases[i].kind, s, len, &m), cases[i].want);
+		if (cases[i].want == MSG_OK)
+			assert_int_equal(m.user_len, cases[i].user);
+		free(s);
+	}
+	assert_string_equal(validator_detail(*state),
+	    "field UserID: 300 bytes exceeds max_id_bytes 256");
+
+	/* The limit counts decoded bytes, so an escape counts once. */
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST,
+	    LIT("{\"UserID\":\"\\u00e9\\u00e9\"}"), &m), MSG_OK);
+	assert_int_equal(m.user_len, 4);
+}
+
+static void
+test_custom_limits(void **state)
+{
+	const struct msg_limits lim = { .max_message_bytes = 40, .max_id_bytes = 3 };
+	static const char fits[] = "{\"UserID\":\"abc\"}";
+	static const char exact[] = "{\"UserID\":\"abc\",\"pad\":\"xxxxxxxxxxx\"}    ";
+	struct alarm_msg m;
+
+	assert_int_equal(sizeof(exact) - 1, 40);
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT(fits), &lim, &m), MSG_OK);
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT(exact), &lim, &m), MSG_OK);
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"abcd\"}"),
+	    &lim, &m), MSG_E_ID_LENGTH);
+	assert_string_equal(validator_detail(*state),
+	    "field UserID: 4 bytes exceeds max_id_bytes 3");
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST,
+	    LIT("{\"UserID\":\"abc\",\"pad\":\"xxxxxxxxxxx\"}     "), &lim, &m), MSG_E_SIZE);
+	assert_string_equal(validator_detail(*state),
+	    "payload of 41 bytes exceeds max_message_bytes 40");
+	/* NULL limits mean the defaults. */
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"abcd\"}"),
+	    NULL, &m), MSG_OK);
+}
+
+/* Size is judged before anything else: oversized garbage is "oversized". */
+static void
+test_oversized(void **state)
+{
+	size_t len = 70000;
+	char *s = malloc(len);
+	struct alarm_msg m;
+
+	assert_non_null(s);
+	memset(s, 0xff, len);
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, len, &m), MSG_E_SIZE);
+	assert_string_equal(validator_detail(*state),
+	    "payload of 70000 bytes exceeds max_message_bytes 65536");
+	free(s);
+
+	/* Exactly 65536 bytes of a valid message is accepted. */
+	len = 65536;
+	s = malloc(len);
+	assert_non_null(s);
+	memset(s, ' ', len);
+	memcpy(s, "{\"UserID\":\"u\"}", 14);
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, len, &m), MSG_OK);
+	free(s);
+}
+
+static void
+test_nesting_depth(void **state)
+{
+	char s[256];
+	struct alarm_msg m;
+	size_t n;
+
+	/* Unknown fields may nest (here 31 deep inside the message object). */
+	n = (size_t)snprintf(s, sizeof(s), "{\"UserID\":\"u\",\"x\":");
+	for (int i = 0; i < 31; i++)
+		s[n++] = '[';
+	for (int i = 0; i < 31; i++)
+		s[n++] = ']';
+	s[n++] = '}';
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, n, &m), MSG_OK);
+
+	/* Far too deep is rejected cleanly, not by stack exhaustion. */
+	n = (size_t)snprintf(s, sizeof(s), "{\"UserID\":\"u\",\"x\":");
+	for (int i = 0; i < 100; i++)
+		s[n++] = '[';
+	for (int i = 0; i < 100; i++)
+		s[n++] = ']';
+	s[n++] = '}';
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, n, &m), MSG_E_JSON);
+	assert_non_null(strstr(validator_detail(*state), "nesting too deep"));
+}
+
+static void
+test_detail_sentences(void **state)
+{
+	static const struct { enum msg_kind kind; const char *json; const char *want; } cases[] = {
+		{ SC, WITH_TIME("\"2021-13-01T00:00:00Z\""),
+		  "field ChangedAt: \"2021-13-01T00:00:00Z\" is not a valid RFC 3339 timestamp" },
+		{ SC, WITH_STATUS("\"Critical\""),
+		  "field Status: \"Critical\" is not CLEARED, WARNING or CRITICAL" },
+		{ DR, "{}", "field UserID is missing" },
+		{ DR, "{\"userid\":\"u\"}", "field UserID is missing" },
+		{ SC, WITH_ALARM("\"\""), "field AlarmID is empty" },
+		{ DR, "{\"UserID\":42}", "field UserID: expected a string, got number 42" },
+		{ DR, "{\"UserID\":null}", "field UserID: expected a string, got null" },
+		{ DR, "{\"UserID\":{\"a\":[1]}}",
+		  "field UserID: expected a string, got object {\\\"a\\\":[1]}" },
+		{ DR, "", "empty payload" },
+		{ DR, "[1]", "payload is a JSON array, not an object" },
+		{ DR, "{\"UserID\":\"u\"} x",
+		  "invalid JSON at byte 15: unexpected bytes after the JSON value" },
+		{ DR, "{\"UserID\":'u'}", "invalid JSON at byte 10: unexpected character" },
+		{ DR, "{\"UserID\":\"u\xc0\xaf\"}", "invalid UTF-8 at byte 12: \"\\xc0\\xaf\\\"}\"" },
+	};
+	struct alarm_msg m;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_not_equal(parse(state, cases[i].kind, cases[i].json,
+		    strlen(cases[i].json), &m), MSG_OK);
+		assert_string_equal(validator_detail(*state), cases[i].want);
+	}
+}
+
+/* Quoted values are cut to 64 bytes and never carry control or non-ASCII bytes. */
+static void
+test_detail_escaping(void **state)
+{
+	char json[512];
+	struct alarm_msg m;
+	const char *d;
+	int n;
+
+	n = snprintf(json, sizeof(json), WITH_TIME("\"%s\""),
+	    "\\u0000\\n\\\"\\\\\xc3\xa9 0123456789012345678901234567890123456789012345678901234567890123456789");
+	assert_true(n > 0 && (size_t)n < sizeof(json));
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED, json, (size_t)n, &m), MSG_E_TIMESTAMP);
+	d = validator_detail(*state);
+	assert_string_equal(d, "field ChangedAt: \"\\x00\\x0a\\\"\\\\\\xc3\\xa9 "
+	    "0123456789012345678901234567890123456789012...\" "
+	    "is not a valid RFC 3339 timestamp");
+	for (const char *c = d; *c != '\0'; c++)
+		assert_true(*c >= 0x20 && *c < 0x7f);
+
+	/* Plain text needs no escapes: its first 64 bytes are shown. */
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED, LIT(WITH_STATUS(
+	    "\"0123456789012345678901234567890123456789012345678901234567890123456789\"")), &m),
+	    MSG_E_STATUS);
+	assert_string_equal(validator_detail(*state), "field Status: "
+	    "\"0123456789012345678901234567890123456789012345678901234567890123...\" "
+	    "is not CLEARED, WARNING or CRITICAL");
+}
+
+/* Strings of one message stay valid while later messages come and go. */
+static void
+test_lifetime_and_reuse(void **state)
+{
+	struct alarm_msg a, b;
+	char user_copy[16];
+
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"first\"}"), &a), MSG_OK);
+	assert_bytes(a.user, a.user_len, LIT("first"));
+	memcpy(user_copy, a.user, a.user_len);
+	/* An error in between must not break the next good parse (tokener reset). */
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":"), &b), MSG_E_JSON);
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"u"), &b), MSG_E_JSON);
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"second\"}"), &b),
+	    MSG_OK);
+	assert_bytes(b.user, b.user_len, LIT("second"));
+	assert_memory_equal(user_copy, "first", 5);
+	/* Many parsers coexist; each owns its own message. */
+	struct validator *other = validator_new();
+	assert_non_null(other);
+	assert_int_equal(validate_message(other, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"third\"}"),
+	    &default_limits, &a), MSG_OK);
+	assert_bytes(b.user, b.user_len, LIT("second"));
+	assert_bytes(a.user, a.user_len, LIT("third"));
+	validator_free(other);
+	validator_free(NULL);
+}
+
+/* Mutate a seed: flip, insert, delete, duplicate or truncate bytes. */
+static size_t
+fuzz_mutate(uint64_t *rng, char *buf, size_t len, size_t cap)
+{
+	static const char interesting[] = "{}[]\":,\\u0 \t\nCRITICALZT+-.eE\x80\xbf\xc3\xed\xf0\xf4\xff";
+	int rounds = 1 + (int)(rng_next(rng) % 4);
+
+	for (int r = 0; r < rounds; r++) {
+		size_t pos = len ? (size_t)(rng_next(rng) % len) : 0;
+		char c = rng_next(rng) % 4 == 0 ? (char)rng_next(rng) :
+		    interesting[rng_next(rng) % (sizeof(interesting) - 1)];
+
+		switch (rng_next(rng) % 5) {
+		case 0:   /* replace */
+			if (len > 0)
+				buf[pos] = c;
+			break;
+		case 1:   /* insert */
+			if (len < cap) {
+				memmove(buf + pos + 1, buf + pos, len - pos);
+				buf[pos] = c;
+				len++;
+			}
+			break;
+		case 2:   /* delete */
+			if (len > 0) {
+				memmove(buf + pos, buf + pos + 1, len - pos - 1);
+				len--;
+			}
+			break;
+		case 3: { /* duplicate a chunk */
+			size_t n = (size_t)(rng_next(rng) % 16);
+
+			if (n > len - pos)
+				n = len - pos;
+			if (len + n <= cap) {
+				memmove(buf + pos + n, buf + pos, len - pos);
+				len += n;
+			}
+			break;
+		}
+		default:  /* truncate */
+			len = pos;
+			break;
+		}
+	}
+	return len;
+}
+
+static size_t
+fuzz_touch(const char *s, size_t n)
+{
+	size_t sum = 0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += (unsigned char)s[i];
+	return sum;
+}
+
+static bool
+fuzz_check(void **state, enum msg_kind kind, const char *buf, size_t len)
+{
+	struct msg_limits lim = { .max_message_bytes = 4096, .max_id_bytes = 40 };
+	struct alarm_msg m;
+	enum msg_error e = validate_message(*state, kind, buf, len, &lim, &m);
+	const char *d = validator_detail(*state);
+	char ts[RFC3339_MAXLEN + 1];
+
+	assert_true(e >= MSG_OK && e < MSG_E_COUNT);
+	for (const char *c = d; *c != '\0'; c++)
+		assert_true(*c >= 0x20 && *c < 0x7f);
+	if (e != MSG_OK) {
+		assert_true(d[0] != '\0');
+		return false;
+	}
+	/* Anything accepted is fully within the contract, and readable (for ASan). */
+	assert_true(m.user_len > 0 && m.user_len <= lim.max_id_bytes);
+	assert_true(fuzz_touch(m.user, m.user_len) <= 255 * m.user_len);
+	if (kind == MSG_STATUS_CHANGED) {
+		assert_true(m.alarm_len > 0 && m.alarm_len <= lim.max_id_bytes);
+		assert_true(fuzz_touch(m.alarm, m.alarm_len) <= 255 * m.alarm_len);
+		assert_true(m.status <= STATUS_CRITICAL);
+		assert_true(rfc3339_format(&m.changed_at, ts, sizeof(ts)) > 0);
+	}
+	return true;
+}
+
+static void
+test_fuzz_never_crashes(void **state)
+{
+	static const char *const seeds[] = {
+		"{\"AlarmID\":\"10baeb6b-199f-4300-8db7-1acbe744e3fc\",\"UserID\":\"u-1\","
+		"\"Status\":\"CRITICAL\",\"ChangedAt\":\"2021-08-17T15:33:59.1+03:00\"}",
+		"{\"UserID\":\"u\\u0000\\ud83d\\ude00\",\"AlarmID\":\"\xc3\xa9\",\"Status\":\"WARNING\","
+		"\"ChangedAt\":\"2021-06-07T20:40:15.598765212Z\",\"x\":[1,-2.5e+3,true,null,{}]}",
+		"{\"UserID\":\"u\"}",
+		"[\"UserID\",{\"a\":\"b\"}]",
+	};
+	uint64_t rng = 0x452821e638d01377ULL;
+	char buf[1024];
+	int accepted = 0;
+
+	for (int i = 0; i < 100000; i++) {
+		enum msg_kind kind = i % 2 ? MSG_STATUS_CHANGED : MSG_DIGEST_REQUEST;
+		size_t len;
+
+		if (i % 10 == 0) {
+			/* Pure noise, sometimes long. */
+			len = (size_t)(rng_next(&rng) % (i % 1000 == 0 ? sizeof(buf) : 64));
+			for (size_t j = 0; j < len; j++)
+				buf[j] = (char)rng_next(&rng);
+		} else {
+			const char *seed = seeds[rng_next(&rng) % (sizeof(seeds) / sizeof(seeds[0]))];
+
+			len = strlen(seed);
+			memcpy(buf, seed, len);
+			len = fuzz_mutate(&rng, buf, len, sizeof(buf));
+		}
+		/* Parse from an exact-size heap copy so ASan sees any over-read. */
+		char *exact = malloc(len ? len : 1);
+		assert_non_null(exact);
+		memcpy(exact, buf, len);
+		if (fuzz_check(state, kind, exact, len))
+			accepted++;
+		free(exact);
+	}
+	/* The mutator must leave some inputs valid, or it only tests rejection. */
+	assert_true(accepted > 100);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test_setup_teardown(test_valid_status_changed, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_valid_each_status, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_valid_digest_request, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_valid_tolerated_forms, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_valid_escaped_ids, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_malformed_table, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_error_leaves_out_untouched, setup_parser,
+		    teardown_parser),
+		cmocka_unit_test_setup_teardown(test_id_length_limits, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_custom_limits, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_oversized, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_nesting_depth, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_detail_sentences, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_detail_escaping, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_lifetime_and_reuse, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_fuzz_never_crashes, setup_parser, teardown_parser),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
