@@ -14,9 +14,14 @@
  * seconds, default 420), FAULT_KEEP=1 (keep every temp dir) or
  * FAULT_KEEP=fail (keep a failed scenario's), NATS_SERVER.
  *
- * Prints "# <scenario>: N faults injected, M alarms checked", "ok N - name"
- * / "not ok N - name: reason", and ends with "faulttest: P passed, F failed";
- * exits 0 only when F == 0.
+ * scripts/check.sh (make check, make test) ignores the selecting and
+ * scaling ones.
+ *
+ * Prints the plan "1..N" first (the checks the selected scenarios plan,
+ * from the scenario table below), "# <scenario>: N faults injected, M
+ * alarms checked", "ok N - name" / "not ok N - name: reason", and ends with
+ * "faulttest: P passed, F failed (N planned)"; exits 0 only when F == 0 and
+ * P == N > 0.
  */
 #include <libgen.h>
 #include <stdio.h>
@@ -56,17 +61,39 @@ on_stray(int sig, const char *who)
 
 /* ---- scenarios ---- */
 
+/*
+ * The scenarios, each with the checks a passing run of it reports: the
+ * plan.  A scenario reports `checks` plus `per_fault` for each fault it
+ * injects, and injects fault_scaled(faults, faults_min) of them (the same
+ * call as in fault_scn.c).  Add a check to a scenario, bump its number; a
+ * run that reports another count fails, so a check that stops running
+ * cannot go unnoticed.  Every scenario counts its teardown
+ * (TAG/sigterm_teardown).
+ */
 static const struct scenario {
 	const char *name;
 	void (*run)(void);
 	bool by_default;
+	int checks;
+	int per_fault;
+	int faults, faults_min;
 } scenarios[] = {
-	{ "worker_kill9", scn_worker_kill9, true },
-	{ "supervisor_kill9", scn_supervisor_kill9, true },
-	{ "nats_restart", scn_nats_restart, true },
-	{ "down_while_publishing", scn_down_while_publishing, true },
-	{ "reshard_under_load", scn_reshard_under_load, true },
-	{ "replay_requests", scn_replay_requests, true },
+	/* all_workers_back, kills_landed_during_replay, mid_fault_digests, 3 of
+	 * fault_finish, service_still_up, sigterm_teardown (a kill reports only a failure) */
+	{ "worker_kill9", scn_worker_kill9, true, 8, 0, 0, 0 },
+	/* kill_K_workers_exit + restart_K per kill; mid_fault_digests, 3 of fault_finish,
+	 * sigterm_teardown */
+	{ "supervisor_kill9", scn_supervisor_kill9, true, 5, 2, 4, 3 },
+	/* restart_K per restart; mid_fault_digests, 3 of fault_finish, service_still_up,
+	 * sigterm_teardown */
+	{ "nats_restart", scn_nats_restart, true, 6, 1, 4, 2 },
+	/* sigterm_K_exit_0 + restart_K per round; 3 of fault_finish, sigterm_teardown */
+	{ "down_while_publishing", scn_down_while_publishing, true, 4, 2, 2, 2 },
+	/* 3 worker-count changes, 3 of fault_finish, supervisor_kept_running,
+	 * sigterm_teardown */
+	{ "reshard_under_load", scn_reshard_under_load, true, 8, 0, 0, 0 },
+	/* as supervisor_kill9 */
+	{ "replay_requests", scn_replay_requests, true, 5, 2, 6, 3 },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -89,6 +116,10 @@ add_only(const char *name)
 		fprintf(stderr, "\n");
 		return -1;
 	}
+	/* Named twice runs once. */
+	for (int i = 0; i < fault_opts.nonly; i++)
+		if (strcmp(fault_opts.only[i], name) == 0)
+			return 0;
 	if (fault_opts.nonly == FAULT_MAX_ONLY) {
 		fprintf(stderr, "faulttest: too many scenarios selected\n");
 		return -1;
@@ -106,6 +137,16 @@ selected(const struct scenario *s)
 		if (strcmp(fault_opts.only[i], s->name) == 0)
 			return true;
 	return false;
+}
+
+/* Checks a selected scenario plans; 0 when it is not selected. */
+static int
+scenario_plan(const struct scenario *s)
+{
+	if (!selected(s))
+		return 0;
+	return s->checks + (s->per_fault > 0 ? s->per_fault * fault_scaled(s->faults,
+	    s->faults_min) : 0);
 }
 
 /* The alarm-supervisor of our own build: BUILD/tests/faulttest -> BUILD/alarm-supervisor. */
@@ -169,10 +210,14 @@ main(int argc, char **argv)
 {
 	const char *env = getenv("FAULT_TIMEOUT");
 	int64_t timeout_s = env != NULL ? strtoll(env, NULL, 10) : 420, t_all;
+	int planned = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (parse_args(argc, argv) == -1)
 		return 2;
+	for (size_t i = 0; i < NSCENARIOS; i++)
+		planned += scenario_plan(&scenarios[i]);
+	tap_plan(planned);
 	if (timeout_s <= 0)
 		timeout_s = 420;
 	if (harness_init(timeout_s * 1000, on_abort, on_stray) == -1) {
@@ -187,15 +232,20 @@ main(int argc, char **argv)
 		    "path as the first argument or in ALARM_SUPERVISOR)", fault_opts.bin);
 	} else {
 		for (size_t i = 0; i < NSCENARIOS; i++) {
+			const struct scenario *s = &scenarios[i];
+			int planned_here = scenario_plan(s), before = tap_count(), ran;
 			int64_t t0;
 
-			if (!selected(&scenarios[i]))
+			if (!selected(s))
 				continue;
-			printf("# scenario %s\n", scenarios[i].name);
+			printf("# scenario %s (%d checks planned)\n", s->name, planned_here);
 			t0 = harness_now_ms();
-			scenarios[i].run();
-			printf("# scenario %s took %.1f s\n", scenarios[i].name,
-			    (harness_now_ms() - t0) / 1000.0);
+			s->run();
+			printf("# scenario %s took %.1f s\n", s->name, (harness_now_ms() - t0) / 1000.0);
+			/* Says which number to look at when the total is off. */
+			if ((ran = tap_count() - before) != planned_here)
+				printf("# scenario %s reported %d checks, planned %d (its row in the "
+				    "table of tests/fault/faulttest.c)\n", s->name, ran, planned_here);
 		}
 	}
 	harness_fini();

@@ -7,9 +7,12 @@
  * Scenarios may also be chosen with ITEST_ONLY=a,b.  Other knobs:
  * ITEST_SCALE (traffic size, default 1), ITEST_SEED, ITEST_TIMEOUT (global
  * watchdog, seconds, default 600), ITEST_KEEP=1 (keep temp dirs), NATS_SERVER.
+ * scripts/check.sh (make check, make test) ignores the selecting ones.
  *
- * Prints "ok N - name" / "not ok N - name: reason" per check and ends with
- * "itest: P passed, F failed"; exits 0 only when F == 0.
+ * Prints the plan "1..N" first (the checks the selected scenarios plan,
+ * from the scenario table below), "ok N - name" / "not ok N - name: reason"
+ * per check, and ends with "itest: P passed, F failed (N planned)"; exits 0
+ * only when F == 0 and P == N > 0.
  */
 #include <errno.h>
 #include <signal.h>
@@ -271,7 +274,10 @@ env_finish_and_verify(struct env *e, struct model *m, struct runner *r, bool all
 	return traffic_verify(m, e->digests, allow_dup);
 }
 
-/* Shutdown is part of the contract: exit 0 on SIGTERM and leave no worker. */
+/*
+ * Shutdown is part of the contract: exit 0 on SIGTERM and leave no worker.
+ * One check, "TAG/teardown", for every environment whose service started.
+ */
 static void
 env_stop_service(struct env *e)
 {
@@ -279,26 +285,34 @@ env_stop_service(struct env *e)
 	char name[64], st[64];
 	int nw;
 
-	/* Not running (never started, or already dead): only clean up after it. */
-	if (e->svc.proc.pid <= 0 || e->svc.proc.reaped)
-		goto out;
-	nw = harness_workers(e->svc.proc.pid, w, 64);
 	snprintf(name, sizeof(name), "%s/teardown", e->tag);
+	/* Never started: env_up's failure was the scenario's report. */
+	if (e->svc.proc.pid <= 0)
+		goto out;
+	if (e->svc.proc.reaped) {
+		tap_fail(name, "the supervisor was not running at teardown (%s)",
+		    harness_status_str(e->svc.proc.status, st, sizeof(st)));
+		goto out;
+	}
+	nw = harness_workers(e->svc.proc.pid, w, 64);
 	if (harness_service_stop(&e->svc, (e->cfg.shutdown_timeout_s > 0 ?
 	    e->cfg.shutdown_timeout_s : 10) * 1000 + 5000) == -1) {
 		tap_fail(name, "%s", harness_err());
 		goto out;
 	}
-	if (!WIFEXITED(e->svc.proc.status) || WEXITSTATUS(e->svc.proc.status) != 0)
+	if (!WIFEXITED(e->svc.proc.status) || WEXITSTATUS(e->svc.proc.status) != 0) {
 		tap_fail(name, "supervisor ended with %s after SIGTERM, want exit 0",
 		    harness_status_str(e->svc.proc.status, st, sizeof(st)));
+		goto out;
+	}
 	for (int i = 0; i < nw; i++) {
 		if (harness_pid_alive(w[i].pid)) {
 			tap_fail(name, "worker %d/%d pid %ld outlived the supervisor", w[i].slot,
 			    w[i].nslots, (long)w[i].pid);
-			break;
+			goto out;
 		}
 	}
+	tap_ok(name);
 out:
 	/* Whatever is left of its group, or orphaned outside it, goes now. */
 	harness_proc_kill(&e->svc.proc);
@@ -336,53 +350,113 @@ env_down(struct env *e)
 
 /* ---- main ---- */
 
+/*
+ * The scenarios, each with the checks a passing run of it reports
+ * ("checks"): the plan.  Add a check to a scenario, bump its number; a
+ * run that reports another count fails, so a check that stops running
+ * cannot go unnoticed.  Counts are fixed: they depend on no option and on
+ * nothing found at run time.  "fixed" is how many of them run whatever
+ * cases are selected (SCENARIO/CASE plans fixed + one per named case);
+ * WHOLE marks a scenario without cases.  Every scenario with a service
+ * counts its teardown (TAG/teardown).
+ */
+#define WHOLE (-1)
+
 static const struct scenario {
 	const char *name;
 	void (*run)(void);
 	bool needs_service;
+	int checks;
+	int fixed;
 } scenarios[] = {
-	{ "model_check", scn_model_check, false },
-	{ "harness", scn_harness, false },
-	{ "config_check", scn_config_check, true },
-	{ "spec", scn_spec, true },
-	{ "many_users", scn_many_users, true },
-	{ "worker_kill", scn_worker_kill, true },
-	{ "reload_workers", scn_reload_workers, true },
-	{ "reload_invalid", scn_reload_invalid, true },
-	{ "malformed", scn_malformed, true },
-	{ "sigterm_drain", scn_sigterm_drain, true },
-	{ "core_intake", scn_core_intake, true },
+	/* 22 SPEC cases + timestamps + round_trip */
+	{ "model_check", scn_model_check, false, 24, 0 },
+	{ "harness", scn_harness, false, 6, WHOLE },
+	/* 8 cases + missing_file + shipped_default */
+	{ "config_check", scn_config_check, true, 10, 0 },
+	/* 22 SPEC cases + update_then_request_back_to_back; shape, still up, teardown */
+	{ "spec", scn_spec, true, 26, 3 },
+	{ "many_users", scn_many_users, true, 3, WHOLE },
+	{ "worker_kill", scn_worker_kill, true, 7, WHOLE },
+	{ "reload_workers", scn_reload_workers, true, 6, WHOLE },
+	{ "reload_invalid", scn_reload_invalid, true, 7, WHOLE },
+	/* 106 cases; 4 checks of the whole run, teardown */
+	{ "malformed", scn_malformed, true, 111, 5 },
+	{ "sigterm_drain", scn_sigterm_drain, true, 5, WHOLE },
+	{ "core_intake", scn_core_intake, true, 4, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
-static bool
-is_scenario_name(const char *s)
+/* The scenario `s` names, alone or as "scenario/case"; NULL if none. */
+static const struct scenario *
+scenario_of(const char *s)
 {
 	for (size_t i = 0; i < NSCENARIOS; i++) {
 		size_t n = strlen(scenarios[i].name);
 
 		if (strncmp(s, scenarios[i].name, n) == 0 && (s[n] == '\0' || s[n] == '/'))
-			return true;
+			return &scenarios[i];
 	}
-	return false;
+	return NULL;
+}
+
+static bool
+is_scenario_name(const char *s)
+{
+	return scenario_of(s) != NULL;
 }
 
 static int
 add_only(const char *name)
 {
-	if (!is_scenario_name(name)) {
+	const struct scenario *s = scenario_of(name);
+
+	if (s == NULL) {
 		fprintf(stderr, "itest: unknown scenario \"%s\"; known:", name);
 		for (size_t i = 0; i < NSCENARIOS; i++)
 			fprintf(stderr, " %s", scenarios[i].name);
 		fprintf(stderr, "\n");
 		return -1;
 	}
+	if (s->fixed == WHOLE && strcmp(name, s->name) != 0) {
+		fprintf(stderr, "itest: scenario %s has no cases to select (\"%s\")\n", s->name,
+		    name);
+		return -1;
+	}
+	/* Named twice runs once: count it once in the plan. */
+	for (int i = 0; i < itest_opts.nonly; i++)
+		if (strcmp(itest_opts.only[i], name) == 0)
+			return 0;
 	if (itest_opts.nonly == (int)(sizeof(itest_opts.only) / sizeof(itest_opts.only[0]))) {
 		fprintf(stderr, "itest: too many scenarios selected\n");
 		return -1;
 	}
 	itest_opts.only[itest_opts.nonly++] = name;
 	return 0;
+}
+
+/*
+ * Checks scenario s plans under the selection: all of them when it is
+ * selected whole, its fixed ones plus one per named case, or none.  A
+ * case name that matches nothing thus plans a check that never runs.
+ */
+static int
+scenario_plan(const struct scenario *s)
+{
+	size_t slen = strlen(s->name);
+	int cases = 0;
+
+	if (itest_opts.nonly == 0)
+		return s->checks;
+	for (int i = 0; i < itest_opts.nonly; i++) {
+		const char *o = itest_opts.only[i];
+
+		if (strcmp(o, s->name) == 0)
+			return s->checks;
+		if (strncmp(o, s->name, slen) == 0 && o[slen] == '/')
+			cases++;
+	}
+	return cases > 0 ? s->fixed + cases : 0;
 }
 
 /* ITEST_ONLY="a,b": names point into a static copy of the variable. */
@@ -432,17 +506,24 @@ parse_args(int argc, char **argv)
 static void
 run_scenario(const struct scenario *s, bool have_bin)
 {
+	int planned = scenario_plan(s), before = tap_count(), ran;
+	int64_t t0;
+
 	if (!itest_selected(s->name, NULL))
 		return;
-	printf("# scenario %s\n", s->name);
+	printf("# scenario %s (%d checks planned)\n", s->name, planned);
 	if (s->needs_service && !have_bin) {
 		tap_fail(s->name, "supervisor binary %s is not executable (build it, or pass its "
 		    "path as the first argument or in ALARM_SUPERVISOR)", itest_opts.bin);
 		return;
 	}
-	int64_t t0 = harness_now_ms();
+	t0 = harness_now_ms();
 	s->run();
 	printf("# scenario %s took %.1f s\n", s->name, (harness_now_ms() - t0) / 1000.0);
+	/* Says which number to look at when the total is off. */
+	if ((ran = tap_count() - before) != planned)
+		printf("# scenario %s reported %d checks, planned %d (its row in the table of "
+		    "tests/integration/itest.c)\n", s->name, ran, planned);
 }
 
 int
@@ -450,11 +531,15 @@ main(int argc, char **argv)
 {
 	const char *env = getenv("ITEST_TIMEOUT");
 	int64_t timeout_s = env != NULL ? strtoll(env, NULL, 10) : 600;
+	int planned = 0;
 	bool have_bin;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (parse_args(argc, argv) == -1)
 		return 2;
+	for (size_t i = 0; i < NSCENARIOS; i++)
+		planned += scenario_plan(&scenarios[i]);
+	tap_plan(planned);
 	if (timeout_s <= 0)
 		timeout_s = 600;
 	if (harness_init(timeout_s * 1000, on_abort, on_stray) == -1) {

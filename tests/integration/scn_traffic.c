@@ -593,7 +593,8 @@ malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *d
 	}
 	for (size_t i = 0; i < l->n; i++) {
 		snprintf(name, sizeof(name), "malformed/%s", l->c[i].name);
-		if (itest_selected("malformed", l->c[i].name) || itest_selected("malformed", NULL))
+		/* Every case is sent (they share the dead-letter checks); "malformed/CASE" reports one. */
+		if (itest_selected("malformed", l->c[i].name))
 			tap_report(name, malformed_check_case(e, m, dl, l, &l->c[i]));
 	}
 	tap_report("malformed/only_rejected_payloads_dead_lettered", malformed_check_extras(dl, l));

@@ -83,17 +83,28 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile pid_t reg_pids[MAX_TRACKED];      /* spawned, not yet reaped */
 static char reg_dirs[MAX_TRACKED][PATH_MAX];
 
-static void
+/*
+ * -1 when the table is full: an untracked child would be taken for an
+ * orphan and reaped by the sweeps, and its real exit status lost.
+ */
+static int
 reg_add_pid(pid_t pid)
 {
+	int rc = -1;
+
 	pthread_mutex_lock(&reg_lock);
 	for (int i = 0; i < MAX_TRACKED; i++) {
 		if (reg_pids[i] == 0) {
 			reg_pids[i] = pid;
+			rc = 0;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&reg_lock);
+	if (rc == -1)
+		harness_seterr("too many child processes tracked (max %d) adding pid %ld",
+		    MAX_TRACKED, (long)pid);
+	return rc;
 }
 
 static void
@@ -724,9 +735,14 @@ harness_spawn(struct harness_proc *p, char *const argv[], const char *log_path)
 		child_exec(exe, argv, nullfd, logfd);
 	/* Also from the parent, so a kill(-pid) right after fork cannot miss. */
 	(void)setpgid(pid, pid);
-	reg_add_pid(pid);
 	close(logfd);
 	close(nullfd);
+	if (reg_add_pid(pid) == -1) {
+		(void)kill(-pid, SIGKILL);
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		return -1;
+	}
 	p->pid = pid;
 	return 0;
 }
@@ -755,8 +771,8 @@ harness_proc_wait(struct harness_proc *p, int64_t timeout_ms)
 			return 0;
 		}
 		if (r == -1 && errno != EINTR) {
-			/* Someone else reaped it (cleanup): treat as gone. */
-			proc_mark_reaped(p, 0);
+			/* Gone, but reaped elsewhere: no check may read that as exit 0. */
+			proc_mark_reaped(p, HARNESS_STATUS_LOST);
 			return 0;
 		}
 		if (harness_now_ms() >= deadline) {
@@ -795,7 +811,9 @@ harness_proc_kill(struct harness_proc *p)
 const char *
 harness_status_str(int status, char *buf, size_t cap)
 {
-	if (WIFEXITED(status))
+	if (status == HARNESS_STATUS_LOST)
+		snprintf(buf, cap, "exit status lost (reaped outside harness_proc_wait)");
+	else if (WIFEXITED(status))
 		snprintf(buf, cap, "exit %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
 		snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),

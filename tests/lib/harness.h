@@ -72,11 +72,21 @@ struct harness_proc {
 };
 
 /*
+ * The status of a process that was reaped elsewhere (waitpid failed): it
+ * is gone, how is unknown.  Neither WIFEXITED nor WIFSIGNALED holds for
+ * it, so a check for "exit 0" fails on it.
+ */
+#define HARNESS_STATUS_LOST (-1)
+
+/*
  * fork + exec argv[0] (execvp) in its own process group, stdin from
  * /dev/null, stdout and stderr appended to log_path.
  */
 int harness_spawn(struct harness_proc *p, char *const argv[], const char *log_path);
-/* Wait up to timeout_ms for it to exit; 0 when reaped, -1 on timeout. */
+/*
+ * Wait up to timeout_ms for it to exit; 0 when reaped (status
+ * HARNESS_STATUS_LOST if someone else reaped it), -1 on timeout.
+ */
 int harness_proc_wait(struct harness_proc *p, int64_t timeout_ms);
 /* True while the process has not exited (reaps it if it has). */
 bool harness_proc_alive(struct harness_proc *p);

@@ -11,7 +11,14 @@
 #include "harness.h"
 #include "tap.h"
 
-static atomic_int n_passed, n_failed, n_points;
+static atomic_int n_passed, n_failed, n_points, n_planned = -1;
+
+void
+tap_plan(int planned)
+{
+	atomic_store(&n_planned, planned);
+	printf("1..%d\n", planned);
+}
 
 void
 tap_ok(const char *name)
@@ -52,16 +59,45 @@ tap_failures(void)
 	return atomic_load(&n_failed);
 }
 
+int
+tap_count(void)
+{
+	return atomic_load(&n_points);
+}
+
+/*
+ * The closing line; 0 when the run passed.  snprintf only (no stdio
+ * stream), so the watchdog can use it too.
+ */
+static int
+tally(const char *prog, int passed, int failed, char *line, size_t cap)
+{
+	int planned = atomic_load(&n_planned), ran = passed + failed;
+	char why[128] = "";
+
+	if (planned < 0)
+		snprintf(why, sizeof(why), ": FAILED, no plan was declared");
+	else if (ran == 0)
+		snprintf(why, sizeof(why), ": FAILED, nothing was checked");
+	else if (ran < planned)
+		snprintf(why, sizeof(why), ": FAILED, %d planned checks did not run", planned - ran);
+	else if (ran > planned)
+		snprintf(why, sizeof(why), ": FAILED, %d more checks than planned", ran - planned);
+	snprintf(line, cap, "%s: %d passed, %d failed (%d planned)%s\n", prog, passed, failed,
+	    planned < 0 ? 0 : planned, why);
+	return failed == 0 && why[0] == '\0' ? 0 : 1;
+}
+
 /* Runs on the watchdog thread while main may hold stdio locks: write(2) only. */
 void
 tap_abort(const char *prog, const char *why)
 {
-	char line[512];
+	char line[768], total[256];
 	int n;
 
-	n = snprintf(line, sizeof(line), "not ok %d - %s: %s\n%s: %d passed, %d failed\n",
-	    atomic_load(&n_points) + 1, prog, why, prog, atomic_load(&n_passed),
-	    atomic_load(&n_failed) + 1);
+	(void)tally(prog, atomic_load(&n_passed), atomic_load(&n_failed) + 1, total, sizeof(total));
+	n = snprintf(line, sizeof(line), "not ok %d - %s: %s\n%s", atomic_load(&n_points) + 1,
+	    prog, why, total);
 	if (n > 0)
 		(void)!write(STDOUT_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line));
 }
@@ -69,8 +105,12 @@ tap_abort(const char *prog, const char *why)
 int
 tap_finish(const char *prog)
 {
-	printf("%s: %d passed, %d failed\n", prog, atomic_load(&n_passed), atomic_load(&n_failed));
-	return atomic_load(&n_failed) == 0 ? 0 : 1;
+	char line[256];
+	int rc = tally(prog, atomic_load(&n_passed), atomic_load(&n_failed), line, sizeof(line));
+
+	fputs(line, stdout);
+	fflush(stdout);
+	return rc;
 }
 
 /* Any service process's report, a worker's too (it would not show in an exit status). */
