@@ -1,6 +1,4 @@
-#include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "../common/ring.h"
 #include "outq.h"
@@ -75,19 +73,15 @@ outq_seal(struct outq *q, uint64_t id, void *ref)
 }
 
 int
-outq_send(struct outq *q, int fd)
+outq_send(struct outq *q, struct chan *c)
 {
-	while (q->sent < q->sealed) {
-		ssize_t n = write(fd, q->bytes.data + q->bytes.off + q->sent, q->sealed - q->sent);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			return -1;
-		}
-		q->sent += (size_t)n;
-	}
+	ssize_t n;
+
+	if (q->sent == q->sealed)
+		return 0;
+	if ((n = chan_send(c, q->bytes.data + q->bytes.off + q->sent, q->sealed - q->sent)) == -1)
+		return -1;
+	q->sent += (size_t)n;
 	return 0;
 }
 
