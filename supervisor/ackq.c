@@ -1,6 +1,6 @@
 #include <stdlib.h>
-#include <string.h>
 
+#include "../common/ring.h"
 #include "ackq.h"
 
 struct ackq_entry {
@@ -10,9 +10,7 @@ struct ackq_entry {
 };
 
 struct ackq {
-	struct ackq_entry *ring;   /* entry of handle h is ring[h % cap] */
-	size_t cap;                /* a power of two */
-	uint64_t head, tail;       /* handles [head, tail) are held */
+	struct ring ring;          /* of struct ackq_entry; a handle is its entry's position */
 	void (*release)(void *ref);
 };
 
@@ -23,11 +21,7 @@ ackq_new(void (*release)(void *ref))
 
 	if (q == NULL)
 		return NULL;
-	q->cap = 4096;
-	if ((q->ring = calloc(q->cap, sizeof(*q->ring))) == NULL) {
-		free(q);
-		return NULL;
-	}
+	q->ring.size = sizeof(struct ackq_entry);
 	q->release = release;
 	return q;
 }
@@ -35,13 +29,11 @@ ackq_new(void (*release)(void *ref))
 void
 ackq_clear(struct ackq *q)
 {
-	for (uint64_t h = q->head; h < q->tail; h++) {
-		struct ackq_entry *e = &q->ring[h & (q->cap - 1)];
+	for (; ring_count(&q->ring) > 0; ring_shift(&q->ring)) {
+		struct ackq_entry *e = ring_at(&q->ring, q->ring.head);
 		if (e->ref != NULL && q->release != NULL)
 			q->release(e->ref);
-		e->ref = NULL;
 	}
-	q->head = q->tail;
 }
 
 void
@@ -50,48 +42,33 @@ ackq_free(struct ackq *q)
 	if (q == NULL)
 		return;
 	ackq_clear(q);
-	free(q->ring);
+	ring_free(&q->ring);
 	free(q);
-}
-
-/* Handles stay valid across growth: each entry moves to h % new_cap. */
-static int
-ackq_grow(struct ackq *q)
-{
-	size_t ncap = q->cap * 2;
-	struct ackq_entry *n = calloc(ncap, sizeof(*n));
-
-	if (n == NULL)
-		return -1;
-	for (uint64_t h = q->head; h < q->tail; h++)
-		n[h & (ncap - 1)] = q->ring[h & (q->cap - 1)];
-	free(q->ring);
-	q->ring = n;
-	q->cap = ncap;
-	return 0;
 }
 
 uint64_t
 ackq_push(struct ackq *q, void *ref, uint64_t stream_seq, int done)
 {
-	if (q->tail - q->head == q->cap && ackq_grow(q) == -1)
+	uint64_t h = q->ring.tail;
+	struct ackq_entry *e;
+
+	if ((e = ring_push(&q->ring)) == NULL)
 		return UINT64_MAX;
-	q->ring[q->tail & (q->cap - 1)] = (struct ackq_entry){ ref, stream_seq, done };
-	return q->tail++;
+	*e = (struct ackq_entry){ ref, stream_seq, done };
+	return h;
 }
 
 void
 ackq_unpush(struct ackq *q)
 {
-	if (q->tail > q->head)
-		q->tail--;
+	ring_unpush(&q->ring);
 }
 
 void
 ackq_done(struct ackq *q, uint64_t handle)
 {
-	if (handle >= q->head && handle < q->tail)
-		q->ring[handle & (q->cap - 1)].done = 1;
+	if (handle >= q->ring.head && handle < q->ring.tail)
+		((struct ackq_entry *)ring_at(&q->ring, handle))->done = 1;
 }
 
 void *
@@ -100,8 +77,8 @@ ackq_advance(struct ackq *q)
 	void *best = NULL;
 	uint64_t best_seq = 0;
 
-	while (q->head < q->tail) {
-		struct ackq_entry *e = &q->ring[q->head & (q->cap - 1)];
+	while (ring_count(&q->ring) > 0) {
+		struct ackq_entry *e = ring_at(&q->ring, q->ring.head);
 		if (!e->done)
 			break;
 		if (e->ref != NULL) {
@@ -114,8 +91,7 @@ ackq_advance(struct ackq *q)
 				q->release(e->ref);
 			}
 		}
-		e->ref = NULL;
-		q->head++;
+		ring_shift(&q->ring);
 	}
 	return best;
 }
@@ -123,5 +99,5 @@ ackq_advance(struct ackq *q)
 size_t
 ackq_count(const struct ackq *q)
 {
-	return (size_t)(q->tail - q->head);
+	return ring_count(&q->ring);
 }

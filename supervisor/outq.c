@@ -1,7 +1,6 @@
-#include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
 
+#include "../common/ring.h"
 #include "outq.h"
 
 struct outq_entry {
@@ -14,8 +13,7 @@ struct outq {
 	struct buf bytes;          /* frames of all entries not yet retired, in order */
 	size_t sealed;             /* bytes (after bytes.off) that belong to entries */
 	size_t sent;               /* bytes (after bytes.off) already written */
-	struct outq_entry *ring;
-	size_t head, count, cap;
+	struct ring entries;       /* of struct outq_entry, oldest first */
 	size_t max_bytes;
 };
 
@@ -26,6 +24,7 @@ outq_new(size_t max_bytes)
 
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return NULL;
+	q->entries.size = sizeof(struct outq_entry);
 	q->max_bytes = max_bytes;
 	return q;
 }
@@ -35,12 +34,12 @@ outq_free(struct outq *q, void (*drop)(void *ref))
 {
 	if (q == NULL)
 		return;
-	for (size_t i = 0; i < q->count; i++) {
-		struct outq_entry *e = &q->ring[(q->head + i) % q->cap];
+	for (uint64_t p = q->entries.head; p < q->entries.tail; p++) {
+		struct outq_entry *e = ring_at(&q->entries, p);
 		if (drop != NULL && e->ref != NULL)
 			drop(e->ref);
 	}
-	free(q->ring);
+	ring_free(&q->entries);
 	buf_free(&q->bytes);
 	free(q);
 }
@@ -48,7 +47,7 @@ outq_free(struct outq *q, void (*drop)(void *ref))
 bool
 outq_has_room(const struct outq *q, size_t len)
 {
-	return q->count == 0 || buf_unread(&q->bytes) + len <= q->max_bytes;
+	return ring_count(&q->entries) == 0 || buf_unread(&q->bytes) + len <= q->max_bytes;
 }
 
 struct buf *
@@ -57,53 +56,32 @@ outq_tail(struct outq *q)
 	return &q->bytes;
 }
 
-static int
-outq_grow(struct outq *q)
-{
-	size_t ncap = q->cap ? q->cap * 2 : 1024;
-	struct outq_entry *n;
-
-	if ((n = malloc(ncap * sizeof(*n))) == NULL)
-		return -1;
-	for (size_t i = 0; i < q->count; i++)
-		n[i] = q->ring[(q->head + i) % q->cap];
-	free(q->ring);
-	q->ring = n;
-	q->head = 0;
-	q->cap = ncap;
-	return 0;
-}
-
 int
 outq_seal(struct outq *q, uint64_t id, void *ref)
 {
 	size_t len = buf_unread(&q->bytes) - q->sealed;
+	struct outq_entry *e;
 
-	if (q->count == q->cap && outq_grow(q) == -1) {
+	if ((e = ring_push(&q->entries)) == NULL) {
 		/* Forget the unsealed bytes so the queue stays consistent. */
 		q->bytes.len -= len;
 		return -1;
 	}
-	q->ring[(q->head + q->count) % q->cap] = (struct outq_entry){ id, len, ref };
-	q->count++;
+	*e = (struct outq_entry){ id, len, ref };
 	q->sealed += len;
 	return 0;
 }
 
 int
-outq_send(struct outq *q, int fd)
+outq_send(struct outq *q, struct chan *c)
 {
-	while (q->sent < q->sealed) {
-		ssize_t n = write(fd, q->bytes.data + q->bytes.off + q->sent, q->sealed - q->sent);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			return -1;
-		}
-		q->sent += (size_t)n;
-	}
+	ssize_t n;
+
+	if (q->sent == q->sealed)
+		return 0;
+	if ((n = chan_send(c, q->bytes.data + q->bytes.off + q->sent, q->sealed - q->sent)) == -1)
+		return -1;
+	q->sent += (size_t)n;
 	return 0;
 }
 
@@ -118,16 +96,15 @@ outq_retire(struct outq *q, uint64_t upto, void (*done)(void *ref, void *arg), v
 {
 	size_t n = 0, bytes = 0;
 
-	while (q->count > 0) {
-		struct outq_entry *e = &q->ring[q->head];
+	while (ring_count(&q->entries) > 0) {
+		struct outq_entry *e = ring_at(&q->entries, q->entries.head);
 		/* Only written frames can be done; anything else is a confused worker. */
 		if (e->id > upto || bytes + e->len > q->sent)
 			break;
 		if (done != NULL)
 			done(e->ref, arg);
 		bytes += e->len;
-		q->head = (q->head + 1) % q->cap;
-		q->count--;
+		ring_shift(&q->entries);
 		n++;
 	}
 	buf_consume(&q->bytes, bytes);
@@ -145,7 +122,7 @@ outq_rewind(struct outq *q)
 size_t
 outq_count(const struct outq *q)
 {
-	return q->count;
+	return ring_count(&q->entries);
 }
 
 void

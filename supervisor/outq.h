@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "../common/buf.h"
+#include "../common/chan.h"
 
 struct outq;
 
@@ -34,8 +35,8 @@ bool outq_has_room(const struct outq *q, size_t len);
 struct buf *outq_tail(struct outq *q);
 int outq_seal(struct outq *q, uint64_t id, void *ref);
 
-/* Write unsent bytes to a non-blocking fd.  0 (possibly partial), or -1 with errno. */
-int outq_send(struct outq *q, int fd);
+/* Write what the channel takes of the unsent bytes (they stay queued until retired).  0, or -1 with errno. */
+int outq_send(struct outq *q, struct chan *c);
 size_t outq_unsent(const struct outq *q);
 
 /* Retire, in order, every entry with id <= upto; done(ref, arg) for each. */

@@ -1,5 +1,4 @@
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/chan.h"
 #include "../common/clock.h"
 #include "../common/frame.h"
 #include "../common/log.h"
@@ -26,11 +26,9 @@ struct slot {
 	int index;
 	enum slot_state state;
 	pid_t pid;
-	int fd;                   /* our end of the channel, -1 when closed */
+	struct chan *ch;          /* our end of the channel (its queue: the HELLO), NULL when closed */
 	bool stopping;            /* STOP queued: an exit is expected */
-	struct buf ctl;           /* HELLO, written before the queue */
 	struct outq *q;
-	struct buf in;            /* bytes read from the worker */
 	uint64_t next_id;
 	int64_t started_ms, next_start_ms, backoff_ms;
 	int quick_deaths;
@@ -74,11 +72,8 @@ pool_set_config(struct pool *p, const struct config *c)
 static void
 slot_close(struct slot *s)
 {
-	if (s->fd != -1)
-		close(s->fd);
-	s->fd = -1;
-	buf_reset(&s->in);
-	buf_reset(&s->ctl);
+	chan_free(s->ch);
+	s->ch = NULL;
 }
 
 static int
@@ -92,22 +87,24 @@ slot_spawn(struct pool *p, struct slot *s)
 		log_error("socketpair for worker %d", s->index);
 		return -1;
 	}
-	buf_reset(&s->ctl);
-	if (frame_put_hello(&s->ctl, (uint32_t)s->index, (uint32_t)p->n, p->conf_text, p->conf_len) == -1) {
-		log_error("encoding HELLO for worker %d", s->index);
+	if ((s->ch = chan_new(sv[0])) == NULL) {
+		log_error("channel for worker %d", s->index);
 		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (frame_put_hello(chan_out(s->ch), (uint32_t)s->index, (uint32_t)p->n, p->conf_text, p->conf_len) == -1) {
+		log_error("encoding HELLO for worker %d", s->index);
+		slot_close(s);
 		close(sv[1]);
 		return -1;
 	}
 	if ((pid = proc_spawn(argv, sv[1])) == -1) {
-		close(sv[0]);
+		slot_close(s);
 		close(sv[1]);
 		return -1;
 	}
 	close(sv[1]);
-	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) == -1)
-		log_error("fcntl O_NONBLOCK on worker %d channel", s->index);
-	s->fd = sv[0];
 	s->pid = pid;
 	s->state = SLOT_RUNNING;
 	s->started_ms = clock_mono_ms();
@@ -136,7 +133,6 @@ pool_new(const struct config *c, int nslots, pool_ack_fn ack, void *ack_arg)
 	for (int i = 0; i < nslots; i++) {
 		struct slot *s = &p->slots[i];
 		s->index = i;
-		s->fd = -1;
 		s->next_id = 1;
 		s->backoff_ms = c->restart_backoff_min_ms;
 		if ((s->q = outq_new((size_t)c->queue_max_bytes)) == NULL) {
@@ -166,8 +162,6 @@ pool_free(struct pool *p, void (*drop)(void *ref))
 		struct slot *s = &p->slots[i];
 		slot_close(s);
 		outq_free(s->q, drop);
-		buf_free(&s->in);
-		buf_free(&s->ctl);
 	}
 	free(p->slots);
 	free(p->conf_text);
@@ -180,6 +174,17 @@ pool_size(const struct pool *p)
 	return p->n;
 }
 
+/* The frame just encoded into outq_tail(s->q), with id s->next_id, becomes a queue entry. */
+static int
+slot_seal(struct slot *s, void *ref)
+{
+	if (outq_seal(s->q, s->next_id, ref) == -1)
+		return -1;
+	s->next_id++;
+	return 0;
+}
+
+/* Queue a frame encoded elsewhere (with any id): it gets the slot's next id. */
 static int
 slot_queue(struct slot *s, const uint8_t *frame, size_t len, void *ref)
 {
@@ -189,10 +194,7 @@ slot_queue(struct slot *s, const uint8_t *frame, size_t len, void *ref)
 		return -1;
 	/* Not an offset saved before the append: appending may compact the buffer. */
 	frame_set_id(t->data + t->len - len, s->next_id);
-	if (outq_seal(s->q, s->next_id, ref) == -1)
-		return -1;
-	s->next_id++;
-	return 0;
+	return slot_seal(s, ref);
 }
 
 bool
@@ -217,11 +219,11 @@ pool_pollfds(struct pool *p, struct pollfd *fds, int max)
 
 	for (int i = 0; i < p->n && k < max; i++) {
 		struct slot *s = &p->slots[i];
-		if (s->fd == -1)
+		if (s->ch == NULL)
 			continue;
-		fds[k].fd = s->fd;
+		fds[k].fd = chan_fd(s->ch);
 		fds[k].events = POLLIN;
-		if (buf_unread(&s->ctl) > 0 || outq_unsent(s->q) > 0)
+		if (chan_queued(s->ch) > 0 || outq_unsent(s->q) > 0)
 			fds[k].events |= POLLOUT;
 		fds[k].revents = 0;
 		k++;
@@ -258,67 +260,49 @@ slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
 	}
 }
 
-static void
-slot_read(struct pool *p, struct slot *s)
+/* Take every complete frame read so far.  -1: the worker broke the protocol and was killed. */
+static int
+slot_take(struct pool *p, struct slot *s)
 {
-	for (;;) {
-		if (buf_reserve(&s->in, 65536) == -1) {
-			log_error("worker %d input buffer", s->index);
-			return;
-		}
-		ssize_t n = read(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len);
-		if (n == 0) {
-			/* The process is going away; SIGCHLD tells us how. */
-			slot_close(s);
-			return;
-		}
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				log_error("read from worker %d", s->index);
-				slot_close(s);
-			}
-			return;
-		}
-		s->in.len += (size_t)n;
-		for (;;) {
-			struct frame f;
-			const char *err;
-			size_t used;
-			int rc = frame_next(s->in.data + s->in.off, buf_unread(&s->in), &f, &used, &err);
-			if (rc == 0)
-				break;
-			if (rc == -1) {
-				log_errorx("worker %d sent a bad frame (%s); killing it", s->index, err);
-				slot_fail(s);
-				return;
-			}
-			slot_on_frame(p, s, &f);
-			if (s->fd == -1)
-				return;
-			buf_consume(&s->in, used);
-		}
+	struct frame f;
+	const char *err;
+	int rc;
+
+	while ((rc = chan_next(s->ch, &f, &err)) == 1) {
+		slot_on_frame(p, s, &f);
+		if (s->ch == NULL)
+			return -1;
 	}
+	if (rc == -1) {
+		log_errorx("worker %d sent a bad frame (%s); killing it", s->index, err);
+		slot_fail(s);
+		return -1;
+	}
+	chan_consume(s->ch);
+	return 0;
 }
 
 static void
-slot_write(struct slot *s)
+slot_receive(struct pool *p, struct slot *s)
 {
-	while (buf_unread(&s->ctl) > 0) {
-		ssize_t n = write(s->fd, s->ctl.data + s->ctl.off, buf_unread(&s->ctl));
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				log_error("write to worker %d", s->index);
-				slot_close(s);
-			}
+	int rc;
+
+	do {
+		if ((rc = chan_fill(s->ch, 65536)) == -1)
+			log_error("read from worker %d", s->index);
+		if (slot_take(p, s) == -1)
 			return;
-		}
-		buf_consume(&s->ctl, (size_t)n);
-	}
-	if (outq_send(s->q, s->fd) == -1) {
+	} while (rc == CHAN_MORE);
+	/* EOF: the process is going away; SIGCHLD tells us how. */
+	if (rc == CHAN_EOF || rc == -1)
+		slot_close(s);
+}
+
+static void
+slot_flush(struct slot *s)
+{
+	/* The HELLO in the channel's queue goes out first: chan_send holds the outq's bytes back until then. */
+	if (chan_flush(s->ch) == -1 || outq_send(s->q, s->ch) == -1) {
 		/* EPIPE: it died; SIGCHLD restarts it and the queue is resent. */
 		log_warn("write to worker %d", s->index);
 		slot_close(s);
@@ -331,10 +315,10 @@ pool_handle(struct pool *p, const struct pollfd *fds, int n)
 	/* fds holds the open channels in slot order (pool_pollfds): walk both together. */
 	for (int i = 0, k = 0; i < p->n && k < n; i++) {
 		struct slot *s = &p->slots[i];
-		if (s->fd == -1 || s->fd != fds[k].fd)
+		if (s->ch == NULL || chan_fd(s->ch) != fds[k].fd)
 			continue;
 		if (fds[k].revents & (POLLIN | POLLHUP | POLLERR))
-			slot_read(p, s);
+			slot_receive(p, s);
 		k++;
 	}
 	/*
@@ -343,8 +327,8 @@ pool_handle(struct pool *p, const struct pollfd *fds, int n)
 	 */
 	for (int i = 0; i < p->n; i++) {
 		struct slot *s = &p->slots[i];
-		if (s->fd != -1 && (buf_unread(&s->ctl) > 0 || outq_unsent(s->q) > 0))
-			slot_write(s);
+		if (s->ch != NULL && (chan_queued(s->ch) > 0 || outq_unsent(s->q) > 0))
+			slot_flush(s);
 	}
 }
 
@@ -356,8 +340,8 @@ slot_on_exit(struct pool *p, struct slot *s, int status)
 
 	proc_status_str(status, why, sizeof(why));
 	/* Collect what it wrote before dying: its last DONE may be in there. */
-	if (s->fd != -1)
-		slot_read(p, s);
+	if (s->ch != NULL)
+		slot_receive(p, s);
 	slot_close(s);
 	s->pid = 0;
 	if (s->stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
@@ -454,8 +438,6 @@ pool_stop(struct pool *p)
 {
 	for (int i = 0; i < p->n; i++) {
 		struct slot *s = &p->slots[i];
-		uint8_t hdr[FRAME_HDR_LEN];
-		struct buf b = { 0 };
 
 		if (s->stopping)
 			continue;
@@ -464,10 +446,7 @@ pool_stop(struct pool *p)
 			s->state = SLOT_STOPPED;
 			continue;
 		}
-		if (frame_put(&b, FRAME_STOP, 0, NULL, 0) == 0 && b.len == sizeof(hdr))
-			memcpy(hdr, b.data, sizeof(hdr));
-		buf_free(&b);
-		if (slot_queue(s, hdr, sizeof(hdr), NULL) == -1) {
+		if (frame_put(outq_tail(s->q), FRAME_STOP, s->next_id, NULL, 0) == -1 || slot_seal(s, NULL) == -1) {
 			log_error("queueing STOP for worker %d; terminating it", s->index);
 			if (s->pid > 0)
 				kill(s->pid, SIGTERM);
@@ -540,7 +519,6 @@ pool_reload(struct pool *p, const struct config *c)
 		return;
 	for (int i = 0; i < p->n; i++) {
 		struct slot *s = &p->slots[i];
-		struct buf b = { 0 };
 
 		if (s->state == SLOT_PARKED) {
 			log_info("worker %d unparked by reload; starting it", s->index);
@@ -551,10 +529,9 @@ pool_reload(struct pool *p, const struct config *c)
 		}
 		if (s->stopping)
 			continue;
-		if (frame_put(&b, FRAME_CONFIG, 0, p->conf_text, p->conf_len) == -1 ||
-		    slot_queue(s, b.data, b.len, NULL) == -1)
+		if (frame_put(outq_tail(s->q), FRAME_CONFIG, s->next_id, p->conf_text, p->conf_len) == -1 ||
+		    slot_seal(s, NULL) == -1)
 			log_error("queueing CONFIG for worker %d", s->index);
-		buf_free(&b);
 	}
 }
 

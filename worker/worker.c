@@ -13,6 +13,7 @@
 #include <nats/nats.h>
 #include <uuid/uuid.h>
 
+#include "../common/chan.h"
 #include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/frame.h"
@@ -42,7 +43,7 @@ worker_on_sigterm(int sig)
 }
 
 struct worker {
-	int fd;
+	struct chan *ch;          /* to the supervisor; its pending frames are the open batch */
 	int lock_fd;              /* worker.lock, held for life */
 	uint32_t slot, nslots;
 	struct config cfg;
@@ -50,8 +51,6 @@ struct worker {
 	natsConnection *nc;
 	char stream[128];
 
-	struct buf in;            /* frames from the supervisor */
-	size_t parsed;            /* bytes after in.off applied in the open transaction */
 	bool txn;
 	bool published;           /* a digest went out in the open transaction */
 	uint64_t last_id;         /* id of the last frame applied in the transaction */
@@ -70,36 +69,11 @@ struct worker {
 	bool sweeping;
 };
 
-static int
-worker_write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				struct pollfd pfd = { fd, POLLOUT, 0 };
-				poll(&pfd, 1, 1000);
-				continue;
-			}
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
+/* Frames to the supervisor are small and rare: wait until each is written. */
 static int
 worker_send(struct worker *w, enum frame_type type, uint64_t id)
 {
-	uint8_t hdr[FRAME_HDR_LEN];
-	struct buf b = { .data = hdr, .cap = sizeof(hdr) };
-
-	if (frame_put(&b, type, id, NULL, 0) == -1 || worker_write_all(w->fd, hdr, sizeof(hdr)) == -1) {
+	if (frame_put(chan_out(w->ch), type, id, NULL, 0) == -1 || chan_flush_wait(w->ch) == -1) {
 		if (errno == EPIPE || errno == ECONNRESET) {
 			/* Everything applied is committed; the next supervisor replays the rest. */
 			log_info("supervisor is gone; exiting");
@@ -117,13 +91,11 @@ worker_report(struct worker *w)
 {
 	struct store_stats ss;
 	struct frame_stats fs;
-	struct buf b = { 0 };
 
 	store_get_stats(w->store, &ss);
 	fs = (struct frame_stats){ ss.users, ss.alarms, ss.tombstones, ss.bytes, w->done.msgs };
-	if (frame_put_stats(&b, &fs) == 0 && worker_write_all(w->fd, b.data, b.len) == -1)
+	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
 		log_error("sending STATS to the supervisor");
-	buf_free(&b);
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
 	    "state=%lluB/alarm", w->slot, w->nslots, (unsigned long long)ss.users,
 	    (unsigned long long)ss.alarms, (unsigned long long)w->done.msgs,
@@ -132,36 +104,37 @@ worker_report(struct worker *w)
 	    (unsigned long long)(ss.alarms ? ss.bytes / ss.alarms : 0));
 }
 
-/* Read the HELLO frame (blocking): it carries our slot and the configuration. */
+/* Wait for the HELLO frame: it carries our slot and the configuration. */
 static int
 worker_hello(struct worker *w)
 {
 	struct frame f;
 	const char *err, *conf;
-	size_t used, conf_len;
+	size_t conf_len;
 	char errbuf[512];
 
 	for (;;) {
-		int rc = frame_next(w->in.data + w->in.off, buf_unread(&w->in), &f, &used, &err);
+		int rc = chan_next(w->ch, &f, &err);
 		if (rc == 1)
 			break;
 		if (rc == -1) {
 			log_errorx("bad first frame from the supervisor: %s", err);
 			return -1;
 		}
-		if (buf_reserve(&w->in, 65536) == -1)
+		struct pollfd pfd = { chan_fd(w->ch), POLLIN, 0 };
+		if (poll(&pfd, 1, -1) == -1 && errno != EINTR) {
+			log_error("poll for HELLO");
 			return -1;
-		ssize_t n = read(w->fd, w->in.data + w->in.len, w->in.cap - w->in.len);
-		if (n == 0) {
+		}
+		rc = chan_fill(w->ch, 65536);
+		if (rc == CHAN_EOF) {
 			log_errorx("supervisor closed the channel before HELLO");
 			return -1;
 		}
-		if (n == -1 && errno != EINTR) {
+		if (rc == -1) {
 			log_error("read HELLO");
 			return -1;
 		}
-		if (n > 0)
-			w->in.len += (size_t)n;
 	}
 	if (f.type != FRAME_HELLO || frame_get_hello(&f, &w->slot, &w->nslots, &conf, &conf_len) == -1) {
 		log_errorx("first frame from the supervisor is not a valid HELLO (type %u)", f.type);
@@ -171,7 +144,7 @@ worker_hello(struct worker *w)
 		log_errorx("configuration from the supervisor: %s", errbuf);
 		return -1;
 	}
-	buf_consume(&w->in, used);
+	chan_consume(w->ch);
 	return 0;
 }
 
@@ -346,7 +319,7 @@ worker_rewind(struct worker *w)
 		store_abort(w->store);
 	w->txn = false;
 	w->published = false;
-	w->parsed = 0;
+	chan_rewind(w->ch);
 	w->stop = false;
 	w->batch = (struct worker_counts){ 0, 0, 0 };
 }
@@ -355,7 +328,7 @@ worker_rewind(struct worker *w)
 static int
 worker_commit(struct worker *w)
 {
-	if (w->parsed == 0)
+	if (chan_pending(w->ch) == 0)
 		return 0;
 	if (w->published) {
 		natsStatus s = natsConnection_FlushTimeout(w->nc, WORKER_FLUSH_TIMEOUT_MS);
@@ -369,8 +342,7 @@ worker_commit(struct worker *w)
 	if (w->txn && store_commit(w->store) == -1)
 		worker_storage_failed("committing");
 	w->txn = false;
-	buf_consume(&w->in, w->parsed);
-	w->parsed = 0;
+	chan_consume(w->ch);
 	w->done.msgs += w->batch.msgs;
 	w->done.stale += w->batch.stale;
 	w->done.duplicates += w->batch.duplicates;
@@ -389,7 +361,7 @@ worker_commit(struct worker *w)
 static bool
 worker_commit_due(const struct worker *w, bool eof, int64_t now)
 {
-	if (w->parsed == 0)
+	if (chan_pending(w->ch) == 0)
 		return false;
 	if (eof || w->stop || !w->txn)
 		return true;
@@ -397,7 +369,7 @@ worker_commit_due(const struct worker *w, bool eof, int64_t now)
 	    now - w->txn_start_ms >= w->cfg.commit_max_ms;
 }
 
-/* Apply every complete frame in the buffer, committing in groups. */
+/* Apply every complete frame read, committing in groups. */
 static int
 worker_process(struct worker *w)
 {
@@ -408,9 +380,7 @@ worker_process(struct worker *w)
 	for (;;) {
 		struct frame f;
 		const char *err;
-		size_t used;
-		int rc = frame_next(w->in.data + w->in.off + w->parsed, buf_unread(&w->in) - w->parsed,
-		    &f, &used, &err);
+		int rc = chan_next(w->ch, &f, &err);
 		if (rc == 0)
 			return 0;
 		if (rc == -1) {
@@ -421,7 +391,6 @@ worker_process(struct worker *w)
 			worker_rewind(w);
 			return -1;
 		}
-		w->parsed += used;
 		w->last_id = f.id;
 		w->txn_frames++;
 		/* The clock is read every 64 frames: per frame it was 5% of a worker. */
@@ -435,31 +404,19 @@ worker_process(struct worker *w)
 	}
 }
 
-/* Read what is there.  Returns 1 if the supervisor closed the channel. */
+/*
+ * Take what the supervisor sent, up to a chunk beyond the open batch (the
+ * batch's frames stay in the channel until they commit).  Returns 1 if the
+ * supervisor closed the channel.
+ */
 static int
-worker_read(struct worker *w)
+worker_receive(struct worker *w)
 {
-	for (;;) {
-		/* Never move bytes of an open batch: w->parsed counts from in.off. */
-		if (buf_reserve(&w->in, WORKER_READ_CHUNK) == -1) {
-			log_error("worker input buffer");
-			exit(1);
-		}
-		ssize_t n = read(w->fd, w->in.data + w->in.len, w->in.cap - w->in.len);
-		if (n == 0)
-			return 1;
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			log_error("read from the supervisor");
-			return 1;
-		}
-		w->in.len += (size_t)n;
-		if (buf_unread(&w->in) - w->parsed >= WORKER_READ_CHUNK)
-			return 0;
-	}
+	int rc = chan_fill(w->ch, WORKER_READ_CHUNK);
+
+	if (rc == -1)
+		log_error("read from the supervisor");
+	return rc == CHAN_EOF || rc == -1;
 }
 
 /* When idle, drop expired tombstones of users nobody writes to any more. */
@@ -468,7 +425,7 @@ worker_sweep(struct worker *w, int64_t now)
 {
 	bool wrapped = false;
 
-	if (w->txn || buf_unread(&w->in) > 0)
+	if (w->txn || chan_buffered(w->ch) > 0)
 		return;
 	if (!w->sweeping && now < w->next_sweep_ms)
 		return;
@@ -494,7 +451,7 @@ worker_timeout(const struct worker *w)
 {
 	int64_t left;
 
-	if (w->parsed == 0 || !w->txn)
+	if (chan_pending(w->ch) == 0 || !w->txn)
 		return 1000;
 	left = w->txn_start_ms + w->cfg.commit_max_ms - clock_mono_ms();
 	return left <= 0 ? 0 : left > 1000 ? 1000 : (int)left;
@@ -508,7 +465,7 @@ worker_loop(struct worker *w)
 
 	while (!w->stop) {
 		int timeout = worker_timeout(w);
-		struct pollfd pfd = { w->fd, POLLIN, 0 };
+		struct pollfd pfd = { chan_fd(w->ch), POLLIN, 0 };
 		int64_t now;
 
 		if (retry_ms > 0)
@@ -517,7 +474,7 @@ worker_loop(struct worker *w)
 			log_error("poll");
 		if (worker_terminate)
 			eof = true;  /* SIGTERM: finish what we hold, like an EOF */
-		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_read(w) == 1)
+		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_receive(w) == 1)
 			eof = true;
 		retry_ms = 0;
 		if (worker_process(w) == -1 ||
@@ -543,7 +500,7 @@ worker_loop(struct worker *w)
 int
 worker_main(void)
 {
-	struct worker w = { .fd = FRAME_CHANNEL_FD, .lock_fd = -1 };
+	struct worker w = { .lock_fd = -1 };
 	struct sigaction sa = { 0 };
 	int rc = 1;
 
@@ -556,14 +513,17 @@ worker_main(void)
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGTERM, &sa, NULL) == -1)
 		log_error("sigaction SIGTERM");
-	if (fcntl(w.fd, F_GETFD) == -1) {
-		log_errorx("no channel on descriptor %d: the worker role is started by alarm-supervisor only", w.fd);
+	if (fcntl(FRAME_CHANNEL_FD, F_GETFD) == -1) {
+		log_errorx("no channel on descriptor %d: the worker role is started by alarm-supervisor only",
+		    FRAME_CHANNEL_FD);
 		return 2;
+	}
+	if ((w.ch = chan_new(FRAME_CHANNEL_FD)) == NULL) {
+		log_error("channel on descriptor %d", FRAME_CHANNEL_FD);
+		return 1;
 	}
 	if (worker_hello(&w) == -1 || worker_open(&w) == -1)
 		goto out;
-	if (fcntl(w.fd, F_SETFL, O_NONBLOCK) == -1)
-		log_error("fcntl O_NONBLOCK on the channel");
 	log_info("ready: state in %s/worker-%u, publishing digests on %s", w.cfg.state_dir, w.slot,
 	    w.cfg.subject_digest);
 	worker_report(&w);
@@ -584,7 +544,7 @@ out:
 	}
 	digest_free(&w.digest);
 	buf_free(&w.json);
-	buf_free(&w.in);
+	chan_free(w.ch);
 	config_free(&w.cfg);
 	if (w.lock_fd != -1)
 		close(w.lock_fd);

@@ -164,6 +164,7 @@ static void
 test_outq_rewind_resends_in_order(void **state)
 {
 	struct outq *q = outq_new(1 << 20);
+	struct chan *c;
 	int sv[2], acked = 0;
 	uint8_t got[4096];
 	ssize_t n;
@@ -171,12 +172,12 @@ test_outq_rewind_resends_in_order(void **state)
 	(void)state;
 	assert_non_null(q);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	assert_non_null(c = chan_new(sv[0]));
 	for (uint64_t id = 1; id <= 3; id++) {
 		assert_int_equal(frame_put(outq_tail(q), FRAME_STOP, id, NULL, 0), 0);
 		assert_int_equal(outq_seal(q, id, &acked), 0);
 	}
-	assert_int_equal(outq_send(q, sv[0]), 0);
+	assert_int_equal(outq_send(q, c), 0);
 	assert_int_equal(outq_unsent(q), 0);
 	n = read(sv[1], got, sizeof(got));
 	assert_int_equal(n, 3 * FRAME_HDR_LEN);
@@ -185,7 +186,7 @@ test_outq_rewind_resends_in_order(void **state)
 	assert_int_equal(acked, 1);
 	outq_rewind(q);
 	assert_int_equal(outq_unsent(q), 2 * FRAME_HDR_LEN);
-	assert_int_equal(outq_send(q, sv[0]), 0);
+	assert_int_equal(outq_send(q, c), 0);
 	n = read(sv[1], got, sizeof(got));
 	assert_int_equal(n, 2 * FRAME_HDR_LEN);
 	uint64_t id;
@@ -199,7 +200,7 @@ test_outq_rewind_resends_in_order(void **state)
 	assert_int_equal(outq_retire(q, 10, count_ref, &acked), 2);
 	assert_int_equal(outq_count(q), 1);
 	outq_free(q, NULL);
-	close(sv[0]);
+	chan_free(c);
 	close(sv[1]);
 }
 
