@@ -16,7 +16,7 @@ frame_type_known(uint16_t type)
 {
 	switch (type) {
 	case FRAME_HELLO: case FRAME_UPDATE: case FRAME_DIGEST: case FRAME_CONFIG:
-	case FRAME_STOP: case FRAME_READY: case FRAME_DONE: case FRAME_STATS:
+	case FRAME_STOP: case FRAME_READY: case FRAME_DONE: case FRAME_STATS: case FRAME_PROGRESS:
 		return 1;
 	}
 	return 0;
@@ -232,5 +232,29 @@ frame_get_stats(const struct frame *f, struct frame_stats *st)
 	st->tombstones = get_u64(f->body + 16);
 	st->bytes = get_u64(f->body + 24);
 	st->msgs = get_u64(f->body + 32);
+	return 0;
+}
+
+int
+frame_put_progress(struct buf *b, const struct frame_progress *pr)
+{
+	uint8_t *p;
+
+	if ((p = frame_begin(b, FRAME_PROGRESS, 0, 24)) == NULL)
+		return -1;
+	put_u64(p, pr->stores_done);
+	put_u64(p + 8, pr->stores);
+	put_u64(p + 16, pr->users_moved);
+	return 0;
+}
+
+int
+frame_get_progress(const struct frame *f, struct frame_progress *pr)
+{
+	if (f->type != FRAME_PROGRESS || f->body_len != 24)
+		return -1;
+	pr->stores_done = get_u64(f->body);
+	pr->stores = get_u64(f->body + 8);
+	pr->users_moved = get_u64(f->body + 16);
 	return 0;
 }

@@ -38,6 +38,8 @@ enum frame_type {
 	FRAME_READY = 64,    /* empty: store open, NATS connected */
 	FRAME_DONE = 65,     /* id: every frame up to id is durable */
 	FRAME_STATS = 66,    /* body: 5 x u64: users, alarms, tombstones, bytes, msgs */
+	/* reshard -> supervisor */
+	FRAME_PROGRESS = 67, /* body: 3 x u64: stores done, stores in all, users moved */
 };
 
 struct frame {
@@ -49,6 +51,10 @@ struct frame {
 
 struct frame_stats {
 	uint64_t users, alarms, tombstones, bytes, msgs;
+};
+
+struct frame_progress {
+	uint64_t stores_done, stores, users_moved;
 };
 
 /*
@@ -64,6 +70,7 @@ int frame_put_hello(struct buf *b, uint32_t slot, uint32_t nslots, const char *c
 int frame_put_update(struct buf *b, uint64_t id, const struct alarm_msg *m);
 int frame_put_digest(struct buf *b, uint64_t id, uint64_t stream_seq, const char *user, size_t user_len);
 int frame_put_stats(struct buf *b, const struct frame_stats *st);
+int frame_put_progress(struct buf *b, const struct frame_progress *pr);
 
 /* Rewrite the id of the frame at p (used when a queued frame gets its id at routing time). */
 void frame_set_id(uint8_t *p, uint64_t id);
@@ -74,5 +81,6 @@ int frame_get_hello(const struct frame *f, uint32_t *slot, uint32_t *nslots,
 int frame_get_update(const struct frame *f, struct alarm_msg *m);
 int frame_get_digest(const struct frame *f, uint64_t *stream_seq, const char **user, size_t *user_len);
 int frame_get_stats(const struct frame *f, struct frame_stats *st);
+int frame_get_progress(const struct frame *f, struct frame_progress *pr);
 
 #endif

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/chan.h"
+#include "../common/frame.h"
 #include "../common/hash.h"
 #include "../common/layout.h"
 #include "../common/lockfile.h"
@@ -31,8 +33,28 @@ struct reshard {
 	int from;
 	struct moved *moved;
 	size_t n, cap;
-	int failed;
+	struct chan *chan;               /* to the supervisor, for progress; NULL when run by hand */
+	struct frame_progress progress;
 };
+
+/* Tell the supervisor (and ps) how far the move is; it shows both in its title and log. */
+static void
+reshard_report(struct reshard *r)
+{
+	const struct frame_progress *pr = &r->progress;
+
+	title_set("reshard to %d workers: store %llu/%llu, %llu users moved", r->nslots,
+	    (unsigned long long)pr->stores_done, (unsigned long long)pr->stores,
+	    (unsigned long long)pr->users_moved);
+	if (r->chan == NULL)
+		return;
+	if (frame_put_progress(chan_out(r->chan), pr) == -1 || chan_flush_wait(r->chan) == -1) {
+		/* Progress is only for show: losing the supervisor's ear must not stop the move. */
+		log_warn("reporting progress to the supervisor");
+		chan_free(r->chan);
+		r->chan = NULL;
+	}
+}
 
 static struct store *
 reshard_store(struct reshard *r, int slot)
@@ -186,6 +208,7 @@ reshard_slot(struct reshard *r, int from)
 			return -1;
 	}
 	moved = r->n;
+	r->progress.users_moved += moved;
 	reshard_clear(r);
 	if (moved > 0)
 		log_info("moved %zu users out of worker-%d", moved, from);
@@ -209,17 +232,27 @@ reshard_main(const char *dir, int nslots, int64_t map_size)
 	r.dir = dir;
 	r.nslots = nslots;
 	r.map_size = map_size;
+	if ((r.chan = chan_new(FRAME_CHANNEL_FD)) == NULL)
+		log_debug("no channel to a supervisor on fd %d: progress only in the title", FRAME_CHANNEL_FD);
 	if ((n = layout_scan(dir, slots, LAYOUT_MAX_SLOTS)) == -1)
-		return 1;
+		goto out;
 	log_info("laying out %s for %d workers (%d stores present)", dir, nslots, n);
-	for (int i = 0; i < n; i++)
+	r.progress.stores = (uint64_t)n;
+	reshard_report(&r);
+	for (int i = 0; i < n; i++) {
 		if (reshard_slot(&r, slots[i]) == -1)
 			goto out;
+		r.progress.stores_done++;
+		reshard_report(&r);
+	}
 	if (layout_write(dir, nslots) == -1)
 		goto out;
-	log_info("done: %s is laid out for %d workers", dir, nslots);
+	log_info("done: %s is laid out for %d workers, %llu users moved", dir, nslots,
+	    (unsigned long long)r.progress.users_moved);
 	rc = 0;
 out:
+	if (r.chan != NULL)
+		chan_free(r.chan);
 	reshard_clear(&r);
 	free(r.moved);
 	for (int i = 0; i < LAYOUT_MAX_SLOTS; i++) {

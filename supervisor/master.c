@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/chan.h"
 #include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/layout.h"
@@ -103,20 +105,80 @@ master_signals(void)
 	return fd;
 }
 
+/* Show the reshard's progress frames until it closes its end of the channel. */
+static void
+master_reshard_follow(struct master *m, struct chan *ch, int nslots)
+{
+	struct pollfd pfd = { .fd = chan_fd(ch), .events = POLLIN };
+	struct frame_progress pr;
+	struct frame f;
+	const char *err;
+	int rc;
+
+	for (;;) {
+		if (poll(&pfd, 1, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			log_error("poll on the reshard channel");
+			return;
+		}
+		if ((rc = chan_fill(ch, 4096)) == -1) {
+			log_error("read from the reshard process");
+			return;
+		}
+		while ((rc = chan_next(ch, &f, &err)) == 1) {
+			if (frame_get_progress(&f, &pr) == -1) {
+				log_errorx("reshard process sent frame type %u where progress was expected", f.type);
+				return;
+			}
+			title_set("master conf=%s resharding to %d workers: store %llu/%llu, %llu users moved",
+			    m->conf_path, nslots, (unsigned long long)pr.stores_done,
+			    (unsigned long long)pr.stores, (unsigned long long)pr.users_moved);
+			if (pr.stores_done > 0)
+				log_info("reshard to %d workers: %llu of %llu stores done, %llu users moved",
+				    nslots, (unsigned long long)pr.stores_done, (unsigned long long)pr.stores,
+				    (unsigned long long)pr.users_moved);
+		}
+		chan_consume(ch);
+		if (rc == -1) {
+			log_errorx("reshard channel: %s", err);
+			return;
+		}
+		if (chan_buffered(ch) == 0 && pfd.revents & (POLLHUP | POLLERR))
+			return;
+	}
+}
+
 /* Run `alarm-supervisor --reshard` and wait for it: no worker runs meanwhile. */
 static int
 master_reshard(struct master *m, int nslots)
 {
 	char n[16], map[32];
 	char *argv[] = { "alarm-supervisor", "--reshard", m->cfg.state_dir, n, map, NULL };
-	int status;
+	struct chan *ch;
+	int status, sv[2];
 	pid_t pid;
 
 	snprintf(n, sizeof(n), "%d", nslots);
 	snprintf(map, sizeof(map), "%lld", (long long)m->cfg.map_size_bytes);
 	title_set("master conf=%s resharding to %d workers", m->conf_path, nslots);
-	if ((pid = proc_spawn(argv, -1)) == -1)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_error("socketpair for the reshard process");
 		return -1;
+	}
+	pid = proc_spawn(argv, sv[1]);
+	close(sv[1]);
+	if (pid == -1) {
+		close(sv[0]);
+		return -1;
+	}
+	if ((ch = chan_new(sv[0])) == NULL) {
+		log_error("channel to the reshard process");
+		close(sv[0]);
+	} else {
+		master_reshard_follow(m, ch, nslots);
+		chan_free(ch);
+	}
 	while (waitpid(pid, &status, 0) == -1) {
 		if (errno != EINTR) {
 			log_error("waitpid reshard");

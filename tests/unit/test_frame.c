@@ -129,11 +129,13 @@ test_digest_hello_stats(void **state)
 	uint64_t seq;
 	uint32_t slot, n;
 	struct frame_stats st = { 1, 2, 3, 4, 5 }, st2;
+	struct frame_progress pr = { 3, 8, 1000 }, pr2;
 
 	(void)state;
 	assert_int_equal(frame_put_digest(&b, 7, 99, "u1", 2), 0);
 	assert_int_equal(frame_put_hello(&b, 2, 4, "x=1", 3), 0);
 	assert_int_equal(frame_put_stats(&b, &st), 0);
+	assert_int_equal(frame_put_progress(&b, &pr), 0);
 	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
 	assert_int_equal(frame_get_digest(&f, &seq, &user, &ulen), 0);
 	assert_int_equal(seq, 99);
@@ -148,6 +150,14 @@ test_digest_hello_stats(void **state)
 	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
 	assert_int_equal(frame_get_stats(&f, &st2), 0);
 	assert_memory_equal(&st, &st2, sizeof(st));
+	assert_int_equal(frame_get_progress(&f, &pr2), -1);
+	off += used;
+	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
+	assert_int_equal(f.type, FRAME_PROGRESS);
+	assert_int_equal(frame_get_progress(&f, &pr2), 0);
+	assert_int_equal(pr2.stores_done, 3);
+	assert_int_equal(pr2.stores, 8);
+	assert_int_equal(pr2.users_moved, 1000);
 	off += used;
 	assert_int_equal(off, b.len);
 	buf_free(&b);
