@@ -138,14 +138,17 @@ test_digest_hello_stats(void **state)
 	assert_int_equal(frame_put_progress(&b, &pr), 0);
 	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
 	assert_int_equal(frame_get_digest(&f, &seq, &user, &ulen), 0);
+	assert_int_equal(f.id, 7);
 	assert_int_equal(seq, 99);
 	assert_int_equal(ulen, 2);
+	assert_memory_equal(user, "u1", 2);
 	off += used;
 	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
 	assert_int_equal(frame_get_hello(&f, &slot, &n, &conf, &clen), 0);
 	assert_int_equal(slot, 2);
 	assert_int_equal(n, 4);
 	assert_int_equal(clen, 3);
+	assert_memory_equal(conf, "x=1", 3);
 	off += used;
 	assert_int_equal(frame_next(b.data + off, b.len - off, &f, &used, &err), 1);
 	assert_int_equal(frame_get_stats(&f, &st2), 0);
@@ -190,19 +193,20 @@ test_outq_rewind_resends_in_order(void **state)
 	assert_int_equal(outq_send(q, c), 0);
 	assert_int_equal(outq_unsent(q), 0);
 	n = read(sv[1], got, sizeof(got));
-	assert_int_equal(n, 3 * FRAME_HDR_LEN);
+	/* A STOP frame is its header alone: 16 bytes, the id at offset 8. */
+	assert_int_equal(n, 3 * 16);
 	/* Worker finished frame 1 only, then died. */
 	assert_int_equal(outq_retire(q, 1, count_ref, &acked), 1);
 	assert_int_equal(acked, 1);
 	outq_rewind(q);
-	assert_int_equal(outq_unsent(q), 2 * FRAME_HDR_LEN);
+	assert_int_equal(outq_unsent(q), 2 * 16);
 	assert_int_equal(outq_send(q, c), 0);
 	n = read(sv[1], got, sizeof(got));
-	assert_int_equal(n, 2 * FRAME_HDR_LEN);
+	assert_int_equal(n, 2 * 16);
 	uint64_t id;
 	memcpy(&id, got + 8, 8);
 	assert_int_equal(id, 2);
-	memcpy(&id, got + FRAME_HDR_LEN + 8, 8);
+	memcpy(&id, got + 16 + 8, 8);
 	assert_int_equal(id, 3);
 	/* An id beyond what was written cannot retire unwritten frames. */
 	assert_int_equal(frame_put(outq_tail(q), FRAME_STOP, 4, NULL, 0), 0);

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "spec_ref.h"
 #include "state.h"
 
 static struct rfc3339_time
@@ -181,7 +182,13 @@ static void
 test_same_instant_order_independent(void **unused)
 {
 	static const enum alarm_status all[] = { STATUS_CLEARED, STATUS_WARNING, STATUS_CRITICAL };
-	struct rfc3339_time t = ts("2021-08-17T12:33:59Z");
+	/* SPEC rule 3, spelled out: the more severe of the two, CRITICAL > WARNING > CLEARED. */
+	static const enum alarm_status winner[3][3] = {
+		{ STATUS_CLEARED, STATUS_WARNING, STATUS_CRITICAL },
+		{ STATUS_WARNING, STATUS_WARNING, STATUS_CRITICAL },
+		{ STATUS_CRITICAL, STATUS_CRITICAL, STATUS_CRITICAL },
+	};
+	struct rfc3339_time t = { 1629203639, 0, 0 };   /* 2021-08-17T12:33:59Z */
 
 	(void)unused;
 	for (size_t i = 0; i < 3; i++) {
@@ -193,7 +200,7 @@ test_same_instant_order_independent(void **unused)
 			state_apply(&b, false, all[j], &t);
 			state_apply(&b, true, all[i], &t);
 			assert_int_equal(a.status, b.status);
-			assert_int_equal(a.status, all[i] > all[j] ? all[i] : all[j]);
+			assert_int_equal(a.status, winner[i][j]);
 		}
 	}
 }
@@ -215,7 +222,8 @@ static void
 test_newer_same_status_refreshes(void **unused)
 {
 	struct alarm_state st = mk(STATUS_WARNING, "2021-08-17T12:00:00Z", true);
-	struct rfc3339_time later = ts("2021-08-17T16:00:00.25+03:00");
+	/* 2021-08-17T16:00:00.25+03:00 is 13:00:00.25Z. */
+	const struct rfc3339_time later = { 1629205200, 250000000, 180 };
 
 	(void)unused;
 	apply(&st, true, STATUS_WARNING, "2021-08-17T16:00:00.25+03:00", STATE_REFRESHED);
@@ -248,6 +256,65 @@ test_redelivery_after_clear(void **unused)
 	assert_true(state_pending(&st));
 }
 
+/*
+ * Every stored state against every update, checked against spec_ref.h's
+ * reading of the SPEC: the result, the state left behind, whether it is
+ * pending, and when it expires.  Instants are literals, some equal under
+ * different offsets, some a nanosecond apart.
+ */
+static void
+test_apply_against_reference(void **unused)
+{
+	static const enum alarm_status all[] = { STATUS_CLEARED, STATUS_WARNING, STATUS_CRITICAL };
+	static const struct rfc3339_time at[] = {
+		{ 1629201600, 0, 0 },              /* 2021-08-17T12:00:00Z */
+		{ 1629201600, 0, 180 },            /* 2021-08-17T15:00:00+03:00, the same instant */
+		{ 1629201600, 1, 0 },              /* one nanosecond later */
+		{ 1629201599, 999999999, -300 },   /* 2021-08-17T06:59:59.999999999-05:00 */
+		{ 1629201601, 0, -90 },            /* 2021-08-17T10:30:01-01:30 */
+	};
+	static const int64_t retention[] = { 0, 1, 1000 };
+	size_t nat = sizeof(at) / sizeof(at[0]), cases = 0;
+
+	(void)unused;
+	for (int exists = 0; exists < 2; exists++)
+	for (size_t ss = 0; ss < 3; ss++)
+	for (size_t sa = 0; sa < nat; sa++)
+	for (int del = 0; del < 2; del++)
+	for (size_t us = 0; us < 3; us++)
+	for (size_t ua = 0; ua < nat; ua++) {
+		struct alarm_state st;
+		struct ref_alarm ref = { exists, all[ss], at[sa], del };
+		enum state_result got, want;
+
+		if (exists)
+			st = (struct alarm_state){ all[ss], at[sa], del };
+		else
+			memset(&st, 0xa5, sizeof(st));   /* ignored when there is no record */
+		got = state_apply(&st, exists, all[us], &at[ua]);
+		want = ref_apply(&ref, all[us], &at[ua]);
+		if (got != want)
+			fail_msg("stored %s%s at %d (delivered %d), update %s at %d: got %s, want %s",
+			    exists ? "" : "(no record) ", alarm_status_name(all[ss]), (int)sa, del,
+			    alarm_status_name(all[us]), (int)ua, state_result_name(got),
+			    state_result_name(want));
+		assert_int_equal(st.status, ref.status);
+		assert_int_equal(st.delivered, ref.delivered);
+		assert_time_equal(&st.changed_at, &ref.at);
+		assert_int_equal(state_pending(&st), ref_pending(&ref));
+		/* Around the millisecond of the stored instant, for a few retentions. */
+		for (size_t r = 0; r < sizeof(retention) / sizeof(retention[0]); r++) {
+			int64_t ms = ref_ns(&ref.at) / REF_NS_PER_MS + retention[r];
+
+			for (int64_t now = ms - 1; now <= ms + 2; now++)
+				assert_int_equal(state_expired(&st, now, retention[r]),
+				    ref_expired(&ref, now, retention[r]));
+		}
+		cases++;
+	}
+	assert_int_equal(cases, 2 * 3 * 5 * 2 * 3 * 5);
+}
+
 static void
 test_pending(void **unused)
 {
@@ -271,7 +338,7 @@ static void
 test_expired(void **unused)
 {
 	struct alarm_state st = mk(STATUS_CLEARED, "2021-08-17T12:00:00.5Z", false);
-	int64_t at = st.changed_at.sec * 1000 + 500;
+	int64_t at = 1629201600500LL;   /* that ChangedAt in ms */
 	int64_t day = 86400000;
 
 	(void)unused;
@@ -297,11 +364,11 @@ test_expired_offset(void **unused)
 {
 	/* Expiry is by instant: +03:00 is three hours earlier than the wall clock says. */
 	struct alarm_state st = mk(STATUS_CLEARED, "2021-08-17T15:00:00+03:00", false);
-	struct rfc3339_time utc = ts("2021-08-17T12:00:00Z");
+	int64_t utc_ms = 1629201600000LL;   /* 2021-08-17T12:00:00Z */
 
 	(void)unused;
-	assert_true(state_expired(&st, utc.sec * 1000 + 1, 0));
-	assert_false(state_expired(&st, utc.sec * 1000, 0));
+	assert_true(state_expired(&st, utc_ms + 1, 0));
+	assert_false(state_expired(&st, utc_ms, 0));
 }
 
 static void
@@ -358,8 +425,12 @@ test_merge_idempotent(void **unused)
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < n; j++) {
 			struct alarm_state once = v[i], twice, ab = v[i], ba = v[j];
+			bool takes = ref_merge_takes_src(v[i].status, &v[i].changed_at, v[j].status,
+			    &v[j].changed_at);
 
 			state_merge(&once, &v[j]);
+			/* The reference's pick, whole: status, instant, offset and delivered flag. */
+			assert_state_equal(&once, takes ? &v[j] : &v[i]);
 			twice = once;
 			state_merge(&twice, &v[j]);
 			assert_state_equal(&once, &twice);
@@ -367,7 +438,7 @@ test_merge_idempotent(void **unused)
 			state_merge(&ab, &v[j]);
 			state_merge(&ba, &v[i]);
 			assert_int_equal(ab.status, ba.status);
-			assert_int_equal(rfc3339_cmp(&ab.changed_at, &ba.changed_at), 0);
+			assert_int_equal(ref_ns(&ab.changed_at), ref_ns(&ba.changed_at));
 		}
 	}
 }
@@ -401,6 +472,7 @@ main(void)
 		cmocka_unit_test(test_newer_status_change),
 		cmocka_unit_test(test_newer_same_status_refreshes),
 		cmocka_unit_test(test_redelivery_after_clear),
+		cmocka_unit_test(test_apply_against_reference),
 		cmocka_unit_test(test_pending),
 		cmocka_unit_test(test_expired),
 		cmocka_unit_test(test_expired_offset),

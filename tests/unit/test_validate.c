@@ -683,7 +683,7 @@ fuzz_check(void **state, enum msg_kind kind, const char *buf, size_t len)
 	struct alarm_msg m;
 	enum msg_error e = validate_message(*state, kind, buf, len, &lim, &m);
 	const char *d = validator_detail(*state);
-	char ts[RFC3339_MAXLEN + 1];
+	int64_t local;
 
 	assert_true(e >= MSG_OK && e < MSG_E_COUNT);
 	for (const char *c = d; *c != '\0'; c++)
@@ -698,8 +698,13 @@ fuzz_check(void **state, enum msg_kind kind, const char *buf, size_t len)
 	if (kind == MSG_STATUS_CHANGED) {
 		assert_true(m.alarm_len > 0 && m.alarm_len <= lim.max_id_bytes);
 		assert_true(fuzz_touch(m.alarm, m.alarm_len) <= 255 * m.alarm_len);
-		assert_true(m.status <= STATUS_CRITICAL);
-		assert_true(rfc3339_format(&m.changed_at, ts, sizeof(ts)) > 0);
+		assert_true(m.status == STATUS_CLEARED || m.status == STATUS_WARNING ||
+		    m.status == STATUS_CRITICAL);
+		/* SPEC: 0-9 fraction digits, offset within +-23:59, wall time in 0000..9999. */
+		assert_true(m.changed_at.nsec >= 0 && m.changed_at.nsec <= 999999999);
+		assert_true(m.changed_at.off_min >= -1439 && m.changed_at.off_min <= 1439);
+		local = m.changed_at.sec + (int64_t)m.changed_at.off_min * 60;
+		assert_true(local >= -62167219200LL && local <= 253402300799LL);
 	}
 	return true;
 }
