@@ -212,6 +212,32 @@ digest_put_item(const struct digest *d, const struct digest_item *it, struct buf
 }
 
 int
+digest_write_head(const char *user, size_t user_len, struct buf *out)
+{
+	size_t start = buf_unread(out);
+
+	if (digest_put(out, "{\"UserID\":") == -1 ||
+	    digest_put_string(out, user, user_len) == -1 ||
+	    digest_put(out, ",\"ActiveAlarms\":[") == -1) {
+		out->len = out->off + start;
+		return -1;
+	}
+	return 0;
+}
+
+int
+digest_write_item(const struct digest *d, size_t i, struct buf *out)
+{
+	size_t start = buf_unread(out);
+
+	if (digest_put_item(d, &d->items[i], out) == -1) {
+		out->len = out->off + start;
+		return -1;
+	}
+	return 0;
+}
+
+int
 digest_write_json(const struct digest *d, const char *user, size_t user_len, struct buf *out)
 {
 	/*
@@ -220,9 +246,7 @@ digest_write_json(const struct digest *d, const char *user, size_t user_len, str
 	 */
 	size_t start = buf_unread(out);
 
-	if (digest_put(out, "{\"UserID\":") == -1 ||
-	    digest_put_string(out, user, user_len) == -1 ||
-	    digest_put(out, ",\"ActiveAlarms\":[") == -1)
+	if (digest_write_head(user, user_len, out) == -1)
 		goto fail;
 	for (size_t i = 0; i < d->n; i++) {
 		if (i > 0 && buf_append_byte(out, ',') == -1)
@@ -230,7 +254,7 @@ digest_write_json(const struct digest *d, const char *user, size_t user_len, str
 		if (digest_put_item(d, &d->items[i], out) == -1)
 			goto fail;
 	}
-	if (digest_put(out, "]}") == -1)
+	if (digest_put(out, DIGEST_JSON_TAIL) == -1)
 		goto fail;
 	return 0;
 fail:

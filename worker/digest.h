@@ -39,4 +39,14 @@ void digest_sort(struct digest *d);
  */
 int digest_write_json(const struct digest *d, const char *user, size_t user_len, struct buf *out);
 
+/*
+ * The same JSON in pieces, for cutting one digest into several messages
+ * (parts.h): the head {"UserID":...,"ActiveAlarms":[, item i's object,
+ * then DIGEST_JSON_TAIL, with ',' between items.  Each appends to out and
+ * returns 0, or -1 on ENOMEM with out as it was.
+ */
+#define DIGEST_JSON_TAIL "]}"
+int digest_write_head(const char *user, size_t user_len, struct buf *out);
+int digest_write_item(const struct digest *d, size_t i, struct buf *out);
+
 #endif

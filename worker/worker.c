@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,10 @@
 #include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
+#include "../common/quote.h"
 #include "../common/title.h"
 #include "digest.h"
+#include "parts.h"
 #include "store.h"
 #include "worker.h"
 
@@ -32,6 +35,11 @@
 #define WORKER_SWEEP_FIRST_MS (60 * 1000)
 #define WORKER_SWEEP_EVERY_MS (3600 * 1000)
 #define WORKER_SWEEP_USERS 1000
+/* After a transient publish failure the batch is redone after 100 ms, doubling to 5 s. */
+#define WORKER_RETRY_MIN_MS 100
+#define WORKER_RETRY_MAX_MS 5000
+/* While publishing keeps failing, one log line per this many ms. */
+#define WORKER_RETRY_LOG_MS 10000
 
 static volatile sig_atomic_t worker_terminate;
 
@@ -59,10 +67,30 @@ struct worker {
 	bool stop;                /* STOP frame or EOF: finish and exit */
 
 	struct digest digest;
-	struct buf json;
+	struct parts *parts;
+	/*
+	 * Digest requests of the open batch whose digest can never be
+	 * published (worker_publish_failed): the batch is applied again
+	 * without taking them, so their alarms stay undelivered.  From
+	 * refuse_from on (0: unset) every request of the batch is skipped: the
+	 * server refuses the subject itself.  Digests of requests up to
+	 * handed_upto were handed to NATS before the batch was redone for a
+	 * skip; the commit's flush covers them, so they are not sent twice.
+	 * All three last until the batch commits.
+	 */
+	uint64_t *skip;
+	size_t nskip, cap_skip;
+	uint64_t refuse_from, handed_upto;
+	/* Transient publish failures in a row: backoff and a log line now and then. */
+	struct worker_retry {
+		uint64_t attempts;
+		int delay_ms;
+		int64_t since_ms, logged_ms, next_ms;   /* monotonic */
+	} retry;
+	struct log_limit undeliverable_log;
 	/* Counted when the batch commits: a rewound batch is applied again and must not count twice. */
 	struct worker_counts { uint64_t msgs, stale, duplicates; } done, batch;
-	uint64_t digests, bad_frames;
+	uint64_t digests, digest_parts, undeliverable, bad_frames;
 	int64_t last_report_ms;
 	int64_t next_sweep_ms;    /* monotonic; when the next tombstone pass may start */
 	int64_t wall_ms;          /* wall clock, read once per chunk of frames: tombstone age only */
@@ -97,11 +125,12 @@ worker_report(struct worker *w)
 	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
 		log_error("sending STATS to the supervisor");
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
-	    "state=%lluB/alarm", w->slot, w->nslots, (unsigned long long)ss.users,
+	    "state=%lluB/alarm undeliverable=%llu%s", w->slot, w->nslots, (unsigned long long)ss.users,
 	    (unsigned long long)ss.alarms, (unsigned long long)w->done.msgs,
 	    (unsigned long long)w->digests, (unsigned long long)w->done.stale,
 	    (unsigned long long)w->done.duplicates,
-	    (unsigned long long)(ss.alarms ? ss.bytes / ss.alarms : 0));
+	    (unsigned long long)(ss.alarms ? ss.bytes / ss.alarms : 0),
+	    (unsigned long long)w->undeliverable, w->retry.attempts > 0 ? " NATS-RETRYING" : "");
 }
 
 /* Wait for the HELLO frame: it carries our slot and the configuration. */
@@ -199,18 +228,131 @@ worker_begin(struct worker *w)
 	w->published = false;
 }
 
-static int
+/*
+ * What a digest publish came to.  A transient failure (not connected, a
+ * timeout, a full buffer) redoes the batch after a backoff; a permanent one
+ * must not: retrying it forever stalls every user of this worker.
+ */
+enum worker_pub {
+	PUB_OK,
+	PUB_RETRY,       /* transient: redo the batch later */
+	PUB_SKIP,        /* this digest cannot be published: apply the batch again without it */
+	PUB_REFUSED,     /* the server refuses digests at all: skip every request left in the batch */
+};
+
+/* A transient failure: rate-limited, since it repeats until NATS is back. */
+static void __attribute__((format(printf, 2, 3)))
+worker_trouble(struct worker *w, const char *fmt, ...)
+{
+	int64_t now = clock_mono_ms();
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (w->retry.attempts++ == 0)
+		w->retry.since_ms = now;
+	else if (now - w->retry.logged_ms < WORKER_RETRY_LOG_MS)
+		return;
+	w->retry.logged_ms = now;
+	log_warnx("%s; will redo the batch of %zu frames (attempt %llu, failing for %.1f s; "
+	    "retrying every %d ms at most)", what, w->txn_frames, (unsigned long long)w->retry.attempts,
+	    (now - w->retry.since_ms) / 1000.0, WORKER_RETRY_MAX_MS);
+}
+
+/* After a transient failure: when to try again, 100 ms doubling to 5 s. */
+static void
+worker_backoff(struct worker *w)
+{
+	int d = w->retry.delay_ms;
+
+	d = d == 0 ? WORKER_RETRY_MIN_MS : d >= WORKER_RETRY_MAX_MS / 2 ? WORKER_RETRY_MAX_MS : d * 2;
+	w->retry.delay_ms = d;
+	w->retry.next_ms = clock_mono_ms() + d;
+}
+
+/* A batch committed: publishing works again. */
+static void
+worker_recovered(struct worker *w)
+{
+	if (w->retry.attempts > 0)
+		log_info("digests are published again, after %llu failed attempts over %.1f s",
+		    (unsigned long long)w->retry.attempts,
+		    (clock_mono_ms() - w->retry.since_ms) / 1000.0);
+	w->retry = (struct worker_retry){ 0, 0, 0, 0, 0 };
+}
+
+/* A digest that cannot go out: said loudly (but rate-limited) and counted. */
+static void __attribute__((format(printf, 5, 6)))
+worker_undeliverable(struct worker *w, const char *user, size_t user_len, const char *msgid,
+    const char *fmt, ...)
+{
+	char why[512], quser[QUOTE_CAP(64)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	w->undeliverable++;
+	log_limited(&w->undeliverable_log, LL_ERROR, "digest %s of user \"%s\" (%zu alarms) cannot be "
+	    "published to %s: %s; skipped: its alarms stay undelivered and go out with the user's "
+	    "next digest (%llu digests skipped so far)", msgid,
+	    quote_bytes(quser, sizeof(quser), user, user_len), w->digest.n, w->cfg.subject_digest, why,
+	    (unsigned long long)w->undeliverable);
+}
+
+/* Sort a failed publish into transient and permanent (see enum worker_pub). */
+static enum worker_pub
+worker_publish_failed(struct worker *w, natsStatus s, int64_t max_payload, const char *user,
+    size_t user_len, const char *msgid, const struct parts_msg *pm)
+{
+	const char *part = pm->part != NULL ? pm->part : "1/1";
+
+	switch (s) {
+	case NATS_MAX_PAYLOAD:
+		/* Cut for a limit that changed since: a reconnect to another server. */
+		if (natsConnection_GetMaxPayload(w->nc) != max_payload) {
+			worker_trouble(w, "publishing digest %s: the server's max_payload changed from %lld "
+			    "to %lld bytes", pm->msgid, (long long)max_payload,
+			    (long long)natsConnection_GetMaxPayload(w->nc));
+			return PUB_RETRY;
+		}
+		worker_undeliverable(w, user, user_len, msgid, "part %s of %zu bytes is over the server's "
+		    "max_payload of %lld bytes", part, pm->len, (long long)max_payload);
+		return PUB_SKIP;
+	case NATS_NOT_PERMITTED:
+	case NATS_INVALID_SUBJECT:
+	case NATS_NO_SERVER_SUPPORT:
+		worker_undeliverable(w, user, user_len, msgid, "%s (part %s)%s", natsStatus_GetText(s), part,
+		    s == NATS_NO_SERVER_SUPPORT ? ": the server does not support headers (NATS 2.2 or later does)" :
+		    s == NATS_NOT_PERMITTED ? ": grant this connection publish permission on the subject" : "");
+		return PUB_REFUSED;
+	case NATS_CONNECTION_CLOSED:
+		/* cnats never reopens a closed connection (it reconnects forever otherwise). */
+		log_errorx("publishing digest %s: the NATS connection is closed for good (%s); exiting so "
+		    "the supervisor starts this worker afresh and replays its unfinished messages",
+		    pm->msgid, nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+		exit(1);
+	default:
+		worker_trouble(w, "publishing digest %s (part %s) to %s: %s", pm->msgid, part,
+		    w->cfg.subject_digest, natsStatus_GetText(s));
+		return PUB_RETRY;
+	}
+}
+
+/*
+ * Publish the collected digest, in parts when it would exceed the
+ * server's max_payload.  The limit is read from the connection each time:
+ * a reconnect may land on a server with another one.
+ */
+static enum worker_pub
 worker_publish(struct worker *w, uint64_t stream_seq, const char *user, size_t user_len)
 {
-	char msgid[160];
-	natsMsg *m = NULL;
-	natsStatus s;
+	char msgid[PARTS_MSGID_MAX + 1];
+	int64_t max_payload = natsConnection_GetMaxPayload(w->nc);
+	size_t n;
 
-	buf_reset(&w->json);
-	if (digest_write_json(&w->digest, user, user_len, &w->json) == -1) {
-		log_error("building a digest of %zu alarms", w->digest.n);
-		return -1;
-	}
 	/* A JetStream stream on the digest subject drops a replay's repeat by this id. */
 	if (stream_seq > 0) {
 		snprintf(msgid, sizeof(msgid), "%s-%llu", w->stream, (unsigned long long)stream_seq);
@@ -219,19 +361,52 @@ worker_publish(struct worker *w, uint64_t stream_seq, const char *user, size_t u
 		uuid_generate(u);
 		uuid_unparse_lower(u, msgid);
 	}
-	s = natsMsg_Create(&m, w->cfg.subject_digest, NULL, (const char *)w->json.data, (int)w->json.len);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
-	if (s == NATS_OK)
-		s = natsConnection_PublishMsg(w->nc, m);
-	natsMsg_Destroy(m);
-	if (s != NATS_OK) {
-		log_errorx("publishing digest %s to %s: %s", msgid, w->cfg.subject_digest, natsStatus_GetText(s));
-		return -1;
+	if (max_payload <= 0) {
+		worker_trouble(w, "publishing digest %s: not connected to NATS yet (the server's "
+		    "max_payload is unknown)", msgid);
+		return PUB_RETRY;
 	}
-	w->published = true;
+	if (parts_plan(w->parts, &w->digest, user, user_len, msgid, max_payload) == -1) {
+		if (errno == EMSGSIZE) {
+			worker_undeliverable(w, user, user_len, msgid, "one of its alarms alone does not fit "
+			    "in the server's max_payload of %lld bytes; raise it to %lld or more",
+			    (long long)max_payload, (long long)parts_min_payload(w->parts));
+			return PUB_SKIP;
+		}
+		log_error("building digest %s of %zu alarms", msgid, w->digest.n);
+		worker_trouble(w, "building digest %s", msgid);
+		return PUB_RETRY;
+	}
+	n = parts_count(w->parts);
+	for (size_t k = 0; k < n; k++) {
+		struct parts_msg pm;
+		natsMsg *m = NULL;
+		natsStatus s;
+
+		if (parts_get(w->parts, k, &pm) == -1) {
+			log_error("building part %zu/%zu of digest %s", k + 1, n, msgid);
+			worker_trouble(w, "building digest %s", msgid);
+			return PUB_RETRY;
+		}
+		s = natsMsg_Create(&m, w->cfg.subject_digest, NULL, (const char *)pm.data, (int)pm.len);
+		if (s == NATS_OK)
+			s = natsMsgHeader_Set(m, PARTS_HDR_MSGID, pm.msgid);
+		if (s == NATS_OK && pm.part != NULL)
+			s = natsMsgHeader_Set(m, PARTS_HDR_PART, pm.part);
+		if (s == NATS_OK)
+			s = natsConnection_PublishMsg(w->nc, m);
+		natsMsg_Destroy(m);
+		if (s != NATS_OK)
+			return worker_publish_failed(w, s, max_payload, user, user_len, msgid, &pm);
+		/* Even if a later part fails, this one went out: the commit must flush it. */
+		w->published = true;
+	}
+	if (n > 1)
+		log_debug("digest %s of %zu alarms published in %zu parts (max_payload %lld)", msgid,
+		    w->digest.n, n, (long long)max_payload);
 	w->digests++;
-	return 0;
+	w->digest_parts += n;
+	return PUB_OK;
 }
 
 static int
@@ -256,8 +431,73 @@ worker_apply_config(struct worker *w, const struct frame *f)
 	return 0;
 }
 
-/* Apply one frame inside the open transaction.  -1: NATS failure, redo the batch. */
+static bool
+worker_skipped(const struct worker *w, uint64_t id)
+{
+	for (size_t i = 0; i < w->nskip; i++)
+		if (w->skip[i] == id)
+			return true;
+	return false;
+}
+
+/* Remember a request to skip when the batch is applied again.  -1 on ENOMEM. */
 static int
+worker_skip(struct worker *w, uint64_t id)
+{
+	if (w->nskip == w->cap_skip) {
+		size_t ncap = w->cap_skip ? w->cap_skip * 2 : 16;
+		uint64_t *p = realloc(w->skip, ncap * sizeof(*p));
+
+		if (p == NULL)
+			return -1;
+		w->skip = p;
+		w->cap_skip = ncap;
+	}
+	w->skip[w->nskip++] = id;
+	return 0;
+}
+
+/*
+ * A digest request: collect, publish, and mark delivered (in the open
+ * transaction).  A request skipped after a permanent failure is not taken
+ * at all, so its alarms stay undelivered and it is not recorded as answered.
+ */
+static enum worker_pub
+worker_digest(struct worker *w, uint64_t id, uint64_t seq, const char *user, size_t ulen)
+{
+	char quser[QUOTE_CAP(64)];
+	bool replayed;
+
+	if (worker_skipped(w, id))
+		return PUB_OK;
+	if (w->refuse_from != 0 && id >= w->refuse_from) {
+		if (worker_skip(w, id) == -1) {
+			log_error("noting digest request %llu as skipped", (unsigned long long)id);
+			return PUB_RETRY;
+		}
+		w->undeliverable++;
+		log_limited(&w->undeliverable_log, LL_ERROR, "digest request of user \"%s\" skipped: the "
+		    "server refused an earlier digest of this batch on %s; its alarms stay undelivered",
+		    quote_bytes(quser, sizeof(quser), user, ulen), w->cfg.subject_digest);
+		return PUB_OK;
+	}
+	if (store_take_digest(w->store, user, ulen, seq, &w->digest, &replayed) == -1)
+		worker_storage_failed("collecting a digest");
+	if (replayed)
+		log_debug("digest request at stream sequence %llu was answered before; not again",
+		    (unsigned long long)seq);
+	if (w->digest.n == 0)
+		return PUB_OK;
+	if (id <= w->handed_upto) {
+		/* Handed to NATS before the batch was redone: the flush at commit covers it. */
+		w->published = true;
+		return PUB_OK;
+	}
+	return worker_publish(w, seq, user, ulen);
+}
+
+/* Apply one frame inside the open transaction; anything but PUB_OK means the batch is undone. */
+static enum worker_pub
 worker_apply(struct worker *w, const struct frame *f)
 {
 	struct alarm_msg m;
@@ -265,7 +505,7 @@ worker_apply(struct worker *w, const struct frame *f)
 	uint64_t seq;
 	const char *user;
 	size_t ulen;
-	bool replayed;
+	enum worker_pub r;
 
 	switch (f->type) {
 	case FRAME_UPDATE:
@@ -284,13 +524,10 @@ worker_apply(struct worker *w, const struct frame *f)
 		if (frame_get_digest(f, &seq, &user, &ulen) == -1)
 			goto bad;
 		worker_begin(w);
-		if (store_take_digest(w->store, user, ulen, seq, &w->digest, &replayed) == -1)
-			worker_storage_failed("collecting a digest");
-		if (replayed)
-			log_debug("digest request at stream sequence %llu was answered before; not again",
-			    (unsigned long long)seq);
-		if (w->digest.n > 0 && worker_publish(w, seq, user, ulen) == -1)
-			return -1;
+		if ((r = worker_digest(w, f->id, seq, user, ulen)) != PUB_OK)
+			return r;
+		/* Every digest of the batch up to here is handed over (or had nothing to send). */
+		w->handed_upto = f->id;
 		w->batch.msgs++;
 		break;
 	case FRAME_CONFIG:
@@ -302,23 +539,29 @@ worker_apply(struct worker *w, const struct frame *f)
 	default:
 		goto bad;
 	}
-	return 0;
+	return PUB_OK;
 bad:
 	/* The supervisor encoded it; skipping keeps one bad frame from wedging the slot. */
 	w->bad_frames++;
 	log_errorx("skipping malformed frame id %llu type %u (%u bytes)", (unsigned long long)f->id,
 	    f->type, f->body_len);
-	return 0;
+	return PUB_OK;
 }
 
-/* Undo the open transaction and go back to its first frame. */
+/*
+ * Undo the open transaction and go back to its first frame.  keep_handed:
+ * the digests handed to NATS so far still go out (the batch is redone only
+ * to skip a request), so they are not published again.
+ */
 static void
-worker_rewind(struct worker *w)
+worker_rewind(struct worker *w, bool keep_handed)
 {
 	if (w->txn)
 		store_abort(w->store);
 	w->txn = false;
 	w->published = false;
+	if (!keep_handed)
+		w->handed_upto = 0;
 	chan_rewind(w->ch);
 	w->stop = false;
 	w->batch = (struct worker_counts){ 0, 0, 0 };
@@ -333,15 +576,18 @@ worker_commit(struct worker *w)
 	if (w->published) {
 		natsStatus s = natsConnection_FlushTimeout(w->nc, WORKER_FLUSH_TIMEOUT_MS);
 		if (s != NATS_OK) {
-			log_warnx("flushing digests to NATS: %s; will redo the batch of %zu frames",
-			    natsStatus_GetText(s), w->txn_frames);
-			worker_rewind(w);
+			worker_trouble(w, "flushing digests to NATS: %s", natsStatus_GetText(s));
+			worker_rewind(w, false);
 			return -1;
 		}
 	}
 	if (w->txn && store_commit(w->store) == -1)
 		worker_storage_failed("committing");
 	w->txn = false;
+	w->nskip = 0;
+	w->refuse_from = 0;
+	w->handed_upto = 0;
+	worker_recovered(w);
 	chan_consume(w->ch);
 	w->done.msgs += w->batch.msgs;
 	w->done.stale += w->batch.stale;
@@ -387,9 +633,27 @@ worker_process(struct worker *w)
 			log_errorx("protocol error from the supervisor: %s; exiting", err);
 			exit(1);
 		}
-		if (worker_apply(w, &f) == -1) {
-			worker_rewind(w);
+		switch (worker_apply(w, &f)) {
+		case PUB_OK:
+			break;
+		case PUB_RETRY:
+			worker_rewind(w, false);
 			return -1;
+		case PUB_REFUSED:
+			w->refuse_from = f.id;
+			/* FALLTHROUGH */
+		case PUB_SKIP:
+			/*
+			 * Its marks are in the transaction with the rest of the batch:
+			 * undo it all and apply the batch again, without this request.
+			 */
+			if (worker_skip(w, f.id) == -1) {
+				log_error("noting digest request %llu as skipped", (unsigned long long)f.id);
+				worker_rewind(w, false);
+				return -1;
+			}
+			worker_rewind(w, true);
+			continue;
 		}
 		w->last_id = f.id;
 		w->txn_frames++;
@@ -461,28 +725,31 @@ static void
 worker_loop(struct worker *w)
 {
 	bool eof = false;
-	int retry_ms = 0;
 
 	while (!w->stop) {
-		int timeout = worker_timeout(w);
-		struct pollfd pfd = { chan_fd(w->ch), POLLIN, 0 };
-		int64_t now;
+		int64_t now = clock_mono_ms();
+		/* Backing off after a publish failure: wake for the retry, a hangup or a signal only. */
+		bool held = w->retry.next_ms > now;
+		struct pollfd pfd = { chan_fd(w->ch), held ? 0 : POLLIN, 0 };
+		int timeout = held ? (int)(w->retry.next_ms - now) : worker_timeout(w);
 
-		if (retry_ms > 0)
-			timeout = retry_ms;
 		if (!eof && poll(&pfd, 1, timeout) == -1 && errno != EINTR)
 			log_error("poll");
 		if (worker_terminate)
 			eof = true;  /* SIGTERM: finish what we hold, like an EOF */
 		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_receive(w) == 1)
 			eof = true;
-		retry_ms = 0;
+		if ((now = clock_mono_ms()) < w->retry.next_ms) {
+			if (eof) {
+				int64_t left = w->retry.next_ms - now;
+				nanosleep(&(struct timespec){ left / 1000, (left % 1000) * 1000000 }, NULL);
+			}
+			continue;
+		}
 		if (worker_process(w) == -1 ||
 		    (worker_commit_due(w, eof, clock_mono_ms()) && worker_commit(w) == -1)) {
-			/* NATS unreachable: hold the batch and try again shortly. */
-			retry_ms = 500;
-			if (eof)
-				nanosleep(&(struct timespec){ 0, 500 * 1000000 }, NULL);
+			/* NATS unreachable: hold the batch and try again after a backoff. */
+			worker_backoff(w);
 			continue;
 		}
 		now = clock_mono_ms();
@@ -522,6 +789,10 @@ worker_main(void)
 		log_error("channel on descriptor %d", FRAME_CHANNEL_FD);
 		return 1;
 	}
+	if ((w.parts = parts_new()) == NULL) {
+		log_error("allocating the digest splitter");
+		goto out;
+	}
 	if (worker_hello(&w) == -1 || worker_open(&w) == -1)
 		goto out;
 	log_info("ready: state in %s/worker-%u, publishing digests on %s", w.cfg.state_dir, w.slot,
@@ -530,9 +801,10 @@ worker_main(void)
 	w.next_sweep_ms = clock_mono_ms() + WORKER_SWEEP_FIRST_MS;
 	worker_loop(&w);
 	log_info("exiting after %llu messages (%llu stale, %llu duplicates, %llu malformed frames), "
-	    "%llu digests", (unsigned long long)w.done.msgs, (unsigned long long)w.done.stale,
-	    (unsigned long long)w.done.duplicates, (unsigned long long)w.bad_frames,
-	    (unsigned long long)w.digests);
+	    "%llu digests in %llu messages, %llu undeliverable", (unsigned long long)w.done.msgs,
+	    (unsigned long long)w.done.stale, (unsigned long long)w.done.duplicates,
+	    (unsigned long long)w.bad_frames, (unsigned long long)w.digests,
+	    (unsigned long long)w.digest_parts, (unsigned long long)w.undeliverable);
 	rc = 0;
 out:
 	if (w.txn)
@@ -543,7 +815,8 @@ out:
 		natsConnection_Destroy(w.nc);
 	}
 	digest_free(&w.digest);
-	buf_free(&w.json);
+	parts_free(w.parts);
+	free(w.skip);
 	chan_free(w.ch);
 	config_free(&w.cfg);
 	if (w.lock_fd != -1)
