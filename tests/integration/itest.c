@@ -217,7 +217,7 @@ env_up(struct env *e, const char *tag, const struct env_config *cfg)
 	if (harness_path(e->svc.conf, sizeof(e->svc.conf), e->dir, "alarm-supervisor.conf") == -1 ||
 	    harness_path(e->svc.log, sizeof(e->svc.log), e->dir, "service.log") == -1)
 		return -1;
-	if (harness_nats_start(&e->nats, e->dir) == -1)
+	if (harness_nats_start_conf(&e->nats, e->dir, cfg->nats_conf) == -1)
 		return -1;
 	if ((e->bus = bus_open(e->nats.url, !cfg->core)) == NULL)
 		return -1;
@@ -384,6 +384,8 @@ static const struct scenario {
 	{ "malformed", scn_malformed, true, 111, 5 },
 	{ "sigterm_drain", scn_sigterm_drain, true, 5, WHOLE },
 	{ "core_intake", scn_core_intake, true, 4, WHOLE },
+	/* parts joined = model, JSON shape, parts within max_payload, nothing logged as failed, teardown */
+	{ "big_digest", scn_big_digest, true, 5, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

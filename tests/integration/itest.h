@@ -41,6 +41,7 @@ struct env_config {
 	bool core;                /* intake = core */
 	int shutdown_timeout_s;
 	const char *bad_workers;  /* when set: "workers = <this>" (an invalid config) */
+	const char *nats_conf;    /* when set: nats-server runs with this config file text */
 };
 
 struct env {
@@ -99,5 +100,6 @@ void scn_reload_invalid(void);
 void scn_malformed(void);
 void scn_sigterm_drain(void);
 void scn_core_intake(void);
+void scn_big_digest(void);
 
 #endif

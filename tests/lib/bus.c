@@ -324,16 +324,21 @@ struct user_digests {
 	char **canon;
 	size_t n, cap;
 	size_t distinct;
+	/* A digest coming in parts: the canon of parts 1..k so far. */
+	char *pending;
+	size_t pending_k, pending_n;
 };
 
 struct collector {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	natsSubscription *sub;
+	int64_t max_payload;      /* the server's, read when subscribing */
 	struct itmap users;
 	size_t total, total_distinct;
 	size_t errors;
 	char first_error[1024];
+	struct collector_parts parts;
 };
 
 static void
@@ -344,6 +349,7 @@ user_digests_free(void *p)
 	for (size_t i = 0; i < u->n; i++)
 		free(u->canon[i]);
 	free(u->canon);
+	free(u->pending);
 	free(u);
 }
 
@@ -481,21 +487,32 @@ collector_error(struct collector *c, const char *what, const char *data, size_t 
 		    (int)(len > 600 ? 600 : len), data);
 }
 
+/* Caller holds the lock.  NULL on ENOMEM. */
+static struct user_digests *
+collector_user(struct collector *c, const char *user)
+{
+	struct user_digests *u = itmap_get(&c->users, user, strlen(user));
+
+	if (u != NULL)
+		return u;
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		return NULL;
+	if (itmap_put(&c->users, user, strlen(user), u) == -1) {
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
 /* Caller holds the lock. */
 static int
 collector_file(struct collector *c, const char *user, char *canon)
 {
-	struct user_digests *u = itmap_get(&c->users, user, strlen(user));
+	struct user_digests *u = collector_user(c, user);
 	bool dup = false;
 
-	if (u == NULL) {
-		if ((u = calloc(1, sizeof(*u))) == NULL)
-			return -1;
-		if (itmap_put(&c->users, user, strlen(user), u) == -1) {
-			free(u);
-			return -1;
-		}
-	}
+	if (u == NULL)
+		return -1;
 	if (u->n == u->cap) {
 		size_t ncap = u->cap ? u->cap * 2 : 4;
 		char **p = realloc(u->canon, ncap * sizeof(*p));
@@ -516,20 +533,171 @@ collector_file(struct collector *c, const char *user, char *canon)
 	return 0;
 }
 
+/* A header's value, "" when absent. */
+static const char *
+header_value(natsMsg *msg, const char *key)
+{
+	const char *v = NULL;
+
+	if (natsMsgHeader_Get(msg, key, &v) != NATS_OK || v == NULL)
+		return "";
+	return v;
+}
+
+/* The headers as NATS encodes and counts them: NATS/1.0\r\n, "K: V\r\n" each, \r\n. */
+static size_t
+header_bytes(natsMsg *msg)
+{
+	const char **keys = NULL;
+	int nkeys = 0;
+	size_t n = 0;
+
+	if (natsMsgHeader_Keys(msg, &keys, &nkeys) != NATS_OK || nkeys == 0) {
+		free(keys);
+		return 0;
+	}
+	n = strlen("NATS/1.0\r\n") + 2;
+	for (int i = 0; i < nkeys; i++) {
+		const char **vals = NULL;
+		int nvals = 0;
+
+		if (natsMsgHeader_Values(msg, keys[i], &vals, &nvals) == NATS_OK)
+			for (int j = 0; j < nvals; j++)
+				n += strlen(keys[i]) + 2 + strlen(vals[j]) + 2;
+		free(vals);
+	}
+	free(keys);
+	return n;
+}
+
+/* canon "[A]" + "[B]" -> "[A,B]" (model_canon prints plain JSON arrays, never empty here). */
+static char *
+canon_join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb);
+
+	if (s == NULL)
+		return NULL;
+	memcpy(s, a, la - 1);
+	s[la - 1] = ',';
+	memcpy(s + la, b + 1, lb - 1);
+	s[la + lb - 1] = '\0';
+	return s;
+}
+
+/*
+ * One message of a digest sent in parts ("Digest-Part: k/n"): parts come
+ * back to back, 1..n, each with Nats-Msg-Id <id>/k; the joined lists are
+ * filed as one digest once part n is in.  *canon is taken.  Caller holds
+ * the lock; 0, or -1 with err set (a break of the output contract).
+ */
+static int
+collector_part(struct collector *c, natsMsg *msg, const char *part, const char *user,
+    char **canon, char *err, size_t cap)
+{
+	struct user_digests *u = collector_user(c, user);
+	const char *id = header_value(msg, "Nats-Msg-Id"), *slash;
+	unsigned long k, n;
+	char tail[64], *joined;
+	int used = 0;
+
+	if (u == NULL) {
+		snprintf(err, cap, "out of memory filing");
+		return -1;
+	}
+	if (sscanf(part, "%lu/%lu%n", &k, &n, &used) != 2 || part[used] != '\0' || k < 1 ||
+	    n < 2 || k > n || part[0] == '0' || strchr(part, '/')[1] == '0') {
+		snprintf(err, cap, "bad Digest-Part header \"%.40s\" (want k/n, 1 <= k <= n, n >= 2)", part);
+		return -1;
+	}
+	snprintf(tail, sizeof(tail), "/%lu", k);
+	if ((slash = strrchr(id, '/')) == NULL || strcmp(slash, tail) != 0) {
+		snprintf(err, cap, "part %s carries Nats-Msg-Id \"%.80s\", want <digest id>/%lu", part,
+		    id, k);
+		return -1;
+	}
+	if (k == 1 && u->pending != NULL) {
+		/* A digest begun again from part 1 (a worker crashed mid-way: at-least-once). */
+		c->parts.abandoned++;
+		free(u->pending);
+		u->pending = NULL;
+	}
+	if (k != 1 && (u->pending == NULL || k != u->pending_k + 1 || n != u->pending_n)) {
+		snprintf(err, cap, "part %s of user %s out of sequence (after %zu/%zu)", part, user,
+		    u->pending_k, u->pending_n);
+		return -1;
+	}
+	if (k == 1) {
+		u->pending = *canon;
+	} else {
+		if ((joined = canon_join(u->pending, *canon)) == NULL) {
+			snprintf(err, cap, "out of memory filing");
+			return -1;
+		}
+		free(u->pending);
+		free(*canon);
+		u->pending = joined;
+	}
+	*canon = NULL;
+	u->pending_k = k;
+	u->pending_n = n;
+	c->parts.parts++;
+	if (k < n)
+		return 0;
+	c->parts.split++;
+	if (n > c->parts.max_n)
+		c->parts.max_n = n;
+	joined = u->pending;
+	u->pending = NULL;
+	if (collector_file(c, user, joined) == -1) {
+		free(joined);
+		snprintf(err, cap, "out of memory filing");
+		return -1;
+	}
+	return 0;
+}
+
+/* A digest in one message: parts still pending for its user were abandoned (a crash). */
+static int
+collector_unsplit(struct collector *c, const char *user)
+{
+	struct user_digests *u = itmap_get(&c->users, user, strlen(user));
+
+	if (u != NULL && u->pending != NULL) {
+		c->parts.abandoned++;
+		free(u->pending);
+		u->pending = NULL;
+	}
+	return 0;
+}
+
 static void
 collector_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
 	struct collector *c = arg;
 	const char *data = natsMsg_GetData(msg);
 	size_t len = (size_t)natsMsg_GetDataLength(msg);
+	size_t size = len + header_bytes(msg);
+	const char *part = header_value(msg, "Digest-Part");
 	char *user = NULL, *canon = NULL, err[256];
 
 	(void)nc;
 	(void)sub;
 	pthread_mutex_lock(&c->lock);
-	if (digest_parse(data, len, &user, &canon, err, sizeof(err)) == -1)
+	if (size > c->parts.biggest)
+		c->parts.biggest = size;
+	if (c->max_payload > 0 && (int64_t)size > c->max_payload) {
+		snprintf(err, sizeof(err), "message of %zu bytes with headers, over max_payload %lld",
+		    size, (long long)c->max_payload);
 		collector_error(c, err, data, len);
-	else if (collector_file(c, user, canon) == -1) {
+	} else if (digest_parse(data, len, &user, &canon, err, sizeof(err)) == -1) {
+		collector_error(c, err, data, len);
+	} else if (part[0] != '\0') {
+		if (collector_part(c, msg, part, user, &canon, err, sizeof(err)) == -1)
+			collector_error(c, err, data, len);
+		free(canon);
+	} else if (collector_unsplit(c, user) == -1 || collector_file(c, user, canon) == -1) {
 		collector_error(c, "out of memory filing", data, len);
 		free(canon);
 	}
@@ -550,6 +718,7 @@ collector_new(struct bus *b, const char *subject)
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	cond_init_monotonic(&c->cv);
+	c->max_payload = natsConnection_GetMaxPayload(b->nc);
 	if (subscribe(b, &c->sub, subject, collector_on_msg, c) == -1) {
 		collector_free(c);
 		return NULL;
@@ -674,6 +843,14 @@ collector_errors(struct collector *c, char *buf, size_t cap)
 	snprintf(buf, cap, "%s", c->first_error);
 	pthread_mutex_unlock(&c->lock);
 	return n;
+}
+
+void
+collector_get_parts(struct collector *c, struct collector_parts *out)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->parts;
+	pthread_mutex_unlock(&c->lock);
 }
 
 int64_t

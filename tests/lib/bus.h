@@ -60,6 +60,21 @@ int collector_wait_user(struct collector *c, const char *user, size_t n, int64_t
 int collector_wait_total(struct collector *c, size_t n, bool distinct, int64_t deadline_ms);
 /* Payloads that broke the output contract; the first one's description in buf. */
 size_t collector_errors(struct collector *c, char *buf, size_t cap);
+/*
+ * Digests sent in parts (PROTOCOL.md "Limits"): the collector joins a
+ * user's parts 1..n ("Digest-Part: k/n", back to back, Nats-Msg-Id
+ * <id>/k) and files them as one digest; a part out of sequence, a bad
+ * header, or any message over the server's max_payload (headers counted)
+ * is an error (collector_errors).
+ */
+struct collector_parts {
+	size_t split;       /* digests that came in parts */
+	size_t parts;       /* messages of such digests */
+	size_t max_n;       /* most parts of one digest */
+	size_t biggest;     /* largest message, payload plus headers */
+	size_t abandoned;   /* part 1 again before the last part (a crash in between) */
+};
+void collector_get_parts(struct collector *c, struct collector_parts *out);
 /* Messages the client library dropped (slow consumer); -1 if unknown. */
 int64_t collector_dropped(struct collector *c);
 

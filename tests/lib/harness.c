@@ -906,7 +906,7 @@ nats_try_start(struct harness_nats *n, int64_t timeout_ms)
 {
 	char port[16];
 	char *argv[] = { (char *)nats_server_exe(), "-js", "-a", "127.0.0.1", "-p", port,
-		"-sd", n->store, NULL };
+		"-sd", n->store, n->conf[0] != '\0' ? "-c" : NULL, n->conf, NULL };
 	int64_t deadline = harness_now_ms() + timeout_ms;
 	char st[64];
 
@@ -930,12 +930,16 @@ nats_try_start(struct harness_nats *n, int64_t timeout_ms)
 }
 
 int
-harness_nats_start(struct harness_nats *n, const char *dir)
+harness_nats_start_conf(struct harness_nats *n, const char *dir, const char *conf_text)
 {
 	memset(n, 0, sizeof(*n));
 	snprintf(n->dir, sizeof(n->dir), "%s", dir);
 	if (harness_path(n->store, sizeof(n->store), dir, "js") == -1 ||
 	    harness_path(n->log, sizeof(n->log), dir, "nats-server.log") == -1)
+		return -1;
+	if (conf_text != NULL &&
+	    (harness_path(n->conf, sizeof(n->conf), dir, "nats-server.conf") == -1 ||
+	    harness_write_file(n->conf, conf_text) == -1))
 		return -1;
 	/* The free port can be taken between probe and bind: retry a few. */
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -946,6 +950,12 @@ harness_nats_start(struct harness_nats *n, const char *dir)
 			return 0;
 	}
 	return -1;
+}
+
+int
+harness_nats_start(struct harness_nats *n, const char *dir)
+{
+	return harness_nats_start_conf(n, dir, NULL);
 }
 
 int

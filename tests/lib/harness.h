@@ -116,10 +116,16 @@ struct harness_nats {
 	char dir[PATH_MAX];      /* owner's temp dir */
 	char store[PATH_MAX];    /* JetStream store: DIR/js, kept across restarts */
 	char log[PATH_MAX];
+	char conf[PATH_MAX];     /* nats-server -c file; "" for none */
 };
 
 /* Start on a free port with JetStream in dir/js; waits until it accepts. */
 int harness_nats_start(struct harness_nats *n, const char *dir);
+/*
+ * The same, with conf_text written to dir/nats-server.conf and passed with
+ * -c (e.g. "max_payload: 65536"); the command-line options still win.
+ */
+int harness_nats_start_conf(struct harness_nats *n, const char *dir, const char *conf_text);
 /* SIGTERM and wait (SIGKILL after a bound). */
 int harness_nats_stop(struct harness_nats *n);
 /* Stop and start again on the same port with the same store. */
