@@ -526,8 +526,13 @@ worker_apply(struct worker *w, const struct frame *f)
 		worker_begin(w);
 		if ((r = worker_digest(w, f->id, seq, user, ulen)) != PUB_OK)
 			return r;
-		/* Every digest of the batch up to here is handed over (or had nothing to send). */
-		w->handed_upto = f->id;
+		/*
+		 * Every digest of the batch up to here is handed over (or had
+		 * nothing to send).  Only ever raised: applied again after a skip,
+		 * the frames before the failed one must not lower it.
+		 */
+		if (f->id > w->handed_upto)
+			w->handed_upto = f->id;
 		w->batch.msgs++;
 		break;
 	case FRAME_CONFIG:

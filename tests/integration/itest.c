@@ -104,9 +104,11 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "restart_backoff_max = 2s\n"
 	    "\n"
 	    "[worker]\n"
-	    "commit_max_ms = 20ms\n",
+	    "commit_max_ms = 20ms\n"
+	    "%s",
 	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream", e->dir, workers,
-	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10);
+	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10,
+	    cfg->extra_conf != NULL ? cfg->extra_conf : "");
 	if (workers_line != NULL)
 		*workers_line = 9;
 	if (n < 0 || (size_t)n >= cap) {
@@ -386,6 +388,8 @@ static const struct scenario {
 	{ "core_intake", scn_core_intake, true, 4, WHOLE },
 	/* parts joined = model, JSON shape, parts within max_payload, nothing logged as failed, teardown */
 	{ "big_digest", scn_big_digest, true, 5, WHOLE },
+	/* logged, others exact, the user's next digest, JSON shape, teardown */
+	{ "undeliverable_digest", scn_undeliverable_digest, true, 5, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

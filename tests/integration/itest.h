@@ -42,6 +42,7 @@ struct env_config {
 	int shutdown_timeout_s;
 	const char *bad_workers;  /* when set: "workers = <this>" (an invalid config) */
 	const char *nats_conf;    /* when set: nats-server runs with this config file text */
+	const char *extra_conf;   /* when set: appended to the service's config file */
 };
 
 struct env {
@@ -101,5 +102,6 @@ void scn_malformed(void);
 void scn_sigterm_drain(void);
 void scn_core_intake(void);
 void scn_big_digest(void);
+void scn_undeliverable_digest(void);
 
 #endif

@@ -198,3 +198,198 @@ out:
 	env_down(&e);
 	model_free(m);
 }
+
+/* ---- undeliverable_digest ---- */
+
+#define UD_MAX_PAYLOAD 4096
+
+/*
+ * An update near max_payload whose digest cannot fit in one message even
+ * alone: a 500-byte AlarmID of \u0001 (3000 bytes as JSON; the digest
+ * escapes it the same way) and a UserID padded the same way.  Published
+ * on core NATS, without the acked publisher's header, so the input itself
+ * still fits.  *user gets the decoded UserID.
+ */
+static char *
+huge_update(const char *status, const char *ts, char *user, size_t ucap, size_t *len)
+{
+	size_t cap = UD_MAX_PAYLOAD + 1, n = 0, u = 0;
+	char *s = malloc(cap);
+
+	if (s == NULL)
+		return NULL;
+	n += (size_t)snprintf(s + n, cap - n, "{\"AlarmID\":\"");
+	for (int i = 0; i < 500; i++)
+		n += (size_t)snprintf(s + n, cap - n, "\\u0001");
+	n += (size_t)snprintf(s + n, cap - n, "\",\"Status\":\"%s\",\"ChangedAt\":\"%s\",\"UserID\":\"ud-huge-",
+	    status, ts);
+	u = (size_t)snprintf(user, ucap, "ud-huge-");
+	/* Pad the UserID up to 20 bytes under the limit: its digest is ~70 bytes bigger. */
+	while (n + 6 + 2 <= UD_MAX_PAYLOAD - 20 && u + 1 < ucap) {
+		n += (size_t)snprintf(s + n, cap - n, "\\u0001");
+		user[u++] = '\x01';
+	}
+	user[u] = '\0';
+	n += (size_t)snprintf(s + n, cap - n, "\"}");
+	*len = n;
+	return s;
+}
+
+/* The huge user's request: its UserID escaped as in huge_update. */
+static char *
+huge_request(const char *user, size_t *len)
+{
+	size_t cap = UD_MAX_PAYLOAD + 1, n = 0;
+	char *s = malloc(cap);
+
+	if (s == NULL)
+		return NULL;
+	n += (size_t)snprintf(s + n, cap - n, "{\"UserID\":\"");
+	for (const char *p = user; *p != '\0'; p++)
+		n += (size_t)(*p == '\x01' ? snprintf(s + n, cap - n, "\\u0001") :
+		    snprintf(s + n, cap - n, "%c", *p));
+	n += (size_t)snprintf(s + n, cap - n, "\"}");
+	*len = n;
+	return s;
+}
+
+static int
+core_publish(struct env *e, const char *subject, char *data, size_t len)
+{
+	natsStatus s;
+
+	if (data == NULL) {
+		harness_seterr("out of memory building a message for %s", subject);
+		return -1;
+	}
+	s = natsConnection_Publish(bus_conn(e->bus), subject, data, (int)len);
+	if (s == NATS_OK)
+		s = natsConnection_FlushTimeout(bus_conn(e->bus), 5000);
+	free(data);
+	if (s != NATS_OK) {
+		harness_seterr("publishing %zu bytes to %s: %s", len, subject, natsStatus_GetText(s));
+		return -1;
+	}
+	return 0;
+}
+
+/* The huge user's digest is refused: the log says why and what to raise max_payload to. */
+static int
+check_logged(struct env *e)
+{
+	char *log = harness_read_file(e->svc.log, NULL);
+	const char *at;
+	int rc = -1;
+
+	if (log == NULL)
+		return -1;
+	if ((at = strstr(log, "cannot be published")) == NULL)
+		harness_seterr("no \"cannot be published\" line in the service log");
+	else if (strstr(at, "raise it to") == NULL)
+		harness_seterr("the \"cannot be published\" line does not say what to raise max_payload to");
+	else if (strstr(at + 1, "cannot be published") != NULL)
+		harness_seterr("more than one \"cannot be published\" line: the digest was retried");
+	else
+		rc = 0;
+	free(log);
+	return rc;
+}
+
+/*
+ * Its alarms stay undelivered and the user is not stuck: once the huge
+ * alarm is CLEARED, its next digest holds just the new small alarm.
+ */
+static int
+check_recovers(struct env *e, const char *user, int64_t base)
+{
+	char ts[48], huge_ts[48];
+	struct model_entry me = { "small-1", 7, "WARNING", ts };
+	const char *got;
+	char *want;
+	size_t len;
+	int rc = -1;
+
+	model_ts_print(base + 10, 0, 0, 0, false, huge_ts, sizeof(huge_ts));
+	model_ts_print(base + 11, 0, 0, 0, false, ts, sizeof(ts));
+	char same[256], *data;
+
+	/* (Arguments are evaluated in no set order: build the message first.) */
+	data = huge_update("CLEARED", huge_ts, same, sizeof(same), &len);
+	if (core_publish(e, "AlarmStatusChanged", data, len) == -1 ||
+	    bus_publish_update(e->bus, user, "small-1", "WARNING", ts) == -1)
+		return -1;
+	data = huge_request(user, &len);
+	if (core_publish(e, "SendAlarmDigest", data, len) == -1)
+		return -1;
+	if (env_wait_user(e, user, 1, harness_now_ms() + 30000) == -1)
+		return -1;
+	harness_sleep_ms(300);
+	if ((want = model_canon(&me, 1)) == NULL) {
+		harness_seterr("out of memory");
+		return -1;
+	}
+	if (collector_count(e->digests, user) != 1)
+		harness_seterr("the huge user got %zu digests, want 1", collector_count(e->digests, user));
+	else if (strcmp((got = collector_get(e->digests, user, 0)), want) != 0)
+		harness_seterr("the huge user's digest is %.200s, want %s", got, want);
+	else
+		rc = 0;
+	free(want);
+	return rc;
+}
+
+/* Others' traffic, the huge user's update and request, more traffic: one worker for all. */
+static int
+send_around_huge(struct env *e, struct model *m, const struct plan *p1, const struct plan *p2,
+    const char *ts, char *user, size_t ucap)
+{
+	char *data;
+	size_t len;
+
+	if (plan_send(p1, e->bus, m) == -1)
+		return -1;
+	data = huge_update("WARNING", ts, user, ucap, &len);
+	if (core_publish(e, "AlarmStatusChanged", data, len) == -1)
+		return -1;
+	data = huge_request(user, &len);
+	if (core_publish(e, "SendAlarmDigest", data, len) == -1)
+		return -1;
+	return plan_send(p2, e->bus, m);
+}
+
+void
+scn_undeliverable_digest(void)
+{
+	struct env_config cfg = { .workers = 1, .nats_conf = "max_payload: 4096\n",
+		.extra_conf = "\n[limits]\nmax_id_bytes = 500\n" };
+	struct model *m = model_new();
+	struct plan p1 = { 0 }, p2 = { 0 };
+	struct env e = { 0 };
+	struct rng rng;
+	int64_t base = harness_wall_sec() - 7200;
+	char user[256], ts[48];
+
+	rng_seed(&rng, itest_opts.seed ^ 0x0dd);
+	if (m == NULL || add_small_users(&p1, &rng, 20, base, 1) == -1 ||
+	    add_small_users(&p2, &rng, 20, base + 60, 1) == -1 ||
+	    env_up(&e, "undeliverable_digest", &cfg) == -1) {
+		tap_fail("undeliverable_digest", "setup: %s", m ? harness_err() : "out of memory");
+		goto out;
+	}
+	plan_shuffle(&p1, &rng);
+	plan_shuffle(&p2, &rng);
+	model_ts_print(base, 0, 0, 0, false, ts, sizeof(ts));
+	if (send_around_huge(&e, m, &p1, &p2, ts, user, sizeof(user)) == -1) {
+		tap_fail("undeliverable_digest", "publishing: %s", harness_err());
+		goto out;
+	}
+	tap_report("undeliverable_digest/others_exact", env_finish_and_verify(&e, m, NULL, false));
+	tap_report("undeliverable_digest/logged_once_with_the_fix", check_logged(&e));
+	tap_report("undeliverable_digest/user_gets_next_digest", check_recovers(&e, user, base));
+	tap_report("undeliverable_digest/digest_json_shape", env_check_collector(&e));
+out:
+	plan_free(&p1);
+	plan_free(&p2);
+	env_down(&e);
+	model_free(m);
+}
