@@ -133,6 +133,16 @@ worker_report(struct worker *w)
 	    (unsigned long long)w->undeliverable, w->retry.attempts > 0 ? " NATS-RETRYING" : "");
 }
 
+/* Once a second, also while publishing is failing: the title says so. */
+static void
+worker_report_due(struct worker *w, int64_t now)
+{
+	if (now - w->last_report_ms < 1000)
+		return;
+	worker_report(w);
+	w->last_report_ms = now;
+}
+
 /* Wait for the HELLO frame: it carries our slot and the configuration. */
 static int
 worker_hello(struct worker *w)
@@ -755,15 +765,13 @@ worker_loop(struct worker *w)
 		    (worker_commit_due(w, eof, clock_mono_ms()) && worker_commit(w) == -1)) {
 			/* NATS unreachable: hold the batch and try again after a backoff. */
 			worker_backoff(w);
+			worker_report_due(w, clock_mono_ms());
 			continue;
 		}
 		now = clock_mono_ms();
 		if (!eof && !(pfd.revents & POLLIN))
 			worker_sweep(w, now);
-		if (now - w->last_report_ms >= 1000) {
-			worker_report(w);
-			w->last_report_ms = now;
-		}
+		worker_report_due(w, now);
 		if (eof)
 			break;
 	}
