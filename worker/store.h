@@ -17,7 +17,7 @@
 
 #include "../common/alarm.h"
 #include "digest.h"
-#include "state.h"
+#include "../common/state.h"
 
 struct store;
 
