@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <uuid/uuid.h>
 
+#include "../common/buf.h"
 #include "../common/log.h"
 #include "store.h"
 
@@ -1006,8 +1007,8 @@ store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,
 }
 
 int
-store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
-    struct digest *d, bool *replayed)
+store_take_pending(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
+    store_alarm_fn fn, void *arg, bool *replayed)
 {
 	struct rec_keep keep = { false, 0, 0 };
 	struct rec_counts before;
@@ -1015,9 +1016,8 @@ store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t r
 	bool exists;
 	size_t taken = 0;
 
-	digest_reset(d);
 	*replayed = false;
-	if (store_need_txn(s, "store_take_digest") == -1 ||
+	if (store_need_txn(s, "store_take_pending") == -1 ||
 	    store_key(s, user, user_len, &k) == -1 ||
 	    store_load(s, user, user_len, &k, &s->cur, &exists) == -1)
 		return -1;
@@ -1033,10 +1033,8 @@ store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t r
 			continue;
 		buf_reset(&s->text);
 		if (id_decode(x->kind, s->cur.ids.data + x->id_off, x->id_len, &s->text) == -1 ||
-		    digest_add(d, (const char *)s->text.data, s->text.len, x->st.status,
-			&x->st.changed_at) == -1) {
+		    fn(arg, (const char *)s->text.data, s->text.len, x->st.status, &x->st.changed_at) == -1) {
 			log_error("%s: building a digest", s->dir);
-			digest_reset(d);
 			return -1;
 		}
 		x->st.delivered = true;
@@ -1046,13 +1044,8 @@ store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t r
 		s->cur.last_request = request_seq;
 	else if (taken == 0)
 		return 0;
-	digest_sort(d);
 	rec_count(&s->cur, &before);
-	if (store_save(s, &k, &s->cur, &keep, exists, &before) == -1) {
-		digest_reset(d);
-		return -1;
-	}
-	return 0;
+	return store_save(s, &k, &s->cur, &keep, exists, &before);
 }
 
 /* Collect up to max keys from sweep_at whose records hold expired tombstones. */

@@ -20,6 +20,7 @@
 #include <lmdb.h>
 #include <uuid/uuid.h>
 
+#include "digest.h"
 #include "store.h"
 
 #define MAP_SIZE (256LL << 20)
