@@ -1,5 +1,5 @@
 /*
- * Unit tests for worker/store.c against a real LMDB environment in a
+ * Unit tests for common/store.c against a real LMDB environment in a
  * mkdtemp directory: durability, the digest marks, tombstones, IDs,
  * merging, counters, corrupt records, and the bytes-per-alarm figure.
  */

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/alarm.h"
-#include "../common/state.h"
+#include "alarm.h"
+#include "state.h"
 
 struct store;
 

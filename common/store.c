@@ -35,8 +35,8 @@
 #include <sys/stat.h>
 #include <uuid/uuid.h>
 
-#include "../common/buf.h"
-#include "../common/log.h"
+#include "buf.h"
+#include "log.h"
 #include "store.h"
 
 #define REC_VERSION 1
