@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "alarm.h"
+#include "rfc3339.h"
 #include "state.h"
 
 struct store;
