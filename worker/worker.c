@@ -21,9 +21,9 @@
 #include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
+#include "../common/store.h"
 #include "../common/title.h"
 #include "digest.h"
-#include "store.h"
 #include "worker.h"
 
 #define WORKER_READ_CHUNK (256u << 10)
