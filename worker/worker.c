@@ -411,6 +411,11 @@ worker_process(struct worker *w)
 		size_t used;
 		int rc = frame_next(w->in.data + w->in.off + w->parsed, buf_unread(&w->in) - w->parsed,
 		    &f, &used, &err);
+#ifdef ALARM_FAULT_ACK_EARLY
+		/* Test-only (make check-broken): report applied frames durable before committing them. */
+		if (rc == 0 && w->txn && worker_send(w, FRAME_DONE, w->last_id) == -1)
+			return -1;
+#endif
 		if (rc == 0)
 			return 0;
 		if (rc == -1) {

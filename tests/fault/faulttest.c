@@ -14,7 +14,8 @@
  * seconds, default 420), FAULT_KEEP=1 (keep every temp dir) or
  * FAULT_KEEP=fail (keep a failed scenario's), NATS_SERVER.
  *
- * Prints "# <scenario>: N faults injected, M alarms checked", "ok N - name"
+ * Prints "# <scenario>: F faults, W updates checked inside fault windows, M alarms
+ * checked", "ok N - name"
  * / "not ok N - name: reason", and ends with "faulttest: P passed, F failed";
  * exits 0 only when F == 0.
  */
