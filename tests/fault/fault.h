@@ -3,7 +3,8 @@
  * pieces: options and reporting, the per-scenario environment (one
  * nats-server, one service, a digest collector, all in a private temp
  * dir), a publisher that rides out broker outages, an update-only load
- * generator, and the final check against the model.
+ * generator, fault windows of fresh alarms, and the final check against
+ * the model.
  *
  * Built on the shared test helpers (tests/lib: harness, bus, tap, model,
  * traffic), which it links but does not change.

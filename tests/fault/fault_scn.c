@@ -33,15 +33,16 @@
 
 /*
  * The floor of "<scenario>/window_updates_checked" is faults x this: about
- * a fifth of what one window publisher gets acked per fault on 2 busy
- * cores under ASan, so it holds there and still fails when the windows
- * stop covering the faults.
+ * a tenth of the average per fault seen with both cores busy (load 12 on 2
+ * cores), plain and under ASan (worker kill ~370, supervisor kill ~390-1800,
+ * broker restart ~160, SIGTERM stop ~4500, worker-count change ~1000-1500).
+ * It holds there and still fails when windows stop covering the faults.
  */
-#define WIN_MIN_WORKER_KILL 10
+#define WIN_MIN_WORKER_KILL 40
 #define WIN_MIN_SUPERVISOR_KILL 40
-#define WIN_MIN_NATS_RESTART 40
-#define WIN_MIN_DOWN 100
-#define WIN_MIN_RESHARD 40
+#define WIN_MIN_NATS_RESTART 20
+#define WIN_MIN_DOWN 400
+#define WIN_MIN_RESHARD 100
 
 static void
 print_summary(const char *tag, int faults, size_t window_updates, size_t alarms)
