@@ -381,6 +381,11 @@ worker_process(struct worker *w)
 		struct frame f;
 		const char *err;
 		int rc = chan_next(w->ch, &f, &err);
+#ifdef ALARM_FAULT_ACK_EARLY
+		/* Test-only (make check-broken): report applied frames durable before committing them. */
+		if (rc == 0 && w->txn && worker_send(w, FRAME_DONE, w->last_id) == -1)
+			return -1;
+#endif
 		if (rc == 0)
 			return 0;
 		if (rc == -1) {
