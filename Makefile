@@ -89,11 +89,13 @@ run: deps all
 # builds run even when the first fails, and the last line counts the checks
 # of both ("N passed, M failed"); a build that did not run counts as failed.
 # scripts/check.sh ignores selection variables from the environment.
+# Last, check-broken proves the fault suite still catches a lost update (one check).
 test: deps
-	@rm -f build/plain/test-summary build/asan/test-summary
+	@rm -f build/plain/test-summary build/asan/test-summary build/broken/test-summary
 	-$(MAKE) --no-print-directory check BUILD=build/plain
 	-$(MAKE) --no-print-directory check BUILD=build/asan SANITIZE=1
-	@scripts/summary.sh build/plain build/asan
+	-$(MAKE) --no-print-directory check-broken
+	@scripts/summary.sh build/plain build/asan build/broken
 
 check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
 	@scripts/check.sh $(BUILD)
