@@ -15,6 +15,8 @@ PKGS     = libnats json-c uuid lmdb libbsd inih
 # get the folders on the include path.
 CPPFLAGS = -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 TEST_CPPFLAGS = -Icommon -Iworker -Isupervisor -Ireshard
+# Set only by `make check-broken` (a test-only build that must fail the fault suite).
+CPPFLAGS += $(BREAK_DEFS)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread
 LDLIBS   = -lnats -ljson-c -luuid -llmdb -lbsd -linih -lpthread
@@ -43,7 +45,7 @@ FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
 # Objects, and their intermediates, are kept between runs: make would otherwise delete them.
 .SECONDARY:
 
-.PHONY: all deps run test check check-unit check-integration bench clean
+.PHONY: all deps run test check check-unit check-integration check-broken bench clean
 all: $(BUILD)/alarm-supervisor
 
 $(BUILD)/%.o: %.c
@@ -87,14 +89,25 @@ run: deps all
 # builds run even when the first fails, and the last line counts the checks
 # of both ("N passed, M failed"); a build that did not run counts as failed.
 # scripts/check.sh ignores selection variables from the environment.
+# Last, check-broken proves the fault suite still catches a lost update (one check).
 test: deps
-	@rm -f build/plain/test-summary build/asan/test-summary
+	@rm -f build/plain/test-summary build/asan/test-summary build/broken/test-summary
 	-$(MAKE) --no-print-directory check BUILD=build/plain
 	-$(MAKE) --no-print-directory check BUILD=build/asan SANITIZE=1
-	@scripts/summary.sh build/plain build/asan
+	-$(MAKE) --no-print-directory check-broken
+	@scripts/summary.sh build/plain build/asan build/broken
 
 check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
 	@scripts/check.sh $(BUILD)
+
+# Proof that the fault suite catches lost updates: in build/broken a worker reports a batch
+# durable before committing it, and worker_kill9 must fail on the updates that loses.
+# worker.o is removed first so it is always compiled with the flag.
+check-broken:
+	@rm -f build/broken/worker/worker.o
+	@$(MAKE) --no-print-directory BUILD=build/broken BREAK_DEFS=-DALARM_FAULT_ACK_EARLY \
+		build/broken/alarm-supervisor build/broken/tests/faulttest
+	@scripts/check-broken.sh build/broken
 
 bench: deps $(BUILD)/alarm-supervisor $(BENCH_BINS)
 	@scripts/bench.sh $(BUILD)

@@ -30,6 +30,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "quote.h"
 
 /*
  * The text travels to each worker inside one frame (FRAME_MAX_LEN is
@@ -237,28 +238,6 @@ section_known(const char *name, size_t len)
 	return false;
 }
 
-/*
- * Quote user text for an error message: control bytes become '?' so a
- * hostile file cannot forge log lines, and long text is cut with "...".
- */
-static void
-text_quote(char *dst, size_t dstlen, const char *s, size_t n)
-{
-	size_t o = 0, room = dstlen - 6;   /* quotes, "...", NUL */
-
-	dst[o++] = '"';
-	for (size_t i = 0; i < n && o < room; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		dst[o++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-	}
-	if (o >= room && n > room - 1) {
-		memcpy(dst + o, "...", 3);
-		o += 3;
-	}
-	dst[o++] = '"';
-	dst[o] = '\0';
-}
-
 /* ---- numbers ---- */
 
 /* At least one decimal digit; advances *sp past them. */
@@ -411,18 +390,18 @@ number_set(const struct key_def *k, const char *value, const char *quoted, struc
 	enum scan r;
 
 	if ((r = number_scan(k->kind, value, &v)) != SCAN_OK) {
-		snprintf(why, whylen, "%s %s", quoted, number_complaint(k->kind, r));
+		snprintf(why, whylen, "\"%s\" %s", quoted, number_complaint(k->kind, r));
 		return SET_INVALID;
 	}
 	if (k->kind == KIND_SIZE && v == -1) {
 		if (!(k->flags & KEY_UNLIMITED)) {
-			snprintf(why, whylen, "%s: unlimited (-1) is not allowed here", quoted);
+			snprintf(why, whylen, "\"%s\": unlimited (-1) is not allowed here", quoted);
 			return SET_INVALID;
 		}
 	} else if (v < k->min || v > k->max) {
 		number_format(k->kind, k->min, lo, sizeof(lo));
 		number_format(k->kind, k->max, hi, sizeof(hi));
-		snprintf(why, whylen, "%s is out of range (%s..%s)", quoted, lo, hi);
+		snprintf(why, whylen, "\"%s\" is out of range (%s..%s)", quoted, lo, hi);
 		return SET_INVALID;
 	}
 	*(int64_t *)key_field_mut(c, k) = v;
@@ -482,10 +461,10 @@ string_set(const struct key_def *k, const char *value, const char *quoted, struc
 	/* The shipped file documents `""` as the way to write an empty value. */
 	if (strcmp(value, "\"\"") == 0) {
 		value = "";
-		quoted = "\"\"";
+		quoted = "";
 	}
 	if ((complaint = string_complaint(k, value)) != NULL) {
-		snprintf(why, whylen, "%s %s", quoted, complaint);
+		snprintf(why, whylen, "\"%s\" %s", quoted, complaint);
 		return SET_INVALID;
 	}
 	if ((copy = strdup(value)) == NULL)
@@ -503,7 +482,7 @@ key_set(const struct key_def *k, const char *value, struct config *c, char *why,
 	char quoted[96];
 	enum log_level level;
 
-	text_quote(quoted, sizeof(quoted), value, strlen(value));
+	quote_bytes(quoted, sizeof(quoted), value, strlen(value));
 	if (kind_is_number(k->kind))
 		return number_set(k, value, quoted, c, why, whylen);
 	if (kind_is_string(k->kind))
@@ -515,11 +494,11 @@ key_set(const struct key_def *k, const char *value, struct config *c, char *why,
 				return SET_OK;
 			}
 		}
-		snprintf(why, whylen, "%s is not an intake mode (jetstream or core)", quoted);
+		snprintf(why, whylen, "\"%s\" is not an intake mode (jetstream or core)", quoted);
 		return SET_INVALID;
 	}
 	if (log_level_parse(value, &level) == -1) {
-		snprintf(why, whylen, "%s is not a log level (error, warn, info or debug)", quoted);
+		snprintf(why, whylen, "\"%s\" is not a log level (error, warn, info or debug)", quoted);
 		return SET_INVALID;
 	}
 	*(enum log_level *)key_field_mut(c, k) = level;
@@ -590,14 +569,14 @@ section_check(struct parse_state *ps, const char *line, size_t n)
 	char quoted[96];
 
 	if (end == NULL || !line_is_blank_or_comment(end + 1, n - (size_t)(end + 1 - line))) {
-		text_quote(quoted, sizeof(quoted), line, n);
-		parse_fail(ps, ps->lineno, "%s is not a valid section header (expected \"[name]\")",
+		quote_bytes(quoted, sizeof(quoted), line, n);
+		parse_fail(ps, ps->lineno, "\"%s\" is not a valid section header (expected \"[name]\")",
 		    quoted);
 		return;
 	}
 	if (!section_known(line + 1, (size_t)(end - line - 1))) {
-		text_quote(quoted, sizeof(quoted), line, (size_t)(end - line + 1));
-		parse_fail(ps, ps->lineno, "%s: unknown section", quoted);
+		quote_bytes(quoted, sizeof(quoted), line, (size_t)(end - line + 1));
+		parse_fail(ps, ps->lineno, "\"%s\": unknown section", quoted);
 	}
 }
 
@@ -618,8 +597,8 @@ line_check(struct parse_state *ps, const char *line, size_t n, int size)
 	if (line_is_blank_or_comment(line, n))
 		return;
 	if (isspace((unsigned char)line[0])) {
-		text_quote(quoted, sizeof(quoted), line, n);
-		parse_fail(ps, ps->lineno, "%s is indented (continuation lines are not supported; "
+		quote_bytes(quoted, sizeof(quoted), line, n);
+		parse_fail(ps, ps->lineno, "\"%s\" is indented (continuation lines are not supported; "
 		    "remove the leading blanks)", quoted);
 		return;
 	}
@@ -820,9 +799,9 @@ config_parse_owned(char *text, size_t len, const char *name, struct config *out,
 
 		for (int l = 1; l < rc; l++)
 			line = strchr(line, '\n') + 1;
-		text_quote(quoted, sizeof(quoted), line, strcspn(line, "\r\n"));
+		quote_bytes(quoted, sizeof(quoted), line, strcspn(line, "\r\n"));
 		ps.failed = false;
-		parse_fail(&ps, rc, "%s is not a setting (expected \"name = value\" or \"[section]\")",
+		parse_fail(&ps, rc, "\"%s\" is not a setting (expected \"name = value\" or \"[section]\")",
 		    quoted);
 	}
 	rules_check_unique(&ps);

@@ -12,8 +12,8 @@
 #include "../common/layout.h"
 #include "../common/lockfile.h"
 #include "../common/log.h"
+#include "../common/store.h"
 #include "../common/title.h"
-#include "../worker/store.h"
 #include "reshard.h"
 
 struct moved {

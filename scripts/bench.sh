@@ -6,7 +6,8 @@
 # The output is also kept in BUILD_DIR/bench.log and its BENCH lines, one
 # JSON object each, in BUILD_DIR/bench.jsonl (for comparing runs).
 # Exit status: 0 every digest correct, 1 a wrong or missing digest,
-# 2 the benchmark could not run.  Speed never fails it.
+# 2 the benchmark could not run or could not measure (an incomplete ceiling
+# run is an error, never a denominator).  Speed never fails it.
 set -u
 BUILD=${1:?usage: bench.sh BUILD_DIR}
 shift

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/store.h"
 #include "digest.h"
 
 void
@@ -136,6 +137,27 @@ digest_sort(struct digest *d)
 	}
 	digest_merge_sort(d, d->items, tmp, d->n);
 	free(tmp);
+}
+
+/* store_take_pending hands each pending alarm here. */
+static int
+digest_take_one(void *arg, const char *alarm, size_t alarm_len, enum alarm_status status,
+    const struct rfc3339_time *changed_at)
+{
+	return digest_add(arg, alarm, alarm_len, status, changed_at);
+}
+
+int
+store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
+    struct digest *d, bool *replayed)
+{
+	digest_reset(d);
+	if (store_take_pending(s, user, user_len, request_seq, digest_take_one, d, replayed) == -1) {
+		digest_reset(d);
+		return -1;
+	}
+	digest_sort(d);
+	return 0;
 }
 
 static int

@@ -6,7 +6,9 @@
 #ifndef DIGEST_H
 #define DIGEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../common/alarm.h"
 #include "../common/buf.h"
@@ -18,6 +20,8 @@ struct digest_item {
 	enum alarm_status status;  /* WARNING or CRITICAL */
 	struct rfc3339_time changed_at;
 };
+
+struct store;
 
 /* A reusable container: reset between digests, free once. */
 struct digest {
@@ -33,6 +37,14 @@ int digest_add(struct digest *d, const char *alarm, size_t alarm_len,
     enum alarm_status status, const struct rfc3339_time *changed_at);
 /* Oldest LatestChangedAt first (by instant); ties by AlarmID bytewise. */
 void digest_sort(struct digest *d);
+/*
+ * Fill d (reset first) with the user's pending alarms, sorted, and mark
+ * them delivered in the store's open transaction; a replayed request
+ * leaves d empty (see store_take_pending).  Named for the store call it
+ * wraps, as worker.c knows it.
+ */
+int store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
+    struct digest *d, bool *replayed);
 /*
  * Append {"UserID":...,"ActiveAlarms":[...]} to out, in the current item
  * order.  0, or -1 on ENOMEM.

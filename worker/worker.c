@@ -23,10 +23,10 @@
 #include "../common/log.h"
 #include "../common/natsconn.h"
 #include "../common/quote.h"
+#include "../common/store.h"
 #include "../common/title.h"
 #include "digest.h"
 #include "parts.h"
-#include "store.h"
 #include "worker.h"
 
 #define WORKER_READ_CHUNK (256u << 10)
@@ -642,6 +642,11 @@ worker_process(struct worker *w)
 		struct frame f;
 		const char *err;
 		int rc = chan_next(w->ch, &f, &err);
+#ifdef ALARM_FAULT_ACK_EARLY
+		/* Test-only (make check-broken): report applied frames durable before committing them. */
+		if (rc == 0 && w->txn && worker_send(w, FRAME_DONE, w->last_id) == -1)
+			return -1;
+#endif
 		if (rc == 0)
 			return 0;
 		if (rc == -1) {

@@ -6,6 +6,7 @@
 #include "ceiling.h"
 #include "pub.h"
 #include "sink.h"
+#include "svc.h"
 
 static const char *const subjects[2] = { LOAD_SUBJECT_STATUS, LOAD_SUBJECT_REQUEST };
 
@@ -30,8 +31,11 @@ csink_wait(struct csink *c, size_t target, int stall_seconds)
 }
 
 static void
-ceiling_finish(struct ceiling *out, struct csink *c, size_t sent, int64_t t0)
+ceiling_finish(struct ceiling *out, struct csink *c, const struct harness_nats *nats, size_t sent,
+    int64_t t0)
 {
+	struct logscan ls;
+
 	out->ran = true;
 	out->sent = sent;
 	out->received = atomic_load(&c->count);
@@ -40,6 +44,9 @@ ceiling_finish(struct ceiling *out, struct csink *c, size_t sent, int64_t t0)
 	out->rate = out->seconds > 0 ? (double)out->received / out->seconds : 0;
 	out->dropped = csink_dropped(c);
 	out->disconnects = atomic_load(&c->ev.disconnects);
+	/* The broker's word, not the subscriber's, on what it dropped. */
+	svc_scan_log(nats->log, "Slow Consumer Detected", NULL, &ls);
+	out->broker_slow = ls.error;
 }
 
 int
@@ -64,7 +71,7 @@ ceiling_core(const struct burst *b, const struct ceiling_opts *o, struct ceiling
 	if (pub_burst(pub, b, NULL, 0, &t0, &tend) == -1)
 		goto out;
 	csink_wait(&c, b->n, o->stall_seconds);
-	ceiling_finish(out, &c, b->n, t0);
+	ceiling_finish(out, &c, &nats, b->n, t0);
 	rc = 0;
 out:
 	natsConnection_Destroy(pub);
@@ -187,7 +194,7 @@ ceiling_js(const struct burst *b, const struct ceiling_opts *o, double rate, str
 		if (pub_burst(pub, b, NULL, 0, &t0, &tend) == -1)
 			goto out;
 		csink_wait(&c, b->n, o->stall_seconds);
-		ceiling_finish(out, &c, b->n, t0);
+		ceiling_finish(out, &c, &nats, b->n, t0);
 		rc = 0;
 		goto out;
 	}
@@ -200,7 +207,7 @@ ceiling_js(const struct burst *b, const struct ceiling_opts *o, double rate, str
 	if (pace_run(&pc, &out->paced) == -1)
 		goto out;
 	csink_wait(&c, total, o->stall_seconds);
-	ceiling_finish(out, &c, total, out->paced.first_ns);
+	ceiling_finish(out, &c, &nats, total, out->paced.first_ns);
 	/* Delivery keeps stream order, so the k-th request delivered is the k-th published. */
 	size_t n = atomic_load(&c.timed);
 	if (n > cp.npub)

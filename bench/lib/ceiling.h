@@ -33,11 +33,18 @@ struct ceiling {
 	double seconds, rate;
 	int64_t dropped;          /* by the subscriber's client library */
 	int disconnects;
+	int broker_slow;          /* "Slow Consumer Detected" lines in the broker's own log */
 	/* (b) paced only */
 	struct paced paced;
 	struct lat lat;
 };
 
+/*
+ * complete: every message published was received.  An incomplete run
+ * measured something other than the broker's ceiling and must not be
+ * used as one; dropped, disconnects and broker_slow say where the rest
+ * went.
+ */
 int ceiling_core(const struct burst *b, const struct ceiling_opts *o, struct ceiling *out);
 /* rate == 0: the burst as fast as it goes; rate > 0: paced, with latencies. */
 int ceiling_js(const struct burst *b, const struct ceiling_opts *o, double rate,

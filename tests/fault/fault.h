@@ -3,7 +3,8 @@
  * pieces: options and reporting, the per-scenario environment (one
  * nats-server, one service, a digest collector, all in a private temp
  * dir), a publisher that rides out broker outages, an update-only load
- * generator, and the final check against the model.
+ * generator, fault windows of fresh alarms, and the final check against
+ * the model.
  *
  * Built on the shared test helpers (tests/lib: harness, bus, tap, model,
  * traffic), which it links but does not change.
@@ -181,6 +182,39 @@ struct side *side_start(struct fenv *e, uint64_t seed_mix);
 /* Stop its load and check every digest its users received: "<tag>/mid_fault_digests". */
 void side_finish(struct side *s);
 void side_free(struct side *s);
+
+/* ---- fault windows: fresh updates every fault must keep ---- */
+
+/*
+ * A publisher thread of its own for window users ("win-NN", in the
+ * scenario's model m, so the final round requests and compares their
+ * digests too).  While a window is open it publishes updates of fresh
+ * alarms (an AlarmID never used before and never touched again, WARNING or
+ * CRITICAL), and records each one the broker acked in the open window.
+ * Each of them must be in its user's next digest, with exactly that status
+ * and instant.
+ */
+struct fwin;
+
+struct fwin *fwin_start(struct fenv *e, struct model *m, uint64_t seed_mix);
+/*
+ * Open the window of the next fault (the open one, if any, ends here):
+ * call it just before injecting the fault.  After an idle spell it returns
+ * once the window's first update is acked and some more are in flight.
+ */
+void fwin_open(struct fwin *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Close the open window: the service is back and answering.  Publishing pauses. */
+void fwin_close(struct fwin *w);
+/* Stop the publisher; before fault_finish, so its final round covers the window users. */
+int fwin_stop(struct fwin *w);
+/*
+ * After fault_finish: "<tag>/window_updates_checked" fails when an update
+ * recorded in a window is in none of its user's digests (LOST), when a
+ * window recorded nothing, or when fewer than faults * min_per_fault were
+ * recorded.  Prints the count per window; returns the updates checked.
+ */
+size_t fwin_check(struct fwin *w, int faults, size_t min_per_fault);
+void fwin_free(struct fwin *w);
 
 /* ---- scenarios ---- */
 

@@ -12,6 +12,12 @@
  * replay_requests below.  Faults that are not crashes (a SIGTERM stop, a
  * worker-count change) must not replay anything, so there the load also
  * sends requests and every digest is compared exactly.
+ *
+ * The final state alone cannot show that nothing acked was lost (the load
+ * rewrites the same alarms), so every fault also has a window (fault_win.c):
+ * from just before it is injected until the service answers again, updates
+ * of fresh alarms are published, and each one the broker acked must be in
+ * a digest.
  */
 #include <errno.h>
 #include <signal.h>
@@ -24,6 +30,26 @@
 #include "fault.h"
 
 /* ---- helpers ---- */
+
+/*
+ * The floor of "<scenario>/window_updates_checked" is faults x this: about
+ * a tenth of the average per fault seen with both cores busy (load 12 on 2
+ * cores), plain and under ASan (worker kill ~370, supervisor kill ~390-1800,
+ * broker restart ~160, SIGTERM stop ~4500, worker-count change ~1000-1500).
+ * It holds there and still fails when windows stop covering the faults.
+ */
+#define WIN_MIN_WORKER_KILL 40
+#define WIN_MIN_SUPERVISOR_KILL 40
+#define WIN_MIN_NATS_RESTART 20
+#define WIN_MIN_DOWN 400
+#define WIN_MIN_RESHARD 100
+
+static void
+print_summary(const char *tag, int faults, size_t window_updates, size_t alarms)
+{
+	printf("# %s: %d faults, %zu updates checked inside fault windows, %zu alarms checked\n",
+	    tag, faults, window_updates, alarms);
+}
 
 static void
 load_init(struct load *l, struct fenv *e, struct model *m, const char *prefix, int users,
@@ -158,7 +184,17 @@ struct kill_stats {
 	int last_slot;
 	pid_t last_pid;
 	size_t last_log;           /* service log size when it was killed */
+	struct fwin *fw;           /* each kill opens its window */
+	char label[64];            /* of the next kill's window */
 };
+
+/* The fault proper: its window opens at the kill and runs until the next one's. */
+static int
+kill_fault(struct kill_stats *ks, pid_t pid, const char *what)
+{
+	fwin_open(ks->fw, "%s", ks->label);
+	return kill_pid(pid, what);
+}
 
 /*
  * Wait for the replacement of the last killed worker, let it open its store
@@ -188,7 +224,7 @@ kill_replaying(struct fenv *e, struct kill_stats *ks)
 		}
 		harness_sleep_ms(1);
 	}
-	if (kill_pid(pid, "replacement worker") == -1)
+	if (kill_fault(ks, pid, "replacement worker") == -1)
 		return -1;
 	if (log_line_has(e->svc.log, log_from, started, NULL, line, sizeof(line))) {
 		const char *p = strstr(line, started);
@@ -215,7 +251,7 @@ kill_worker(struct fenv *e, enum kill_mode mode, struct rng *rng, struct kill_st
 		if (harness_workers_wait(e->svc.proc.pid, e->workers, 30000, 200, w) == -1)
 			return -1;
 		k = (int)rng_below(rng, (uint32_t)e->workers);
-		if (kill_pid(w[k].pid, "worker") == -1)
+		if (kill_fault(ks, w[k].pid, "worker") == -1)
 			return -1;
 		ks->last_slot = w[k].slot;
 		ks->last_pid = w[k].pid;
@@ -233,7 +269,7 @@ kill_worker(struct fenv *e, enum kill_mode mode, struct rng *rng, struct kill_st
 			return -1;
 		}
 		k = (int)rng_below(rng, (uint32_t)n);
-		if (kill_pid(w[k].pid, "worker") == -1)
+		if (kill_fault(ks, w[k].pid, "worker") == -1)
 			return -1;
 		ks->last_slot = w[k].slot;
 		ks->last_pid = w[k].pid;
@@ -255,8 +291,10 @@ scn_worker_kill9(void)
 	struct harness_worker w[64];
 	struct kill_stats ks;
 	struct side *side = NULL;
+	struct fwin *fw = NULL;
 	struct fault_result res = { 0 };
 	int kills = fault_scaled(16, 10), done = 0;
+	size_t checked;
 	struct fenv e = { 0 };
 	struct load l = { 0 };
 	char name[96];
@@ -270,7 +308,8 @@ scn_worker_kill9(void)
 		goto out;
 	}
 	load_init(&l, &e, m, "wk", sz.users, sz.alarms, 0, sz.base_sec, 0x3112);
-	if (load_start(&l) == -1 || (side = side_start(&e, 0x3113)) == NULL) {
+	if (load_start(&l) == -1 || (side = side_start(&e, 0x3113)) == NULL ||
+	    (ks.fw = fw = fwin_start(&e, m, 0x3115)) == NULL) {
 		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
@@ -280,6 +319,7 @@ scn_worker_kill9(void)
 
 		if (mode == KILL_SETTLED || mode == KILL_NO_WAIT)
 			harness_sleep_ms(100 + rng_below(&rng, 400));
+		snprintf(ks.label, sizeof(ks.label), "kill %d %s", i + 1, mode_names[mode]);
 		if (kill_worker(&e, mode, &rng, &ks) == -1) {
 			snprintf(name, sizeof(name), "%s/kill_%d_%s", tag, i + 1, mode_names[mode]);
 			tap_fail(name, "%s", harness_err());
@@ -287,8 +327,11 @@ scn_worker_kill9(void)
 		}
 		done++;
 	}
+	/* The last window ends when every slot runs again and the service answers. */
 	snprintf(name, sizeof(name), "%s/all_workers_back", tag);
-	tap_report(name, harness_workers_wait(e.svc.proc.pid, e.workers, 30000, 300, w));
+	tap_report(name, harness_workers_wait(e.svc.proc.pid, e.workers, 30000, 300, w) == 0 ?
+	    fenv_wait_ready(&e, 30000) : -1);
+	fwin_close(fw);
 	printf("# %s: %d kills (%d settled, %d of a replacement just ready, %d unsynchronised); "
 	    "%d hit a replacement right after it logged \"ready\" with its predecessor's frames "
 	    "queued for replay (%zu frames in all)\n",
@@ -301,12 +344,15 @@ scn_worker_kill9(void)
 	else if (done == kills)
 		tap_ok(name);
 	side_finish(side);
+	(void)fwin_stop(fw);
 	fault_finish(&e, m, &l, true, &res);
-	printf("# %s: %d faults injected, %zu alarms checked\n", tag, done, res.alarms_checked);
+	checked = fwin_check(fw, done, WIN_MIN_WORKER_KILL);
+	print_summary(tag, done, checked, res.alarms_checked);
 	snprintf(name, sizeof(name), "%s/service_still_up", tag);
 	tap_report(name, fenv_alive(&e));
 out:
 	side_free(side);
+	fwin_free(fw);
 	(void)load_stop(&l);
 	fenv_down(&e);
 	model_free(m);
@@ -361,6 +407,8 @@ supervisor_kills(const char *tag, int users, int kills, int request_pct, uint64_
 	struct fault_result res = { 0 };
 	int done = 0;
 	struct side *side = NULL;
+	struct fwin *fw = NULL;
+	size_t checked;
 	struct fenv e = { 0 };
 	struct load l = { 0 };
 	char name[96];
@@ -374,7 +422,8 @@ supervisor_kills(const char *tag, int users, int kills, int request_pct, uint64_
 		goto out;
 	}
 	load_init(&l, &e, m, "sk", sz.users, sz.alarms, request_pct, sz.base_sec, seed_mix + 1);
-	if (load_start(&l) == -1 || (side = side_start(&e, seed_mix + 2)) == NULL) {
+	if (load_start(&l) == -1 || (side = side_start(&e, seed_mix + 2)) == NULL ||
+	    (fw = fwin_start(&e, m, seed_mix + 3)) == NULL) {
 		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
@@ -385,6 +434,7 @@ supervisor_kills(const char *tag, int users, int kills, int request_pct, uint64_
 
 		if (i != 2 || kills <= 3)
 			harness_sleep_ms(400 + rng_below(&rng, 800));
+		fwin_open(fw, "kill %d", i + 1);
 		snprintf(name, sizeof(name), "%s/kill_%d_workers_exit", tag, i + 1);
 		if (kill_supervisor(&e, &gone_ms) == -1) {
 			tap_fail(name, "%s", harness_err());
@@ -407,23 +457,29 @@ supervisor_kills(const char *tag, int users, int kills, int request_pct, uint64_
 			printf("# %s: kill %d: workers gone %lld ms after the supervisor; restarted, "
 			    "workers up after %lld ms: killing it again while it recovers\n", tag, i + 1,
 			    (long long)gone_ms, (long long)(harness_now_ms() - t0));
+			/* Its window runs on until the next kill's opens. */
 			continue;
 		}
 		if (fenv_start(&e) == -1) {
 			tap_fail(name, "%s", harness_err());
 			break;
 		}
+		fwin_close(fw);
 		tap_ok(name);
 		printf("# %s: kill %d: workers gone %lld ms after the supervisor, service answering "
 		    "%lld ms after its restart\n", tag, i + 1, (long long)gone_ms,
 		    (long long)(harness_now_ms() - t0));
 	}
+	fwin_close(fw);
 	harness_sleep_ms(300);
 	side_finish(side);
+	(void)fwin_stop(fw);
 	fault_finish(&e, m, &l, true, &res);
-	printf("# %s: %d faults injected, %zu alarms checked\n", tag, done, res.alarms_checked);
+	checked = fwin_check(fw, done, WIN_MIN_SUPERVISOR_KILL);
+	print_summary(tag, done, checked, res.alarms_checked);
 out:
 	side_free(side);
+	fwin_free(fw);
 	(void)load_stop(&l);
 	fenv_down(&e);
 	model_free(m);
@@ -465,6 +521,8 @@ scn_nats_restart(void)
 	int restarts = fault_scaled(4, 2), done = 0;
 	uint64_t retried0 = fpub_retried();
 	struct side *side = NULL;
+	struct fwin *fw = NULL;
+	size_t checked;
 	struct fenv e = { 0 };
 	struct load l = { 0 };
 	char name[96];
@@ -477,7 +535,8 @@ scn_nats_restart(void)
 		goto out;
 	}
 	load_init(&l, &e, m, "nr", sz.users, sz.alarms, 0, sz.base_sec, 0x4a76);
-	if (load_start(&l) == -1 || (side = side_start(&e, 0x4a77)) == NULL) {
+	if (load_start(&l) == -1 || (side = side_start(&e, 0x4a77)) == NULL ||
+	    (fw = fwin_start(&e, m, 0x4a78)) == NULL) {
 		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
@@ -486,6 +545,7 @@ scn_nats_restart(void)
 		int64_t outage = i == 1 ? 5500 : 300 + rng_below(&rng, 1200), t0;
 
 		harness_sleep_ms(500 + rng_below(&rng, 500));
+		fwin_open(fw, "nats restart %d", i + 1);
 		snprintf(name, sizeof(name), "%s/restart_%d", tag, i + 1);
 		/* Down for a while (publishers wait and retry), then the same port and store. */
 		if (harness_nats_stop(&e.nats) == -1) {
@@ -503,20 +563,25 @@ scn_nats_restart(void)
 			tap_fail(name, "service after the broker came back: %s", harness_err());
 			break;
 		}
+		fwin_close(fw);
 		tap_ok(name);
 		printf("# %s: broker down %lld ms; service answering %lld ms after it came back\n",
 		    tag, (long long)outage, (long long)(harness_now_ms() - t0));
 	}
+	fwin_close(fw);
 	harness_sleep_ms(300);
 	side_finish(side);
+	(void)fwin_stop(fw);
 	fault_finish(&e, m, &l, true, &res);
+	checked = fwin_check(fw, done, WIN_MIN_NATS_RESTART);
 	printf("# %s: %llu publishes were retried across outages (same Nats-Msg-Id)\n", tag,
 	    (unsigned long long)(fpub_retried() - retried0));
-	printf("# %s: %d faults injected, %zu alarms checked\n", tag, done, res.alarms_checked);
+	print_summary(tag, done, checked, res.alarms_checked);
 	snprintf(name, sizeof(name), "%s/service_still_up", tag);
 	tap_report(name, fenv_alive(&e));
 out:
 	side_free(side);
+	fwin_free(fw);
 	(void)load_stop(&l);
 	fenv_down(&e);
 	model_free(m);
@@ -597,7 +662,9 @@ scn_down_while_publishing(void)
 	struct model *m = model_new();
 	struct fault_result res = { 0 };
 	int rounds = fault_scaled(2, 2), done = 0;
+	struct fwin *fw = NULL;
 	struct fenv e = { 0 };
+	size_t checked;
 	struct load l = { 0 };
 	char name[96];
 	struct rng rng;
@@ -610,7 +677,7 @@ scn_down_while_publishing(void)
 	}
 	/* Updates only while it stops: a stop that had to kill would be a crash. */
 	load_init(&l, &e, m, "dw", sz.users, sz.alarms, 0, sz.base_sec, 0xd0f);
-	if (load_start(&l) == -1) {
+	if (load_start(&l) == -1 || (fw = fwin_start(&e, m, 0xd10)) == NULL) {
 		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
@@ -619,6 +686,7 @@ scn_down_while_publishing(void)
 		size_t sent = 0;
 
 		harness_sleep_ms(700 + rng_below(&rng, 300));
+		fwin_open(fw, "sigterm %d", i + 1);
 		snprintf(name, sizeof(name), "%s/sigterm_%d_exit_0", tag, i + 1);
 		if (stop_service(&e) == -1) {
 			tap_fail(name, "%s", harness_err());
@@ -644,14 +712,19 @@ scn_down_while_publishing(void)
 			tap_fail(name, "%s", harness_err());
 			break;
 		}
+		fwin_close(fw);
 		tap_ok(name);
 		printf("# %s: service answering %lld ms after its start (backlog included)\n", tag,
 		    (long long)(harness_now_ms() - t0));
 	}
+	fwin_close(fw);
+	(void)fwin_stop(fw);
 	/* Nothing crashed: every digest exactly once. */
 	fault_finish(&e, m, &l, false, &res);
-	printf("# %s: %d faults injected, %zu alarms checked\n", tag, done, res.alarms_checked);
+	checked = fwin_check(fw, done, WIN_MIN_DOWN);
+	print_summary(tag, done, checked, res.alarms_checked);
 out:
+	fwin_free(fw);
 	(void)load_stop(&l);
 	fenv_down(&e);
 	model_free(m);
@@ -668,9 +741,11 @@ scn_reshard_under_load(void)
 	struct model *m = model_new();
 	struct harness_worker w[64];
 	struct fault_result res = { 0 };
+	struct fwin *fw = NULL;
 	struct fenv e = { 0 };
 	struct load l = { 0 };
 	int done = 0;
+	size_t checked;
 	char name[96];
 	pid_t sup;
 
@@ -682,7 +757,7 @@ scn_reshard_under_load(void)
 	sup = e.svc.proc.pid;
 	/* A reload is no crash: requests too, and every digest exactly once. */
 	load_init(&l, &e, m, "rs", sz.users, sz.alarms, 5, sz.base_sec, 0x4e5);
-	if (load_start(&l) == -1) {
+	if (load_start(&l) == -1 || (fw = fwin_start(&e, m, 0x4e6)) == NULL) {
 		tap_fail(tag, "load: %s", harness_err());
 		goto out;
 	}
@@ -691,22 +766,28 @@ scn_reshard_under_load(void)
 		int64_t t0;
 
 		harness_sleep_ms(800);
+		fwin_open(fw, "%d to %d workers", from, steps[i]);
 		snprintf(name, sizeof(name), "%s/%d_to_%d", tag, from, steps[i]);
 		t0 = harness_now_ms();
 		if (fenv_write_config(&e, steps[i]) == -1 ||
 		    harness_service_signal(&e.svc, SIGHUP) == -1 ||
-		    harness_workers_wait(e.svc.proc.pid, steps[i], 30000, 300, w) == -1) {
+		    harness_workers_wait(e.svc.proc.pid, steps[i], 30000, 300, w) == -1 ||
+		    fenv_wait_ready(&e, 30000) == -1) {
 			tap_fail(name, "%s", harness_err());
 			break;
 		}
+		fwin_close(fw);
 		tap_ok(name);
 		done++;
-		printf("# %s: %d -> %d workers in %lld ms (300 ms settle included)\n", tag, from,
-		    steps[i], (long long)(harness_now_ms() - t0));
+		printf("# %s: %d -> %d workers and answering in %lld ms (300 ms settle included)\n",
+		    tag, from, steps[i], (long long)(harness_now_ms() - t0));
 	}
+	fwin_close(fw);
 	harness_sleep_ms(500);
+	(void)fwin_stop(fw);
 	fault_finish(&e, m, &l, false, &res);
-	printf("# %s: %d faults injected, %zu alarms checked\n", tag, done, res.alarms_checked);
+	checked = fwin_check(fw, done, WIN_MIN_RESHARD);
+	print_summary(tag, done, checked, res.alarms_checked);
 	snprintf(name, sizeof(name), "%s/supervisor_kept_running", tag);
 	if (fenv_alive(&e) == 0 && e.svc.proc.pid != sup)
 		tap_fail(name, "supervisor pid changed from %ld to %ld", (long)sup,
@@ -714,6 +795,7 @@ scn_reshard_under_load(void)
 	else
 		tap_report(name, fenv_alive(&e));
 out:
+	fwin_free(fw);
 	(void)load_stop(&l);
 	fenv_down(&e);
 	model_free(m);

@@ -18,8 +18,8 @@
  * scaling ones.
  *
  * Prints the plan "1..N" first (the checks the selected scenarios plan,
- * from the scenario table below), "# <scenario>: N faults injected, M
- * alarms checked", "ok N - name" / "not ok N - name: reason", and ends with
+ * from the scenario table below), "# <scenario>: F faults, W updates
+ * checked inside fault windows, M alarms checked", "ok N - name" / "not ok N - name: reason", and ends with
  * "faulttest: P passed, F failed (N planned)"; exits 0 only when F == 0 and
  * P == N > 0.
  */
@@ -78,22 +78,23 @@ static const struct scenario {
 	int per_fault;
 	int faults, faults_min;
 } scenarios[] = {
+	/* Every scenario also reports window_updates_checked (fault_win.c). */
 	/* all_workers_back, kills_landed_during_replay, mid_fault_digests, 3 of
 	 * fault_finish, service_still_up, sigterm_teardown (a kill reports only a failure) */
-	{ "worker_kill9", scn_worker_kill9, true, 8, 0, 0, 0 },
+	{ "worker_kill9", scn_worker_kill9, true, 9, 0, 0, 0 },
 	/* kill_K_workers_exit + restart_K per kill; mid_fault_digests, 3 of fault_finish,
 	 * sigterm_teardown */
-	{ "supervisor_kill9", scn_supervisor_kill9, true, 5, 2, 4, 3 },
+	{ "supervisor_kill9", scn_supervisor_kill9, true, 6, 2, 4, 3 },
 	/* restart_K per restart; mid_fault_digests, 3 of fault_finish, service_still_up,
 	 * sigterm_teardown */
-	{ "nats_restart", scn_nats_restart, true, 6, 1, 4, 2 },
+	{ "nats_restart", scn_nats_restart, true, 7, 1, 4, 2 },
 	/* sigterm_K_exit_0 + restart_K per round; 3 of fault_finish, sigterm_teardown */
-	{ "down_while_publishing", scn_down_while_publishing, true, 4, 2, 2, 2 },
+	{ "down_while_publishing", scn_down_while_publishing, true, 5, 2, 2, 2 },
 	/* 3 worker-count changes, 3 of fault_finish, supervisor_kept_running,
 	 * sigterm_teardown */
-	{ "reshard_under_load", scn_reshard_under_load, true, 8, 0, 0, 0 },
+	{ "reshard_under_load", scn_reshard_under_load, true, 9, 0, 0, 0 },
 	/* as supervisor_kill9 */
-	{ "replay_requests", scn_replay_requests, true, 5, 2, 6, 3 },
+	{ "replay_requests", scn_replay_requests, true, 6, 2, 6, 3 },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -611,7 +611,7 @@ test_errors_values(void **state)
 		{ "[nats]\nstream =\n", "x.conf:2: [nats] stream: \"\" must not be empty" },
 		{ "[nats]\nstream = \"\"\n", "x.conf:2: [nats] stream: \"\" must not be empty" },
 		{ "[nats]\nstream = \"S\"\n",
-		  "x.conf:2: [nats] stream: \"\"S\"\" contains '\"' "
+		  "x.conf:2: [nats] stream: \"\\\"S\\\"\" contains '\"' "
 		  "(values are not quoted; write \"\" alone for empty)" },
 		{ "[nats]\nconsumer = my consumer\n",
 		  "x.conf:2: [nats] consumer: \"my consumer\" contains whitespace" },
@@ -632,7 +632,7 @@ test_errors_values(void **state)
 		{ "[service]\nstate_dir =\n",
 		  "x.conf:2: [service] state_dir: \"\" must not be empty" },
 		{ "[service]\nstate_dir = a\tb\n",
-		  "x.conf:2: [service] state_dir: \"a?b\" contains a control character" },
+		  "x.conf:2: [service] state_dir: \"a\\x09b\" contains a control character" },
 	};
 
 	(void)state;

@@ -1,4 +1,4 @@
-/* Unit tests for worker/state.c: every SPEC state rule, in isolation. */
+/* Unit tests for common/state.c: every SPEC state rule, in isolation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for worker/store.c against a real LMDB environment in a
+ * Unit tests for common/store.c against a real LMDB environment in a
  * mkdtemp directory: durability, the digest marks, tombstones, IDs,
  * merging, counters, corrupt records, and the bytes-per-alarm figure.
  */
@@ -20,6 +20,7 @@
 #include <lmdb.h>
 #include <uuid/uuid.h>
 
+#include "digest.h"
 #include "spec_ref.h"
 #include "store.h"
 

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/alarm.h"
-#include "digest.h"
+#include "alarm.h"
+#include "rfc3339.h"
 #include "state.h"
 
 struct store;
@@ -45,19 +45,23 @@ void store_abort(struct store *s);
 int store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,
     int64_t tombstone_retention_ms, enum state_result *res);
 
+/* One alarm handed out by store_take_pending: 0, or -1 to stop (ENOMEM). */
+typedef int (*store_alarm_fn)(void *arg, const char *alarm, size_t alarm_len,
+    enum alarm_status status, const struct rfc3339_time *changed_at);
+
 /*
- * Fill d (reset first) with the user's pending alarms, sorted for the
- * digest, and mark them delivered inside the open transaction.  If the
- * digest then cannot be published, store_abort() undoes the marks.
+ * Pass each of the user's pending alarms to fn, in stored order, and mark
+ * them delivered inside the open transaction.  If the digest then cannot
+ * be published, store_abort() undoes the marks.
  *
  * request_seq is the request's stream sequence (0 when unknown: core
  * intake).  A request at or below the last one answered for this user is
  * a replay after a crash: it was answered (its digest went out before its
- * commit), so *replayed is set and d stays empty.  Answering it again
+ * commit), so *replayed is set and fn is not called.  Answering it again
  * against today's state would send alarms that arrived after it early.
  */
-int store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
-    struct digest *d, bool *replayed);
+int store_take_pending(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
+    store_alarm_fn fn, void *arg, bool *replayed);
 
 /*
  * Inside a write transaction: drop expired tombstones from up to max_users

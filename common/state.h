@@ -1,6 +1,6 @@
 /*
  * state: the SPEC's rules for one (UserID, AlarmID), as pure functions.
- * No I/O here, so every rule is unit-tested in isolation; store.c keeps
+ * No I/O here, so every rule is unit-tested in isolation; the store keeps
  * the records on disk and calls these.
  */
 #ifndef STATE_H
@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../common/alarm.h"
-#include "../common/rfc3339.h"
+#include "alarm.h"
+#include "rfc3339.h"
 
 struct alarm_state {
 	enum alarm_status status;
