@@ -36,12 +36,13 @@ struct alarm_msg {
 
 #define MSG_DEFAULT_MAX_MESSAGE_BYTES 65536
 #define MSG_DEFAULT_MAX_ID_BYTES 256
+/* How far past the service's clock a ChangedAt may lie. */
 #define MSG_DEFAULT_MAX_FUTURE_MS (INT64_C(24) * 3600 * 1000)
 
 struct msg_limits {
 	size_t max_message_bytes;  /* default MSG_DEFAULT_MAX_MESSAGE_BYTES */
 	size_t max_id_bytes;       /* default MSG_DEFAULT_MAX_ID_BYTES */
-	int64_t max_future_ms;     /* ChangedAt allowance past the clock, >= 0; default MSG_DEFAULT_MAX_FUTURE_MS */
+	int64_t max_future_ms;     /* >= 0; default MSG_DEFAULT_MAX_FUTURE_MS */
 };
 
 /* "CLEARED", "WARNING", "CRITICAL" */

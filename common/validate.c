@@ -435,7 +435,7 @@ scan_object(struct json_scan *sc)
 			return scan_fail(sc, "quoted object key expected");
 		if (!scan_string(sc, &key_flags))
 			return false;
-		/* Only the message object's own keys are fields; deeper ones are values of unknown fields. */
+		/* Only the message object's own keys are fields; deeper ones belong to unknown fields. */
 		if (sc->depth == 1) {
 			if ((key_flags & STR_NUL) && sc->key_nul_at == SIZE_MAX)
 				sc->key_nul_at = key_at;
@@ -566,9 +566,9 @@ msg_reads(enum msg_kind kind, int f)
 }
 
 /*
- * A field the message reads, given twice: json-c would keep the last, a
- * Go publisher's decoder the last too, a streaming one perhaps the first.
- * Which one counts is ambiguous, so neither does.
+ * A field the message reads, given twice: json-c would keep the last,
+ * another reader of the same bytes may keep the first.  Which one counts
+ * is ambiguous, so neither does.
  */
 static enum msg_error
 msg_check_duplicates(struct validator *p, enum msg_kind kind, const struct json_scan *sc)
