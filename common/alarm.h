@@ -1,7 +1,7 @@
 /*
  * alarm: the service's message model, what every role shares: the two
  * kinds of input, a message's fields, the statuses and their order, and
- * the size limits a message must keep.
+ * the limits a message must keep.
  *
  * Turning a payload into this model is common/validate's job; carrying
  * it to a worker is common/frame's.
@@ -36,10 +36,13 @@ struct alarm_msg {
 
 #define MSG_DEFAULT_MAX_MESSAGE_BYTES 65536
 #define MSG_DEFAULT_MAX_ID_BYTES 256
+/* How far past the service's clock a ChangedAt may lie. */
+#define MSG_DEFAULT_MAX_FUTURE_MS (INT64_C(24) * 3600 * 1000)
 
 struct msg_limits {
 	size_t max_message_bytes;  /* default MSG_DEFAULT_MAX_MESSAGE_BYTES */
 	size_t max_id_bytes;       /* default MSG_DEFAULT_MAX_ID_BYTES */
+	int64_t max_future_ms;     /* >= 0; default MSG_DEFAULT_MAX_FUTURE_MS */
 };
 
 /* "CLEARED", "WARNING", "CRITICAL" */

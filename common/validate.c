@@ -11,6 +11,9 @@
  * JSON_TOKENER_VALIDATE_UTF8 passes overlong forms, surrogates and code
  * points above U+10FFFF.  So the raw bytes are checked first by a UTF-8
  * validator and an RFC 8259 grammar scanner (no allocation, one pass each).
+ * The scanner also notes what json-c would quietly paper over: an escaped
+ * lone surrogate (json-c writes U+FFFD, so two different IDs would become
+ * one) and a field name given twice (json-c keeps the last).
  */
 #include <errno.h>
 #include <limits.h>
@@ -24,6 +27,7 @@
 #include <json.h>
 
 #include "quote.h"
+#include "rfc3339.h"
 #include "validate.h"
 
 /* A detail line shows at most the first MSG_QUOTE_MAX quoted bytes of an offending value, then "...". */
@@ -46,13 +50,32 @@ static const char *const msg_error_names[MSG_E_COUNT] = {
 	[MSG_E_UTF8] = "bad_utf8",
 	[MSG_E_JSON] = "bad_json",
 	[MSG_E_NOT_OBJECT] = "not_object",
+	[MSG_E_SURROGATE] = "lone_surrogate",
+	[MSG_E_DUPLICATE] = "duplicate_field",
 	[MSG_E_MISSING] = "missing_field",
 	[MSG_E_TYPE] = "wrong_type",
 	[MSG_E_EMPTY] = "empty_field",
 	[MSG_E_ID_LENGTH] = "id_too_long",
 	[MSG_E_STATUS] = "bad_status",
 	[MSG_E_TIMESTAMP] = "bad_timestamp",
+	[MSG_E_FUTURE] = "future_timestamp",
 };
+
+/* The four field names the SPEC gives a meaning; a message of each kind reads some of them. */
+enum msg_field { FIELD_ALARM, FIELD_USER, FIELD_STATUS, FIELD_TIME, FIELD_COUNT };
+
+static const struct {
+	const char *name;
+	size_t len;
+} msg_fields[FIELD_COUNT] = {
+	[FIELD_ALARM] = { "AlarmID", 7 },
+	[FIELD_USER] = { "UserID", 6 },
+	[FIELD_STATUS] = { "Status", 6 },
+	[FIELD_TIME] = { "ChangedAt", 9 },
+};
+
+/* Longest of msg_fields: a key that decodes to more bytes is none of them. */
+#define FIELD_NAME_MAX 9
 
 const char *
 msg_error_name(enum msg_error e)
@@ -164,7 +187,14 @@ struct json_scan {
 	int depth;
 	const char *why;       /* on failure */
 	size_t key_nul_at;     /* first top-level key holding \u0000, or SIZE_MAX */
+	size_t lone_at;        /* first escaped lone surrogate in any string, or SIZE_MAX */
+	unsigned fields_seen;  /* bit f: msg_fields[f] seen as a top-level key */
+	size_t dup_at[FIELD_COUNT];   /* where msg_fields[f] came a second time, or SIZE_MAX */
 };
+
+/* What scan_string saw in a string, for the checks that need more than its grammar. */
+#define STR_NUL     0x01u  /* an escaped \u0000 */
+#define STR_ESCAPED 0x02u  /* any escape: the raw bytes are not the decoded ones */
 
 static bool
 scan_fail(struct json_scan *sc, const char *why)
@@ -200,38 +230,71 @@ scan_is_digit(const struct json_scan *sc)
 
 static bool scan_value(struct json_scan *sc);
 
-/* After "\u": four hex digits; reports whether they encode NUL. */
-static bool
-scan_hex4(struct json_scan *sc, bool *is_nul)
+/* The value of four hex digits at p (at least 4 bytes readable), or -1. */
+static long
+hex4_value(const unsigned char *p)
 {
-	unsigned v = 0;
+	long v = 0;
 
-	if (sc->len - sc->pos < 4)
-		return scan_fail(sc, "truncated \\u escape");
 	for (int i = 0; i < 4; i++) {
-		unsigned char c = sc->s[sc->pos];
+		unsigned char c = p[i];
 
 		if (c >= '0' && c <= '9')
-			v = v * 16 + (unsigned)(c - '0');
+			v = v * 16 + (c - '0');
 		else if (c >= 'a' && c <= 'f')
-			v = v * 16 + (unsigned)(c - 'a' + 10);
+			v = v * 16 + (c - 'a' + 10);
 		else if (c >= 'A' && c <= 'F')
-			v = v * 16 + (unsigned)(c - 'A' + 10);
+			v = v * 16 + (c - 'A' + 10);
 		else
-			return scan_fail(sc, "invalid hex digit in \\u escape");
-		sc->pos++;
+			return -1;
 	}
-	*is_nul = v == 0;
+	return v;
+}
+
+/* After "\u": four hex digits, their value in *v. */
+static bool
+scan_hex4(struct json_scan *sc, long *v)
+{
+	if (sc->len - sc->pos < 4)
+		return scan_fail(sc, "truncated \\u escape");
+	if ((*v = hex4_value(sc->s + sc->pos)) < 0)
+		return scan_fail(sc, "invalid hex digit in \\u escape");
+	sc->pos += 4;
 	return true;
 }
 
 static bool
-scan_string(struct json_scan *sc, bool *has_nul)
+scan_is_low_surrogate(long v)
+{
+	return v >= 0xdc00 && v <= 0xdfff;
+}
+
+/*
+ * An escape \uD800-\uDFFF that began at `at` was just read.  A high half
+ * must be followed at once by an escaped low half, which is taken here as
+ * the pair's second part; anything else leaves it lone, as is a low half
+ * met on its own.  A lone one is only noted: the grammar check goes on, so
+ * a payload that is not even JSON is still called bad_json.
+ */
+static void
+scan_surrogate(struct json_scan *sc, long v, size_t at)
+{
+	if (!scan_is_low_surrogate(v) && sc->len - sc->pos >= 6 && sc->s[sc->pos] == '\\' &&
+	    sc->s[sc->pos + 1] == 'u' && scan_is_low_surrogate(hex4_value(sc->s + sc->pos + 2))) {
+		sc->pos += 6;
+		return;
+	}
+	if (sc->lone_at == SIZE_MAX)
+		sc->lone_at = at;
+}
+
+static bool
+scan_string(struct json_scan *sc, unsigned *flags)
 {
 	sc->pos++;   /* opening quote */
 	for (;;) {
 		unsigned char c;
-		bool nul;
+		long v;
 
 		if (sc->pos >= sc->len)
 			return scan_fail(sc, "unterminated string");
@@ -247,16 +310,19 @@ scan_string(struct json_scan *sc, bool *has_nul)
 			continue;
 		if (sc->pos >= sc->len)
 			return scan_fail(sc, "unterminated string");
+		*flags |= STR_ESCAPED;
 		switch (sc->s[sc->pos]) {
 		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
 			sc->pos++;
 			break;
 		case 'u':
 			sc->pos++;
-			if (!scan_hex4(sc, &nul))
+			if (!scan_hex4(sc, &v))
 				return false;
-			if (nul)
-				*has_nul = true;
+			if (v == 0)
+				*flags |= STR_NUL;
+			else if (v >= 0xd800 && v <= 0xdfff)
+				scan_surrogate(sc, v, sc->pos - 6);
 			break;
 		default:
 			return scan_fail(sc, "invalid escape in string");
@@ -309,6 +375,45 @@ scan_literal(struct json_scan *sc, const char *word)
 	return true;
 }
 
+/*
+ * Which of msg_fields the key s[0..n) (between its quotes, already
+ * scanned) names once decoded as json-c decodes it, or -1.  The names are
+ * ASCII letters, so only \uXXXX escapes can spell one; the rare escaped key
+ * is decoded here, and given up once longer than any name.
+ */
+static int
+scan_field_of(const unsigned char *s, size_t n, unsigned flags)
+{
+	char name[FIELD_NAME_MAX];
+	size_t len = 0;
+
+	if (flags & STR_ESCAPED) {
+		for (size_t i = 0; i < n; len++) {
+			long v = s[i];
+
+			if (len == FIELD_NAME_MAX)
+				return -1;
+			if (v != '\\') {
+				i++;
+			} else if (s[i + 1] == 'u') {
+				v = hex4_value(s + i + 2);
+				i += 6;
+			} else {
+				return -1;   /* \" \\ \/ \b \f \n \r \t: in no name */
+			}
+			if (v <= 0 || v >= 0x80)
+				return -1;
+			name[len] = (char)v;
+		}
+		s = (const unsigned char *)name;
+		n = len;
+	}
+	for (int f = 0; f < FIELD_COUNT; f++)
+		if (n == msg_fields[f].len && memcmp(s, msg_fields[f].name, n) == 0)
+			return f;
+	return -1;
+}
+
 static bool
 scan_object(struct json_scan *sc)
 {
@@ -323,14 +428,23 @@ scan_object(struct json_scan *sc)
 	}
 	for (;;) {
 		size_t key_at = sc->pos;
-		bool key_nul = false;
+		unsigned key_flags = 0;
+		int f;
 
 		if (!scan_peek(sc, '"'))
 			return scan_fail(sc, "quoted object key expected");
-		if (!scan_string(sc, &key_nul))
+		if (!scan_string(sc, &key_flags))
 			return false;
-		if (key_nul && sc->depth == 1 && sc->key_nul_at == SIZE_MAX)
-			sc->key_nul_at = key_at;
+		/* Only the message object's own keys are fields; deeper ones belong to unknown fields. */
+		if (sc->depth == 1) {
+			if ((key_flags & STR_NUL) && sc->key_nul_at == SIZE_MAX)
+				sc->key_nul_at = key_at;
+			f = scan_field_of(sc->s + key_at + 1, sc->pos - key_at - 2, key_flags);
+			if (f >= 0 && (sc->fields_seen & (1u << f)) && sc->dup_at[f] == SIZE_MAX)
+				sc->dup_at[f] = key_at;
+			if (f >= 0)
+				sc->fields_seen |= 1u << f;
+		}
 		scan_ws(sc);
 		if (!scan_peek(sc, ':'))
 			return scan_fail(sc, "':' expected after object key");
@@ -380,7 +494,7 @@ scan_array(struct json_scan *sc)
 static bool
 scan_value(struct json_scan *sc)
 {
-	bool ignored = false;
+	unsigned ignored = 0;
 
 	scan_ws(sc);
 	if (sc->pos >= sc->len)
@@ -444,11 +558,42 @@ scan_type_name(const unsigned char *s, size_t len)
 
 /* ---- message ---- */
 
+/* Whether a message of `kind` reads field f (the others are unknown fields to it). */
+static bool
+msg_reads(enum msg_kind kind, int f)
+{
+	return kind == MSG_STATUS_CHANGED || f == FIELD_USER;
+}
+
+/*
+ * A field the message reads, given twice: json-c would keep the last,
+ * another reader of the same bytes may keep the first.  Which one counts
+ * is ambiguous, so neither does.
+ */
 static enum msg_error
-msg_check_bytes(struct validator *p, const unsigned char *s, size_t len,
+msg_check_duplicates(struct validator *p, enum msg_kind kind, const struct json_scan *sc)
+{
+	size_t at = SIZE_MAX;
+	int which = -1;
+
+	for (int f = 0; f < FIELD_COUNT; f++) {
+		if (msg_reads(kind, f) && sc->dup_at[f] < at) {
+			at = sc->dup_at[f];
+			which = f;
+		}
+	}
+	if (which < 0)
+		return MSG_OK;
+	return msg_fail(p, MSG_E_DUPLICATE, "field %s appears more than once (again at byte %zu)",
+	    msg_fields[which].name, at);
+}
+
+static enum msg_error
+msg_check_bytes(struct validator *p, enum msg_kind kind, const unsigned char *s, size_t len,
     const struct msg_limits *lim)
 {
-	struct json_scan sc = { .s = s, .len = len, .key_nul_at = SIZE_MAX };
+	struct json_scan sc = { .s = s, .len = len, .key_nul_at = SIZE_MAX, .lone_at = SIZE_MAX,
+		.dup_at = { SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX } };
 	const char *type;
 	size_t bad;
 
@@ -481,7 +626,14 @@ msg_check_bytes(struct validator *p, const unsigned char *s, size_t len,
 		return msg_fail(p, MSG_E_JSON,
 		    "invalid JSON at byte %zu: object key containing \\u0000 is not supported",
 		    sc.key_nul_at);
-	return MSG_OK;
+	/* The escape is 6 bytes the scanner checked: a backslash, 'u' and four hex digits. */
+	if (sc.lone_at != SIZE_MAX)
+		return msg_fail(p, MSG_E_SURROGATE, "escaped lone surrogate at byte %zu: %.6s %s",
+		    sc.lone_at, (const char *)s + sc.lone_at,
+		    scan_is_low_surrogate(hex4_value(s + sc.lone_at + 2)) ?
+		    "does not follow an escaped high surrogate \\ud800-\\udbff" :
+		    "is not followed by an escaped low surrogate \\udc00-\\udfff");
+	return msg_check_duplicates(p, kind, &sc);
 }
 
 static enum msg_error
@@ -587,8 +739,62 @@ msg_status_from(const char *s, size_t n, enum alarm_status *out)
 	return false;
 }
 
+/* "24h", "90s", "1500ms": a max_future as an operator would write it. */
+static void
+msg_duration(char *buf, size_t len, int64_t ms)
+{
+	if (ms != 0 && ms % (3600 * 1000) == 0)
+		snprintf(buf, len, "%lldh", (long long)(ms / (3600 * 1000)));
+	else if (ms != 0 && ms % 1000 == 0)
+		snprintf(buf, len, "%llds", (long long)(ms / 1000));
+	else
+		snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+/* The instant `ms` milliseconds after the epoch (floored, so negative ones work too), in UTC. */
+static struct rfc3339_time
+msg_instant(int64_t ms)
+{
+	struct rfc3339_time t = { .sec = ms / 1000, .nsec = (int32_t)(ms % 1000), .off_min = 0 };
+
+	if (t.nsec < 0) {
+		t.sec--;
+		t.nsec += 1000;
+	}
+	t.nsec *= 1000000;
+	return t;
+}
+
+/*
+ * No real update is ever newer than a ChangedAt in year 9999, so one that
+ * far ahead would freeze its alarm for good.  Exactly now + max_future is
+ * still accepted; one nanosecond later is not.
+ */
 static enum msg_error
-msg_status_changed(struct validator *p, const struct msg_limits *lim, struct alarm_msg *m)
+msg_check_future(struct validator *p, const struct rfc3339_time *t, int64_t now_ms,
+    const struct msg_limits *lim, const char *text, size_t n)
+{
+	char shown[MSG_QUOTE_CAP], allow[32], wall[RFC3339_MAXLEN + 1];
+	int64_t max = lim->max_future_ms > 0 ? lim->max_future_ms : 0;
+	struct rfc3339_time latest, current;
+
+	/* Past INT64_MAX ms (292 million years) nothing the grammar allows is too far ahead. */
+	if (now_ms > 0 && max > INT64_MAX - now_ms)
+		return MSG_OK;
+	latest = msg_instant(now_ms + max);
+	if (rfc3339_cmp(t, &latest) <= 0)
+		return MSG_OK;
+	current = msg_instant(now_ms);
+	quote_bytes(shown, sizeof(shown), text, n);
+	msg_duration(allow, sizeof(allow), max);
+	rfc3339_format(&current, wall, sizeof(wall));
+	return msg_fail(p, MSG_E_FUTURE, "field ChangedAt: \"%s\" is more than max_future %s "
+	    "ahead of the service's clock, %s", shown, allow, wall);
+}
+
+static enum msg_error
+msg_status_changed(struct validator *p, const struct msg_limits *lim, int64_t now_ms,
+    struct alarm_msg *m)
 {
 	char shown[MSG_QUOTE_CAP];
 	const char *s;
@@ -613,16 +819,17 @@ msg_status_changed(struct validator *p, const struct msg_limits *lim, struct ala
 		return msg_fail(p, MSG_E_TIMESTAMP,
 		    "field ChangedAt: \"%s\" is not a valid RFC 3339 timestamp", shown);
 	}
-	return MSG_OK;
+	return msg_check_future(p, &m->changed_at, now_ms, lim, s, n);
 }
 
 enum msg_error
 validate_message(struct validator *p, enum msg_kind kind, const void *data, size_t len,
-    const struct msg_limits *lim, struct alarm_msg *out)
+    const struct msg_limits *lim, int64_t now_ms, struct alarm_msg *out)
 {
 	static const struct msg_limits defaults = {
 		.max_message_bytes = MSG_DEFAULT_MAX_MESSAGE_BYTES,
 		.max_id_bytes = MSG_DEFAULT_MAX_ID_BYTES,
+		.max_future_ms = MSG_DEFAULT_MAX_FUTURE_MS,
 	};
 	struct alarm_msg m = { .kind = kind, .status = STATUS_CLEARED };
 	enum msg_error e;
@@ -636,12 +843,12 @@ validate_message(struct validator *p, enum msg_kind kind, const void *data, size
 	if (kind != MSG_STATUS_CHANGED && kind != MSG_DIGEST_REQUEST)
 		return msg_fail(p, MSG_E_JSON, "internal error: unknown message kind %d", (int)kind);
 
-	if ((e = msg_check_bytes(p, data, len, lim)) != MSG_OK)
+	if ((e = msg_check_bytes(p, kind, data, len, lim)) != MSG_OK)
 		return e;
 	if ((e = msg_build(p, data, len)) != MSG_OK)
 		return e;
 	if (kind == MSG_STATUS_CHANGED)
-		e = msg_status_changed(p, lim, &m);
+		e = msg_status_changed(p, lim, now_ms, &m);
 	else
 		e = msg_id(p, "UserID", lim, &m.user, &m.user_len);
 	if (e != MSG_OK)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/clock.h"
 #include "../common/frame.h"
 #include "../common/hash.h"
 #include "../common/log.h"
@@ -35,6 +36,7 @@ struct intake {
 	char *dead_letter_subject;  /* guarded by lock: set by reload */
 	/* Read per message by the callback, set by reload: atomics, not the lock. */
 	_Atomic size_t max_message_bytes, max_id_bytes;
+	_Atomic int64_t max_future_ms;
 
 	atomic_bool reset_wanted;
 	uint64_t last_consumer_seq;  /* callback thread only */
@@ -207,8 +209,10 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 
 	limits.max_message_bytes = atomic_load_explicit(&in->max_message_bytes, memory_order_relaxed);
 	limits.max_id_bytes = atomic_load_explicit(&in->max_id_bytes, memory_order_relaxed);
+	limits.max_future_ms = atomic_load_explicit(&in->max_future_ms, memory_order_relaxed);
+	/* A vDSO clock read per message: cheap next to the parse, and never stale. */
 	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
-	    &limits, &am);
+	    &limits, clock_wall_ms(), &am);
 	if (e != MSG_OK) {
 		intake_reject(in, m, e, validator_detail(in->validator), meta.stream_seq);
 		return;
@@ -271,6 +275,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	in->mode = c->intake;
 	atomic_init(&in->max_message_bytes, (size_t)c->max_message_bytes);
 	atomic_init(&in->max_id_bytes, (size_t)c->max_id_bytes);
+	atomic_init(&in->max_future_ms, c->max_future_ms);
 	in->deliver_subject = intake_strdup(c->deliver_subject, &ok);
 	in->subject_status = intake_strdup(c->subject_status, &ok);
 	in->subject_request = intake_strdup(c->subject_request, &ok);
@@ -430,6 +435,7 @@ intake_reload(struct intake *in, const struct config *c)
 	pthread_mutex_unlock(&in->lock);
 	atomic_store(&in->max_message_bytes, (size_t)c->max_message_bytes);
 	atomic_store(&in->max_id_bytes, (size_t)c->max_id_bytes);
+	atomic_store(&in->max_future_ms, c->max_future_ms);
 	return 0;
 }
 

@@ -382,8 +382,8 @@ static const struct scenario {
 	{ "worker_kill", scn_worker_kill, true, 7, WHOLE },
 	{ "reload_workers", scn_reload_workers, true, 6, WHOLE },
 	{ "reload_invalid", scn_reload_invalid, true, 7, WHOLE },
-	/* 106 cases; 4 checks of the whole run, teardown */
-	{ "malformed", scn_malformed, true, 111, 5 },
+	/* 129 cases; 5 checks of the whole run, teardown */
+	{ "malformed", scn_malformed, true, 135, 6 },
 	{ "sigterm_drain", scn_sigterm_drain, true, 5, WHOLE },
 	{ "core_intake", scn_core_intake, true, 4, WHOLE },
 	/* parts joined = model, JSON shape, parts within max_payload, nothing logged as failed, teardown */

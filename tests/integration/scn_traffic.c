@@ -2,10 +2,12 @@
  * Scenarios about message handling at volume: many users against the
  * model, every kind of malformed input, and core (non-JetStream) intake.
  */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "itest.h"
 
@@ -369,10 +371,128 @@ build_timestamp_cases(struct mlist *l)
 			return -1;
 	}
 	for (int i = 0; itest_good_timestamps[i][0] != NULL; i++) {
-		snprintf(name, sizeof(name), "valid_timestamp/%s", itest_good_timestamps[i][0]);
-		if (add_good(l, name, NULL, "edge", itest_good_timestamps[i][0], 0) == -1)
+		const char *ts = itest_good_timestamps[i][0];
+		struct model_ts t;
+
+		/* The grammar takes it, but beyond max_future (24h) from now it is still malformed. */
+		if (model_ts_parse(ts, strlen(ts), &t) == 0 && t.sec > harness_wall_sec() + 86400) {
+			snprintf(name, sizeof(name), "future_timestamp/%s", ts);
+			snprintf(fmt, sizeof(fmt), "{\"AlarmID\":\"bad\",\"UserID\":\"%%1$s\","
+			    "\"Status\":\"WARNING\",\"ChangedAt\":\"%s\"}", ts);
+			if (add_bad(l, name, UPD, "future_timestamp", NULL, fmt) == -1)
+				return -1;
+			continue;
+		}
+		snprintf(name, sizeof(name), "valid_timestamp/%s", ts);
+		if (add_good(l, name, NULL, "edge", ts, 0) == -1)
 			return -1;
 	}
+	return 0;
+}
+
+/*
+ * A valid update given as JSON text (fmt as for add_bad): `alarm` is its
+ * AlarmID as the digest must carry it, decoded, for the model.
+ */
+static int
+add_good_json(struct mlist *l, const char *name, const char *alarm, const char *ts,
+    const char *fmt)
+{
+	struct mcase *c = mlist_next(l, name);
+
+	if (c == NULL)
+		return -1;
+	snprintf(c->alarm, sizeof(c->alarm), "%s", alarm);
+	snprintf(c->status, sizeof(c->status), "CRITICAL");
+	snprintf(c->ts, sizeof(c->ts), "%s", ts);
+	c->subject = UPD;
+	if ((c->data = mk(&c->len, fmt, c->user, ts)) == NULL)
+		return -1;
+	l->n++;
+	return 0;
+}
+
+/*
+ * What json-c would quietly take: an escaped lone surrogate (it writes
+ * U+FFFD, so two different IDs become one), a field given twice (it keeps
+ * the last), and a ChangedAt so far ahead that no later update could ever
+ * replace it.  Each bad case names the case's user, so one wrongly
+ * accepted shows in that user's digest.
+ */
+static int
+build_ambiguous_cases(struct mlist *l)
+{
+	static const struct { const char *name, *subject, *r1, *fmt; } t[] = {
+		{ "lone_surrogate/high_in_alarm_id", UPD, "lone_surrogate",
+		  "{\"AlarmID\":\"bad\\ud800\"," U_CASE "," S_WARN "," T_OK "}" },
+		{ "lone_surrogate/low_in_alarm_id", UPD, "lone_surrogate",
+		  "{\"AlarmID\":\"bad\\udc00\"," U_CASE "," S_WARN "," T_OK "}" },
+		{ "lone_surrogate/upper_case_hex", UPD, "lone_surrogate",
+		  "{\"AlarmID\":\"bad\\uDBFF\"," U_CASE "," S_WARN "," T_OK "}" },
+		{ "lone_surrogate/reversed_pair", UPD, "lone_surrogate",
+		  "{\"AlarmID\":\"bad\\udc00\\ud800\"," U_CASE "," S_WARN "," T_OK "}" },
+		{ "lone_surrogate/high_then_text", UPD, "lone_surrogate",
+		  "{\"AlarmID\":\"bad\\ud83dx\"," U_CASE "," S_WARN "," T_OK "}" },
+		{ "lone_surrogate/in_unknown_field", UPD, "lone_surrogate",
+		  "{" A_BAD "," U_CASE "," S_WARN "," T_OK ",\"note\":\"\\udfff\"}" },
+		{ "lone_surrogate/in_unknown_key", UPD, "lone_surrogate",
+		  "{" A_BAD "," U_CASE "," S_WARN "," T_OK ",\"\\ud800\":1}" },
+		{ "lone_surrogate/nested", UPD, "lone_surrogate",
+		  "{" A_BAD "," U_CASE "," S_WARN "," T_OK ",\"x\":[{\"y\":\"\\udbff\"}]}" },
+		{ "lone_surrogate/request", REQ, "lone_surrogate",
+		  "{\"UserID\":\"%1$s\",\"x\":\"\\ud800\"}" },
+		{ "duplicate_field/AlarmID", UPD, "duplicate_field",
+		  "{" A_BAD "," U_CASE "," S_WARN "," T_OK ",\"AlarmID\":\"bad2\"}" },
+		{ "duplicate_field/UserID_same_value", UPD, "duplicate_field",
+		  "{" A_BAD "," U_CASE "," S_WARN "," T_OK "," U_CASE "}" },
+		{ "duplicate_field/Status", UPD, "duplicate_field",
+		  "{" A_BAD "," U_CASE "," S_WARN ",\"Status\":\"CRITICAL\"," T_OK "}" },
+		{ "duplicate_field/ChangedAt", UPD, "duplicate_field",
+		  "{" T_OK "," A_BAD "," U_CASE "," S_WARN "," T_OK "}" },
+		{ "duplicate_field/escaped_name", UPD, "duplicate_field",
+		  "{" A_BAD "," U_CASE "," S_WARN "," T_OK ",\"User\\u0049D\":\"%1$s\"}" },
+		{ "duplicate_field/second_is_null", UPD, "duplicate_field",
+		  "{" A_BAD "," U_CASE "," S_WARN "," T_OK ",\"Status\":null}" },
+		{ "duplicate_field/request", REQ, "duplicate_field",
+		  "{\"UserID\":\"%1$s\",\"UserID\":\"%1$s\"}" },
+		{ "future_timestamp/year_9999", UPD, "future_timestamp",
+		  "{" A_BAD "," U_CASE "," S_WARN ",\"ChangedAt\":\"9999-12-31T23:59:59Z\"}" },
+		{ "future_timestamp/last_instant", UPD, "future_timestamp",
+		  "{" A_BAD "," U_CASE "," S_WARN ","
+		  "\"ChangedAt\":\"9999-12-31T23:59:59.999999999-23:59\"}" },
+	};
+	/* Members of an update of the case's user, up to ChangedAt's value (a format for add_bad). */
+	static const char future_head[] = "{" A_BAD "," U_CASE "," S_WARN ",\"ChangedAt\":\"";
+	int64_t now = harness_wall_sec();
+	char ts[48], fmt[256];
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (add_bad(l, t[i].name, t[i].subject, t[i].r1, NULL, t[i].fmt) == -1)
+			return -1;
+	/* The allowance (max_future, 24h by default) with an hour's margin either side. */
+	model_ts_print(now + 25 * 3600, 0, 0, 0, false, ts, sizeof(ts));
+	snprintf(fmt, sizeof(fmt), "%s%s\"}", future_head, ts);
+	if (add_bad(l, "future_timestamp/25h_ahead", UPD, "future_timestamp", NULL, fmt) == -1)
+		return -1;
+	model_ts_print(now + 25 * 3600, 0, -300, 3, false, ts, sizeof(ts));
+	snprintf(fmt, sizeof(fmt), "%s%s\"}", future_head, ts);
+	if (add_bad(l, "future_timestamp/25h_ahead_offset", UPD, "future_timestamp", NULL,
+	    fmt) == -1)
+		return -1;
+	model_ts_print(now + 23 * 3600, 0, 0, 0, false, ts, sizeof(ts));
+	if (add_good(l, "valid_future/23h_ahead", NULL, "soon", ts, 0) == -1)
+		return -1;
+	/* A surrogate pair is one character, however its hex is written. */
+	model_ts_print(l->base, 0, 0, 0, false, ts, sizeof(ts));
+	if (add_good_json(l, "valid_escape/surrogate_pair", "pair-\xf0\x9f\x98\x80", ts,
+	    "{\"AlarmID\":\"pair-\\uD83D\\ude00\",\"UserID\":\"%1$s\",\"Status\":\"CRITICAL\","
+	    "\"ChangedAt\":\"%2$s\"}") == -1)
+		return -1;
+	/* Nothing reads an unknown field, so twice is not ambiguous. */
+	if (add_good_json(l, "valid_duplicate/unknown_field", "dupx", ts,
+	    "{\"AlarmID\":\"dupx\",\"x\":1,\"UserID\":\"%1$s\",\"x\":\"2\",\"Status\":\"CRITICAL\","
+	    "\"ChangedAt\":\"%2$s\"}") == -1)
+		return -1;
 	return 0;
 }
 
@@ -560,6 +680,52 @@ malformed_check_extras(struct capture *dl, const struct mlist *l)
 	return 0;
 }
 
+/* The "bad=N" of the master's title (/proc/PID/cmdline); -1 if unreadable. */
+static int
+master_bad_count(pid_t pid, unsigned long long *bad)
+{
+	char path[64], buf[4096];
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	for (ssize_t i = 0; i < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[n] = '\0';
+	if ((p = strstr(buf, " bad=")) == NULL || sscanf(p + 5, "%llu", bad) != 1)
+		return -1;
+	return 0;
+}
+
+/*
+ * Every rejection was counted, once: the master's title (refreshed each
+ * second) comes to show exactly the number of rejected cases.
+ */
+static int
+malformed_check_counted(struct env *e, size_t nbad)
+{
+	int64_t deadline = harness_now_ms() + 5000;
+	unsigned long long bad = 0;
+
+	while (harness_now_ms() < deadline) {
+		if (master_bad_count(e->svc.proc.pid, &bad) == 0 && bad >= nbad)
+			break;
+		harness_sleep_ms(100);
+	}
+	if (bad == nbad)
+		return 0;
+	harness_seterr("master title says bad=%llu, want %zu (one per rejected case)", bad, nbad);
+	return -1;
+}
+
 static void
 malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *dl)
 {
@@ -599,6 +765,7 @@ malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *d
 	}
 	tap_report("malformed/only_rejected_payloads_dead_lettered", malformed_check_extras(dl, l));
 	tap_report("malformed/dead_letter_stream_keeps_copies", malformed_check_stream(e, l, nbad));
+	tap_report("malformed/rejections_counted", malformed_check_counted(e, nbad));
 	tap_report("malformed/digest_json_shape", env_check_collector(e));
 	if (env_alive(e) == 0 && harness_workers(e->svc.proc.pid, w, 64) != e->cfg.workers)
 		harness_seterr("worker count is not %d any more", e->cfg.workers);
@@ -616,7 +783,7 @@ scn_malformed(void)
 	struct env e = { 0 };
 
 	if (m == NULL || build_shape_cases(&l) == -1 || build_timestamp_cases(&l) == -1 ||
-	    build_limit_cases(&l) == -1) {
+	    build_ambiguous_cases(&l) == -1 || build_limit_cases(&l) == -1) {
 		tap_fail("malformed", "building cases: out of memory");
 		goto out;
 	}

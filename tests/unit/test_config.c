@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 30   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 31   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -131,7 +131,7 @@ static const struct {
 	{ "service.queue_max_bytes", false }, { "worker.commit_max_msgs", false },
 	{ "worker.commit_max_ms", false }, { "worker.tombstone_retention", false },
 	{ "worker.map_size", false }, { "limits.max_message_bytes", false },
-	{ "limits.max_id_bytes", false },
+	{ "limits.max_id_bytes", false }, { "limits.max_future", false },
 };
 
 /*
@@ -177,6 +177,7 @@ assert_reloadable_defaults(const struct config *c)
 	assert_int_equal(c->map_size_bytes, INT64_C(4) << 30);
 	assert_int_equal(c->max_message_bytes, 65536);
 	assert_int_equal(c->max_id_bytes, 256);
+	assert_int_equal(c->max_future_ms, 86400000);
 }
 
 static void
@@ -363,7 +364,8 @@ test_parse_values(void **state)
 	    "state_dir = /srv/alarm digest\n"
 	    "log_level = debug\n"
 	    "[limits]\n"
-	    "max_message_bytes = 1M\n", &c);
+	    "max_message_bytes = 1M\n"
+	    "max_future = 90s\n", &c);
 	assert_string_equal(c.servers, "nats://a:4222,nats://b:4222");
 	assert_int_equal(c.intake, INTAKE_CORE);
 	assert_int_equal(c.ack_wait_ms, 1500);
@@ -374,6 +376,7 @@ test_parse_values(void **state)
 	assert_string_equal(c.state_dir, "/srv/alarm digest");
 	assert_int_equal(c.log_level, LL_DEBUG);
 	assert_int_equal(c.max_message_bytes, 1 << 20);
+	assert_int_equal(c.max_future_ms, 90000);
 	/* Untouched keys keep their defaults. */
 	assert_string_equal(c.stream, "ALARMS");
 	assert_int_equal(c.max_id_bytes, 256);
@@ -709,6 +712,7 @@ test_bounds(void **state)
 		{ "worker", "tombstone_retention", "1s", "3650d", "999ms", "3651d" },
 		{ "limits", "max_message_bytes", "64", "8MiB", "63", "8388609" },
 		{ "limits", "max_id_bytes", "1", "500", "0", "501" },
+		{ "limits", "max_future", "0", "3650d", NULL, "3651d" },
 	};
 	char text[256];
 	struct config c;
@@ -788,7 +792,8 @@ static const char all_changed[] =
 	"map_size = 1G\n"
 	"[limits]\n"
 	"max_message_bytes = 1K\n"
-	"max_id_bytes = 64\n";
+	"max_id_bytes = 64\n"
+	"max_future = 1h\n";
 
 /* The reloadable values all_changed sets, as literals. */
 static void
@@ -810,6 +815,7 @@ assert_reloadable_all_changed(const struct config *c)
 	assert_int_equal(c->map_size_bytes, INT64_C(1) << 30);
 	assert_int_equal(c->max_message_bytes, 1024);
 	assert_int_equal(c->max_id_bytes, 64);
+	assert_int_equal(c->max_future_ms, 3600000);
 }
 
 static void
@@ -855,6 +861,9 @@ test_diff_every_key(void **state)
 	ch = changes_find(&cs, "worker.commit_max_ms");
 	assert_string_equal(ch->old_value, "100ms");
 	assert_string_equal(ch->new_value, "5ms");
+	ch = changes_find(&cs, "limits.max_future");
+	assert_string_equal(ch->old_value, "1d");
+	assert_string_equal(ch->new_value, "1h");
 
 	/* The reverse direction reports the same keys. */
 	cs.n = 0;

@@ -17,7 +17,11 @@
 static const struct msg_limits default_limits = {
 	.max_message_bytes = 65536,
 	.max_id_bytes = 256,
+	.max_future_ms = 86400000,
 };
+
+/* The service's clock in every test: 2026-01-01T00:00:00Z. */
+#define TEST_NOW_MS INT64_C(1767225600000)
 
 static int
 setup_parser(void **state)
@@ -40,7 +44,7 @@ teardown_parser(void **state)
 static enum msg_error
 parse(void **state, enum msg_kind kind, const char *s, size_t n, struct alarm_msg *m)
 {
-	return validate_message(*state, kind, s, n, &default_limits, m);
+	return validate_message(*state, kind, s, n, &default_limits, TEST_NOW_MS, m);
 }
 
 /* Reproducible pseudo-random numbers (xorshift64*); state lives in each test. */
@@ -64,8 +68,9 @@ static void
 test_names(void **state)
 {
 	static const char *const want[MSG_E_COUNT] = {
-		"ok", "oversized", "bad_utf8", "bad_json", "not_object", "missing_field",
-		"wrong_type", "empty_field", "id_too_long", "bad_status", "bad_timestamp",
+		"ok", "oversized", "bad_utf8", "bad_json", "not_object", "lone_surrogate",
+		"duplicate_field", "missing_field", "wrong_type", "empty_field", "id_too_long",
+		"bad_status", "bad_timestamp", "future_timestamp",
 	};
 	(void)state;
 
@@ -160,8 +165,8 @@ test_valid_tolerated_forms(void **state)
 		/* non-ASCII UTF-8 in unknown fields */
 		"{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\","
 		"\"ChangedAt\":\"2021-06-07T20:40:15Z\",\"note\":\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}",
-		/* the same key twice: the last one counts, as in json-c and Go */
-		"{\"AlarmID\":\"a\",\"UserID\":\"first\",\"UserID\":\"u\",\"Status\":\"WARNING\","
+		/* an unknown key twice: nothing reads it, so nothing is ambiguous */
+		"{\"AlarmID\":\"a\",\"x\":1,\"UserID\":\"u\",\"x\":\"2\",\"Status\":\"WARNING\","
 		"\"ChangedAt\":\"2021-06-07T20:40:15Z\"}",
 	};
 	struct alarm_msg m;
@@ -192,11 +197,6 @@ test_valid_escaped_ids(void **state)
 	    "\"ChangedAt\":\"2021-06-07T20:40:15Z\"}"), &m), MSG_OK);
 	assert_bytes(m.alarm, m.alarm_len, "a\0b", 3);
 	assert_bytes(m.user, m.user_len, "\0", 1);
-
-	/* An escaped lone surrogate is valid JSON; json-c makes it U+FFFD. */
-	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"\\ud800\"}"), &m),
-	    MSG_OK);
-	assert_bytes(m.user, m.user_len, LIT("\xef\xbf\xbd"));
 }
 
 struct bad_case {
@@ -362,6 +362,11 @@ static const struct bad_case bad_cases[] = {
 	BAD(SC, "{\"AlarmID\":1,\"UserID\":\"\",\"Status\":\"x\",\"ChangedAt\":\"y\"}", MSG_E_TYPE),
 	BAD(SC, "{\"AlarmID\":\"a\",\"UserID\":\"\",\"Status\":\"x\",\"ChangedAt\":\"y\"}", MSG_E_EMPTY),
 	BAD(SC, "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"x\",\"ChangedAt\":\"y\"}", MSG_E_STATUS),
+	/* the three rules json-c would paper over (more in their own tests below) */
+	BAD(DR, "{\"UserID\":\"\\ud800\"}", MSG_E_SURROGATE),
+	BAD(DR, "{\"UserID\":\"\\udc00\"}", MSG_E_SURROGATE),
+	BAD(DR, "{\"UserID\":\"a\",\"UserID\":\"b\"}", MSG_E_DUPLICATE),
+	BAD(SC, WITH_TIME("\"9999-12-31T23:59:59Z\""), MSG_E_FUTURE),
 };
 
 static void
@@ -456,25 +461,29 @@ test_id_length_limits(void **state)
 static void
 test_custom_limits(void **state)
 {
-	const struct msg_limits lim = { .max_message_bytes = 40, .max_id_bytes = 3 };
+	const struct msg_limits lim = { .max_message_bytes = 40, .max_id_bytes = 3,
+		.max_future_ms = 0 };
 	static const char fits[] = "{\"UserID\":\"abc\"}";
 	static const char exact[] = "{\"UserID\":\"abc\",\"pad\":\"xxxxxxxxxxx\"}    ";
 	struct alarm_msg m;
 
 	assert_int_equal(sizeof(exact) - 1, 40);
-	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT(fits), &lim, &m), MSG_OK);
-	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT(exact), &lim, &m), MSG_OK);
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT(fits), &lim, TEST_NOW_MS,
+	    &m), MSG_OK);
+	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT(exact), &lim, TEST_NOW_MS,
+	    &m), MSG_OK);
 	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"abcd\"}"),
-	    &lim, &m), MSG_E_ID_LENGTH);
+	    &lim, TEST_NOW_MS, &m), MSG_E_ID_LENGTH);
 	assert_string_equal(validator_detail(*state),
 	    "field UserID: 4 bytes exceeds max_id_bytes 3");
 	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST,
-	    LIT("{\"UserID\":\"abc\",\"pad\":\"xxxxxxxxxxx\"}     "), &lim, &m), MSG_E_SIZE);
+	    LIT("{\"UserID\":\"abc\",\"pad\":\"xxxxxxxxxxx\"}     "), &lim, TEST_NOW_MS, &m),
+	    MSG_E_SIZE);
 	assert_string_equal(validator_detail(*state),
 	    "payload of 41 bytes exceeds max_message_bytes 40");
 	/* NULL limits mean the defaults. */
 	assert_int_equal(validate_message(*state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"abcd\"}"),
-	    NULL, &m), MSG_OK);
+	    NULL, TEST_NOW_MS, &m), MSG_OK);
 }
 
 /* Size is judged before anything else: oversized garbage is "oversized". */
@@ -589,6 +598,295 @@ test_detail_escaping(void **state)
 	    "is not CLEARED, WARNING or CRITICAL");
 }
 
+/* ---- escaped lone surrogates (json-c would write U+FFFD, merging different IDs) ---- */
+
+static void
+test_surrogate_pairs_valid(void **state)
+{
+	static const struct { const char *json; const char *user; size_t user_len; } ok[] = {
+		/* a pair, lower- and upper-case hex, and mixed */
+		{ "{\"UserID\":\"\\ud83d\\ude00\"}", "\xf0\x9f\x98\x80", 4 },
+		{ "{\"UserID\":\"\\uD800\\uDC00\"}", "\xf0\x90\x80\x80", 4 },
+		{ "{\"UserID\":\"\\uD83D\\ude00\"}", "\xf0\x9f\x98\x80", 4 },
+		{ "{\"UserID\":\"\\udbff\\udfff\"}", "\xf4\x8f\xbf\xbf", 4 },
+		/* two pairs back to back, and a pair between other text */
+		{ "{\"UserID\":\"\\ud800\\udc00\\udbff\\udfff\"}", "\xf0\x90\x80\x80\xf4\x8f\xbf\xbf", 8 },
+		{ "{\"UserID\":\"a\\ud800\\udc00b\"}", "a\xf0\x90\x80\x80" "b", 6 },
+		/* just outside the surrogate range on both sides */
+		{ "{\"UserID\":\"\\ud7ff\\ue000\"}", "\xed\x9f\xbf\xee\x80\x80", 6 },
+		/* an escaped backslash before "ud800" is text, not an escape */
+		{ "{\"UserID\":\"\\\\ud800\"}", "\\ud800", 6 },
+	};
+	struct alarm_msg m;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		enum msg_error e = parse(state, MSG_DIGEST_REQUEST, ok[i].json, strlen(ok[i].json), &m);
+
+		if (e != MSG_OK)
+			fail_msg("case %zu: %s: %s", i, msg_error_name(e), validator_detail(*state));
+		assert_bytes(m.user, m.user_len, ok[i].user, ok[i].user_len);
+	}
+}
+
+static void
+test_surrogate_lone_rejected(void **state)
+{
+	static const struct bad_case cases[] = {
+		/* a high half at the end of the string, before text, before another escape */
+		BAD(DR, "{\"UserID\":\"\\ud800\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\uDBFF\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\ud800x\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\ud800 \\udc00\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\ud800\\n\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\ud800\\u0041\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\ud800\\ue000\"}", MSG_E_SURROGATE),
+		/* two high halves: the second pairs, the first stays lone */
+		BAD(DR, "{\"UserID\":\"\\ud800\\ud800\\udc00\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\ud800\\ud800\"}", MSG_E_SURROGATE),
+		/* a low half alone, first, or after a complete pair; a reversed pair */
+		BAD(DR, "{\"UserID\":\"\\udc00\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\uDFFF\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"a\\udc00\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\ud800\\udc00\\udc00\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"\\udc00\\ud800\"}", MSG_E_SURROGATE),
+		/* in every field of an update */
+		BAD(SC, WITH_ALARM("\"a\\ud800\""), MSG_E_SURROGATE),
+		BAD(SC, WITH_USER("\"\\udfff\""), MSG_E_SURROGATE),
+		BAD(SC, WITH_STATUS("\"\\ud800\""), MSG_E_SURROGATE),
+		BAD(SC, WITH_TIME("\"2021-06-07T20:40:15Z\\ud800\""), MSG_E_SURROGATE),
+		/* in unknown fields, their keys, and nested values: every string counts */
+		BAD(DR, "{\"UserID\":\"u\",\"note\":\"\\ud800\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"u\",\"\\udc00\":1}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"u\",\"x\":[1,{\"y\":\"\\udbff\"}]}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"u\",\"x\":{\"\\ud800\":null}}", MSG_E_SURROGATE),
+		BAD(SC, "{\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\","
+		    "\"ChangedAt\":\"2021-06-07T20:40:15Z\",\"note\":[\"\\udc00\"]}", MSG_E_SURROGATE),
+		/* the checks before it still decide first */
+		BAD(DR, "{\"UserID\":\"\\ud800\",}", MSG_E_JSON),
+		BAD(DR, "{\"UserID\":\"\\ud800\\uZZZZ\"}", MSG_E_JSON),
+		BAD(DR, "{\"UserID\":\"\\ud800\\u12\"}", MSG_E_JSON),
+		BAD(DR, "{\"UserID\":\"\\ud800\"} x", MSG_E_JSON),
+		BAD(DR, "{\"UserID\":\"\\ud800\",\"UserID\\u0000\":1}", MSG_E_JSON),
+		BAD(DR, "{\"UserID\":\"\\ud800\xff\"}", MSG_E_UTF8),
+		BAD(DR, "[\"\\ud800\"]", MSG_E_NOT_OBJECT),
+		/* ... and it decides before the fields are looked at */
+		BAD(DR, "{\"UserID\":42,\"x\":\"\\ud800\"}", MSG_E_SURROGATE),
+		BAD(SC, "{\"x\":\"\\udc00\"}", MSG_E_SURROGATE),
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct bad_case *c = &cases[i];
+		struct alarm_msg m;
+		enum msg_error e = parse(state, c->kind, c->data, c->len, &m);
+
+		if (e != c->want)
+			fail_msg("case %zu (%.*s): got %s, want %s: %s", i, (int)c->len, c->data,
+			    msg_error_name(e), msg_error_name(c->want), validator_detail(*state));
+	}
+}
+
+static void
+test_surrogate_detail(void **state)
+{
+	struct alarm_msg m;
+
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"\\ud800\"}"), &m),
+	    MSG_E_SURROGATE);
+	assert_string_equal(validator_detail(*state), "escaped lone surrogate at byte 11: \\ud800 "
+	    "is not followed by an escaped low surrogate \\udc00-\\udfff");
+	/* The first lone one is named, in the case it was written in. */
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST,
+	    LIT("{\"UserID\":\"a\\uDC00\",\"x\":\"\\ud800\"}"), &m), MSG_E_SURROGATE);
+	assert_string_equal(validator_detail(*state), "escaped lone surrogate at byte 12: \\uDC00 "
+	    "does not follow an escaped high surrogate \\ud800-\\udbff");
+}
+
+/* ---- a field given twice (json-c keeps the last) ---- */
+
+#define UPD_FIELDS "\"AlarmID\":\"a\",\"UserID\":\"u\",\"Status\":\"WARNING\"," \
+	"\"ChangedAt\":\"2021-06-07T20:40:15Z\""
+
+static void
+test_duplicate_fields(void **state)
+{
+	static const struct bad_case cases[] = {
+		/* each of the four, before and after the others, same value or not */
+		BAD(SC, "{" UPD_FIELDS ",\"AlarmID\":\"b\"}", MSG_E_DUPLICATE),
+		BAD(SC, "{\"UserID\":\"v\"," UPD_FIELDS "}", MSG_E_DUPLICATE),
+		BAD(SC, "{" UPD_FIELDS ",\"Status\":\"WARNING\"}", MSG_E_DUPLICATE),
+		BAD(SC, "{\"ChangedAt\":\"2021-06-07T20:40:14Z\"," UPD_FIELDS "}", MSG_E_DUPLICATE),
+		/* the second copy's type does not matter */
+		BAD(SC, "{" UPD_FIELDS ",\"UserID\":null}", MSG_E_DUPLICATE),
+		BAD(SC, "{" UPD_FIELDS ",\"Status\":{\"x\":1}}", MSG_E_DUPLICATE),
+		/* three times */
+		BAD(SC, "{" UPD_FIELDS ",\"AlarmID\":\"b\",\"AlarmID\":\"c\"}", MSG_E_DUPLICATE),
+		/* a name spelled with escapes is that name, as json-c reads it */
+		BAD(SC, "{" UPD_FIELDS ",\"User\\u0049D\":\"v\"}", MSG_E_DUPLICATE),
+		BAD(SC, "{" UPD_FIELDS ",\"\\u0053\\u0074\\u0061\\u0074\\u0075\\u0073\":\"CLEARED\"}",
+		    MSG_E_DUPLICATE),
+		BAD(SC, "{" UPD_FIELDS ",\"\\u0043\\u0068\\u0061\\u006e\\u0067\\u0065\\u0064\\u0041"
+		    "\\u0074\":\"x\"}", MSG_E_DUPLICATE),
+		/* a digest request: its UserID */
+		BAD(DR, "{\"UserID\":\"a\",\"UserID\":\"b\"}", MSG_E_DUPLICATE),
+		BAD(DR, "{\"UserID\":\"a\",\"UserID\":\"a\"}", MSG_E_DUPLICATE),
+		BAD(DR, "{\"UserID\":\"a\",\"U\\u0073erID\":\"b\"}", MSG_E_DUPLICATE),
+		/* it decides before missing or bad fields, after lone surrogates */
+		BAD(SC, "{\"AlarmID\":\"a\",\"AlarmID\":\"b\"}", MSG_E_DUPLICATE),
+		BAD(DR, "{\"UserID\":1,\"UserID\":\"\"}", MSG_E_DUPLICATE),
+		BAD(DR, "{\"UserID\":\"\\ud800\",\"UserID\":\"b\"}", MSG_E_SURROGATE),
+		BAD(DR, "{\"UserID\":\"a\",\"UserID\":\"b\",}", MSG_E_JSON),
+
+		/* fine: unknown fields twice, look-alikes, nested copies, other escapes */
+		BAD(SC, "{" UPD_FIELDS ",\"x\":1,\"x\":2}", MSG_OK),
+		BAD(SC, "{" UPD_FIELDS ",\"userid\":\"v\",\"userid\":\"w\",\"USERID\":\"x\"}", MSG_OK),
+		BAD(SC, "{" UPD_FIELDS ",\"x\":{\"UserID\":\"v\",\"UserID\":\"w\"}}", MSG_OK),
+		BAD(SC, "{" UPD_FIELDS ",\"x\":[{\"Status\":1},{\"Status\":2}]}", MSG_OK),
+		BAD(SC, "{" UPD_FIELDS ",\"UserID \":\"v\",\"UserI\":\"w\",\"UserIDx\":\"y\"}", MSG_OK),
+		BAD(SC, "{" UPD_FIELDS ",\"UserID\\n\":\"v\",\"User\\/ID\":\"w\",\"Us\\u00e9rID\":1}",
+		    MSG_OK),
+		BAD(SC, "{" UPD_FIELDS ",\"\\u0055\\u0073\\u0065\\u0072\\u0049\\u0044\\u0020\":1}",
+		    MSG_OK),
+		/* a digest request reads only UserID: the other three are unknown fields to it */
+		BAD(DR, "{\"UserID\":\"u\",\"AlarmID\":\"a\",\"AlarmID\":\"b\",\"Status\":1,\"Status\":2,"
+		    "\"ChangedAt\":null,\"ChangedAt\":[]}", MSG_OK),
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct bad_case *c = &cases[i];
+		struct alarm_msg m;
+		enum msg_error e = parse(state, c->kind, c->data, c->len, &m);
+
+		if (e != c->want)
+			fail_msg("case %zu (%.*s): got %s, want %s: %s", i, (int)c->len, c->data,
+			    msg_error_name(e), msg_error_name(c->want), validator_detail(*state));
+		if (e == MSG_OK)
+			assert_bytes(m.user, m.user_len, LIT("u"));
+	}
+}
+
+static void
+test_duplicate_detail(void **state)
+{
+	struct alarm_msg m;
+
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST,
+	    LIT("{\"UserID\":\"a\",\"UserID\":\"b\"}"), &m), MSG_E_DUPLICATE);
+	assert_string_equal(validator_detail(*state),
+	    "field UserID appears more than once (again at byte 14)");
+	/* The earliest second copy is named, whichever field it is. */
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED,
+	    LIT("{\"Status\":\"A\",\"UserID\":\"u\",\"UserID\":\"v\",\"Status\":\"B\"}"), &m),
+	    MSG_E_DUPLICATE);
+	assert_string_equal(validator_detail(*state),
+	    "field UserID appears more than once (again at byte 27)");
+}
+
+/* ---- ChangedAt too far ahead of the clock ---- */
+
+static enum msg_error
+parse_time_at(void **state, const char *ts, int64_t now_ms, int64_t max_future_ms)
+{
+	const struct msg_limits lim = { .max_message_bytes = 65536, .max_id_bytes = 256,
+		.max_future_ms = max_future_ms };
+	char json[256];
+	struct alarm_msg m;
+	int n = snprintf(json, sizeof(json), WITH_TIME("\"%s\""), ts);
+
+	assert_true(n > 0 && (size_t)n < sizeof(json));
+	return validate_message(*state, MSG_STATUS_CHANGED, json, (size_t)n, &lim, now_ms, &m);
+}
+
+static void
+test_future_allowance(void **state)
+{
+	static const struct {
+		const char *ts;
+		int64_t now_ms, max_future_ms;
+		enum msg_error want;
+	} cases[] = {
+		/* the clock is 2026-01-01T00:00:00Z, the allowance 24h */
+		{ "2026-01-02T00:00:00Z", TEST_NOW_MS, 86400000, MSG_OK },
+		{ "2026-01-02T00:00:00.000000001Z", TEST_NOW_MS, 86400000, MSG_E_FUTURE },
+		{ "2026-01-01T23:59:59.999999999Z", TEST_NOW_MS, 86400000, MSG_OK },
+		{ "2026-01-02T00:00:01Z", TEST_NOW_MS, 86400000, MSG_E_FUTURE },
+		/* an instant, whatever its offset */
+		{ "2026-01-02T03:00:00+03:00", TEST_NOW_MS, 86400000, MSG_OK },
+		{ "2026-01-02T03:00:00.000000001+03:00", TEST_NOW_MS, 86400000, MSG_E_FUTURE },
+		{ "2026-01-01T23:00:00-01:00", TEST_NOW_MS, 86400000, MSG_OK },
+		{ "2026-01-01T23:00:01-01:00", TEST_NOW_MS, 86400000, MSG_E_FUTURE },
+		/* now and the past are fine, back to the earliest the grammar allows */
+		{ "2026-01-01T00:00:00Z", TEST_NOW_MS, 86400000, MSG_OK },
+		{ "2021-08-17T15:33:59Z", TEST_NOW_MS, 86400000, MSG_OK },
+		{ "0000-01-01T00:00:00+23:59", TEST_NOW_MS, 86400000, MSG_OK },
+		/* the year-9999 trap */
+		{ "9999-12-31T23:59:59.999999999Z", TEST_NOW_MS, 86400000, MSG_E_FUTURE },
+		{ "9999-12-31T23:59:59-23:59", TEST_NOW_MS, 86400000, MSG_E_FUTURE },
+		{ "2027-01-01T00:00:00Z", TEST_NOW_MS, 86400000, MSG_E_FUTURE },
+		/* other allowances, and milliseconds on the clock */
+		{ "2026-01-01T00:00:01Z", TEST_NOW_MS, 1000, MSG_OK },
+		{ "2026-01-01T00:00:01.000000001Z", TEST_NOW_MS, 1000, MSG_E_FUTURE },
+		{ "2026-01-01T00:00:00.123Z", TEST_NOW_MS + 123, 0, MSG_OK },
+		{ "2026-01-01T00:00:00.123000001Z", TEST_NOW_MS + 123, 0, MSG_E_FUTURE },
+		/* the largest the config takes, 3650d (2026 to 2035 hold two 29 Februaries) */
+		{ "2035-12-30T00:00:00Z", TEST_NOW_MS, INT64_C(3650) * 86400000, MSG_OK },
+		{ "2035-12-30T00:00:00.000000001Z", TEST_NOW_MS, INT64_C(3650) * 86400000,
+		  MSG_E_FUTURE },
+		/* a clock before 1970 (1969-12-31T23:59:58.5Z) */
+		{ "1969-12-31T23:59:58.5Z", -1500, 0, MSG_OK },
+		{ "1969-12-31T23:59:58.500000001Z", -1500, 0, MSG_E_FUTURE },
+		/* an allowance past what int64 milliseconds hold lets everything through */
+		{ "9999-12-31T23:59:59Z", TEST_NOW_MS, INT64_MAX, MSG_OK },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum msg_error e = parse_time_at(state, cases[i].ts, cases[i].now_ms,
+		    cases[i].max_future_ms);
+
+		if (e != cases[i].want)
+			fail_msg("case %zu (%s): got %s, want %s: %s", i, cases[i].ts, msg_error_name(e),
+			    msg_error_name(cases[i].want), validator_detail(*state));
+	}
+}
+
+static void
+test_future_order_and_detail(void **state)
+{
+	struct alarm_msg m, before;
+
+	/* NULL limits: 24h. */
+	assert_int_equal(validate_message(*state, MSG_STATUS_CHANGED,
+	    LIT(WITH_TIME("\"2026-01-02T00:00:00Z\"")), NULL, TEST_NOW_MS, &m), MSG_OK);
+	assert_int_equal(validate_message(*state, MSG_STATUS_CHANGED,
+	    LIT(WITH_TIME("\"2026-01-02T00:00:00.000000001Z\"")), NULL, TEST_NOW_MS, &m),
+	    MSG_E_FUTURE);
+	assert_string_equal(validator_detail(*state), "field ChangedAt: "
+	    "\"2026-01-02T00:00:00.000000001Z\" is more than max_future 24h ahead of the "
+	    "service's clock, 2026-01-01T00:00:00Z");
+	assert_int_equal(parse_time_at(state, "9999-12-31T23:59:59Z", TEST_NOW_MS + 250, 90000),
+	    MSG_E_FUTURE);
+	assert_string_equal(validator_detail(*state), "field ChangedAt: \"9999-12-31T23:59:59Z\" "
+	    "is more than max_future 90s ahead of the service's clock, 2026-01-01T00:00:00.25Z");
+	assert_int_equal(parse_time_at(state, "9999-12-31T23:59:59Z", TEST_NOW_MS, 1500),
+	    MSG_E_FUTURE);
+	assert_non_null(strstr(validator_detail(*state), "max_future 1500ms ahead"));
+
+	/* A timestamp the grammar rejects is bad_timestamp, not a future one. */
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED, LIT(WITH_TIME("\"9999-13-01T00:00:00Z\"")),
+	    &m), MSG_E_TIMESTAMP);
+	/* Every other field is checked first. */
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED, LIT("{\"AlarmID\":\"a\",\"UserID\":\"u\","
+	    "\"Status\":\"bogus\",\"ChangedAt\":\"9999-12-31T23:59:59Z\"}"), &m), MSG_E_STATUS);
+	/* A digest request has no ChangedAt: one among its unknown fields is ignored. */
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST,
+	    LIT("{\"UserID\":\"u\",\"ChangedAt\":\"9999-12-31T23:59:59Z\"}"), &m), MSG_OK);
+	/* A rejected message leaves *out alone. */
+	memset(&m, 0xa5, sizeof(m));
+	before = m;
+	assert_int_equal(parse(state, MSG_STATUS_CHANGED, LIT(WITH_TIME("\"9999-12-31T23:59:59Z\"")),
+	    &m), MSG_E_FUTURE);
+	assert_memory_equal(&m, &before, sizeof(m));
+}
+
 /* Strings of one message stay valid while later messages come and go. */
 static void
 test_lifetime_and_reuse(void **state)
@@ -610,7 +908,7 @@ test_lifetime_and_reuse(void **state)
 	struct validator *other = validator_new();
 	assert_non_null(other);
 	assert_int_equal(validate_message(other, MSG_DIGEST_REQUEST, LIT("{\"UserID\":\"third\"}"),
-	    &default_limits, &a), MSG_OK);
+	    &default_limits, TEST_NOW_MS, &a), MSG_OK);
 	assert_bytes(b.user, b.user_len, LIT("second"));
 	assert_bytes(a.user, a.user_len, LIT("third"));
 	validator_free(other);
@@ -679,9 +977,10 @@ fuzz_touch(const char *s, size_t n)
 static bool
 fuzz_check(void **state, enum msg_kind kind, const char *buf, size_t len)
 {
-	struct msg_limits lim = { .max_message_bytes = 4096, .max_id_bytes = 40 };
+	struct msg_limits lim = { .max_message_bytes = 4096, .max_id_bytes = 40,
+		.max_future_ms = 86400000 };
 	struct alarm_msg m;
-	enum msg_error e = validate_message(*state, kind, buf, len, &lim, &m);
+	enum msg_error e = validate_message(*state, kind, buf, len, &lim, TEST_NOW_MS, &m);
 	const char *d = validator_detail(*state);
 	int64_t local;
 
@@ -705,6 +1004,9 @@ fuzz_check(void **state, enum msg_kind kind, const char *buf, size_t len)
 		assert_true(m.changed_at.off_min >= -1439 && m.changed_at.off_min <= 1439);
 		local = m.changed_at.sec + (int64_t)m.changed_at.off_min * 60;
 		assert_true(local >= -62167219200LL && local <= 253402300799LL);
+		/* ... and no later than 2026-01-02T00:00:00Z, the clock plus max_future. */
+		assert_true(m.changed_at.sec < 1767312000LL ||
+		    (m.changed_at.sec == 1767312000LL && m.changed_at.nsec == 0));
 	}
 	return true;
 }
@@ -771,6 +1073,15 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_nesting_depth, setup_parser, teardown_parser),
 		cmocka_unit_test_setup_teardown(test_detail_sentences, setup_parser, teardown_parser),
 		cmocka_unit_test_setup_teardown(test_detail_escaping, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_surrogate_pairs_valid, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_surrogate_lone_rejected, setup_parser,
+		    teardown_parser),
+		cmocka_unit_test_setup_teardown(test_surrogate_detail, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_duplicate_fields, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_duplicate_detail, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_future_allowance, setup_parser, teardown_parser),
+		cmocka_unit_test_setup_teardown(test_future_order_and_detail, setup_parser,
+		    teardown_parser),
 		cmocka_unit_test_setup_teardown(test_lifetime_and_reuse, setup_parser, teardown_parser),
 		cmocka_unit_test_setup_teardown(test_fuzz_never_crashes, setup_parser, teardown_parser),
 	};
