@@ -450,7 +450,7 @@ fault_final_round(struct fenv *e, struct model *m, const char *marker)
 	char ts[48];
 
 	/* Newer than any generated traffic, so the marker is always accepted. */
-	model_ts_print(harness_wall_sec() + 86400, 0, 0, 0, false, ts, sizeof(ts));
+	model_ts_print(harness_wall_sec() + 3 * 3600, 0, 0, 0, false, ts, sizeof(ts));
 	for (size_t i = 0; i < n; i++) {
 		const char *u = model_user(m, i);
 
