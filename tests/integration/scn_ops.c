@@ -397,8 +397,8 @@ runner_init(struct runner *r, struct env *e, struct model *m, const char *prefix
 
 /*
  * Between two faults: wait until the traffic thread has sent `events` more
- * (about 0.6 s of its pace at 300), so every fault meets load however slow
- * the machine is.
+ * (it sends about 400 a second on an idle machine), so every fault meets
+ * load however slow the machine is.
  */
 static int
 load_flows(struct runner *r, int events)
@@ -481,7 +481,7 @@ scn_worker_kill(void)
 	}
 	for (int k = 0; k < 3; k++) {
 		snprintf(name, sizeof(name), "worker_kill/restart_%d", k + 1);
-		if (load_flows(&r, 300) == -1)
+		if (load_flows(&r, 250) == -1)
 			tap_fail(name, "before the kill: %s", harness_err());
 		else
 			tap_report(name, kill_one_worker(&e, cfg.workers, k));
