@@ -383,7 +383,7 @@ sub_sync(struct bus *b, natsSubscription *sub, const char *what, pthread_mutex_t
 	if (bus_flush(b, left > 1 ? left : 1) == -1)
 		return -1;
 	for (;;) {
-		/* The client's queue is not ours to be told about: poll it too. */
+		/* A callback signals cv; the client's queue signals nothing: poll it. */
 		int64_t slice = harness_now_ms() + 20;
 
 		if (natsSubscription_GetPending(sub, &pending, NULL) != NATS_OK ||
@@ -392,7 +392,7 @@ sub_sync(struct bus *b, natsSubscription *sub, const char *what, pthread_mutex_t
 			return -1;
 		}
 		pthread_mutex_lock(mu);
-		if (pending == 0 && (done = *handled) < (uint64_t)delivered)
+		if (pending == 0 && *handled < (uint64_t)delivered)
 			(void)cond_wait_until(cv, mu, slice < deadline_ms ? slice : deadline_ms);
 		done = *handled;
 		pthread_mutex_unlock(mu);

@@ -918,7 +918,8 @@ nats_ports_file(const char *dir, const char *exe, pid_t pid)
 
 	base = base != NULL ? base + 1 : exe;
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s_%ld.ports", dir, base, (long)pid) >=
-	    sizeof(path) || access(path, F_OK) == -1 || (text = harness_read_file(path, NULL)) == NULL)
+	    sizeof(path) || access(path, F_OK) == -1 ||
+	    (text = harness_read_file(path, NULL)) == NULL)
 		return 0;
 	if ((p = strstr(text, "\"nats\":[\"")) != NULL &&
 	    (end = strchr(p += strlen("\"nats\":[\""), '"')) != NULL) {
@@ -1061,7 +1062,8 @@ harness_nats_restart(struct harness_nats *n)
 	if (rc == 0) {
 		if (attempts > 1)
 			printf("# harness: nats-server listening on 127.0.0.1:%d again after %d "
-			    "attempts in %lld ms\n", n->port, attempts, (long long)(harness_now_ms() - t0));
+			    "attempts in %lld ms\n", n->port, attempts,
+			    (long long)(harness_now_ms() - t0));
 		return 0;
 	}
 	snprintf(why, sizeof(why), "%s", harness_err());
