@@ -88,7 +88,11 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 		snprintf(workers, sizeof(workers), "%s", cfg->bad_workers);
 	else
 		snprintf(workers, sizeof(workers), "%d", cfg->workers);
-	/* Line 9 is "workers = ..." (callers check the error names it). */
+	/*
+	 * Line 9 is "workers = ..." (callers check the error names it).  No
+	 * worker counts as healthy (restart_healthy), however slow the run: a
+	 * killed one always waits restart_backoff_min, as worker_kill checks.
+	 */
 	n = snprintf(buf, cap,
 	    "# itest config for %s\n"
 	    "[nats]\n"
@@ -102,6 +106,7 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "shutdown_timeout = %ds\n"
 	    "restart_backoff_min = 1s\n"
 	    "restart_backoff_max = 2s\n"
+	    "restart_healthy = 1h\n"
 	    "\n"
 	    "[worker]\n"
 	    "commit_max_ms = 20ms\n",
