@@ -71,6 +71,19 @@ int env_restart_service(struct env *e);
 int env_wait_ready(struct env *e, int64_t timeout_ms);
 /* collector_wait_user that gives up as soon as the supervisor is gone. */
 int env_wait_user(struct env *e, const char *user, size_t n, int64_t deadline_ms);
+/*
+ * Wait until the service can publish nothing more for what was sent so
+ * far: its consumer has acked the whole stream, then every digest (and
+ * whatever `dl`, may be NULL, captures) the server took in is filed.
+ * Core intake acks nothing: a short quiet period stands in for the acks.
+ */
+int env_settle(struct env *e, struct capture *dl, int64_t deadline_ms);
+/*
+ * The result of a check that holds only once the service settled: a pass
+ * becomes a failure when `unsettled` (env_settle's error; "" when it
+ * settled) is set.
+ */
+int env_settled_rc(int rc, const char *unsettled);
 /* The supervisor is still running; sets harness_err when not. */
 int env_alive(struct env *e);
 /*

@@ -731,7 +731,7 @@ malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *d
 {
 	struct harness_worker w[64];
 	size_t nbad = 0;
-	char name[256];
+	char name[256], unsettled[1024] = "";
 	int64_t deadline;
 
 	for (size_t i = 0; i < l->n; i++) {
@@ -741,7 +741,7 @@ malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *d
 			return;
 		}
 	}
-	deadline = harness_now_ms() + 30000;
+	deadline = harness_now_ms() + 60000;
 	while (capture_wait(dl, nbad, harness_now_ms() + 250) == -1) {
 		if (harness_now_ms() >= deadline || env_alive(e) == -1) {
 			printf("# malformed: dead letters: %s\n", harness_err());
@@ -751,7 +751,11 @@ malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *d
 	if (traffic_wait(m, e->digests, false, deadline - harness_now_ms(), &e->svc.proc,
 	        NULL) == -1)
 		printf("# malformed: digests: %s\n", harness_err());
-	harness_sleep_ms(500);
+	/* Everything acked and filed: a wrong extra digest or dead letter would be here. */
+	if (env_settle(e, dl, harness_now_ms() + 60000) == -1) {
+		snprintf(unsettled, sizeof(unsettled), "%s", harness_err());
+		printf("# malformed: the service did not settle: %s\n", unsettled);
+	}
 	/* Per-case results would only repeat that the service died: say it once. */
 	if (env_alive(e) == -1) {
 		tap_fail("malformed/service_still_up", "%s (cases not checked)", harness_err());
@@ -761,9 +765,11 @@ malformed_run(struct env *e, struct mlist *l, struct model *m, struct capture *d
 		snprintf(name, sizeof(name), "malformed/%s", l->c[i].name);
 		/* Every case is sent (they share the dead-letter checks); "malformed/CASE" reports one. */
 		if (itest_selected("malformed", l->c[i].name))
-			tap_report(name, malformed_check_case(e, m, dl, l, &l->c[i]));
+			tap_report(name, env_settled_rc(malformed_check_case(e, m, dl, l, &l->c[i]),
+			    unsettled));
 	}
-	tap_report("malformed/only_rejected_payloads_dead_lettered", malformed_check_extras(dl, l));
+	tap_report("malformed/only_rejected_payloads_dead_lettered",
+	    env_settled_rc(malformed_check_extras(dl, l), unsettled));
 	tap_report("malformed/dead_letter_stream_keeps_copies", malformed_check_stream(e, l, nbad));
 	tap_report("malformed/rejections_counted", malformed_check_counted(e, nbad));
 	tap_report("malformed/digest_json_shape", env_check_collector(e));
@@ -812,9 +818,9 @@ core_basic(struct env *e, struct model *m)
 
 	model_ts_print(harness_wall_sec() - 60, 250000000, 120, 3, false, ts, sizeof(ts));
 	if (event_send(&up, e->bus, m) == -1 || event_send(&rq, e->bus, m) == -1 ||
-	    bus_flush(e->bus, 5000) == -1)
+	    bus_flush(e->bus, 10000) == -1)
 		return -1;
-	if (env_wait_user(e, "core-basic", 1, harness_now_ms() + 10000) == -1)
+	if (env_wait_user(e, "core-basic", 1, harness_now_ms() + 30000) == -1)
 		return -1;
 	return traffic_verify_user(m, e->digests, "core-basic", false);
 }
@@ -836,9 +842,9 @@ core_many(struct env *e, struct model *m, int users)
 			return -1;
 	}
 	if (bus_flush(e->bus, 10000) == -1 ||
-	    traffic_wait(m, e->digests, false, 30000, &e->svc.proc, NULL) == -1)
+	    traffic_wait(m, e->digests, false, 60000, &e->svc.proc, NULL) == -1 ||
+	    env_settle(e, NULL, harness_now_ms() + 30000) == -1)
 		return -1;
-	harness_sleep_ms(300);
 	return traffic_verify(m, e->digests, false);
 }
 

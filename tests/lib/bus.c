@@ -67,7 +67,7 @@ bus_open(const char *url, bool jetstream)
 	if (s == NATS_OK)
 		s = natsOptions_SetURL(opts, url);
 	if (s == NATS_OK)
-		s = natsOptions_SetTimeout(opts, 2000);
+		s = natsOptions_SetTimeout(opts, 10000);
 	/* Ride out a nats-server restart: reconnect for up to a minute. */
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(opts, 600);
@@ -130,11 +130,13 @@ publish_js(struct bus *b, const char *subject, const void *data, size_t len)
 	    (unsigned long long)atomic_fetch_add(&b->msg_ids, 1));
 	jsPubOptions_Init(&po);
 	po.MsgId = msg_id;
-	po.MaxWait = 5000;
+	/* A slow ack only costs time: a busy machine must not fail a publish. */
+	po.MaxWait = 10000;
 	for (int attempt = 0; attempt < 4; attempt++) {
 		s = js_Publish(NULL, b->js, subject, data, (int)len, &po, &jerr);
 		if (s == NATS_OK)
 			return 0;
+		/* Paces the retries: a server that just came back gets a moment. */
 		harness_sleep_ms(100 * (attempt + 1));
 	}
 	harness_seterr("js_Publish to %s (%zu bytes) failed 4 times: %s (jetstream error %d)",
@@ -254,6 +256,48 @@ bus_wait_consumer(struct bus *b, const char *stream, const char *consumer,
 }
 
 int
+bus_wait_acked(struct bus *b, const char *stream, const char *consumer, int64_t deadline_ms)
+{
+	uint64_t msgs = 0, last = 0, floor = 0, pending = 0, unacked = 0;
+	char why[1024] = "";
+	bool known = false;
+
+	for (;;) {
+		jsConsumerInfo *ci = NULL;
+		jsErrCode jerr = 0;
+		natsStatus s;
+
+		if (bus_stream_state(b, stream, &msgs, &last) == -1) {
+			snprintf(why, sizeof(why), "%s", harness_err());
+		} else if ((s = js_GetConsumerInfo(&ci, b->js, stream, consumer, NULL, &jerr)) !=
+		    NATS_OK) {
+			snprintf(why, sizeof(why), "consumer info of %s: %s (jetstream error %d)",
+			    consumer, natsStatus_GetText(s), (int)jerr);
+		} else {
+			known = true;
+			floor = ci->AckFloor.Stream;
+			pending = ci->NumPending;
+			unacked = (uint64_t)ci->NumAckPending;
+			jsConsumerInfo_Destroy(ci);
+			if (pending == 0 && unacked == 0 && floor >= last)
+				return 0;
+		}
+		if (harness_now_ms() >= deadline_ms)
+			break;
+		harness_sleep_ms(20);
+	}
+	if (!known)
+		harness_seterr("consumer %s on stream %s: no state before the deadline: %s",
+		    consumer, stream, why);
+	else
+		harness_seterr("stream %s ends at %llu but consumer %s acked up to %llu (%llu "
+		    "undelivered, %llu unacked) at the deadline", stream, (unsigned long long)last,
+		    consumer, (unsigned long long)floor, (unsigned long long)pending,
+		    (unsigned long long)unacked);
+	return -1;
+}
+
+int
 bus_stream_state(struct bus *b, const char *stream, uint64_t *msgs, uint64_t *last_seq)
 {
 	jsStreamInfo *si = NULL;
@@ -310,12 +354,58 @@ subscribe(struct bus *b, natsSubscription **sub, const char *subject, natsMsgHan
 	if (s == NATS_OK)
 		s = natsSubscription_SetPendingLimits(*sub, 10000000, 1024 * 1024 * 1024);
 	if (s == NATS_OK)
-		s = natsConnection_FlushTimeout(b->nc, 5000);
+		s = natsConnection_FlushTimeout(b->nc, 10000);
 	if (s != NATS_OK) {
 		harness_seterr("subscribe to %s: %s", subject, natsStatus_GetText(s));
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * Wait until every message the server queued for `sub` before this call
+ * has been through its callback: a PING/PONG round trip first (the server
+ * answers after everything it queued for this connection, and the client
+ * files those messages before it reads the PONG), then the subscription's
+ * queue empty and as many callbacks returned (*handled, counted under mu,
+ * cv broadcast) as messages were delivered.  The client dequeues and
+ * counts a delivery under one lock, so an empty queue read before the
+ * delivered count means that count covers the whole backlog.
+ */
+static int
+sub_sync(struct bus *b, natsSubscription *sub, const char *what, pthread_mutex_t *mu,
+    pthread_cond_t *cv, const uint64_t *handled, int64_t deadline_ms)
+{
+	int64_t delivered = 0, left = deadline_ms - harness_now_ms();
+	uint64_t done = 0;
+	int pending = -1;
+
+	if (bus_flush(b, left > 1 ? left : 1) == -1)
+		return -1;
+	for (;;) {
+		/* A callback signals cv; the client's queue signals nothing: poll it. */
+		int64_t slice = harness_now_ms() + 20;
+
+		if (natsSubscription_GetPending(sub, &pending, NULL) != NATS_OK ||
+		    natsSubscription_GetDelivered(sub, &delivered) != NATS_OK) {
+			harness_seterr("the %s's subscription is closed", what);
+			return -1;
+		}
+		pthread_mutex_lock(mu);
+		if (pending == 0 && *handled < (uint64_t)delivered)
+			(void)cond_wait_until(cv, mu, slice < deadline_ms ? slice : deadline_ms);
+		done = *handled;
+		pthread_mutex_unlock(mu);
+		if (pending == 0 && done >= (uint64_t)delivered)
+			return 0;
+		if (harness_now_ms() >= deadline_ms)
+			break;
+		if (pending > 0)
+			harness_sleep_ms(5);
+	}
+	harness_seterr("the %s's subscription: %d messages still queued, %llu of %lld handled "
+	    "at the deadline", what, pending, (unsigned long long)done, (long long)delivered);
+	return -1;
 }
 
 /* ---- digests ---- */
@@ -339,6 +429,7 @@ struct collector {
 	size_t errors;
 	char first_error[1024];
 	struct collector_parts parts;
+	uint64_t handled;      /* callbacks done (collector_sync) */
 };
 
 static void
@@ -701,6 +792,7 @@ collector_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *
 		collector_error(c, "out of memory filing", data, len);
 		free(canon);
 	}
+	c->handled++;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->lock);
 	free(user);
@@ -833,6 +925,12 @@ collector_wait_total(struct collector *c, size_t n, bool distinct, int64_t deadl
 	return -1;
 }
 
+int
+collector_sync(struct collector *c, struct bus *b, int64_t deadline_ms)
+{
+	return sub_sync(b, c->sub, "digest collector", &c->lock, &c->cv, &c->handled, deadline_ms);
+}
+
 size_t
 collector_errors(struct collector *c, char *buf, size_t cap)
 {
@@ -878,6 +976,7 @@ struct capture {
 	char header[64];
 	struct captured *msgs;
 	size_t n, cap;
+	uint64_t handled;      /* callbacks done (capture_sync) */
 };
 
 static void
@@ -911,6 +1010,7 @@ capture_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *ar
 		c->msgs[c->n++] = m;
 		m.data = m.hdr = NULL;
 	}
+	c->handled++;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->lock);
 	free(m.data);
@@ -982,6 +1082,12 @@ capture_wait(struct capture *c, size_t n, int64_t deadline_ms)
 		return 0;
 	harness_seterr("%zu of %zu messages captured before the deadline", have, n);
 	return -1;
+}
+
+int
+capture_sync(struct capture *c, struct bus *b, int64_t deadline_ms)
+{
+	return sub_sync(b, c->sub, "capture", &c->lock, &c->cv, &c->handled, deadline_ms);
 }
 
 size_t

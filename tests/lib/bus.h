@@ -36,6 +36,13 @@ uint64_t bus_published(struct bus *b);
 /* Poll js_GetConsumerInfo until the durable exists. */
 int bus_wait_consumer(struct bus *b, const char *stream, const char *consumer,
     int64_t timeout_ms);
+/*
+ * Wait until the durable has acked the whole stream (nothing undelivered,
+ * nothing unacked, ack floor at the last sequence): the service has done
+ * everything it will ever do for what was published before the call.
+ */
+int bus_wait_acked(struct bus *b, const char *stream, const char *consumer,
+    int64_t deadline_ms);
 /* Messages stored in a stream and its last sequence. */
 int bus_stream_state(struct bus *b, const char *stream, uint64_t *msgs, uint64_t *last_seq);
 /* The payload of message `seq` of a stream (malloc'd; *data may be NULL when empty). */
@@ -58,6 +65,12 @@ const char *collector_get(struct collector *c, const char *user, size_t i);
 size_t collector_total(struct collector *c, bool distinct);
 int collector_wait_user(struct collector *c, const char *user, size_t n, int64_t deadline_ms);
 int collector_wait_total(struct collector *c, size_t n, bool distinct, int64_t deadline_ms);
+/*
+ * Once it returns 0, every digest the server had taken in before the call
+ * has been filed (a round trip on b, the collector's connection, then its
+ * queue drained): what has not arrived by then was never published.
+ */
+int collector_sync(struct collector *c, struct bus *b, int64_t deadline_ms);
 /* Payloads that broke the output contract; the first one's description in buf. */
 size_t collector_errors(struct collector *c, char *buf, size_t cap);
 /*
@@ -87,6 +100,8 @@ struct capture *capture_new(struct bus *b, const char *subject, const char *head
 void capture_free(struct capture *c);
 size_t capture_count(struct capture *c);
 int capture_wait(struct capture *c, size_t n, int64_t deadline_ms);
+/* As collector_sync, for a capture made on b. */
+int capture_sync(struct capture *c, struct bus *b, int64_t deadline_ms);
 /*
  * How many captured messages carry exactly these payload bytes; the header
  * of the first such one is copied to hdr.

@@ -246,7 +246,7 @@ harness_reap_orphans(void)
 void
 harness_kill_orphans(void)
 {
-	int64_t deadline = harness_now_ms() + 5000;
+	int64_t deadline = harness_now_ms() + 10000;
 	pid_t kids[256];
 	int n, left;
 
@@ -270,7 +270,7 @@ harness_kill_orphans(void)
 void
 harness_kill_all(void)
 {
-	int64_t deadline = harness_now_ms() + 5000;
+	int64_t deadline = harness_now_ms() + 10000;
 	pid_t kids[256];
 	int n;
 
@@ -792,6 +792,25 @@ harness_proc_alive(struct harness_proc *p)
 	return harness_proc_wait(p, 0) == -1;
 }
 
+/*
+ * Wait until process group pgid has no member left, zombies included:
+ * members orphaned to us (we are a subreaper) are reaped on the way.
+ */
+static int
+group_wait_gone(pid_t pgid, int64_t timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+
+	for (;;) {
+		harness_reap_orphans();
+		if (kill(-pgid, 0) == -1 && errno == ESRCH)
+			return 0;
+		if (harness_now_ms() >= deadline)
+			return -1;
+		harness_sleep_ms(5);
+	}
+}
+
 void
 harness_proc_kill(struct harness_proc *p)
 {
@@ -801,11 +820,12 @@ harness_proc_kill(struct harness_proc *p)
 	(void)kill(-p->pid, SIGKILL);
 	if (!p->reaped) {
 		(void)kill(p->pid, SIGKILL);
-		if (harness_proc_wait(p, 5000) == -1)
-			fprintf(stderr, "# itest: pid %ld survived SIGKILL for 5 s\n", (long)p->pid);
+		if (harness_proc_wait(p, 10000) == -1)
+			fprintf(stderr, "# itest: pid %ld survived SIGKILL for 10 s\n", (long)p->pid);
 	}
-	harness_sleep_ms(20);
-	harness_reap_orphans();
+	if (group_wait_gone(p->pid, 10000) == -1)
+		fprintf(stderr, "# itest: process group %ld still has members 10 s after SIGKILL\n",
+		    (long)p->pid);
 }
 
 const char *
@@ -845,31 +865,14 @@ harness_run(char *const argv[], const char *out_path, int64_t timeout_ms, int *s
 
 /* ---- nats-server ---- */
 
-static int
-free_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int fd, port;
-
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
-		harness_seterr("socket: %s", strerror(errno));
-		return -1;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sa.sin_port = 0;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == -1) {
-		harness_seterr("bind/getsockname 127.0.0.1:0: %s", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
+/*
+ * nats-server picks its own port (-p -1) and names it in a ports file
+ * once its client listener is up (--ports_file_dir): no port is ever free
+ * between our choice and its bind, so runs side by side cannot take each
+ * other's.  Only a restart names the port (clients reconnect to the URL
+ * they know); it was free while the server was down, so that start is
+ * retried until it binds.
+ */
 
 static bool
 port_accepts(int port)
@@ -900,32 +903,103 @@ nats_server_exe(void)
 	return "nats-server";
 }
 
-/* One attempt on n->port; -1 if the server died or never accepted. */
+/*
+ * The client port in the ports file of nats-server `pid` (started as
+ * `exe`): DIR/<basename of exe>_<pid>.ports, {"nats":["nats://HOST:PORT"]}.
+ * 0 while there is none, or only part of one (it is not written
+ * atomically).
+ */
 static int
-nats_try_start(struct harness_nats *n, int64_t timeout_ms)
+nats_ports_file(const char *dir, const char *exe, pid_t pid)
 {
-	char port[16];
-	char *argv[] = { (char *)nats_server_exe(), "-js", "-a", "127.0.0.1", "-p", port,
-		"-sd", n->store, n->conf[0] != '\0' ? "-c" : NULL, n->conf, NULL };
-	int64_t deadline = harness_now_ms() + timeout_ms;
-	char st[64];
+	const char *base = strrchr(exe, '/'), *p, *end, *colon;
+	char path[PATH_MAX], *text;
+	long port = 0;
 
-	snprintf(port, sizeof(port), "%d", n->port);
+	base = base != NULL ? base + 1 : exe;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s_%ld.ports", dir, base, (long)pid) >=
+	    sizeof(path) || access(path, F_OK) == -1 ||
+	    (text = harness_read_file(path, NULL)) == NULL)
+		return 0;
+	if ((p = strstr(text, "\"nats\":[\"")) != NULL &&
+	    (end = strchr(p += strlen("\"nats\":[\""), '"')) != NULL) {
+		colon = NULL;
+		for (const char *q = p; q < end; q++)
+			if (*q == ':')
+				colon = q;
+		if (colon != NULL)
+			port = strtol(colon + 1, NULL, 10);
+	}
+	free(text);
+	return port > 0 && port < 65536 ? (int)port : 0;
+}
+
+/* The log's last line, for an error message ("" if none). */
+static void
+log_last_line(const char *path, char *buf, size_t cap)
+{
+	size_t len;
+	char *text = harness_read_file(path, &len);
+	char *line;
+
+	buf[0] = '\0';
+	if (text == NULL)
+		return;
+	while (len > 0 && text[len - 1] == '\n')
+		text[--len] = '\0';
+	line = strrchr(text, '\n');
+	snprintf(buf, cap, "%s", line != NULL ? line + 1 : text);
+	free(text);
+}
+
+/*
+ * Start nats-server on n->port (0: a port it picks) and wait until it
+ * really listens there: its own ports file names the port and a
+ * connection to it is accepted.  0 when up (n->port and n->url set); 1
+ * when it exited before listening (the port was taken: another try may
+ * do); -1 otherwise.
+ */
+static int
+nats_launch(struct harness_nats *n, int64_t timeout_ms)
+{
+	const char *exe = nats_server_exe();
+	char port[16];
+	char *argv[] = { (char *)exe, "-js", "-a", "127.0.0.1", "-p", port, "-sd", n->store,
+		"--ports_file_dir", n->dir, n->conf[0] != '\0' ? "-c" : NULL, n->conf, NULL };
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	char st[64], last[256];
+	int got = 0;
+
+	snprintf(port, sizeof(port), "%d", n->port > 0 ? n->port : -1);
 	if (harness_spawn(&n->proc, argv, n->log) == -1)
 		return -1;
 	while (harness_now_ms() < deadline) {
 		if (!harness_proc_alive(&n->proc)) {
-			harness_seterr("nats-server on port %d exited early (%s); see %s", n->port,
-			    harness_status_str(n->proc.status, st, sizeof(st)), n->log);
-			return -1;
+			log_last_line(n->log, last, sizeof(last));
+			harness_seterr("nats-server (-p %s) exited before listening (%s); its log "
+			    "%s ends: %s", port, harness_status_str(n->proc.status, st, sizeof(st)),
+			    n->log, last);
+			return 1;
 		}
-		if (port_accepts(n->port))
+		if (got == 0)
+			got = nats_ports_file(n->dir, exe, n->proc.pid);
+		if (got > 0 && port_accepts(got)) {
+			if (n->port > 0 && got != n->port) {
+				harness_proc_kill(&n->proc);
+				harness_seterr("nats-server was asked for port %d but listens on %d",
+				    n->port, got);
+				return -1;
+			}
+			n->port = got;
+			snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
 			return 0;
+		}
 		harness_sleep_ms(20);
 	}
 	harness_proc_kill(&n->proc);
-	harness_seterr("nats-server did not accept on 127.0.0.1:%d within %lld ms; see %s",
-	    n->port, (long long)timeout_ms, n->log);
+	harness_seterr("nats-server pid %ld (-p %s) was not listening within %lld ms (%s); see %s",
+	    (long)n->proc.pid, port, (long long)timeout_ms, got > 0 ?
+	    "its port refused connections" : "no ports file", n->log);
 	return -1;
 }
 
@@ -941,15 +1015,8 @@ harness_nats_start_conf(struct harness_nats *n, const char *dir, const char *con
 	    (harness_path(n->conf, sizeof(n->conf), dir, "nats-server.conf") == -1 ||
 	    harness_write_file(n->conf, conf_text) == -1))
 		return -1;
-	/* The free port can be taken between probe and bind: retry a few. */
-	for (int attempt = 0; attempt < 3; attempt++) {
-		if ((n->port = free_port()) == -1)
-			return -1;
-		snprintf(n->url, sizeof(n->url), "nats://127.0.0.1:%d", n->port);
-		if (nats_try_start(n, 10000) == 0)
-			return 0;
-	}
-	return -1;
+	/* A JetStream start on a busy machine can take seconds: wait generously. */
+	return nats_launch(n, 30000) == 0 ? 0 : -1;
 }
 
 int
@@ -967,9 +1034,9 @@ harness_nats_stop(struct harness_nats *n)
 		harness_seterr("kill(nats-server %ld, SIGTERM): %s", (long)n->proc.pid, strerror(errno));
 		return -1;
 	}
-	if (harness_proc_wait(&n->proc, 10000) == -1) {
+	if (harness_proc_wait(&n->proc, 20000) == -1) {
 		harness_proc_kill(&n->proc);
-		harness_seterr("nats-server pid %ld ignored SIGTERM for 10 s (killed)",
+		harness_seterr("nats-server pid %ld ignored SIGTERM for 20 s (killed)",
 		    (long)n->proc.pid);
 		return -1;
 	}
@@ -979,18 +1046,40 @@ harness_nats_stop(struct harness_nats *n)
 int
 harness_nats_restart(struct harness_nats *n)
 {
-	int64_t deadline;
+	int64_t t0, deadline;
+	int attempts = 0, rc;
+	char why[sizeof(harness_errbuf)];
 
 	if (harness_nats_stop(n) == -1)
 		return -1;
-	/* Same port (clients reconnect to the URL they know), same store. */
-	deadline = harness_now_ms() + 10000;
-	while (nats_try_start(n, 10000) == -1) {
-		if (harness_now_ms() >= deadline)
-			return -1;
-		harness_sleep_ms(200);
+	/*
+	 * Same port, same store.  The port was free while the server was down:
+	 * a connection of anyone's that got it as its local port, or another
+	 * program, may hold it for a while.  Try again until it binds.
+	 */
+	t0 = harness_now_ms();
+	deadline = t0 + 30000;
+	for (;;) {
+		int64_t left = deadline - harness_now_ms();
+
+		attempts++;
+		if ((rc = nats_launch(n, left > 5000 ? left : 5000)) != 1 ||
+		    harness_now_ms() >= deadline)
+			break;
+		/* Paces the retries: whoever holds the port needs time to let go. */
+		harness_sleep_ms(100);
 	}
-	return 0;
+	if (rc == 0) {
+		if (attempts > 1)
+			printf("# harness: nats-server listening on 127.0.0.1:%d again after %d "
+			    "attempts in %lld ms\n", n->port, attempts,
+			    (long long)(harness_now_ms() - t0));
+		return 0;
+	}
+	snprintf(why, sizeof(why), "%s", harness_err());
+	harness_seterr("nats-server could not listen on 127.0.0.1:%d again (%d attempts in "
+	    "%lld ms); last: %s", n->port, attempts, (long long)(harness_now_ms() - t0), why);
+	return -1;
 }
 
 /* ---- the service ---- */

@@ -90,7 +90,7 @@ int harness_spawn(struct harness_proc *p, char *const argv[], const char *log_pa
 int harness_proc_wait(struct harness_proc *p, int64_t timeout_ms);
 /* True while the process has not exited (reaps it if it has). */
 bool harness_proc_alive(struct harness_proc *p);
-/* SIGKILL its whole process group and reap it. */
+/* SIGKILL its whole process group; returns once no member is left (bounded). */
 void harness_proc_kill(struct harness_proc *p);
 /* "exit 0", "signal 9", ... for messages. */
 const char *harness_status_str(int status, char *buf, size_t cap);
@@ -119,7 +119,11 @@ struct harness_nats {
 	char conf[PATH_MAX];     /* nats-server -c file; "" for none */
 };
 
-/* Start on a free port with JetStream in dir/js; waits until it accepts. */
+/*
+ * Start with JetStream in dir/js on a port nats-server picks itself (read
+ * back from its ports file in dir, so no other program can take it
+ * between choice and bind); waits until it accepts there.
+ */
 int harness_nats_start(struct harness_nats *n, const char *dir);
 /*
  * The same, with conf_text written to dir/nats-server.conf and passed with
@@ -128,7 +132,10 @@ int harness_nats_start(struct harness_nats *n, const char *dir);
 int harness_nats_start_conf(struct harness_nats *n, const char *dir, const char *conf_text);
 /* SIGTERM and wait (SIGKILL after a bound). */
 int harness_nats_stop(struct harness_nats *n);
-/* Stop and start again on the same port with the same store. */
+/*
+ * Stop and start again on the same port with the same store, retrying
+ * while the port is taken (bounded); returns once the new server listens.
+ */
 int harness_nats_restart(struct harness_nats *n);
 
 /* ---- the service under test ---- */

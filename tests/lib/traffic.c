@@ -216,9 +216,11 @@ runner_main(void *arg)
 			break;
 		}
 		atomic_store(&r->sent, ++n);
+		/* Paces the load on purpose: a steady stream, not one burst. */
 		if (r->batch > 0 && n % (size_t)r->batch == 0)
 			harness_sleep_ms(r->pause_ms);
 	}
+	atomic_store(&r->ended, true);
 	return NULL;
 }
 
@@ -228,6 +230,7 @@ runner_start(struct runner *r)
 	int rc;
 
 	atomic_store(&r->stop, false);
+	atomic_store(&r->ended, false);
 	atomic_store(&r->sent, 0);
 	r->failed = 0;
 	r->err[0] = '\0';
@@ -252,6 +255,24 @@ runner_stop(struct runner *r)
 		return -1;
 	}
 	return 0;
+}
+
+int
+runner_wait_sent(struct runner *r, size_t more, int64_t timeout_ms)
+{
+	int64_t deadline = harness_now_ms() + timeout_ms;
+	size_t from = atomic_load(&r->sent), now;
+
+	for (;;) {
+		if ((now = atomic_load(&r->sent)) - from >= more)
+			return 0;
+		if (!r->started || atomic_load(&r->ended) || harness_now_ms() >= deadline)
+			break;
+		harness_sleep_ms(10);
+	}
+	harness_seterr("the traffic thread sent %zu of %zu more events, then %s", now - from, more,
+	    !r->started || atomic_load(&r->ended) ? "it ended" : "the time ran out");
+	return -1;
 }
 
 /* ---- checking ---- */

@@ -83,6 +83,7 @@ struct runner {
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
+	atomic_bool ended;       /* the thread is done (stopped, failed or at max_events) */
 	atomic_size_t sent;
 	int failed;
 	char err[512];
@@ -91,6 +92,11 @@ struct runner {
 int runner_start(struct runner *r);
 /* Stop and join; -1 (reason in harness_err) if a publish failed. */
 int runner_stop(struct runner *r);
+/*
+ * Wait until the thread has sent `more` events past what it had sent at
+ * the call: load is flowing.  -1 if it ended first or the time ran out.
+ */
+int runner_wait_sent(struct runner *r, size_t more, int64_t timeout_ms);
 
 /* ---- checking ---- */
 
