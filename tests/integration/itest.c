@@ -384,6 +384,11 @@ static const struct scenario {
 	{ "malformed", scn_malformed, true, 111, 5 },
 	{ "sigterm_drain", scn_sigterm_drain, true, 5, WHOLE },
 	{ "core_intake", scn_core_intake, true, 4, WHOLE },
+	/* scn_limits.c: each counts its teardown */
+	{ "big_message", scn_big_message, true, 6, WHOLE },
+	{ "dead_letter_fail", scn_dead_letter_fail, true, 5, WHOLE },
+	{ "restart_floor", scn_restart_floor, true, 6, WHOLE },
+	{ "wire_escape", scn_wire_escape, true, 5, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
