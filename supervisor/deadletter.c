@@ -77,18 +77,22 @@ static void
 dl_on_ack(jsCtx *js, natsMsg *copy, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
 	struct deadletter *dl = closure;
-	const char *subject = NULL;
+	const char *subject = NULL, *size = NULL;
+	int len = natsMsg_GetDataLength(copy);
 
 	(void)js;
 	(void)pa;
 	atomic_fetch_sub(&dl->pending_msgs, 1);
-	atomic_fetch_sub(&dl->pending_bytes, (uint64_t)natsMsg_GetDataLength(copy));
+	atomic_fetch_sub(&dl->pending_bytes, (uint64_t)len);
 	if (pae == NULL) {
 		atomic_fetch_add(&dl->kept, 1);
 	} else {
 		if (natsMsgHeader_Get(copy, DL_SUBJECT, &subject) != NATS_OK)
 			subject = "?";
-		dl_failed(dl, subject, natsMsg_GetDataLength(copy), "the dead-letter stream answered ",
+		/* The original's size, as the other failure lines give it. */
+		if (natsMsgHeader_Get(copy, DL_SIZE, &size) == NATS_OK)
+			len = atoi(size);
+		dl_failed(dl, subject, len, "the dead-letter stream answered ",
 		    pae->ErrText != NULL ? pae->ErrText : natsStatus_GetText(pae->Err), (int)pae->ErrCode);
 	}
 	natsMsg_Destroy(copy);
@@ -98,8 +102,11 @@ dl_on_ack(jsCtx *js, natsMsg *copy, jsPubAck *pa, jsPubAckErr *pae, void *closur
 static bool
 dl_reserve(struct deadletter *dl, size_t len)
 {
-	if (atomic_fetch_add(&dl->pending_msgs, 1) >= DL_PENDING_MAX_MSGS ||
-	    atomic_fetch_add(&dl->pending_bytes, len) + len > DL_PENDING_MAX_BYTES) {
+	uint64_t msgs = atomic_fetch_add(&dl->pending_msgs, 1);
+	uint64_t bytes = atomic_fetch_add(&dl->pending_bytes, len);
+
+	/* One copy always goes, however big: max_payload may be set above the byte bound. */
+	if (msgs >= DL_PENDING_MAX_MSGS || (bytes > 0 && bytes + len > DL_PENDING_MAX_BYTES)) {
 		atomic_fetch_sub(&dl->pending_msgs, 1);
 		atomic_fetch_sub(&dl->pending_bytes, len);
 		return false;
