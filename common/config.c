@@ -66,6 +66,8 @@ enum key_kind {
 #define KEY_UNIQUE_SUBJECT 0x08u
 #define KEY_UNIQUE_STREAM  0x10u
 #define KEY_UNIQUE_MASK    (KEY_UNIQUE_SUBJECT | KEY_UNIQUE_STREAM)
+/* A size of 0 means "the broker's max_payload", read from the connection at start. */
+#define KEY_ZERO_BROKER    0x20u
 
 struct key_def {
 	const char *section;
@@ -104,9 +106,16 @@ static const struct key_def config_keys[] = {
 	    0, 3650 * MS_DAY, "7d"),
 	ROW("nats", "stream_max_bytes", KIND_SIZE, R | KEY_UNLIMITED, I64(stream_max_bytes),
 	    MIB, INT64_MAX, "-1"),
+	/* Not below the broker's max_payload by default: a message it refuses is never dead-lettered. */
+	ROW("nats", "stream_max_msg_size", KIND_SIZE, R | KEY_UNLIMITED | KEY_ZERO_BROKER,
+	    I64(stream_max_msg_size), KIB, GIB, "0"),
 	ROW("nats", "stream_replicas", KIND_INT, R, I64(stream_replicas), 1, 5, "1"),
 	ROW("nats", "dead_letter_stream", KIND_NAME, R | KEY_EMPTY_OK | KEY_UNIQUE_STREAM,
 	    STR(dead_letter_stream), 0, 0, "ALARMS_DEAD_LETTER"),
+	ROW("nats", "dead_letter_max_bytes", KIND_SIZE, R | KEY_UNLIMITED, I64(dead_letter_max_bytes),
+	    MIB, INT64_MAX, "1G"),
+	ROW("nats", "dead_letter_max_msg_size", KIND_SIZE, R | KEY_UNLIMITED | KEY_ZERO_BROKER,
+	    I64(dead_letter_max_msg_size), KIB, GIB, "0"),
 
 	/* status and request are what we subscribe to: changing them needs a restart. */
 	ROW("subjects", "status", KIND_SUBJECT, R | KEY_UNIQUE_SUBJECT, STR(subject_status),
@@ -399,10 +408,13 @@ number_set(const struct key_def *k, const char *value, const char *quoted, struc
 			snprintf(why, whylen, "\"%s\": unlimited (-1) is not allowed here", quoted);
 			return SET_INVALID;
 		}
+	} else if (v == 0 && (k->flags & KEY_ZERO_BROKER)) {
+		/* the broker's max_payload */
 	} else if (v < k->min || v > k->max) {
 		number_format(k->kind, k->min, lo, sizeof(lo));
 		number_format(k->kind, k->max, hi, sizeof(hi));
-		snprintf(why, whylen, "\"%s\" is out of range (%s..%s)", quoted, lo, hi);
+		snprintf(why, whylen, "\"%s\" is out of range (%s..%s%s)", quoted, lo, hi,
+		    (k->flags & KEY_ZERO_BROKER) ? "; 0: the broker's max_payload; -1: unlimited" : "");
 		return SET_INVALID;
 	}
 	*(int64_t *)key_field_mut(c, k) = v;

@@ -33,8 +33,11 @@ struct config {
 	int64_t ack_wait_ms;         /* default 60s */
 	int64_t stream_max_age_ms;   /* default 7d; 0 = unlimited */
 	int64_t stream_max_bytes;    /* default -1 = unlimited */
+	int64_t stream_max_msg_size; /* default 0 = the broker's max_payload; -1 = unlimited */
 	int64_t stream_replicas;     /* default 1 */
 	char *dead_letter_stream;    /* default ALARMS_DEAD_LETTER; "" = do not create */
+	int64_t dead_letter_max_bytes;     /* default 1GiB; -1 = unlimited */
+	int64_t dead_letter_max_msg_size;  /* default 0 = the broker's max_payload; -1 = unlimited */
 
 	/* [subjects] */
 	char *subject_status;        /* default AlarmStatusChanged */

@@ -1,4 +1,4 @@
-#include <pthread.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,8 @@
 #include "../common/hash.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
+#include "../common/quote.h"
+#include "deadletter.h"
 #include "handoff.h"
 #include "intake.h"
 #include "jsack.h"
@@ -17,30 +19,32 @@
 /* Core intake's client-side backlog cap (per subscription). */
 #define INTAKE_CORE_PENDING_MSGS 2000000
 #define INTAKE_CORE_PENDING_BYTES (512 << 20)
+/* Room for at least this many of the largest messages the broker lets through. */
+#define INTAKE_PENDING_MIN_PAYLOADS 4
 
 struct intake {
 	natsConnection *nc;
 	struct jsetup *jsetup;      /* jetstream mode only */
-	jsCtx *dead_letter_js;      /* publish dead letters through it and wait for the stream's ack; or NULL */
+	struct deadletter *dead_letter;
 	struct handoff *handoff;
 	natsSubscription *subs[2];
 	int nsubs;
 	enum intake_mode mode;
 	char *deliver_subject, *subject_status, *subject_request;
+	int64_t max_ack_pending;
+	int64_t pending_bytes;      /* main thread: the jetstream subscription's pending cap */
 
 	/* Used only on the callback thread. */
 	struct validator *validator;
 	struct log_limit bad_log;
 
-	pthread_mutex_t lock;
-	char *dead_letter_subject;  /* guarded by lock: set by reload */
-	/* Read per message by the callback, set by reload: atomics, not the lock. */
+	/* Read per message by the callback, set by reload: atomics, not a lock. */
 	_Atomic size_t max_message_bytes, max_id_bytes;
 	_Atomic int64_t max_future_ms;
 
 	atomic_bool reset_wanted;
 	uint64_t last_consumer_seq;  /* callback thread only */
-	_Atomic uint64_t received, accepted, rejected, dead_lettered, dead_letter_failed, redelivered;
+	_Atomic uint64_t received, accepted, rejected, redelivered;
 	_Atomic uint64_t by_reason[MSG_E_COUNT];
 };
 
@@ -58,43 +62,28 @@ intake_want_reset(struct intake *in, const char *why)
 		log_warnx("%s: acks paused until the consumer is reset to its ack floor", why);
 }
 
-/* Publish the payload unchanged with the reason in a header (and keep it, if a stream captures the subject). */
-static int
-intake_dead_letter(struct intake *in, natsMsg *m, enum msg_error e, const char *detail)
+/*
+ * For a log line or a header: bytes below 0x20 or above 0x7e as \xNN, the
+ * rest as it is.  The validator's details quote wire bytes already; this
+ * keeps a detail that did not from reaching a terminal raw.
+ */
+static void
+intake_printable(char *dst, size_t dstlen, const char *src)
 {
-	char subject[256], reason[512];
-	natsMsg *dl = NULL;
-	natsStatus s;
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
 
-	pthread_mutex_lock(&in->lock);
-	snprintf(subject, sizeof(subject), "%s", in->dead_letter_subject);
-	pthread_mutex_unlock(&in->lock);
-	snprintf(reason, sizeof(reason), "%s: %s", msg_error_name(e), detail);
-	for (char *p = reason; *p; p++)
-		if (*p == '\r' || *p == '\n')
-			*p = ' ';
-
-	s = natsMsg_Create(&dl, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(dl, "Alarm-Reject-Reason", reason);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(dl, "Alarm-Original-Subject", natsMsg_GetSubject(m));
-	if (s == NATS_OK && in->dead_letter_js != NULL) {
-		jsErrCode jerr = 0;
-		/* Wait for the stream's ack: only then may the original be acked. */
-		s = js_PublishMsg(NULL, in->dead_letter_js, dl, NULL, &jerr);
-	} else if (s == NATS_OK) {
-		s = natsConnection_PublishMsg(in->nc, dl);
+	for (const unsigned char *p = (const unsigned char *)src; *p != '\0' && o + 5 < dstlen; p++) {
+		if (*p >= 0x20 && *p < 0x7f) {
+			dst[o++] = (char)*p;
+		} else {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[*p >> 4];
+			dst[o++] = hex[*p & 0xf];
+		}
 	}
-	natsMsg_Destroy(dl);
-	if (s != NATS_OK) {
-		atomic_fetch_add(&in->dead_letter_failed, 1);
-		log_errorx("dead-letter publish to %s failed: %s; the message stays unacked and will be redelivered",
-		    subject, natsStatus_GetText(s));
-		return -1;
-	}
-	atomic_fetch_add(&in->dead_lettered, 1);
-	return 0;
+	dst[o] = '\0';
 }
 
 /* The frame a worker gets for an accepted message: the only encoding, straight into the batch. */
@@ -133,7 +122,10 @@ intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq,
 		return;
 	}
 	if (rc == -1) {
-		log_error("out of memory queueing a message on %s", natsMsg_GetSubject(m));
+		char qs[256];
+		const char *subject = natsMsg_GetSubject(m);
+		log_error("out of memory queueing a message on \"%s\"",
+		    quote_bytes(qs, sizeof(qs), subject, strlen(subject)));
 		if (in->mode == INTAKE_JETSTREAM)
 			intake_want_reset(in, "a message could not be queued");
 		natsMsg_Destroy(m);
@@ -145,20 +137,27 @@ intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq,
 		natsMsg_Destroy(m);
 }
 
+/*
+ * Counted, logged (rate-limited), a copy kept if it can be, and done: a
+ * copy that could not be kept is counted and logged by deadletter, and
+ * the message is acked all the same, since it is bad input, not data.
+ */
 static void
 intake_reject(struct intake *in, natsMsg *m, enum msg_error e, const char *detail, uint64_t stream_seq)
 {
+	const char *subject = natsMsg_GetSubject(m);
+	char reason[512], shown[512], qs[256];
+
 	atomic_fetch_add(&in->rejected, 1);
 	atomic_fetch_add(&in->by_reason[e], 1);
-	log_limited(&in->bad_log, LL_WARN, "rejected message on %s (%d bytes): %s: %s",
-	    natsMsg_GetSubject(m), natsMsg_GetDataLength(m), msg_error_name(e), detail);
-	if (intake_dead_letter(in, m, e, detail) == -1) {
-		/* Not kept anywhere yet: it must come again, so nothing past it may be acked. */
-		if (in->mode == INTAKE_JETSTREAM)
-			intake_want_reset(in, "dead-letter publish failed");
-		natsMsg_Destroy(m);
-		return;
-	}
+	snprintf(shown, sizeof(shown), "%s: %s", msg_error_name(e), detail);
+	for (char *p = shown; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	intake_printable(reason, sizeof(reason), shown);
+	log_limited(&in->bad_log, LL_WARN, "rejected message on \"%s\" (%d bytes): %s",
+	    quote_bytes(qs, sizeof(qs), subject, strlen(subject)), natsMsg_GetDataLength(m), reason);
+	deadletter_put(in->dead_letter, m, reason);
 	/* Done already; it still takes its place in the ack order. */
 	intake_queue(in, NULL, stream_seq, m);
 }
@@ -179,9 +178,13 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	atomic_fetch_add(&in->received, 1);
 	if (in->mode == INTAKE_JETSTREAM) {
 		if (jsack_parse(natsMsg_GetReply(m), &meta) == -1) {
+			const char *reply = natsMsg_GetReply(m);
+			char qs[256], qr[256];
+
 			/* Not from our consumer: nothing to ack, nothing to route. */
-			log_limited(&in->bad_log, LL_WARN, "ignoring non-JetStream message on %s (reply %s)",
-			    subject, natsMsg_GetReply(m) ? natsMsg_GetReply(m) : "none");
+			log_limited(&in->bad_log, LL_WARN, "ignoring non-JetStream message on \"%s\" (reply %s%s%s)",
+			    quote_bytes(qs, sizeof(qs), subject, strlen(subject)), reply ? "\"" : "",
+			    reply ? quote_bytes(qr, sizeof(qr), reply, strlen(reply)) : "none", reply ? "\"" : "");
 			natsMsg_Destroy(m);
 			return;
 		}
@@ -229,9 +232,12 @@ intake_ack(struct intake *in, natsMsg *m)
 	if (m == NULL)
 		return;
 	reply = natsMsg_GetReply(m);
-	if (reply != NULL && (s = natsConnection_Publish(in->nc, reply, "+ACK", 4)) != NATS_OK)
+	if (reply != NULL && (s = natsConnection_Publish(in->nc, reply, "+ACK", 4)) != NATS_OK) {
+		char qr[256];
 		/* Not fatal: the message is redelivered and re-applying it is harmless. */
-		log_warnx("ack to %s failed: %s", reply, natsStatus_GetText(s));
+		log_warnx("ack to \"%s\" failed: %s", quote_bytes(qr, sizeof(qr), reply, strlen(reply)),
+		    natsStatus_GetText(s));
+	}
 }
 
 static void
@@ -251,6 +257,45 @@ bool
 intake_reset_wanted(struct intake *in)
 {
 	return atomic_load(&in->reset_wanted);
+}
+
+/*
+ * The jetstream subscription's cap on what cnats holds before the
+ * callback takes it: the workers' queues' worth (queue_max_bytes per
+ * worker), and never less than a few of the largest messages the broker
+ * lets through, or one such message would be dropped at every delivery.
+ */
+static int64_t
+intake_pending_bytes(struct intake *in, const struct config *c)
+{
+	int64_t floor = INTAKE_PENDING_MIN_PAYLOADS * natsConnection_GetMaxPayload(in->nc);
+	int64_t workers = config_worker_count(c), bytes;
+
+	bytes = c->queue_max_bytes > INT_MAX / workers ? INT_MAX : c->queue_max_bytes * workers;
+	if (bytes < floor)
+		bytes = floor;
+	return bytes > INT_MAX ? INT_MAX : bytes;
+}
+
+/*
+ * Jetstream: past the caps cnats drops a delivery and says so (a slow
+ * consumer); the gap in the consumer's sequence that leaves makes intake
+ * reset the consumer, so the dropped message comes again: memory stays
+ * bounded and nothing is lost.  max_ack_pending bounds the messages the
+ * server lets out; twice that leaves room for a redelivery beside its
+ * first delivery.  Core: nothing upstream bounds a backlog, so cap it;
+ * past the cap cnats drops and reports a slow consumer (logged), which
+ * is what core intake, not durable, accepts.
+ */
+static natsStatus
+intake_pending_limits(struct intake *in, natsSubscription *sub)
+{
+	int64_t msgs = 2 * in->max_ack_pending;
+
+	if (in->mode == INTAKE_CORE)
+		return natsSubscription_SetPendingLimits(sub, INTAKE_CORE_PENDING_MSGS, INTAKE_CORE_PENDING_BYTES);
+	return natsSubscription_SetPendingLimits(sub, msgs > INT_MAX ? INT_MAX : (int)msgs,
+	    (int)in->pending_bytes);
 }
 
 static char *
@@ -273,19 +318,15 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		return NULL;
 	}
 	in->mode = c->intake;
+	in->max_ack_pending = c->max_ack_pending;
 	atomic_init(&in->max_message_bytes, (size_t)c->max_message_bytes);
 	atomic_init(&in->max_id_bytes, (size_t)c->max_id_bytes);
 	atomic_init(&in->max_future_ms, c->max_future_ms);
 	in->deliver_subject = intake_strdup(c->deliver_subject, &ok);
 	in->subject_status = intake_strdup(c->subject_status, &ok);
 	in->subject_request = intake_strdup(c->subject_request, &ok);
-	in->dead_letter_subject = intake_strdup(c->subject_dead_letter, &ok);
 	if (!ok || (in->validator = validator_new()) == NULL) {
 		log_error("allocating intake");
-		goto fail;
-	}
-	if (pthread_mutex_init(&in->lock, NULL) != 0) {
-		log_errorx("pthread_mutex_init for the dead-letter subject failed");
 		goto fail;
 	}
 	if ((in->handoff = handoff_new()) == NULL)
@@ -303,14 +344,19 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	};
 	if ((in->nc = natsconn_connect(&o)) == NULL)
 		goto fail;
+	in->pending_bytes = intake_pending_bytes(in, c);
 	if (c->intake == INTAKE_JETSTREAM) {
 		if ((in->jsetup = jsetup_open(in->nc, c)) == NULL)
 			goto fail;
-		in->dead_letter_js = jsetup_dead_letter_ctx(in->jsetup);
 	} else {
 		log_warnx("intake = core: NOT durable; messages published while the service is down "
 		    "or in flight at a crash are lost. Use intake = jetstream in production");
 	}
+	in->dead_letter = deadletter_new(in->nc, c->subject_dead_letter,
+	    in->jsetup != NULL && jsetup_dead_letter_stream(in->jsetup),
+	    in->jsetup != NULL ? jsetup_dead_letter_max_msg(in->jsetup) : -1);
+	if (in->dead_letter == NULL)
+		goto fail;
 	return in;
 fail:
 	intake_close(in);
@@ -324,17 +370,8 @@ intake_subscribe(struct intake *in, const char *subject)
 	natsStatus s;
 
 	s = natsConnection_Subscribe(&sub, in->nc, subject, intake_on_msg, in);
-	/*
-	 * Jetstream: no client-side limit; max_ack_pending bounds what the
-	 * server lets out, and a dropped push message would force a consumer
-	 * reset.  Core: nothing upstream bounds a backlog, so cap it; past the
-	 * cap cnats drops and reports a slow consumer (logged), which is what
-	 * core intake, not durable, accepts.
-	 */
-	if (s == NATS_OK && in->mode == INTAKE_JETSTREAM)
-		s = natsSubscription_SetPendingLimits(sub, -1, -1);
-	else if (s == NATS_OK)
-		s = natsSubscription_SetPendingLimits(sub, INTAKE_CORE_PENDING_MSGS, INTAKE_CORE_PENDING_BYTES);
+	if (s == NATS_OK)
+		s = intake_pending_limits(in, sub);
 	if (s != NATS_OK) {
 		log_errorx("subscribe to %s: %s", subject, natsStatus_GetText(s));
 		natsSubscription_Destroy(sub);
@@ -423,19 +460,23 @@ intake_handoff(struct intake *in)
 int
 intake_reload(struct intake *in, const struct config *c)
 {
-	char *dl = strdup(c->subject_dead_letter);
+	int64_t bytes = intake_pending_bytes(in, c);
 
-	if (dl == NULL) {
-		log_error("reload: allocating dead-letter subject");
+	if (deadletter_set_subject(in->dead_letter, c->subject_dead_letter) == -1)
 		return -1;
-	}
-	pthread_mutex_lock(&in->lock);
-	free(in->dead_letter_subject);
-	in->dead_letter_subject = dl;
-	pthread_mutex_unlock(&in->lock);
 	atomic_store(&in->max_message_bytes, (size_t)c->max_message_bytes);
 	atomic_store(&in->max_id_bytes, (size_t)c->max_id_bytes);
 	atomic_store(&in->max_future_ms, c->max_future_ms);
+	if (in->mode == INTAKE_JETSTREAM && bytes != in->pending_bytes) {
+		log_info("reload: intake holds at most %lld bytes of deliveries (was %lld)",
+		    (long long)bytes, (long long)in->pending_bytes);
+		in->pending_bytes = bytes;
+		for (int i = 0; i < in->nsubs; i++) {
+			natsStatus s = intake_pending_limits(in, in->subs[i]);
+			if (s != NATS_OK)
+				log_warnx("reload: pending limits of subscription %d: %s", i, natsStatus_GetText(s));
+		}
+	}
 	return 0;
 }
 
@@ -445,8 +486,12 @@ intake_get_stats(struct intake *in, struct intake_stats *st)
 	st->received = atomic_load(&in->received);
 	st->accepted = atomic_load(&in->accepted);
 	st->rejected = atomic_load(&in->rejected);
-	st->dead_lettered = atomic_load(&in->dead_lettered);
-	st->dead_letter_failed = atomic_load(&in->dead_letter_failed);
+	struct deadletter_stats ds;
+
+	deadletter_get_stats(in->dead_letter, &ds);
+	st->dead_lettered = ds.kept;
+	st->dead_letter_truncated = ds.truncated;
+	st->dead_letter_failed = ds.failed;
 	st->redelivered = atomic_load(&in->redelivered);
 	for (int i = 0; i < MSG_E_COUNT; i++)
 		st->by_reason[i] = atomic_load(&in->by_reason[i]);
@@ -465,14 +510,14 @@ intake_close(struct intake *in)
 		if (s != NATS_OK)
 			log_warnx("flushing acks at close: %s", natsStatus_GetText(s));
 	}
+	/* Its confirmations run on the connection's threads: before the connection goes. */
+	deadletter_free(in->dead_letter);
 	jsetup_close(in->jsetup);
 	natsConnection_Destroy(in->nc);
 	validator_free(in->validator);
 	handoff_free(in->handoff);
-	pthread_mutex_destroy(&in->lock);
 	free(in->deliver_subject);
 	free(in->subject_status);
 	free(in->subject_request);
-	free(in->dead_letter_subject);
 	free(in);
 }

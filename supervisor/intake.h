@@ -9,9 +9,11 @@
  *
  * cnats calls back on its own thread.  That thread parses and validates
  * each message (the only parse in the service), dead-letters malformed
- * ones, and passes valid ones, already encoded as worker frames, to the
- * main thread through the handoff (see handoff.h for the batches and the
- * backpressure).
+ * ones (deadletter.h: a copy is kept if it can be, and the original is
+ * done either way), and passes valid ones, already encoded as worker
+ * frames, to the main thread through the handoff (see handoff.h for the
+ * batches and the backpressure).  Wire bytes (subjects, replies, payload
+ * excerpts) reach the log only escaped.
  */
 #ifndef INTAKE_H
 #define INTAKE_H
@@ -31,8 +33,9 @@ struct intake_stats {
 	uint64_t received;
 	uint64_t accepted;
 	uint64_t rejected;
-	uint64_t dead_lettered;
-	uint64_t dead_letter_failed;
+	uint64_t dead_lettered;          /* copies kept (confirmed by the dead-letter stream, if any) */
+	uint64_t dead_letter_truncated;  /* copies that kept only the first bytes (Alarm-Original-Size) */
+	uint64_t dead_letter_failed;     /* copies not kept; their originals are acked all the same */
 	uint64_t redelivered;
 	uint64_t by_reason[MSG_E_COUNT];
 };
@@ -68,12 +71,12 @@ void intake_release(void *m);
 
 /*
  * The consumer must be reset before anything more is acked: the
- * connection came back from a disconnect, a delivery went missing (a gap
- * in the consumer sequence), or a dead-letter publish failed.  Cleared by
- * intake_start().
+ * connection came back from a disconnect, or a delivery went missing (a
+ * gap in the consumer sequence, e.g. cnats dropped one past the pending
+ * limits).  Cleared by intake_start().
  */
 bool intake_reset_wanted(struct intake *in);
-/* Reloadable settings: limits and dead-letter subject. */
+/* Reloadable settings: limits, dead-letter subject, and the pending cap (workers x queue_max_bytes). */
 int intake_reload(struct intake *in, const struct config *c);
 void intake_get_stats(struct intake *in, struct intake_stats *st);
 

@@ -1,30 +1,121 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "../common/layout.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
 #include "jsetup.h"
+
+/*
+ * STATE_DIR/consumer-reset exists only while a reset is between deleting
+ * the consumer and creating its successor: it holds the floor the new one
+ * must start after.  Without it, a crash in that window would leave no
+ * consumer, and the next start would read the stream from sequence 1.
+ */
+#define JSETUP_INTENT "consumer-reset"
 
 struct jsetup {
 	natsConnection *nc;          /* borrowed */
 	jsCtx *js;
 	char *stream, *consumer, *deliver_subject;
+	char intent[PATH_MAX];
 	int64_t ack_wait_ms, max_ack_pending;
 	bool dead_letter_stream;
+	int64_t dead_letter_max_msg;  /* the dead-letter stream's MaxMsgSize; -1: none */
 };
 
-/* Stream holding both input subjects; created if missing, checked if present. */
+/* The limits a stream should have, from the configuration. */
+struct jsetup_limits {
+	int64_t max_age_ns;
+	int64_t max_bytes;
+	int64_t max_msg_size;         /* -1: none */
+};
+
+/* 0 in the configuration means the broker's max_payload, as this connection sees it. */
+static int64_t
+jsetup_msg_size(natsConnection *nc, int64_t configured)
+{
+	int64_t mp;
+
+	if (configured != 0)
+		return configured;
+	mp = natsConnection_GetMaxPayload(nc);
+	return mp > 0 && mp <= INT32_MAX ? mp : -1;
+}
+
+/* The stream's MaxMsgSize as a plain number: the server reports "none" as -1 or 0 alike. */
+static int64_t
+jsetup_stream_msg_size(const jsStreamConfig *sc)
+{
+	return sc->MaxMsgSize > 0 ? sc->MaxMsgSize : -1;
+}
+
+/*
+ * Bring an existing stream's limits to the configured ones.  Only these
+ * three: the rest (subjects, discard policy, MaxMsgs, ...) is the
+ * operator's to set.  A failed update is logged and the stream keeps the
+ * limits it has; intake works either way.
+ */
+static void
+jsetup_update_limits(struct jsetup *js, jsStreamInfo *si, const struct jsetup_limits *want)
+{
+	jsStreamConfig *sc = si->Config;
+	char change[256] = "";
+	size_t n = 0;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	if (sc->MaxAge != want->max_age_ns)
+		n += (size_t)snprintf(change + n, sizeof(change) - n, " max_age %" PRId64 "s -> %" PRId64 "s",
+		    sc->MaxAge / 1000000000, want->max_age_ns / 1000000000);
+	if (sc->MaxBytes != want->max_bytes && n < sizeof(change))
+		n += (size_t)snprintf(change + n, sizeof(change) - n, " max_bytes %" PRId64 " -> %" PRId64,
+		    sc->MaxBytes, want->max_bytes);
+	if (jsetup_stream_msg_size(sc) != want->max_msg_size && n < sizeof(change))
+		n += (size_t)snprintf(change + n, sizeof(change) - n, " max_msg_size %" PRId64 " -> %" PRId64,
+		    jsetup_stream_msg_size(sc), want->max_msg_size);
+	if (n == 0)
+		return;
+	sc->MaxAge = want->max_age_ns;
+	sc->MaxBytes = want->max_bytes;
+	sc->MaxMsgSize = (int32_t)want->max_msg_size;
+	s = js_UpdateStream(NULL, js->js, sc, NULL, &jerr);
+	if (s != NATS_OK) {
+		natsconn_log_js_error("update the limits of stream", sc->Name, s, jerr, NULL);
+		log_warnx("stream %s keeps its limits; wanted:%s", sc->Name, change);
+		return;
+	}
+	log_info("stream %s: limits updated to the configuration:%s", sc->Name, change);
+}
+
+/* Stream holding both input subjects; created if missing, checked and its limits updated if present. */
 static int
 jsetup_stream(struct jsetup *js, const struct config *c)
 {
 	const char *subjects[2] = { c->subject_status, c->subject_request };
+	struct jsetup_limits want = {
+		.max_age_ns = c->stream_max_age_ms * 1000000,
+		.max_bytes = c->stream_max_bytes,
+		.max_msg_size = jsetup_msg_size(js->nc, c->stream_max_msg_size),
+	};
+	int64_t mp = natsConnection_GetMaxPayload(js->nc);
 	jsStreamInfo *si = NULL;
 	jsStreamConfig sc;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
+	if (want.max_msg_size > 0 && want.max_msg_size < mp)
+		log_warnx("stream %s: stream_max_msg_size %" PRId64 " is below the broker's max_payload "
+		    "%" PRId64 ": a larger message is refused by the stream and never dead-lettered",
+		    c->stream, want.max_msg_size, mp);
 	s = js_GetStreamInfo(&si, js->js, c->stream, NULL, &jerr);
 	if (s == NATS_OK) {
 		int found = 0;
@@ -32,13 +123,15 @@ jsetup_stream(struct jsetup *js, const struct config *c)
 			for (int j = 0; j < 2; j++)
 				if (strcmp(si->Config->Subjects[i], subjects[j]) == 0)
 					found |= 1 << j;
-		jsStreamInfo_Destroy(si);
 		if (found != 3) {
+			jsStreamInfo_Destroy(si);
 			log_errorx("stream %s exists but does not hold both %s and %s; "
 			    "add the subjects to it or configure another [nats] stream",
 			    c->stream, c->subject_status, c->subject_request);
 			return -1;
 		}
+		jsetup_update_limits(js, si, &want);
+		jsStreamInfo_Destroy(si);
 		return 0;
 	}
 	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
@@ -52,8 +145,9 @@ jsetup_stream(struct jsetup *js, const struct config *c)
 	sc.Storage = js_FileStorage;
 	sc.Retention = js_LimitsPolicy;
 	sc.Discard = js_DiscardOld;
-	sc.MaxAge = c->stream_max_age_ms * 1000000;
-	sc.MaxBytes = c->stream_max_bytes;
+	sc.MaxAge = want.max_age_ns;
+	sc.MaxBytes = want.max_bytes;
+	sc.MaxMsgSize = (int32_t)want.max_msg_size;
 	sc.Replicas = c->stream_replicas;
 	s = js_AddStream(NULL, js->js, &sc, NULL, &jerr);
 	if (s != NATS_OK) {
@@ -64,10 +158,30 @@ jsetup_stream(struct jsetup *js, const struct config *c)
 	return 0;
 }
 
+/* Where copies would go: warn if the existing stream does not take the dead-letter subject. */
+static void
+jsetup_dead_letter_check(const jsStreamConfig *sc, const char *subject)
+{
+	for (int i = 0; i < sc->SubjectsLen; i++)
+		if (strcmp(sc->Subjects[i], subject) == 0)
+			return;
+	log_warnx("dead-letter stream %s does not list the subject %s: unless a wildcard of it "
+	    "matches, no copy is kept (each failure is counted and logged)", sc->Name, subject);
+}
+
+/*
+ * Discard old, by age and size, so a flood of bad input ages out old
+ * copies instead of refusing new ones.
+ */
 static int
 jsetup_dead_letter(struct jsetup *js, const struct config *c)
 {
 	const char *subjects[1] = { c->subject_dead_letter };
+	struct jsetup_limits want = {
+		.max_age_ns = c->stream_max_age_ms * 1000000,
+		.max_bytes = c->dead_letter_max_bytes,
+		.max_msg_size = jsetup_msg_size(js->nc, c->dead_letter_max_msg_size),
+	};
 	jsStreamConfig sc;
 	jsErrCode jerr = 0;
 	jsStreamInfo *si = NULL;
@@ -76,6 +190,15 @@ jsetup_dead_letter(struct jsetup *js, const struct config *c)
 	if (c->dead_letter_stream[0] == '\0')
 		return 0;
 	if (js_GetStreamInfo(&si, js->js, c->dead_letter_stream, NULL, &jerr) == NATS_OK) {
+		jsetup_dead_letter_check(si->Config, c->subject_dead_letter);
+		jsetup_update_limits(js, si, &want);
+		jsStreamInfo_Destroy(si);
+		/* What the server holds now, updated or not. */
+		if ((s = js_GetStreamInfo(&si, js->js, c->dead_letter_stream, NULL, &jerr)) != NATS_OK) {
+			natsconn_log_js_error("look up dead-letter stream", c->dead_letter_stream, s, jerr, NULL);
+			return -1;
+		}
+		js->dead_letter_max_msg = jsetup_stream_msg_size(si->Config);
 		jsStreamInfo_Destroy(si);
 		js->dead_letter_stream = true;
 		return 0;
@@ -85,47 +208,144 @@ jsetup_dead_letter(struct jsetup *js, const struct config *c)
 	sc.Subjects = subjects;
 	sc.SubjectsLen = 1;
 	sc.Storage = js_FileStorage;
-	sc.MaxAge = c->stream_max_age_ms * 1000000;
+	sc.Retention = js_LimitsPolicy;
+	sc.Discard = js_DiscardOld;
+	sc.MaxAge = want.max_age_ns;
+	sc.MaxBytes = want.max_bytes;
+	sc.MaxMsgSize = (int32_t)want.max_msg_size;
 	sc.Replicas = c->stream_replicas;
 	s = js_AddStream(NULL, js->js, &sc, NULL, &jerr);
 	if (s != NATS_OK) {
 		natsconn_log_js_error("create dead-letter stream", c->dead_letter_stream, s, jerr, c->servers);
 		return -1;
 	}
+	js->dead_letter_max_msg = want.max_msg_size;
 	js->dead_letter_stream = true;
 	return 0;
 }
 
-/*
- * Re-delivering something that was acked out of order above the floor is
- * harmless: applying an update twice is a no-op by the SPEC's rules.
- */
-int
-jsetup_reset_consumer(struct jsetup *js)
-{
-	jsConsumerInfo *ci = NULL;
-	jsConsumerConfig cc;
-	jsErrCode jerr = 0;
-	uint64_t floor = 0;
-	natsStatus s;
+/* ---- the reset intent (see JSETUP_INTENT) ---- */
 
-	/* Acks are plain publishes: let the server see them before reading the floor. */
-	if ((s = natsConnection_FlushTimeout(js->nc, 5000)) != NATS_OK)
-		log_warnx("flushing acks before the consumer reset: %s; some acked messages come again",
-		    natsStatus_GetText(s));
-	s = js_GetConsumerInfo(&ci, js->js, js->stream, js->consumer, NULL, &jerr);
-	if (s == NATS_OK) {
-		floor = ci->AckFloor.Stream;
-		jsConsumerInfo_Destroy(ci);
-		s = js_DeleteConsumer(js->js, js->stream, js->consumer, NULL, &jerr);
-		if (s != NATS_OK) {
-			natsconn_log_js_error("delete consumer", js->consumer, s, jerr, NULL);
-			return -1;
-		}
-	} else if (s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
-		natsconn_log_js_error("look up consumer", js->consumer, s, jerr, NULL);
+/* Written whole or not at all: temp file, fsync, rename, fsync the directory. */
+static int
+jsetup_intent_write(struct jsetup *js, int64_t created, uint64_t floor)
+{
+	char tmp[PATH_MAX + 8], text[64], *slash;
+	int fd, len, dfd;
+
+	len = snprintf(text, sizeof(text), "%" PRId64 " %" PRIu64 "\n", created, floor);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", js->intent) >= (int)sizeof(tmp)) {
+		log_errorx("%s: path too long", js->intent);
 		return -1;
 	}
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) == -1) {
+		log_error("open %s", tmp);
+		return -1;
+	}
+	if (write(fd, text, (size_t)len) != len || fsync(fd) == -1) {
+		log_error("write %s", tmp);
+		close(fd);
+		return -1;
+	}
+	if (close(fd) == -1 || rename(tmp, js->intent) == -1) {
+		log_error("rename %s to %s", tmp, js->intent);
+		return -1;
+	}
+	if ((slash = strrchr(tmp, '/')) != NULL)
+		*slash = '\0';
+	if ((dfd = open(slash != NULL ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    fsync(dfd) == -1) {
+		log_error("fsync the directory of %s", js->intent);
+		if (dfd != -1)
+			close(dfd);
+		return -1;
+	}
+	close(dfd);
+	return 0;
+}
+
+/* The floor of an interrupted reset of this very stream: 1; none: 0. */
+static int
+jsetup_intent_read(struct jsetup *js, int64_t created, uint64_t *floor)
+{
+	char text[64];
+	int64_t c;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(js->intent, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		if (errno != ENOENT)
+			log_warn("open %s; starting the consumer without it", js->intent);
+		return 0;
+	}
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	text[n] = '\0';
+	if (sscanf(text, "%" SCNd64 " %" SCNu64, &c, floor) != 2) {
+		log_warnx("%s does not hold \"<created> <floor>\"; ignoring it", js->intent);
+		return 0;
+	}
+	if (c != created) {
+		log_warnx("%s is about an earlier stream %s (created %" PRId64 ", now %" PRId64 "); ignoring it",
+		    js->intent, js->stream, c, created);
+		return 0;
+	}
+	return 1;
+}
+
+static void
+jsetup_intent_clear(struct jsetup *js)
+{
+	if (unlink(js->intent) == -1 && errno != ENOENT)
+		log_warn("unlink %s", js->intent);
+}
+
+/* ---- the consumer ---- */
+
+/*
+ * Everything at or below the floor is acked.  A consumer created to
+ * start at sequence S reports an ack floor of 0 until its first ack,
+ * although everything below S was acked before it existed, so its start
+ * counts too: otherwise a second reset with nothing acked in between
+ * would start over from the stream's first message.
+ */
+static uint64_t
+jsetup_floor(const jsConsumerInfo *ci)
+{
+	uint64_t floor = ci->AckFloor.Stream;
+
+	if (ci->Config->DeliverPolicy == js_DeliverByStartSequence && ci->Config->OptStartSeq > 0 &&
+	    ci->Config->OptStartSeq - 1 > floor)
+		floor = ci->Config->OptStartSeq - 1;
+	return floor;
+}
+
+/* The creation time that tells this stream from an earlier one of the same name. */
+static int
+jsetup_stream_created(struct jsetup *js, int64_t *created)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	if ((s = js_GetStreamInfo(&si, js->js, js->stream, NULL, &jerr)) != NATS_OK) {
+		natsconn_log_js_error("look up stream", js->stream, s, jerr, NULL);
+		return -1;
+	}
+	*created = si->Created;
+	jsStreamInfo_Destroy(si);
+	return 0;
+}
+
+static int
+jsetup_create_consumer(struct jsetup *js, uint64_t floor)
+{
+	jsConsumerConfig cc;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
 	jsConsumerConfig_Init(&cc);
 	cc.Durable = js->consumer;
 	cc.DeliverSubject = js->deliver_subject;
@@ -144,15 +364,64 @@ jsetup_reset_consumer(struct jsetup *js)
 		natsconn_log_js_error("create consumer", js->consumer, s, jerr, NULL);
 		return -1;
 	}
-	log_info("consumer %s on stream %s delivers from stream sequence %llu",
-	    js->consumer, js->stream, (unsigned long long)floor + 1);
 	return 0;
 }
 
-jsCtx *
-jsetup_dead_letter_ctx(const struct jsetup *js)
+/*
+ * Re-delivering something that was acked out of order above the floor is
+ * harmless: applying an update twice is a no-op by the SPEC's rules.
+ */
+int
+jsetup_reset_consumer(struct jsetup *js)
 {
-	return js->dead_letter_stream ? js->js : NULL;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	uint64_t floor = 0;
+	int64_t created;
+	natsStatus s;
+
+	/* Acks are plain publishes: let the server see them before reading the floor. */
+	if ((s = natsConnection_FlushTimeout(js->nc, 5000)) != NATS_OK)
+		log_warnx("flushing acks before the consumer reset: %s; some acked messages come again",
+		    natsStatus_GetText(s));
+	if (jsetup_stream_created(js, &created) == -1)
+		return -1;
+	s = js_GetConsumerInfo(&ci, js->js, js->stream, js->consumer, NULL, &jerr);
+	if (s == NATS_OK) {
+		floor = jsetup_floor(ci);
+		jsConsumerInfo_Destroy(ci);
+		if (jsetup_intent_write(js, created, floor) == -1)
+			return -1;
+		s = js_DeleteConsumer(js->js, js->stream, js->consumer, NULL, &jerr);
+		if (s != NATS_OK) {
+			natsconn_log_js_error("delete consumer", js->consumer, s, jerr, NULL);
+			return -1;
+		}
+	} else if (s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
+		natsconn_log_js_error("look up consumer", js->consumer, s, jerr, NULL);
+		return -1;
+	} else if (jsetup_intent_read(js, created, &floor) == 1) {
+		log_info("consumer %s is missing after a reset that did not finish; it resumes after "
+		    "stream sequence %" PRIu64, js->consumer, floor);
+	}
+	if (jsetup_create_consumer(js, floor) == -1)
+		return -1;
+	jsetup_intent_clear(js);
+	log_info("consumer %s on stream %s delivers from stream sequence %" PRIu64,
+	    js->consumer, js->stream, floor + 1);
+	return 0;
+}
+
+bool
+jsetup_dead_letter_stream(const struct jsetup *js)
+{
+	return js->dead_letter_stream;
+}
+
+int64_t
+jsetup_dead_letter_max_msg(const struct jsetup *js)
+{
+	return js->dead_letter_stream ? js->dead_letter_max_msg : -1;
 }
 
 struct jsetup *
@@ -168,12 +437,15 @@ jsetup_open(natsConnection *nc, const struct config *c)
 	js->nc = nc;
 	js->ack_wait_ms = c->ack_wait_ms;
 	js->max_ack_pending = c->max_ack_pending;
+	js->dead_letter_max_msg = -1;
 	if ((js->stream = strdup(c->stream)) == NULL ||
 	    (js->consumer = strdup(c->consumer)) == NULL ||
 	    (js->deliver_subject = strdup(c->deliver_subject)) == NULL) {
 		log_error("allocating the JetStream setup");
 		goto fail;
 	}
+	if (layout_path(js->intent, sizeof(js->intent), c->state_dir, JSETUP_INTENT) == -1)
+		goto fail;
 	if ((s = natsConnection_JetStream(&js->js, nc, NULL)) != NATS_OK) {
 		log_errorx("JetStream context: %s", natsStatus_GetText(s));
 		goto fail;

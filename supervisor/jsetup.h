@@ -3,12 +3,18 @@
  *
  * One stream holds both input subjects, so the service sees one ordered
  * sequence; it is created if missing and checked if present.  An optional
- * dead-letter stream keeps rejected messages.  One durable push consumer
- * reads the input stream; it is (re)created explicitly, never by a
- * subscribe call, which would delete it on unsubscribe.
+ * dead-letter stream keeps rejected messages.  The limits the
+ * configuration gives both streams (MaxAge, MaxBytes, MaxMsgSize) are set
+ * at creation and brought up to date on an existing stream at start.  One
+ * durable push consumer reads the input stream; it is (re)created
+ * explicitly, never by a subscribe call, which would delete it on
+ * unsubscribe.
  */
 #ifndef JSETUP_H
 #define JSETUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include <nats/nats.h>
 
@@ -27,14 +33,20 @@ void jsetup_close(struct jsetup *js);
 /*
  * Recreate the consumer starting just after its ack floor, so every
  * unacked message is delivered again now, in stream order, instead of
- * after ack_wait behind newer ones.  0, or -1 (logged).
+ * after ack_wait behind newer ones.  The floor survives any number of
+ * resets and restarts, including one cut short between deleting the old
+ * consumer and creating the new one; only a stream whose history is
+ * unacked from its start is read from its start.  0, or -1 (logged).
  */
 int jsetup_reset_consumer(struct jsetup *js);
 
+/* A dead-letter stream keeps the copies (configured, and created or found at open). */
+bool jsetup_dead_letter_stream(const struct jsetup *js);
 /*
- * The context to publish dead letters with, waiting for the dead-letter
- * stream's ack; NULL when no dead-letter stream is configured.
+ * The largest copy, headers included, the dead-letter stream stores (its
+ * MaxMsgSize as the server reports it), or -1 when it sets no limit of
+ * its own or there is no such stream.
  */
-jsCtx *jsetup_dead_letter_ctx(const struct jsetup *js);
+int64_t jsetup_dead_letter_max_msg(const struct jsetup *js);
 
 #endif

@@ -222,10 +222,12 @@ master_title(struct master *m, bool force)
 	m->last_title_ms = now;
 	intake_get_stats(m->intake, &is);
 	pool_get_stats(m->pool, &ps);
-	title_set("master conf=%s workers %d/%d%s users=%llu alarms=%llu in=%llu bad=%llu inflight=%llu%s",
+	/* dlfail: dead-letter copies not kept (shown once there is one). */
+	title_set("master conf=%s workers %d/%d%s users=%llu alarms=%llu in=%llu bad=%llu%s%.0llu inflight=%llu%s",
 	    m->conf_path, ps.running, ps.slots, ps.parked ? " PARKED" : "",
 	    (unsigned long long)ps.users, (unsigned long long)ps.alarms,
 	    (unsigned long long)is.received, (unsigned long long)is.rejected,
+	    is.dead_letter_failed ? " dlfail=" : "", (unsigned long long)is.dead_letter_failed,
 	    (unsigned long long)ps.inflight,
 	    m->phase == PHASE_QUIESCE ? " quiescing" : m->phase == PHASE_RUN ? "" : " stopping");
 }

@@ -431,6 +431,11 @@ static const struct scenario {
 	{ "big_digest", scn_big_digest, true, 5, WHOLE },
 	/* logged, others exact, the user's next digest, JSON shape, teardown */
 	{ "undeliverable_digest", scn_undeliverable_digest, true, 5, WHOLE },
+	/* scn_limits.c: each counts its teardown */
+	{ "big_message", scn_big_message, true, 6, WHOLE },
+	{ "dead_letter_fail", scn_dead_letter_fail, true, 5, WHOLE },
+	{ "restart_floor", scn_restart_floor, true, 6, WHOLE },
+	{ "wire_escape", scn_wire_escape, true, 5, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -116,5 +116,9 @@ void scn_sigterm_drain(void);
 void scn_core_intake(void);
 void scn_big_digest(void);
 void scn_undeliverable_digest(void);
+void scn_big_message(void);
+void scn_dead_letter_fail(void);
+void scn_restart_floor(void);
+void scn_wire_escape(void);
 
 #endif

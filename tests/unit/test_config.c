@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 31   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 34   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -122,6 +122,8 @@ static const struct {
 	{ "nats.max_ack_pending", true }, { "nats.ack_wait", true },
 	{ "nats.stream_max_age", true }, { "nats.stream_max_bytes", true },
 	{ "nats.stream_replicas", true }, { "nats.dead_letter_stream", true },
+	{ "nats.stream_max_msg_size", true }, { "nats.dead_letter_max_bytes", true },
+	{ "nats.dead_letter_max_msg_size", true },
 	{ "subjects.status", true }, { "subjects.request", true },
 	{ "subjects.digest", false }, { "subjects.dead_letter", false },
 	{ "service.workers", false }, { "service.state_dir", true },
@@ -151,7 +153,10 @@ assert_restart_only_defaults(const struct config *c, const char *state_dir)
 	assert_int_equal(c->stream_max_age_ms, INT64_C(7) * 24 * 3600 * 1000);
 	assert_int_equal(c->stream_max_bytes, -1);
 	assert_int_equal(c->stream_replicas, 1);
+	assert_int_equal(c->stream_max_msg_size, 0);
 	assert_string_equal(c->dead_letter_stream, "ALARMS_DEAD_LETTER");
+	assert_int_equal(c->dead_letter_max_bytes, INT64_C(1) << 30);
+	assert_int_equal(c->dead_letter_max_msg_size, 0);
 	assert_string_equal(c->subject_status, "AlarmStatusChanged");
 	assert_string_equal(c->subject_request, "SendAlarmDigest");
 	assert_string_equal(c->state_dir, state_dir);
@@ -702,6 +707,11 @@ test_bounds(void **state)
 		{ "nats", "stream_replicas", "1", "5", "0", "6" },
 		{ "nats", "stream_max_age", "0", "3650d", NULL, "3651d" },
 		{ "nats", "stream_max_bytes", "1M", "-1", "1048575", NULL },
+		{ "nats", "stream_max_msg_size", "1K", "1G", "1023", "1073741825" },
+		{ "nats", "stream_max_msg_size", "0", "-1", "1", NULL },
+		{ "nats", "dead_letter_max_bytes", "1M", "-1", "1048575", NULL },
+		{ "nats", "dead_letter_max_msg_size", "1K", "1G", "1023", "1073741825" },
+		{ "nats", "dead_letter_max_msg_size", "0", "-1", "1", NULL },
 		{ "service", "workers", "0", "1024", "-1", "1025" },
 		{ "service", "crash_loop_max", "1", "1000000", "0", "1000001" },
 		{ "service", "queue_max_bytes", "64K", "64G", "65535", "68719476737" },
@@ -769,7 +779,10 @@ static const char all_changed[] =
 	"stream_max_age = 1d\n"
 	"stream_max_bytes = 1G\n"
 	"stream_replicas = 3\n"
+	"stream_max_msg_size = 2M\n"
 	"dead_letter_stream =\n"
+	"dead_letter_max_bytes = -1\n"
+	"dead_letter_max_msg_size = -1\n"
 	"[subjects]\n"
 	"status = st2\n"
 	"request = rq2\n"
