@@ -79,20 +79,21 @@ layout_check(const char *state_dir, int nslots)
 }
 
 int
-layout_write(const char *state_dir, int nslots)
+layout_write_file(const char *path, const char *text)
 {
-	char path[PATH_MAX], tmp[PATH_MAX], text[32];
-	int fd, dfd, len;
+	char tmp[PATH_MAX], dir[PATH_MAX], *slash;
+	size_t len = strlen(text);
+	int fd, dfd;
 
-	if (layout_path(path, sizeof(path), state_dir, "LAYOUT") == -1 ||
-	    layout_path(tmp, sizeof(tmp), state_dir, "LAYOUT.tmp") == -1)
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		log_errorx("path %s.tmp is too long", path);
 		return -1;
-	len = snprintf(text, sizeof(text), "workers %d\n", nslots);
+	}
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) == -1) {
 		log_error("open %s", tmp);
 		return -1;
 	}
-	if (write(fd, text, (size_t)len) != len || fsync(fd) == -1) {
+	if (write(fd, text, len) != (ssize_t)len || fsync(fd) == -1) {
 		log_error("write %s", tmp);
 		close(fd);
 		return -1;
@@ -105,17 +106,32 @@ layout_write(const char *state_dir, int nslots)
 		log_error("rename %s to %s", tmp, path);
 		return -1;
 	}
-	if ((dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		log_error("open %s", state_dir);
+	/* The rename is durable only once the directory is. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	if ((dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_error("open the directory of %s", path);
 		return -1;
 	}
 	if (fsync(dfd) == -1) {
-		log_error("fsync %s", state_dir);
+		log_error("fsync the directory of %s", path);
 		close(dfd);
 		return -1;
 	}
 	close(dfd);
 	return 0;
+}
+
+int
+layout_write(const char *state_dir, int nslots)
+{
+	char path[PATH_MAX], text[32];
+
+	if (layout_path(path, sizeof(path), state_dir, "LAYOUT") == -1)
+		return -1;
+	snprintf(text, sizeof(text), "workers %d\n", nslots);
+	return layout_write_file(path, text);
 }
 
 static int

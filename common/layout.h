@@ -31,6 +31,11 @@ int layout_slot_path(char *dst, size_t len, const char *state_dir, int slot, con
 
 /* How STATE_DIR stands against a worker count.  Reads only. */
 enum layout_state layout_check(const char *state_dir, int nslots);
+/*
+ * Replace the file at path with text, whole or not at all: a temp file
+ * beside it, fsync, rename, fsync the directory.  0 or -1 (logged).
+ */
+int layout_write_file(const char *path, const char *text);
 /* Record that STATE_DIR is laid out for nslots workers.  0 or -1 (logged). */
 int layout_write(const char *state_dir, int nslots);
 /* Slot numbers of the worker-K stores present, ascending, at most max; count or -1 (logged). */

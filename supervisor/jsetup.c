@@ -97,6 +97,33 @@ jsetup_update_limits(struct jsetup *js, jsStreamInfo *si, const struct jsetup_li
 }
 
 /* Stream holding both input subjects; created if missing, checked and its limits updated if present. */
+/* A file-backed stream that drops its oldest messages past its limits. */
+static int
+jsetup_create(struct jsetup *js, const struct config *c, const char *name, const char **subjects,
+    int nsubjects, const struct jsetup_limits *want)
+{
+	jsStreamConfig sc;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	jsStreamConfig_Init(&sc);
+	sc.Name = name;
+	sc.Subjects = subjects;
+	sc.SubjectsLen = nsubjects;
+	sc.Storage = js_FileStorage;
+	sc.Retention = js_LimitsPolicy;
+	sc.Discard = js_DiscardOld;
+	sc.MaxAge = want->max_age_ns;
+	sc.MaxBytes = want->max_bytes;
+	sc.MaxMsgSize = (int32_t)want->max_msg_size;
+	sc.Replicas = c->stream_replicas;
+	if ((s = js_AddStream(NULL, js->js, &sc, NULL, &jerr)) != NATS_OK) {
+		natsconn_log_js_error("create stream", name, s, jerr, c->servers);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 jsetup_stream(struct jsetup *js, const struct config *c)
 {
@@ -108,7 +135,6 @@ jsetup_stream(struct jsetup *js, const struct config *c)
 	};
 	int64_t mp = natsConnection_GetMaxPayload(js->nc);
 	jsStreamInfo *si = NULL;
-	jsStreamConfig sc;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
@@ -138,22 +164,8 @@ jsetup_stream(struct jsetup *js, const struct config *c)
 		natsconn_log_js_error("look up stream", c->stream, s, jerr, c->servers);
 		return -1;
 	}
-	jsStreamConfig_Init(&sc);
-	sc.Name = c->stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 2;
-	sc.Storage = js_FileStorage;
-	sc.Retention = js_LimitsPolicy;
-	sc.Discard = js_DiscardOld;
-	sc.MaxAge = want.max_age_ns;
-	sc.MaxBytes = want.max_bytes;
-	sc.MaxMsgSize = (int32_t)want.max_msg_size;
-	sc.Replicas = c->stream_replicas;
-	s = js_AddStream(NULL, js->js, &sc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create stream", c->stream, s, jerr, c->servers);
+	if (jsetup_create(js, c, c->stream, subjects, 2, &want) == -1)
 		return -1;
-	}
 	log_info("created stream %s for %s and %s", c->stream, c->subject_status, c->subject_request);
 	return 0;
 }
@@ -182,7 +194,6 @@ jsetup_dead_letter(struct jsetup *js, const struct config *c)
 		.max_bytes = c->dead_letter_max_bytes,
 		.max_msg_size = jsetup_msg_size(js->nc, c->dead_letter_max_msg_size),
 	};
-	jsStreamConfig sc;
 	jsErrCode jerr = 0;
 	jsStreamInfo *si = NULL;
 	natsStatus s;
@@ -203,22 +214,8 @@ jsetup_dead_letter(struct jsetup *js, const struct config *c)
 		js->dead_letter_stream = true;
 		return 0;
 	}
-	jsStreamConfig_Init(&sc);
-	sc.Name = c->dead_letter_stream;
-	sc.Subjects = subjects;
-	sc.SubjectsLen = 1;
-	sc.Storage = js_FileStorage;
-	sc.Retention = js_LimitsPolicy;
-	sc.Discard = js_DiscardOld;
-	sc.MaxAge = want.max_age_ns;
-	sc.MaxBytes = want.max_bytes;
-	sc.MaxMsgSize = (int32_t)want.max_msg_size;
-	sc.Replicas = c->stream_replicas;
-	s = js_AddStream(NULL, js->js, &sc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create dead-letter stream", c->dead_letter_stream, s, jerr, c->servers);
+	if (jsetup_create(js, c, c->dead_letter_stream, subjects, 1, &want) == -1)
 		return -1;
-	}
 	js->dead_letter_max_msg = want.max_msg_size;
 	js->dead_letter_stream = true;
 	return 0;
@@ -226,42 +223,13 @@ jsetup_dead_letter(struct jsetup *js, const struct config *c)
 
 /* ---- the reset intent (see JSETUP_INTENT) ---- */
 
-/* Written whole or not at all: temp file, fsync, rename, fsync the directory. */
 static int
 jsetup_intent_write(struct jsetup *js, int64_t created, uint64_t floor)
 {
-	char tmp[PATH_MAX + 8], text[64], *slash;
-	int fd, len, dfd;
+	char text[64];
 
-	len = snprintf(text, sizeof(text), "%" PRId64 " %" PRIu64 "\n", created, floor);
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", js->intent) >= (int)sizeof(tmp)) {
-		log_errorx("%s: path too long", js->intent);
-		return -1;
-	}
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) == -1) {
-		log_error("open %s", tmp);
-		return -1;
-	}
-	if (write(fd, text, (size_t)len) != len || fsync(fd) == -1) {
-		log_error("write %s", tmp);
-		close(fd);
-		return -1;
-	}
-	if (close(fd) == -1 || rename(tmp, js->intent) == -1) {
-		log_error("rename %s to %s", tmp, js->intent);
-		return -1;
-	}
-	if ((slash = strrchr(tmp, '/')) != NULL)
-		*slash = '\0';
-	if ((dfd = open(slash != NULL ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
-	    fsync(dfd) == -1) {
-		log_error("fsync the directory of %s", js->intent);
-		if (dfd != -1)
-			close(dfd);
-		return -1;
-	}
-	close(dfd);
-	return 0;
+	snprintf(text, sizeof(text), "%" PRId64 " %" PRIu64 "\n", created, floor);
+	return layout_write_file(js->intent, text);
 }
 
 /* The floor of an interrupted reset of this very stream: 1; none: 0. */
