@@ -43,8 +43,7 @@ mcase_repeat(const char *unit, size_t times)
 	return s;
 }
 
-/* The user of case i: PREFIX-NNN. */
-static void
+void
 mlist_user(const struct mlist *l, size_t i, char *buf, size_t cap)
 {
 	snprintf(buf, cap, "%s-%03zu", l->user_prefix != NULL ? l->user_prefix : "mal", i);
@@ -464,6 +463,32 @@ out:
 	return rc;
 }
 
+/* A plain publish (no headers), flushed and then stored, so the stream keeps the model's order. */
+static int
+mcase_publish_plain(struct env *e, const struct mcase *c)
+{
+	uint64_t msgs, before, after;
+	int64_t deadline;
+	natsStatus s;
+
+	if (bus_stream_state(e->bus, "ALARMS", &msgs, &before) == -1)
+		return -1;
+	if ((s = natsConnection_Publish(bus_conn(e->bus), c->subject, c->data, (int)c->len)) != NATS_OK) {
+		harness_seterr("publish %zu bytes: %s", c->len, natsStatus_GetText(s));
+		return -1;
+	}
+	if (bus_flush(e->bus, 5000) == -1)
+		return -1;
+	for (deadline = harness_now_ms() + 5000; harness_now_ms() < deadline; harness_sleep_ms(20)) {
+		if (bus_stream_state(e->bus, "ALARMS", &msgs, &after) == -1)
+			return -1;
+		if (after > before)
+			return 0;
+	}
+	harness_seterr("a %zu-byte message on %s never reached stream ALARMS", c->len, c->subject);
+	return -1;
+}
+
 /* The valid traffic around case c: an "ok" alarm before, a request after. */
 int
 mcase_send(struct env *e, struct model *m, struct mcase *c, int64_t base, size_t i)
@@ -474,8 +499,9 @@ mcase_send(struct env *e, struct model *m, struct mcase *c, int64_t base, size_t
 
 	model_ts_print(base + (int64_t)i, 0, 0, 0, false, ts, sizeof(ts));
 	ok.user = rq.user = c->user;
-	if (event_send(&ok, e->bus, m) == -1 ||
-	    bus_publish(e->bus, c->subject, c->data, c->len) == -1)
+	if (event_send(&ok, e->bus, m) == -1)
+		return -1;
+	if (c->plain ? mcase_publish_plain(e, c) : bus_publish(e->bus, c->subject, c->data, c->len))
 		return -1;
 	if (c->reasons[0] == NULL &&
 	    model_update(m, c->user, c->alarm, model_status_parse(c->status), c->ts) >= MR_INVALID) {

@@ -22,6 +22,8 @@ struct mcase {
 	const char *reasons[3];      /* allowed reject reasons; none: a valid message */
 	char user[300];              /* whose valid traffic surrounds it */
 	char alarm[300], status[16], ts[48];   /* a valid update's fields, for the model */
+	/* Published plain: a JetStream publish adds Nats-Msg-Id, too much beside max_payload bytes. */
+	bool plain;
 };
 
 struct mlist {
@@ -47,6 +49,8 @@ char *mcase_repeat(const char *unit, size_t times);
 /* Members (no braces) plus a "Pad" member making exactly `total` bytes; NULL if too small. */
 char *mcase_padded(const char *members, size_t total, size_t *len);
 
+/* The user of case i: PREFIX-NNN (cap >= 64). */
+void mlist_user(const struct mlist *l, size_t i, char *buf, size_t cap);
 /* A new case at the end of l (not counted until filled); NULL on ENOMEM. */
 struct mcase *mlist_next(struct mlist *l, const char *name);
 void mlist_free(struct mlist *l);
