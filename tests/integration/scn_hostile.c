@@ -28,11 +28,11 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 /* ASan keeps up to 256 MiB of freed memory in quarantine, and runs several times slower. */
-#define HOSTILE_RSS_GROWTH_KIB (768L << 10)
-#define HOSTILE_BOUND_MS 400000
+#define HOSTILE_RSS_GROWTH_KIB (384L << 10)
+#define HOSTILE_BOUND_MS 240000
 #else
-#define HOSTILE_RSS_GROWTH_KIB (160L << 10)
-#define HOSTILE_BOUND_MS 150000
+#define HOSTILE_RSS_GROWTH_KIB (64L << 10)
+#define HOSTILE_BOUND_MS 60000
 #endif
 
 /* ---- the extreme cases ---- */
