@@ -153,6 +153,9 @@ static const struct key_def config_keys[] = {
 	    64, 8 * MIB, "65536"),
 	ROW("limits", "max_id_bytes", KIND_INT, 0, I64(max_id_bytes), 1, 500, "256"),
 	ROW("limits", "max_future", KIND_DURATION, 0, I64(max_future_ms), 0, 3650 * MS_DAY, "24h"),
+	/* Read by the workers: only they know what a user holds. */
+	ROW("limits", "max_alarms_per_user", KIND_INT, 0, I64(max_alarms_per_user),
+	    1, 100000000, "100000"),
 };
 
 #undef R

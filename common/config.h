@@ -66,6 +66,7 @@ struct config {
 	int64_t max_message_bytes;       /* default 65536 */
 	int64_t max_id_bytes;            /* default 256, at most 500 */
 	int64_t max_future_ms;           /* ChangedAt allowance past the clock; default 24h */
+	int64_t max_alarms_per_user;     /* tombstones included; default 100000 */
 };
 
 /* Fill every field with its default (strings allocated). 0 or -1 (ENOMEM). */

@@ -390,6 +390,29 @@ rec_any_dropped(const struct rec *rec, const struct rec_keep *keep)
 	return false;
 }
 
+size_t
+rec_count_kept(const struct rec *rec, const struct rec_keep *keep)
+{
+	size_t n = 0;
+
+	if (!keep->drop_expired)
+		return rec->n;  /* no walk: the store asks this before every new alarm */
+	for (size_t i = 0; i < rec->n; i++)
+		if (rec_kept(keep, &rec->a[i]))
+			n++;
+	return n;
+}
+
+bool
+rec_holds(const struct rec *rec, const char *alarm, size_t alarm_len)
+{
+	struct id_enc a;
+	size_t pos;
+
+	id_encode(alarm, alarm_len, &a);
+	return rec_find(rec, a.kind, a.bytes, a.len, &pos);
+}
+
 uint64_t
 rec_last_request(const struct rec *rec)
 {

@@ -72,6 +72,10 @@ int rec_encode(const struct rec *rec, const struct rec_keep *keep, struct buf *o
 void rec_count(const struct rec *rec, struct rec_counts *c);
 /* Would encoding with keep drop an alarm? */
 bool rec_any_dropped(const struct rec *rec, const struct rec_keep *keep);
+/* How many alarms (tombstones included) encoding with keep would keep. */
+size_t rec_count_kept(const struct rec *rec, const struct rec_keep *keep);
+/* Does the record hold this alarm (as a live alarm or a tombstone)? */
+bool rec_holds(const struct rec *rec, const char *alarm, size_t alarm_len);
 
 /*
  * Apply one status change to the named alarm by the SPEC's rules

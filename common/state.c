@@ -110,6 +110,8 @@ state_result_name(enum state_result r)
 		return "duplicate";
 	case STATE_LESS_SEVERE:
 		return "less_severe";
+	case STATE_OVER_LIMIT:
+		return "over_limit";
 	}
 	return "?";
 }

@@ -24,7 +24,13 @@ enum state_result {
 	STATE_REFRESHED,  /* accepted, newer instant, same status: delivered kept */
 	STATE_STALE,      /* older instant than stored: ignored (rule 2) */
 	STATE_DUPLICATE,  /* same instant, same status: ignored (rule 3) */
-	STATE_LESS_SEVERE /* same instant, less severe status: ignored (rule 3) */
+	STATE_LESS_SEVERE, /* same instant, less severe status: ignored (rule 3) */
+	/*
+	 * A new alarm for a user who already holds the configured maximum
+	 * (tombstones included): malformed input, ignored.  Decided by the
+	 * store, never by state_apply, which sees one alarm only.
+	 */
+	STATE_OVER_LIMIT
 };
 
 /*

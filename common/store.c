@@ -32,6 +32,7 @@ struct store {
 	struct db *db;
 
 	struct store_stats stats;       /* as of the last commit */
+	uint64_t max_alarms;            /* per user, tombstones included; 0: no limit */
 	int64_t d_users, d_alarms, d_tombstones;   /* the open transaction's changes */
 
 	struct buf key, val;
@@ -269,6 +270,12 @@ store_abort(struct store *s)
 }
 
 void
+store_set_max_alarms(struct store *s, uint64_t max)
+{
+	s->max_alarms = max;
+}
+
+void
 store_get_stats(const struct store *s, struct store_stats *out)
 {
 	*out = s->stats;
@@ -289,6 +296,17 @@ store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,
 	    store_key(s, m->user, m->user_len) == -1 ||
 	    store_load(s, m->user, m->user_len, s->key.data, s->key.len, s->cur, &exists) == -1)
 		return -1;
+	/*
+	 * Only a new alarm can cross the limit.  Expired tombstones do not
+	 * count: the write this update makes would drop them.  The cheap tests
+	 * go first, the walk over the record last.
+	 */
+	if (s->max_alarms > 0 && rec_count_kept(s->cur, &(struct rec_keep){ false, 0, 0 }) >=
+	    s->max_alarms && !rec_holds(s->cur, m->alarm, m->alarm_len) &&
+	    rec_count_kept(s->cur, &keep) >= s->max_alarms) {
+		*res = STATE_OVER_LIMIT;
+		return 0;
+	}
 	rec_count(s->cur, &before);
 	if ((changed = rec_apply(s->cur, m->alarm, m->alarm_len, m->status, &m->changed_at, res)) == -1) {
 		log_error("%s: adding an alarm", db_dir(s->db));

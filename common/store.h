@@ -38,8 +38,19 @@ int store_commit(struct store *s);
 void store_abort(struct store *s);
 
 /*
+ * The most alarms one user may hold, tombstones included (SPEC, malformed
+ * input: max_alarms_per_user); 0, the default of a fresh store, is no limit.
+ * Takes effect from the next store_apply, so a reload can change it.
+ */
+void store_set_max_alarms(struct store *s, uint64_t max);
+
+/*
  * Apply one AlarmStatusChanged inside the open transaction.  Expired
  * tombstones of that user are dropped while its record is rewritten.
+ * An update of an alarm the user does not hold while the user already
+ * holds the maximum (store_set_max_alarms; counted after dropping the
+ * expired tombstones, as the write would) changes nothing and sets
+ * STATE_OVER_LIMIT; updates of alarms the user holds still apply.
  * Returns 0 and sets *res, or -1 on a storage error.
  */
 int store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,

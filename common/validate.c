@@ -37,6 +37,12 @@
 
 /* Same bound as json-c's own default, so deep input is rejected here first. */
 #define MSG_JSON_MAX_DEPTH JSON_TOKENER_DEFAULT_DEPTH
+/*
+ * json-c counts a scalar as one more level than its container, so at its
+ * default depth a scalar inside the 32nd container fails; the scanner
+ * (which counts containers, as the SPEC does) decides, json-c gets one more.
+ */
+#define MSG_JSON_TOKENER_DEPTH (MSG_JSON_MAX_DEPTH + 1)
 
 struct validator {
 	struct json_tokener *tok;
@@ -92,7 +98,7 @@ validator_new(void)
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
-	if ((p->tok = json_tokener_new()) == NULL) {
+	if ((p->tok = json_tokener_new_ex(MSG_JSON_TOKENER_DEPTH)) == NULL) {
 		free(p);
 		errno = ENOMEM;
 		return NULL;

@@ -234,6 +234,28 @@ digest_put_item(const struct digest *d, const struct digest_item *it, struct buf
 }
 
 int
+digest_write_update(const struct alarm_msg *m, struct buf *out)
+{
+	char ts[RFC3339_MAXLEN + 1];
+	size_t tslen = rfc3339_format(&m->changed_at, ts, sizeof(ts));
+	size_t start = buf_unread(out);
+
+	if (digest_put(out, "{\"AlarmID\":") == -1 ||
+	    digest_put_string(out, m->alarm, m->alarm_len) == -1 ||
+	    digest_put(out, ",\"UserID\":") == -1 ||
+	    digest_put_string(out, m->user, m->user_len) == -1 ||
+	    digest_put(out, ",\"Status\":\"") == -1 ||
+	    digest_put(out, alarm_status_name(m->status)) == -1 ||
+	    digest_put(out, "\",\"ChangedAt\":\"") == -1 ||
+	    buf_append(out, ts, tslen) == -1 ||
+	    digest_put(out, "\"}") == -1) {
+		out->len = out->off + start;
+		return -1;
+	}
+	return 0;
+}
+
+int
 digest_write_head(const char *user, size_t user_len, struct buf *out)
 {
 	size_t start = buf_unread(out);

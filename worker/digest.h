@@ -61,4 +61,13 @@ int digest_write_json(const struct digest *d, const char *user, size_t user_len,
 int digest_write_head(const char *user, size_t user_len, struct buf *out);
 int digest_write_item(const struct digest *d, size_t i, struct buf *out);
 
+/*
+ * Append an AlarmStatusChanged rebuilt from its fields,
+ * {"AlarmID":...,"UserID":...,"Status":...,"ChangedAt":...}, strings
+ * escaped and ChangedAt written as in a digest: the dead-letter copy of an
+ * update only the worker can refuse (it never sees the original bytes).
+ * 0, or -1 on ENOMEM with out as it was.
+ */
+int digest_write_update(const struct alarm_msg *m, struct buf *out);
+
 #endif

@@ -26,6 +26,7 @@
 #include "../common/store.h"
 #include "../common/title.h"
 #include "digest.h"
+#include "overlimit.h"
 #include "parts.h"
 #include "worker.h"
 
@@ -88,8 +89,16 @@ struct worker {
 		int64_t since_ms, logged_ms, next_ms;   /* monotonic */
 	} retry;
 	struct log_limit undeliverable_log;
+	/*
+	 * Updates refused as over max_alarms_per_user: logged and dead-lettered
+	 * once per frame (a redone batch does not copy them again: frame ids
+	 * only grow), flushed before the batch is reported durable.
+	 */
+	struct overlimit *overlimit;
+	uint64_t overlimit_upto;
+	bool overlimit_unflushed;
 	/* Counted when the batch commits: a rewound batch is applied again and must not count twice. */
-	struct worker_counts { uint64_t msgs, stale, duplicates; } done, batch;
+	struct worker_counts { uint64_t msgs, stale, duplicates, overlimit; } done, batch;
 	uint64_t digests, digest_parts, undeliverable, bad_frames;
 	int64_t last_report_ms;
 	int64_t next_sweep_ms;    /* monotonic; when the next tombstone pass may start */
@@ -125,12 +134,14 @@ worker_report(struct worker *w)
 	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
 		log_error("sending STATS to the supervisor");
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
-	    "state=%lluB/alarm undeliverable=%llu%s", w->slot, w->nslots, (unsigned long long)ss.users,
+	    "state=%lluB/alarm undeliverable=%llu overlimit=%llu%s", w->slot, w->nslots,
+	    (unsigned long long)ss.users,
 	    (unsigned long long)ss.alarms, (unsigned long long)w->done.msgs,
 	    (unsigned long long)w->digests, (unsigned long long)w->done.stale,
 	    (unsigned long long)w->done.duplicates,
 	    (unsigned long long)(ss.alarms ? ss.bytes / ss.alarms : 0),
-	    (unsigned long long)w->undeliverable, w->retry.attempts > 0 ? " NATS-RETRYING" : "");
+	    (unsigned long long)w->undeliverable, (unsigned long long)w->done.overlimit,
+	    w->retry.attempts > 0 ? " NATS-RETRYING" : "");
 }
 
 /* Once a second, also while publishing is failing: the title says so. */
@@ -211,8 +222,10 @@ worker_open(struct worker *w)
 		return -1;
 	}
 	struct natsconn_opts o = { .servers = w->cfg.servers, .name = "alarm-supervisor worker" };
-	if ((w->nc = natsconn_connect(&o)) == NULL)
+	if ((w->nc = natsconn_connect(&o)) == NULL ||
+	    (w->overlimit = overlimit_new(w->nc, &w->cfg)) == NULL)
 		return -1;
+	store_set_max_alarms(w->store, (uint64_t)w->cfg.max_alarms_per_user);
 	return worker_send(w, FRAME_READY, 0);
 }
 
@@ -434,6 +447,9 @@ worker_apply_config(struct worker *w, const struct frame *f)
 	w->cfg.commit_max_msgs = c.commit_max_msgs;
 	w->cfg.commit_max_ms = c.commit_max_ms;
 	w->cfg.tombstone_retention_ms = c.tombstone_retention_ms;
+	w->cfg.max_alarms_per_user = c.max_alarms_per_user;
+	store_set_max_alarms(w->store, (uint64_t)c.max_alarms_per_user);
+	overlimit_set_subject(w->overlimit, c.subject_dead_letter);
 	free(w->cfg.subject_digest);
 	w->cfg.subject_digest = c.subject_digest;
 	c.subject_digest = NULL;
@@ -528,6 +544,15 @@ worker_apply(struct worker *w, const struct frame *f)
 			w->batch.stale++;
 		else if (res == STATE_DUPLICATE)
 			w->batch.duplicates++;
+		else if (res == STATE_OVER_LIMIT) {
+			w->batch.overlimit++;
+			if (f->id > w->overlimit_upto) {
+				overlimit_reject(w->overlimit, &m, w->cfg.subject_status,
+				    w->cfg.max_alarms_per_user);
+				w->overlimit_upto = f->id;
+				w->overlimit_unflushed = true;
+			}
+		}
 		w->batch.msgs++;
 		break;
 	case FRAME_DIGEST:
@@ -579,7 +604,7 @@ worker_rewind(struct worker *w, bool keep_handed)
 		w->handed_upto = 0;
 	chan_rewind(w->ch);
 	w->stop = false;
-	w->batch = (struct worker_counts){ 0, 0, 0 };
+	w->batch = (struct worker_counts){ 0, 0, 0, 0 };
 }
 
 /* Make the batch durable, then report it.  -1: rewound, retry later. */
@@ -596,6 +621,10 @@ worker_commit(struct worker *w)
 			return -1;
 		}
 	}
+	/* The flush above covered the copies when there was one; they never hold the batch back. */
+	if (w->overlimit_unflushed && !w->published)
+		overlimit_flush(w->overlimit);
+	w->overlimit_unflushed = false;
 	if (w->txn && store_commit(w->store) == -1)
 		worker_storage_failed("committing");
 	w->txn = false;
@@ -607,7 +636,8 @@ worker_commit(struct worker *w)
 	w->done.msgs += w->batch.msgs;
 	w->done.stale += w->batch.stale;
 	w->done.duplicates += w->batch.duplicates;
-	w->batch = (struct worker_counts){ 0, 0, 0 };
+	w->done.overlimit += w->batch.overlimit;
+	w->batch = (struct worker_counts){ 0, 0, 0, 0 };
 	return worker_send(w, FRAME_DONE, w->last_id);
 }
 
@@ -818,9 +848,11 @@ worker_main(void)
 	worker_report(&w);
 	w.next_sweep_ms = clock_mono_ms() + WORKER_SWEEP_FIRST_MS;
 	worker_loop(&w);
-	log_info("exiting after %llu messages (%llu stale, %llu duplicates, %llu malformed frames), "
-	    "%llu digests in %llu messages, %llu undeliverable", (unsigned long long)w.done.msgs,
+	log_info("exiting after %llu messages (%llu stale, %llu duplicates, %llu over "
+	    "max_alarms_per_user, %llu malformed frames), %llu digests in %llu messages, "
+	    "%llu undeliverable", (unsigned long long)w.done.msgs,
 	    (unsigned long long)w.done.stale, (unsigned long long)w.done.duplicates,
+	    (unsigned long long)w.done.overlimit,
 	    (unsigned long long)w.bad_frames, (unsigned long long)w.digests,
 	    (unsigned long long)w.digest_parts, (unsigned long long)w.undeliverable);
 	rc = 0;
@@ -828,6 +860,7 @@ out:
 	if (w.txn)
 		store_abort(w.store);
 	store_close(w.store);
+	overlimit_free(w.overlimit);
 	if (w.nc != NULL) {
 		natsConnection_FlushTimeout(w.nc, 2000);
 		natsConnection_Destroy(w.nc);

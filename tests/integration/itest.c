@@ -436,6 +436,12 @@ static const struct scenario {
 	{ "dead_letter_fail", scn_dead_letter_fail, true, 5, WHOLE },
 	{ "restart_floor", scn_restart_floor, true, 6, WHOLE },
 	{ "wire_escape", scn_wire_escape, true, 5, WHOLE },
+	/*
+	 * scn_hostile.c: digests exact, dead-lettered with reasons, max_payload copies
+	 * truncated, nothing else dead-lettered, counted, no stall, RSS bounded, JSON
+	 * shape, teardown
+	 */
+	{ "hostile", scn_hostile, true, 9, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

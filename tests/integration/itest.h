@@ -120,5 +120,6 @@ void scn_big_message(void);
 void scn_dead_letter_fail(void);
 void scn_restart_floor(void);
 void scn_wire_escape(void);
+void scn_hostile(void);
 
 #endif

@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 34   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 35   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -134,6 +134,7 @@ static const struct {
 	{ "worker.commit_max_ms", false }, { "worker.tombstone_retention", false },
 	{ "worker.map_size", false }, { "limits.max_message_bytes", false },
 	{ "limits.max_id_bytes", false }, { "limits.max_future", false },
+	{ "limits.max_alarms_per_user", false },
 };
 
 /*
@@ -183,6 +184,7 @@ assert_reloadable_defaults(const struct config *c)
 	assert_int_equal(c->max_message_bytes, 65536);
 	assert_int_equal(c->max_id_bytes, 256);
 	assert_int_equal(c->max_future_ms, 86400000);
+	assert_int_equal(c->max_alarms_per_user, 100000);
 }
 
 static void
@@ -723,6 +725,7 @@ test_bounds(void **state)
 		{ "limits", "max_message_bytes", "64", "8MiB", "63", "8388609" },
 		{ "limits", "max_id_bytes", "1", "500", "0", "501" },
 		{ "limits", "max_future", "0", "3650d", NULL, "3651d" },
+		{ "limits", "max_alarms_per_user", "1", "100000000", "0", "100000001" },
 	};
 	char text[256];
 	struct config c;
@@ -806,7 +809,8 @@ static const char all_changed[] =
 	"[limits]\n"
 	"max_message_bytes = 1K\n"
 	"max_id_bytes = 64\n"
-	"max_future = 1h\n";
+	"max_future = 1h\n"
+	"max_alarms_per_user = 7\n";
 
 /* The reloadable values all_changed sets, as literals. */
 static void
@@ -829,6 +833,7 @@ assert_reloadable_all_changed(const struct config *c)
 	assert_int_equal(c->max_message_bytes, 1024);
 	assert_int_equal(c->max_id_bytes, 64);
 	assert_int_equal(c->max_future_ms, 3600000);
+	assert_int_equal(c->max_alarms_per_user, 7);
 }
 
 static void

@@ -410,6 +410,72 @@ test_tombstone_expiry(void **state)
 	    ITEM("gone", "WARNING", "2021-07-31T00:00:00Z") "," ITEM("live", "WARNING", "2021-08-01T00:00:00Z")));
 }
 
+/* ---- the per-user alarm limit ------------------------------------------------ */
+
+/*
+ * SPEC, malformed input: a new alarm for a user who holds the maximum
+ * (tombstones included) changes nothing; the alarms held still update; the
+ * limit is per user; expired tombstones do not count; a reload changes it.
+ */
+static void
+test_alarm_limit(void **state)
+{
+	struct fx *f = *state;
+	int64_t t0 = 1627776000000LL;   /* 2021-08-01T00:00:00Z in ms */
+
+	f->now_ms = t0 + DAY_MS;
+	store_set_max_alarms(f->s, 3);
+	assert_int_equal(apply1(f, "u", "a", STATUS_WARNING, "2021-08-01T00:00:00Z"), STATE_NEW);
+	assert_int_equal(apply1(f, "u", "b", STATUS_CRITICAL, "2021-08-01T00:00:00Z"), STATE_NEW);
+	assert_int_equal(apply1(f, "u", "gone", STATUS_CLEARED, "2021-08-01T00:00:00Z"), STATE_NEW);
+	assert_stats(f->s, 1, 3, 1);
+
+	/* The tombstone counts: a fourth alarm is refused, and leaves no trace. */
+	assert_int_equal(apply1(f, "u", "c", STATUS_WARNING, "2021-08-01T00:00:01Z"), STATE_OVER_LIMIT);
+	assert_int_equal(apply1(f, "u", "d", STATUS_CLEARED, "2021-08-01T00:00:01Z"), STATE_OVER_LIMIT);
+	assert_stats(f->s, 1, 3, 1);
+
+	/* Alarms the user holds still take every rule, the tombstone's raise included. */
+	assert_int_equal(apply1(f, "u", "a", STATUS_CRITICAL, "2021-08-01T00:00:02Z"), STATE_CHANGED);
+	assert_int_equal(apply1(f, "u", "a", STATUS_CRITICAL, "2021-08-01T00:00:02Z"), STATE_DUPLICATE);
+	assert_int_equal(apply1(f, "u", "b", STATUS_CRITICAL, "2021-07-31T00:00:00Z"), STATE_STALE);
+	assert_int_equal(apply1(f, "u", "gone", STATUS_WARNING, "2021-08-01T00:00:03Z"), STATE_CHANGED);
+
+	/* Per user: another user is not affected. */
+	assert_int_equal(apply1(f, "v", "c", STATUS_WARNING, "2021-08-01T00:00:01Z"), STATE_NEW);
+	assert_stats(f->s, 2, 4, 0);
+	assert_string_equal(take_json(f, "u"), DIGEST("u",
+	    ITEM("b", "CRITICAL", "2021-08-01T00:00:00Z") "," ITEM("a", "CRITICAL", "2021-08-01T00:00:02Z") ","
+	    ITEM("gone", "WARNING", "2021-08-01T00:00:03Z")));
+
+	/* Clearing keeps the count (a tombstone is an alarm held), so still refused. */
+	assert_int_equal(apply1(f, "u", "gone", STATUS_CLEARED, "2021-08-01T00:00:04Z"), STATE_CHANGED);
+	assert_int_equal(apply1(f, "u", "c", STATUS_WARNING, "2021-08-01T00:00:05Z"), STATE_OVER_LIMIT);
+
+	/* An expired tombstone does not count: the write that adds "c" drops it. */
+	f->now_ms = t0 + 4000 + RETENTION + 1;
+	assert_int_equal(apply1(f, "u", "c", STATUS_WARNING, "2021-08-01T00:00:05Z"), STATE_NEW);
+	assert_stats(f->s, 2, 4, 0);
+	assert_int_equal(apply1(f, "u", "e", STATUS_WARNING, "2021-08-01T00:00:06Z"), STATE_OVER_LIMIT);
+
+	/* A reload raises it, and 0 is no limit at all. */
+	store_set_max_alarms(f->s, 4);
+	assert_int_equal(apply1(f, "u", "e", STATUS_WARNING, "2021-08-01T00:00:06Z"), STATE_NEW);
+	assert_int_equal(apply1(f, "u", "f", STATUS_WARNING, "2021-08-01T00:00:06Z"), STATE_OVER_LIMIT);
+	store_set_max_alarms(f->s, 0);
+	assert_int_equal(apply1(f, "u", "f", STATUS_WARNING, "2021-08-01T00:00:06Z"), STATE_NEW);
+	assert_stats(f->s, 2, 6, 0);
+
+	/* A lowered limit refuses new alarms but keeps every one held. */
+	store_set_max_alarms(f->s, 1);
+	assert_int_equal(apply1(f, "u", "g", STATUS_WARNING, "2021-08-01T00:00:07Z"), STATE_OVER_LIMIT);
+	assert_int_equal(apply1(f, "u", "f", STATUS_CRITICAL, "2021-08-01T00:00:07Z"), STATE_CHANGED);
+	assert_stats(f->s, 2, 6, 0);
+	reopen(f);
+	assert_stats(f->s, 2, 6, 0);
+	assert_string_equal(state_result_name(STATE_OVER_LIMIT), "over_limit");
+}
+
 /* A request replayed after a crash was answered already: no early alarms. */
 static void
 test_replayed_request(void **state)
@@ -1368,6 +1434,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_take_marks_delivered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_instant_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tombstone_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alarm_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_id_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_user_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uuid_case_exact, setup, teardown),

@@ -527,6 +527,23 @@ test_nesting_depth(void **state)
 	s[n++] = '}';
 	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, n, &m), MSG_OK);
 
+	/* The same with a value in the innermost: still 32 levels (json-c would count 33). */
+	n = (size_t)snprintf(s, sizeof(s), "{\"UserID\":\"u\",\"x\":");
+	for (int i = 0; i < 31; i++)
+		s[n++] = '[';
+	s[n++] = '0';
+	for (int i = 0; i < 31; i++)
+		s[n++] = ']';
+	s[n++] = '}';
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, n, &m), MSG_OK);
+	/* One level more is too deep. */
+	memmove(s + 19, s + 18, n - 18);
+	s[18] = '[';
+	s[n + 1] = '}';
+	s[n] = ']';
+	n += 2;
+	assert_int_equal(parse(state, MSG_DIGEST_REQUEST, s, n, &m), MSG_E_JSON);
+
 	/* Far too deep is rejected cleanly, not by stack exhaustion. */
 	n = (size_t)snprintf(s, sizeof(s), "{\"UserID\":\"u\",\"x\":");
 	for (int i = 0; i < 100; i++)
