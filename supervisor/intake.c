@@ -10,7 +10,7 @@
 #include "../common/log.h"
 #include "../common/natsconn.h"
 #include "../common/quote.h"
-#include "deadletter.h"
+#include "../common/deadletter.h"
 #include "handoff.h"
 #include "intake.h"
 #include "jsack.h"

@@ -6,7 +6,7 @@
 #include "../common/buf.h"
 #include "../common/log.h"
 #include "../common/quote.h"
-#include "../supervisor/deadletter.h"
+#include "../common/deadletter.h"
 #include "digest.h"
 #include "overlimit.h"
 

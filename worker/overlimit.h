@@ -4,7 +4,7 @@
  * too_many_alarms).  Only the worker knows what a user holds, so the
  * worker rejects it, the way the intake rejects the rest: a rate-limited
  * log line and a dead-letter copy with the intake's headers
- * (supervisor/deadletter.h), published on the worker's own connection.
+ * (common/deadletter.h), published on the worker's own connection.
  * The frame is still reported durable like any other, so the master acks
  * the original: it is bad input, not data.
  *

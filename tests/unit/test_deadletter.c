@@ -1,5 +1,5 @@
 /*
- * Unit tests for supervisor/deadletter.c: how much of a rejected payload
+ * Unit tests for common/deadletter.c: how much of a rejected payload
  * its dead-letter copy keeps.  The end-to-end side (a copy of a message
  * at the broker's max_payload) is the integration scenario "limits".
  */

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/log.h"
-#include "../common/quote.h"
+#include "log.h"
+#include "quote.h"
 #include "deadletter.h"
 
 #define DL_REASON "Alarm-Reject-Reason"
