@@ -436,6 +436,10 @@ static const struct scenario {
 	{ "dead_letter_fail", scn_dead_letter_fail, true, 5, WHOLE },
 	{ "restart_floor", scn_restart_floor, true, 6, WHOLE },
 	{ "wire_escape", scn_wire_escape, true, 5, WHOLE },
+	/* scn_storage.c: each counts its teardown */
+	{ "map_growth", scn_map_growth, true, 5, WHOLE },
+	{ "disk_full", scn_disk_full, true, 8, WHOLE },
+	{ "corrupt_store", scn_corrupt_store, true, 6, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
