@@ -411,11 +411,14 @@ scn_disk_full(void)
 	tap_report("disk_full/digests_match_model", env_finish_and_verify(&e, m, NULL, true));
 	tap_report("disk_full/digest_json_shape", env_check_collector(&e));
 out:
-	/* Space back before the teardown, so the worker can finish. */
+	/*
+	 * Space back before the teardown, so the worker can finish; detached
+	 * now (the worker keeps its open files), so the temp dir can go.
+	 */
 	if (sg_mount[0] != '\0')
 		(void)unlink(ballast);
-	env_down(&e);
 	sg_unmount();
+	env_down(&e);
 	model_free(m);
 }
 
