@@ -148,6 +148,8 @@ static const struct key_def config_keys[] = {
 	ROW("worker", "tombstone_retention", KIND_DURATION, 0, I64(tombstone_retention_ms),
 	    MS_SEC, 3650 * MS_DAY, "14d"),
 	ROW("worker", "map_size", KIND_SIZE, 0, I64(map_size_bytes), MIB, 16384 * GIB, "4G"),
+	/* Reloadable: a worker paused at the maximum grows on as soon as it is raised. */
+	ROW("worker", "map_size_max", KIND_SIZE, 0, I64(map_size_max_bytes), MIB, 16384 * GIB, "64G"),
 
 	ROW("limits", "max_message_bytes", KIND_SIZE, 0, I64(max_message_bytes),
 	    64, 8 * MIB, "65536"),

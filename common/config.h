@@ -60,7 +60,8 @@ struct config {
 	int64_t commit_max_msgs;         /* group commit: at most this many messages; default 10000 */
 	int64_t commit_max_ms;           /* ... or this long; default 100ms */
 	int64_t tombstone_retention_ms;  /* default 14d */
-	int64_t map_size_bytes;          /* LMDB map size per worker; default 4GiB */
+	int64_t map_size_bytes;          /* initial LMDB map size per worker; default 4GiB */
+	int64_t map_size_max_bytes;      /* the map grows when full up to this; default 64GiB */
 
 	/* [limits] */
 	int64_t max_message_bytes;       /* default 65536 */

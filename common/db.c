@@ -1,25 +1,81 @@
 #include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "log.h"
+
+/* An EIO with less than this free on the file system was a short write for want of space. */
+#define DB_DISK_LOW (1u << 20)
 
 struct db {
 	MDB_env *env;
 	MDB_dbi dbi;
 	MDB_txn *txn;           /* the open write transaction, if any */
 	size_t max_key;
+	int64_t map_size, map_max;
+	enum db_fault fault;    /* of the last failed call */
+	bool fault_logged;      /* a map or disk full was logged; quiet until a commit works */
 	char *dir;
 };
 
-static void
-db_error(const struct db *db, const char *call, int rc)
+/* The free bytes of the file system dir is on, or UINT64_MAX when unknown. */
+static uint64_t
+db_disk_free(const char *dir)
 {
-	log_errorx("%s: %s: %s", call, db->dir, mdb_strerror(rc));
+	struct statvfs sv;
+
+	if (statvfs(dir, &sv) == -1)
+		return UINT64_MAX;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+static enum db_fault
+db_classify(const struct db *db, int rc)
+{
+	if (rc == MDB_MAP_FULL)
+		return DB_FAULT_MAP_FULL;
+	if (rc == ENOSPC || rc == EDQUOT)
+		return DB_FAULT_DISK_FULL;
+	/* LMDB's page flush reports a short write as EIO: on a full file system, that is what it was. */
+	if (rc == EIO && db_disk_free(db->dir) < DB_DISK_LOW)
+		return DB_FAULT_DISK_FULL;
+	return DB_FAULT_OTHER;
+}
+
+/*
+ * Log a failed call and remember its kind.  A map or disk full repeats
+ * while the caller waits for it to pass: said once, the caller says the rest.
+ */
+static void
+db_error(struct db *db, const char *call, int rc)
+{
+	db->fault = db_classify(db, rc);
+	switch (db->fault) {
+	case DB_FAULT_DISK_FULL:
+		if (!db->fault_logged)
+			log_errorx("disk full: %s/data.mdb: %s: %s (%llu bytes free on its file system)",
+			    db->dir, call, mdb_strerror(rc), (unsigned long long)db_disk_free(db->dir));
+		db->fault_logged = true;
+		break;
+	case DB_FAULT_MAP_FULL:
+		if (!db->fault_logged)
+			log_warnx("%s: %s: %s (map of %lld bytes, at most %lld)", call, db->dir,
+			    mdb_strerror(rc), (long long)db->map_size, (long long)db->map_max);
+		db->fault_logged = true;
+		break;
+	default:
+		log_errorx("%s: %s: %s", call, db->dir, mdb_strerror(rc));
+		break;
+	}
 }
 
 static int
@@ -73,6 +129,7 @@ db_mkdirs(const char *dir, char *err, size_t errlen)
 static int
 db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 {
+	MDB_envinfo info;
 	MDB_txn *txn;
 	int rc;
 
@@ -104,7 +161,236 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 		return -1;
 	}
 	db->max_key = (size_t)mdb_env_get_maxkeysize(db->env);
+	/* LMDB raises a map smaller than the data to the data's size. */
+	if ((rc = mdb_env_info(db->env, &info)) != 0) {
+		snprintf(err, errlen, "mdb_env_info: %s: %s", db->dir, mdb_strerror(rc));
+		return -1;
+	}
+	db->map_size = (int64_t)info.me_mapsize;
+	db->map_max = db->map_size;
 	return 0;
+}
+
+/* ---- checking a store before it is used ----------------------------- */
+
+/* A corruption found: the child's answer, with a sentence for the parent. */
+#define DB_CHECK_CORRUPT 3
+#define DB_CHECK_FAILED 4
+
+static int __attribute__((format(printf, 3, 4)))
+db_check_say(int fd, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n > 0 && write(fd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1) == -1)
+		return DB_CHECK_FAILED;
+	return code;
+}
+
+/*
+ * Walk the main database in key order, touching every page of every
+ * record (so overflow pages are read too), and the free list; the keys
+ * must ascend and their number match what the root says.  The cursor
+ * finds a page that is not where the tree says (MDB_CORRUPTED,
+ * MDB_PAGE_NOTFOUND); garbage inside a page shows as disorder or a wrong
+ * count, or kills the process, which the parent reports.
+ */
+static int
+db_check_walk(MDB_txn *txn, MDB_dbi dbi, size_t last_pg, int fd)
+{
+	MDB_cursor *cur;
+	MDB_stat st;
+	MDB_val k, v;
+	unsigned char prev[512];
+	size_t prevlen = 0, n = 0, maxkey = (size_t)mdb_env_get_maxkeysize(mdb_txn_env(txn));
+	volatile unsigned char sink = 0;
+	int rc;
+
+	if ((rc = mdb_stat(txn, dbi, &st)) != 0)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_stat: %s", mdb_strerror(rc));
+	if (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages > last_pg + 1)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "the main database claims %zu pages, the "
+		    "file has %zu", st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages,
+		    last_pg + 1);
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_cursor_open: %s", mdb_strerror(rc));
+	for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+		int cmp;
+
+		if (++n > st.ms_entries)
+			return db_check_say(fd, DB_CHECK_CORRUPT, "more records than the %zu the "
+			    "database holds", st.ms_entries);
+		if (k.mv_size == 0 || k.mv_size > maxkey || k.mv_size > sizeof(prev))
+			return db_check_say(fd, DB_CHECK_CORRUPT, "record %zu has a key of %zu bytes", n,
+			    k.mv_size);
+		cmp = memcmp(prev, k.mv_data, prevlen < k.mv_size ? prevlen : k.mv_size);
+		if (n > 1 && (cmp > 0 || (cmp == 0 && prevlen >= k.mv_size)))
+			return db_check_say(fd, DB_CHECK_CORRUPT, "record %zu is out of key order", n);
+		memcpy(prev, k.mv_data, k.mv_size);
+		prevlen = k.mv_size;
+		/* A byte of every page the value spans: enough to fault in a page outside the file. */
+		for (size_t i = 0; i < v.mv_size; i += 4096)
+			sink ^= ((const unsigned char *)v.mv_data)[i];
+		if (v.mv_size > 0)
+			sink ^= ((const unsigned char *)v.mv_data)[v.mv_size - 1];
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_cursor_get after record %zu: %s", n,
+		    mdb_strerror(rc));
+	if (n != st.ms_entries)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "%zu records found, the database holds %zu",
+		    n, st.ms_entries);
+	(void)sink;
+	return 0;
+}
+
+/* The free list: each record a list of page numbers, all inside the file. */
+static int
+db_check_free(MDB_txn *txn, size_t last_pg, int fd)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, 0, &cur)) != 0)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "free list: mdb_cursor_open: %s",
+		    mdb_strerror(rc));
+	for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+		const size_t *ids = v.mv_data;
+
+		if (v.mv_size < sizeof(size_t) || v.mv_size % sizeof(size_t) != 0 ||
+		    ids[0] != v.mv_size / sizeof(size_t) - 1)
+			return db_check_say(fd, DB_CHECK_CORRUPT, "free list: a record of %zu bytes "
+			    "is malformed", v.mv_size);
+		for (size_t i = 1; i <= ids[0]; i++)
+			if (ids[i] < 2 || ids[i] > last_pg)
+				return db_check_say(fd, DB_CHECK_CORRUPT, "free list: page %zu is "
+				    "outside the file (last page %zu)", ids[i], last_pg);
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "free list: mdb_cursor_get: %s",
+		    mdb_strerror(rc));
+	return 0;
+}
+
+/* In the child: the exit code is the answer, fd gets the sentence. */
+static int
+db_check_child(const char *dir, off_t size, int fd)
+{
+	MDB_env *env;
+	MDB_envinfo info;
+	MDB_stat est;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	int rc;
+
+	if ((rc = mdb_env_create(&env)) != 0)
+		return db_check_say(fd, DB_CHECK_FAILED, "mdb_env_create: %s", mdb_strerror(rc));
+	/* The whole file, mapped: a page number past it is LMDB's to refuse. */
+	if ((rc = mdb_env_set_mapsize(env, (size_t)size + (1u << 20))) != 0)
+		return db_check_say(fd, DB_CHECK_FAILED, "mdb_env_set_mapsize: %s", mdb_strerror(rc));
+	/* Read-only, no lock file: the caller holds the store's own lock (worker.lock). */
+	if ((rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOLOCK, 0600)) != 0) {
+		if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED)
+			return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_env_open: %s", mdb_strerror(rc));
+		return db_check_say(fd, DB_CHECK_FAILED, "mdb_env_open: %s", mdb_strerror(rc));
+	}
+	if ((rc = mdb_env_info(env, &info)) != 0 || (rc = mdb_env_stat(env, &est)) != 0)
+		return db_check_say(fd, DB_CHECK_FAILED, "mdb_env_info: %s", mdb_strerror(rc));
+	if ((off_t)((info.me_last_pgno + 1) * est.ms_psize) > size)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "its header says %zu pages, the file holds "
+		    "%lld bytes", info.me_last_pgno + 1, (long long)size);
+	if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) != 0)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_txn_begin: %s", mdb_strerror(rc));
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &dbi)) != 0)
+		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_dbi_open: %s", mdb_strerror(rc));
+	if ((rc = db_check_walk(txn, dbi, info.me_last_pgno, fd)) != 0 ||
+	    (rc = db_check_free(txn, info.me_last_pgno, fd)) != 0)
+		return rc;
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return 0;
+}
+
+int
+db_check(const char *dir, char *err, size_t errlen)
+{
+	char path[4096], msg[512];
+	struct stat sb;
+	int fds[2], status;
+	ssize_t n;
+	size_t got = 0;
+	pid_t pid;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/data.mdb", dir) >= sizeof(path)) {
+		snprintf(err, errlen, "%s/data.mdb: path too long", dir);
+		return -1;
+	}
+	if (stat(path, &sb) == -1) {
+		if (errno == ENOENT)
+			return 1;
+		snprintf(err, errlen, "stat %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (sb.st_size == 0)
+		return 1;
+	if (pipe(fds) == -1) {
+		snprintf(err, errlen, "checking %s: pipe: %s", path, strerror(errno));
+		return -1;
+	}
+	if ((pid = fork()) == -1) {
+		snprintf(err, errlen, "checking %s: fork: %s", path, strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		/* Die of the signal itself (a sanitizer's handler would exit instead): that is the answer. */
+		signal(SIGSEGV, SIG_DFL);
+		signal(SIGBUS, SIG_DFL);
+		signal(SIGABRT, SIG_DFL);
+		_exit(db_check_child(dir, sb.st_size, fds[1]));
+	}
+	close(fds[1]);
+	while (got < sizeof(msg) - 1 && ((n = read(fds[0], msg + got, sizeof(msg) - 1 - got)) > 0 ||
+	    (n == -1 && errno == EINTR)))
+		got += n > 0 ? (size_t)n : 0;
+	msg[got] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) == -1) {
+		if (errno != EINTR) {
+			snprintf(err, errlen, "checking %s: waitpid: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	if (WIFSIGNALED(status)) {
+		snprintf(err, errlen, "%s is corrupt: reading it killed the checking process with "
+		    "signal %d (%s%s)", path, WTERMSIG(status), strsignal(WTERMSIG(status)),
+		    WTERMSIG(status) == SIGABRT ? ": an LMDB assertion failed" : "");
+		return 0;
+	}
+	switch (WIFEXITED(status) ? WEXITSTATUS(status) : DB_CHECK_FAILED) {
+	case 0:
+		return 1;
+	case DB_CHECK_CORRUPT:
+		snprintf(err, errlen, "%s is corrupt: %s", path, msg);
+		return 0;
+	case DB_CHECK_FAILED:
+		snprintf(err, errlen, "checking %s: %s", path, got > 0 ? msg : "the check failed");
+		return -1;
+	default:
+		snprintf(err, errlen, "%s is corrupt: the process reading it died with exit status %d",
+		    path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		return 0;
+	}
 }
 
 struct db *
@@ -118,6 +404,15 @@ db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
 	}
 	if (db_mkdirs(dir, err, errlen) == -1)
 		return NULL;
+	switch (db_check(dir, err, errlen)) {
+	case 1:
+		break;
+	case 0:
+		errno = EBADMSG;
+		return NULL;
+	default:
+		return NULL;
+	}
 	if ((db = calloc(1, sizeof(*db))) == NULL || (db->dir = strdup(dir)) == NULL) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		free(db);
@@ -142,6 +437,49 @@ db_close(struct db *db)
 	free(db);
 }
 
+void
+db_set_map_max(struct db *db, int64_t max_bytes)
+{
+	db->map_max = max_bytes > db->map_size ? max_bytes : db->map_size;
+}
+
+int64_t
+db_map_size(const struct db *db)
+{
+	return db->map_size;
+}
+
+enum db_fault
+db_fault(const struct db *db)
+{
+	return db->fault;
+}
+
+int
+db_grow(struct db *db)
+{
+	int64_t to;
+	int rc;
+
+	if (db->txn != NULL) {
+		log_errorx("%s: db_grow: a write transaction is open", db->dir);
+		db->fault = DB_FAULT_OTHER;
+		return -1;
+	}
+	if (db->map_size >= db->map_max)
+		return 0;
+	to = db->map_size > db->map_max / 2 ? db->map_max : db->map_size * 2;
+	if ((rc = mdb_env_set_mapsize(db->env, (size_t)to)) != 0) {
+		db_error(db, "mdb_env_set_mapsize", rc);
+		return -1;
+	}
+	log_info("%s: LMDB map grown from %lld to %lld bytes (at most %lld)", db->dir,
+	    (long long)db->map_size, (long long)to, (long long)db->map_max);
+	db->map_size = to;
+	db->fault = DB_FAULT_NONE;
+	return 1;
+}
+
 const char *
 db_dir(const struct db *db)
 {
@@ -161,7 +499,7 @@ db_bytes(const struct db *db, uint64_t *out)
 	int rc;
 
 	if ((rc = mdb_env_stat(db->env, &st)) != 0) {
-		db_error(db, "mdb_env_stat", rc);
+		log_errorx("mdb_env_stat: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
 	*out = (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) * st.ms_psize;
@@ -179,6 +517,7 @@ db_begin(struct db *db)
 		log_errorx("%s: db_begin: a write transaction is already open", db->dir);
 		return -1;
 	}
+	db->fault = DB_FAULT_NONE;
 	if ((rc = mdb_txn_begin(db->env, NULL, 0, &db->txn)) != 0) {
 		db->txn = NULL;
 		db_error(db, "mdb_txn_begin", rc);
@@ -201,6 +540,7 @@ db_commit(struct db *db)
 		db_error(db, "mdb_txn_commit", rc);
 		return -1;
 	}
+	db->fault_logged = false;
 	return 0;
 }
 

@@ -20,10 +20,51 @@ struct db;
 
 /*
  * Open the environment in dir, creating the directory and its missing
- * parents.  NULL on error, with err filled.
+ * parents.  NULL on error, with err filled.  An existing data.mdb is
+ * checked first (db_check): a corrupt one is refused with errno EBADMSG
+ * and err naming the file, so it never reaches LMDB's assertions here.
  */
 struct db *db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen);
 void db_close(struct db *db);   /* aborts an open write transaction */
+
+/*
+ * Read every page of the main database and the free list of dir's
+ * data.mdb in a child process: LMDB aborts on some corruptions, and a
+ * child's death is an answer where ours would not be.  1 when the store
+ * is sound or does not exist yet, 0 when it is corrupt (err says how), -1
+ * when the check itself could not run (err says why).  The caller must be
+ * single-threaded and must not hold dir open (LMDB forbids using an
+ * environment across fork).
+ */
+int db_check(const char *dir, char *err, size_t errlen);
+
+/*
+ * The map grows, when full, up to max_bytes (never below the size it has).
+ * Until this is called the maximum is the initial size: no growth.
+ */
+void db_set_map_max(struct db *db, int64_t max_bytes);
+/* The map's size now. */
+int64_t db_map_size(const struct db *db);
+
+/*
+ * What the last failed call ran into.  Two kinds pass by themselves or by
+ * a bigger map, so the caller may wait instead of giving up: the map full
+ * (db_grow), and the file system full (ENOSPC, EDQUOT, or a short write
+ * there: LMDB reports the latter as EIO).  Reset by db_begin.
+ */
+enum db_fault {
+	DB_FAULT_NONE,
+	DB_FAULT_MAP_FULL,
+	DB_FAULT_DISK_FULL,
+	DB_FAULT_OTHER,
+};
+enum db_fault db_fault(const struct db *db);
+/*
+ * With no transaction open (LMDB's rule for mdb_env_set_mapsize): double
+ * the map, at most to the maximum.  1 grown (logged), 0 already at the
+ * maximum, -1 on error (db_fault says which kind).
+ */
+int db_grow(struct db *db);
 
 /* For log lines: the directory the environment lives in. */
 const char *db_dir(const struct db *db);

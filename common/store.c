@@ -197,7 +197,10 @@ store_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
 		return NULL;
 	}
 	if ((s->db = db_open(dir, map_size_bytes, err, errlen)) == NULL) {
+		int e = errno;   /* EBADMSG: a corrupt store, which the caller treats apart */
+
 		store_close(s);
+		errno = e;
 		return NULL;
 	}
 	/* The counters are kept incrementally; a walk at open gives the starting point. */
@@ -224,6 +227,12 @@ store_close(struct store *s)
 	rec_free(s->cur);
 	rec_free(s->other);
 	free(s);
+}
+
+struct db *
+store_db(struct store *s)
+{
+	return s->db;
 }
 
 /* ---- transactions ------------------------------------------------------ */

@@ -31,6 +31,11 @@ struct store_stats {
 /* Open (creating the directory if missing) the environment in `dir`. NULL on error, with err filled. */
 struct store *store_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen);
 void store_close(struct store *s);
+/*
+ * The environment under the store, for what concerns it rather than
+ * records: why a write failed, growing the map (db.h).
+ */
+struct db *store_db(struct store *s);
 
 /* Write transactions.  All return 0, or -1 after logging what failed. */
 int store_begin(struct store *s);

@@ -17,6 +17,7 @@
 #include "../common/chan.h"
 #include "../common/clock.h"
 #include "../common/config.h"
+#include "../common/db.h"
 #include "../common/frame.h"
 #include "../common/layout.h"
 #include "../common/lockfile.h"
@@ -41,6 +42,10 @@
 #define WORKER_RETRY_MAX_MS 5000
 /* While publishing keeps failing, one log line per this many ms. */
 #define WORKER_RETRY_LOG_MS 10000
+/* A full disk or a map at its maximum: the batch is redone after 1 s, doubling to 5 s. */
+#define WORKER_STORE_RETRY_MIN_MS 1000
+/* A store found corrupt: how often to look whether the operator moved it aside. */
+#define WORKER_CORRUPT_POLL_MS 2000
 
 static volatile sig_atomic_t worker_terminate;
 
@@ -88,6 +93,17 @@ struct worker {
 		int delay_ms;
 		int64_t since_ms, logged_ms, next_ms;   /* monotonic */
 	} retry;
+	/*
+	 * The store refused the batch for a reason that passes (a full disk,
+	 * the map at map_size_max): the batch's frames are held, nothing is
+	 * reported durable, and the batch is redone after a backoff.
+	 */
+	struct worker_paused {
+		enum db_fault fault;      /* DB_FAULT_NONE while not paused */
+		uint64_t attempts;
+		int64_t since_ms, logged_ms;
+	} paused;
+	bool redo_now;            /* the map grew: redo the batch without waiting */
 	struct log_limit undeliverable_log;
 	/*
 	 * Updates refused as over max_alarms_per_user: logged and dead-lettered
@@ -134,14 +150,16 @@ worker_report(struct worker *w)
 	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
 		log_error("sending STATS to the supervisor");
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
-	    "state=%lluB/alarm undeliverable=%llu overlimit=%llu%s", w->slot, w->nslots,
+	    "state=%lluB/alarm undeliverable=%llu overlimit=%llu%s%s", w->slot, w->nslots,
 	    (unsigned long long)ss.users,
 	    (unsigned long long)ss.alarms, (unsigned long long)w->done.msgs,
 	    (unsigned long long)w->digests, (unsigned long long)w->done.stale,
 	    (unsigned long long)w->done.duplicates,
 	    (unsigned long long)(ss.alarms ? ss.bytes / ss.alarms : 0),
 	    (unsigned long long)w->undeliverable, (unsigned long long)w->done.overlimit,
-	    w->retry.attempts > 0 ? " NATS-RETRYING" : "");
+	    w->retry.attempts > 0 ? " NATS-RETRYING" : "",
+	    w->paused.fault == DB_FAULT_DISK_FULL ? " DISK-FULL" :
+	    w->paused.fault == DB_FAULT_MAP_FULL ? " MAP-FULL" : "");
 }
 
 /* Once a second, also while publishing is failing: the title says so. */
@@ -198,6 +216,75 @@ worker_hello(struct worker *w)
 	return 0;
 }
 
+/* Parked on a corrupt store: say so to the supervisor now and then, with empty counters. */
+static void
+worker_report_parked(struct worker *w)
+{
+	struct frame_stats fs = { 0, 0, 0, 0, 0 };
+
+	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
+		log_error("sending STATS to the supervisor");
+}
+
+/*
+ * The store is corrupt: no restart fixes that, and a crash loop would only
+ * repeat the news.  Stay parked instead: log once, read and drop what the
+ * supervisor sends (it keeps every frame until a worker reports it
+ * durable, so a later worker gets them all again), and exit as soon as
+ * data.mdb is moved away, so the supervisor starts a worker on a fresh
+ * store.  STOP, EOF and SIGTERM end it like any worker.
+ */
+static int
+worker_park_corrupt(struct worker *w, const char *dir, const char *why)
+{
+	char path[PATH_MAX + 16];
+	struct stat bad, now;
+	int64_t next = 0;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	if (stat(path, &bad) == -1) {
+		log_error("stat %s", path);
+		return -1;
+	}
+	log_errorx("%s. This slot's users get no digests until the store is replaced; their messages "
+	    "wait unacked. To recover, move the directory aside (mv %s %s.corrupt): this worker "
+	    "notices within %d s and starts on an empty store, which the stream then refills (see "
+	    "\"Limits and failure modes\" in README.md for what is rebuilt and how)", why, dir, dir,
+	    WORKER_CORRUPT_POLL_MS / 1000);
+	title_set("worker %u/%u STORE-CORRUPT %s", w->slot, w->nslots, path);
+	while (!worker_terminate) {
+		struct pollfd pfd = { chan_fd(w->ch), POLLIN, 0 };
+		struct frame f;
+		const char *err;
+		int rc;
+
+		if (poll(&pfd, 1, WORKER_CORRUPT_POLL_MS) == -1 && errno != EINTR)
+			log_error("poll");
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+			if ((rc = chan_fill(w->ch, WORKER_READ_CHUNK)) == CHAN_EOF || rc == -1)
+				return 0;
+			while ((rc = chan_next(w->ch, &f, &err)) == 1)
+				if (f.type == FRAME_STOP)
+					return 0;
+			if (rc == -1) {
+				log_errorx("protocol error from the supervisor: %s; exiting", err);
+				return -1;
+			}
+			chan_consume(w->ch);
+		}
+		if (clock_mono_ms() < next)
+			continue;
+		next = clock_mono_ms() + WORKER_CORRUPT_POLL_MS;
+		worker_report_parked(w);
+		if (stat(path, &now) == -1 || now.st_ino != bad.st_ino || now.st_dev != bad.st_dev) {
+			log_warnx("%s was moved away; exiting so that the supervisor starts this slot "
+			    "afresh on an empty store", path);
+			exit(1);
+		}
+	}
+	return 0;
+}
+
 static int
 worker_open(struct worker *w)
 {
@@ -217,10 +304,16 @@ worker_open(struct worker *w)
 	if (layout_slot_path(lock, sizeof(lock), w->cfg.state_dir, (int)w->slot, "worker.lock") == -1 ||
 	    (w->lock_fd = lockfile_take(lock, 30000)) == -1)
 		return -1;
+	log_info("checking the store in %s", dir);
 	if ((w->store = store_open(dir, w->cfg.map_size_bytes, err, sizeof(err))) == NULL) {
+		if (errno == EBADMSG) {
+			w->stop = true;   /* parked, then exits 0 (STOP, EOF, SIGTERM) unless moved away */
+			return worker_park_corrupt(w, dir, err);
+		}
 		log_errorx("opening state in %s: %s", dir, err);
 		return -1;
 	}
+	db_set_map_max(store_db(w->store), w->cfg.map_size_max_bytes);
 	struct natsconn_opts o = { .servers = w->cfg.servers, .name = "alarm-supervisor worker" };
 	if ((w->nc = natsconn_connect(&o)) == NULL ||
 	    (w->overlimit = overlimit_new(w->nc, &w->cfg)) == NULL)
@@ -261,7 +354,69 @@ enum worker_pub {
 	PUB_RETRY,       /* transient: redo the batch later */
 	PUB_SKIP,        /* this digest cannot be published: apply the batch again without it */
 	PUB_REFUSED,     /* the server refuses digests at all: skip every request left in the batch */
+	PUB_STORE,       /* the store is full (disk or map): redo the batch later, or now if the map grew */
 };
+
+/*
+ * A write of the batch failed.  A full map or disk passes (a bigger map,
+ * space freed): the caller undoes the batch and holds it.  Anything else
+ * is not for a retry to fix: exit.
+ */
+static enum worker_pub
+worker_store_fault(struct worker *w, const char *what)
+{
+	enum db_fault f = db_fault(store_db(w->store));
+
+	if (f != DB_FAULT_MAP_FULL && f != DB_FAULT_DISK_FULL)
+		worker_storage_failed(what);
+	if (w->paused.fault == DB_FAULT_NONE) {
+		w->paused.since_ms = clock_mono_ms();
+		w->paused.attempts = 0;
+		w->paused.logged_ms = 0;
+	}
+	w->paused.fault = f;
+	w->paused.attempts++;
+	return PUB_STORE;
+}
+
+/*
+ * After worker_store_fault and the rewind (no transaction is open): grow
+ * a full map and redo the batch at once, else pause, saying why now and
+ * then.  A map at map_size_max stays full until a reload raises it.
+ */
+static void
+worker_store_recover(struct worker *w)
+{
+	struct db *db = store_db(w->store);
+	int64_t now = clock_mono_ms();
+	int rc;
+
+	if (w->paused.fault == DB_FAULT_MAP_FULL) {
+		if ((rc = db_grow(db)) == 1) {
+			w->redo_now = true;
+			return;
+		}
+		if (rc == -1 && db_fault(db) != DB_FAULT_DISK_FULL)
+			worker_storage_failed("growing the LMDB map");
+		if (rc == -1)
+			w->paused.fault = DB_FAULT_DISK_FULL;
+	}
+	if (w->paused.logged_ms != 0 && now - w->paused.logged_ms < WORKER_RETRY_LOG_MS)
+		return;
+	w->paused.logged_ms = now;
+	if (w->paused.fault == DB_FAULT_DISK_FULL)
+		log_errorx("disk full: %s: this slot is paused: its batch of %zu frames is held, not "
+		    "reported durable, and redone every %d s at most until space is freed (paused for "
+		    "%.1f s, %llu attempts)", db_dir(db), w->txn_frames, WORKER_RETRY_MAX_MS / 1000,
+		    (now - w->paused.since_ms) / 1000.0, (unsigned long long)w->paused.attempts);
+	else
+		log_errorx("map full: %s: the LMDB map is at [worker] map_size_max (%lld bytes); this "
+		    "slot is paused: its batch of %zu frames is held, not reported durable, and redone "
+		    "every %d s at most; raise map_size_max and send SIGHUP (paused for %.1f s, %llu "
+		    "attempts)", db_dir(db), (long long)db_map_size(db), w->txn_frames,
+		    WORKER_RETRY_MAX_MS / 1000, (now - w->paused.since_ms) / 1000.0,
+		    (unsigned long long)w->paused.attempts);
+}
 
 /* A transient failure: rate-limited, since it repeats until NATS is back. */
 static void __attribute__((format(printf, 2, 3)))
@@ -288,17 +443,31 @@ worker_trouble(struct worker *w, const char *fmt, ...)
 static void
 worker_backoff(struct worker *w)
 {
-	int d = w->retry.delay_ms;
+	int d = w->retry.delay_ms, min = w->paused.fault != DB_FAULT_NONE ?
+	    WORKER_STORE_RETRY_MIN_MS : WORKER_RETRY_MIN_MS;
 
-	d = d == 0 ? WORKER_RETRY_MIN_MS : d >= WORKER_RETRY_MAX_MS / 2 ? WORKER_RETRY_MAX_MS : d * 2;
+	if (w->redo_now) {
+		/* The map grew: nothing to wait for. */
+		w->redo_now = false;
+		w->retry.next_ms = 0;
+		return;
+	}
+	d = d < min ? min : d >= WORKER_RETRY_MAX_MS / 2 ? WORKER_RETRY_MAX_MS : d * 2;
 	w->retry.delay_ms = d;
 	w->retry.next_ms = clock_mono_ms() + d;
 }
 
-/* A batch committed: publishing works again. */
+/* A batch committed: publishing works again, and the store takes writes. */
 static void
 worker_recovered(struct worker *w)
 {
+	if (w->paused.fault != DB_FAULT_NONE)
+		log_info("%s: %s; this slot resumed after %.1f s paused, %llu attempts; the held "
+		    "batch is committed", db_dir(store_db(w->store)),
+		    w->paused.fault == DB_FAULT_DISK_FULL ? "disk space is back" : "the map has room again",
+		    (clock_mono_ms() - w->paused.since_ms) / 1000.0,
+		    (unsigned long long)w->paused.attempts);
+	w->paused = (struct worker_paused){ DB_FAULT_NONE, 0, 0, 0 };
 	if (w->retry.attempts > 0)
 		log_info("digests are published again, after %llu failed attempts over %.1f s",
 		    (unsigned long long)w->retry.attempts,
@@ -450,6 +619,8 @@ worker_apply_config(struct worker *w, const struct frame *f)
 	w->cfg.max_alarms_per_user = c.max_alarms_per_user;
 	store_set_max_alarms(w->store, (uint64_t)c.max_alarms_per_user);
 	overlimit_set_subject(w->overlimit, c.subject_dead_letter);
+	w->cfg.map_size_max_bytes = c.map_size_max_bytes;
+	db_set_map_max(store_db(w->store), c.map_size_max_bytes);
 	free(w->cfg.subject_digest);
 	w->cfg.subject_digest = c.subject_digest;
 	c.subject_digest = NULL;
@@ -508,7 +679,7 @@ worker_digest(struct worker *w, uint64_t id, uint64_t seq, const char *user, siz
 		return PUB_OK;
 	}
 	if (store_take_digest(w->store, user, ulen, seq, &w->digest, &replayed) == -1)
-		worker_storage_failed("collecting a digest");
+		return worker_store_fault(w, "collecting a digest");
 	if (replayed)
 		log_debug("digest request at stream sequence %llu was answered before; not again",
 		    (unsigned long long)seq);
@@ -539,7 +710,7 @@ worker_apply(struct worker *w, const struct frame *f)
 			goto bad;
 		worker_begin(w);
 		if (store_apply(w->store, &m, w->wall_ms, w->cfg.tombstone_retention_ms, &res) == -1)
-			worker_storage_failed("applying an update");
+			return worker_store_fault(w, "applying an update");
 		if (res == STATE_STALE || res == STATE_LESS_SEVERE)
 			w->batch.stale++;
 		else if (res == STATE_DUPLICATE)
@@ -625,8 +796,13 @@ worker_commit(struct worker *w)
 	if (w->overlimit_unflushed && !w->published)
 		overlimit_flush(w->overlimit);
 	w->overlimit_unflushed = false;
-	if (w->txn && store_commit(w->store) == -1)
-		worker_storage_failed("committing");
+	if (w->txn && store_commit(w->store) == -1) {
+		/* LMDB freed the transaction; the digests went out with the flush above. */
+		worker_store_fault(w, "committing");
+		worker_rewind(w, true);
+		worker_store_recover(w);
+		return -1;
+	}
 	w->txn = false;
 	w->nskip = 0;
 	w->refuse_from = 0;
@@ -689,6 +865,15 @@ worker_process(struct worker *w)
 		case PUB_RETRY:
 			worker_rewind(w, false);
 			return -1;
+		case PUB_STORE:
+			/* Digests handed to NATS so far go out anyway: not again when redone. */
+			worker_rewind(w, true);
+			worker_store_recover(w);
+			if (w->redo_now) {
+				w->redo_now = false;
+				continue;
+			}
+			return -1;
 		case PUB_REFUSED:
 			w->refuse_from = f.id;
 			/* FALLTHROUGH */
@@ -747,12 +932,19 @@ worker_sweep(struct worker *w, int64_t now)
 	if (store_begin(w->store) == -1)
 		worker_storage_failed("beginning a tombstone sweep");
 	if (store_sweep(w->store, clock_wall_ms(), w->cfg.tombstone_retention_ms,
-	    WORKER_SWEEP_USERS, &wrapped) == -1) {
+	    WORKER_SWEEP_USERS, &wrapped) == -1 || store_commit(w->store) == -1) {
+		enum db_fault f = db_fault(store_db(w->store));
+
 		store_abort(w->store);
-		worker_storage_failed("sweeping tombstones");
+		if (f != DB_FAULT_MAP_FULL && f != DB_FAULT_DISK_FULL)
+			worker_storage_failed("sweeping tombstones");
+		/* Only housekeeping: grow if we may, else try again later. */
+		if (f == DB_FAULT_MAP_FULL && db_grow(store_db(w->store)) == 1)
+			return;
+		w->sweeping = false;
+		w->next_sweep_ms = now + WORKER_SWEEP_FIRST_MS;
+		return;
 	}
-	if (store_commit(w->store) == -1)
-		worker_storage_failed("committing a tombstone sweep");
 	if (wrapped) {
 		w->sweeping = false;
 		w->next_sweep_ms = now + WORKER_SWEEP_EVERY_MS;
@@ -765,8 +957,10 @@ worker_timeout(const struct worker *w)
 {
 	int64_t left;
 
-	if (chan_pending(w->ch) == 0 || !w->txn)
+	if (chan_pending(w->ch) == 0)
 		return 1000;
+	if (!w->txn)
+		return 0;   /* a batch undone, to be redone now (the map grew) */
 	left = w->txn_start_ms + w->cfg.commit_max_ms - clock_mono_ms();
 	return left <= 0 ? 0 : left > 1000 ? 1000 : (int)left;
 }
@@ -843,6 +1037,11 @@ worker_main(void)
 	}
 	if (worker_hello(&w) == -1 || worker_open(&w) == -1)
 		goto out;
+	if (w.store == NULL) {
+		/* Parked on a corrupt store, and stopped. */
+		rc = 0;
+		goto out;
+	}
 	log_info("ready: state in %s/worker-%u, publishing digests on %s", w.cfg.state_dir, w.slot,
 	    w.cfg.subject_digest);
 	worker_report(&w);

@@ -442,6 +442,10 @@ static const struct scenario {
 	 * shape, teardown
 	 */
 	{ "hostile", scn_hostile, true, 9, WHOLE },
+	/* scn_storage.c: each counts its teardown */
+	{ "map_growth", scn_map_growth, true, 5, WHOLE },
+	{ "disk_full", scn_disk_full, true, 8, WHOLE },
+	{ "corrupt_store", scn_corrupt_store, true, 6, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -121,5 +121,8 @@ void scn_dead_letter_fail(void);
 void scn_restart_floor(void);
 void scn_wire_escape(void);
 void scn_hostile(void);
+void scn_map_growth(void);
+void scn_disk_full(void);
+void scn_corrupt_store(void);
 
 #endif

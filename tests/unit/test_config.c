@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 35   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 36   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -132,7 +132,8 @@ static const struct {
 	{ "service.crash_loop_max", false }, { "service.shutdown_timeout", false },
 	{ "service.queue_max_bytes", false }, { "worker.commit_max_msgs", false },
 	{ "worker.commit_max_ms", false }, { "worker.tombstone_retention", false },
-	{ "worker.map_size", false }, { "limits.max_message_bytes", false },
+	{ "worker.map_size", false }, { "worker.map_size_max", false },
+	{ "limits.max_message_bytes", false },
 	{ "limits.max_id_bytes", false }, { "limits.max_future", false },
 	{ "limits.max_alarms_per_user", false },
 };
@@ -181,6 +182,7 @@ assert_reloadable_defaults(const struct config *c)
 	assert_int_equal(c->commit_max_ms, 100);
 	assert_int_equal(c->tombstone_retention_ms, INT64_C(14) * 24 * 3600 * 1000);
 	assert_int_equal(c->map_size_bytes, INT64_C(4) << 30);
+	assert_int_equal(c->map_size_max_bytes, INT64_C(64) << 30);
 	assert_int_equal(c->max_message_bytes, 65536);
 	assert_int_equal(c->max_id_bytes, 256);
 	assert_int_equal(c->max_future_ms, 86400000);
@@ -721,6 +723,7 @@ test_bounds(void **state)
 		{ "worker", "commit_max_msgs", "1", "1000000", "0", "1000001" },
 		{ "worker", "commit_max_ms", "0", "1m", NULL, "60001ms" },
 		{ "worker", "map_size", "1MiB", "16384G", "1048575", "16385G" },
+		{ "worker", "map_size_max", "1MiB", "16384G", "1048575", "16385G" },
 		{ "worker", "tombstone_retention", "1s", "3650d", "999ms", "3651d" },
 		{ "limits", "max_message_bytes", "64", "8MiB", "63", "8388609" },
 		{ "limits", "max_id_bytes", "1", "500", "0", "501" },
@@ -806,6 +809,7 @@ static const char all_changed[] =
 	"commit_max_ms = 5ms\n"
 	"tombstone_retention = 1d\n"
 	"map_size = 1G\n"
+	"map_size_max = 2G\n"
 	"[limits]\n"
 	"max_message_bytes = 1K\n"
 	"max_id_bytes = 64\n"
@@ -830,6 +834,7 @@ assert_reloadable_all_changed(const struct config *c)
 	assert_int_equal(c->commit_max_ms, 5);
 	assert_int_equal(c->tombstone_retention_ms, 86400000);
 	assert_int_equal(c->map_size_bytes, INT64_C(1) << 30);
+	assert_int_equal(c->map_size_max_bytes, INT64_C(2) << 30);
 	assert_int_equal(c->max_message_bytes, 1024);
 	assert_int_equal(c->max_id_bytes, 64);
 	assert_int_equal(c->max_future_ms, 3600000);
