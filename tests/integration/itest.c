@@ -88,12 +88,13 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 		snprintf(workers, sizeof(workers), "%s", cfg->bad_workers);
 	else
 		snprintf(workers, sizeof(workers), "%d", cfg->workers);
-	/* Line 9 is "workers = ..." (callers check the error names it). */
+	/* Line 9 (after nats_extra's lines) is "workers = ..." (callers check the error names it). */
 	n = snprintf(buf, cap,
 	    "# itest config for %s\n"
 	    "[nats]\n"
 	    "servers = %s\n"
 	    "intake = %s\n"
+	    "%s"
 	    "\n"
 	    "[service]\n"
 	    "state_dir = %s/state\n"
@@ -102,13 +103,19 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "shutdown_timeout = %ds\n"
 	    "restart_backoff_min = 1s\n"
 	    "restart_backoff_max = 2s\n"
+	    "%s"
 	    "\n"
 	    "[worker]\n"
 	    "commit_max_ms = 20ms\n",
-	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream", e->dir, workers,
-	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10);
-	if (workers_line != NULL)
+	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream",
+	    cfg->nats_extra != NULL ? cfg->nats_extra : "", e->dir, workers,
+	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10,
+	    cfg->service_extra != NULL ? cfg->service_extra : "");
+	if (workers_line != NULL) {
 		*workers_line = 9;
+		for (const char *x = cfg->nats_extra; x != NULL && *x != '\0'; x++)
+			*workers_line += *x == '\n';
+	}
 	if (n < 0 || (size_t)n >= cap) {
 		harness_seterr("config text for %s does not fit in %zu bytes", e->tag, cap);
 		return -1;
@@ -384,6 +391,9 @@ static const struct scenario {
 	{ "malformed", scn_malformed, true, 111, 5 },
 	{ "sigterm_drain", scn_sigterm_drain, true, 5, WHOLE },
 	{ "core_intake", scn_core_intake, true, 4, WHOLE },
+	{ "stalled_worker", scn_stalled_worker, true, 8, WHOLE },
+	{ "hung_worker", scn_hung_worker, true, 6, WHOLE },
+	{ "spill_crash", scn_spill_crash, true, 7, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

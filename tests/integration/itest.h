@@ -41,6 +41,8 @@ struct env_config {
 	bool core;                /* intake = core */
 	int shutdown_timeout_s;
 	const char *bad_workers;  /* when set: "workers = <this>" (an invalid config) */
+	const char *nats_extra;   /* more [nats] lines, each ending in \n (may be NULL) */
+	const char *service_extra; /* more [service] lines, the same */
 };
 
 struct env {
@@ -99,5 +101,8 @@ void scn_reload_invalid(void);
 void scn_malformed(void);
 void scn_sigterm_drain(void);
 void scn_core_intake(void);
+void scn_stalled_worker(void);
+void scn_hung_worker(void);
+void scn_spill_crash(void);
 
 #endif
