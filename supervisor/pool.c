@@ -223,9 +223,9 @@ pool_free(struct pool *p, void (*drop)(void *ref))
 			if (drop != NULL)
 				drop(*(void **)ring_at(&s->unacked, s->unacked.head));
 		ring_free(&s->unacked);
-		if (s->sp != NULL && spill_unfed(s->sp) > 0)
+		if (s->sp != NULL && !spill_empty(s->sp))
 			log_warnx("worker %d: %llu acked messages stay in its spill (spill-%d.*) for the next start",
-			    s->index, (unsigned long long)spill_unfed(s->sp), s->index);
+			    s->index, (unsigned long long)spill_records(s->sp), s->index);
 		spill_close(s->sp);
 	}
 	free(p->slots);
@@ -242,17 +242,17 @@ pool_size(const struct pool *p)
 
 /* The frame just encoded into outq_tail(s->q), with id s->next_id, becomes a queue entry. */
 static int
-slot_seal(struct pool *p, struct slot *s, void *ref)
+slot_seal(struct slot *s, void *ref, int64_t at_ms)
 {
-	if (outq_seal(s->q, s->next_id, ref, p->now_ms) == -1)
+	if (outq_seal(s->q, s->next_id, ref, at_ms) == -1)
 		return -1;
 	s->next_id++;
 	return 0;
 }
 
-/* Queue a frame encoded elsewhere (with any id): it gets the slot's next id. */
+/* Queue a frame encoded elsewhere (with any id), routed at at_ms: it gets the slot's next id. */
 static int
-slot_queue(struct pool *p, struct slot *s, const uint8_t *frame, size_t len, void *ref)
+slot_queue(struct slot *s, const uint8_t *frame, size_t len, void *ref, int64_t at_ms)
 {
 	struct buf *t = outq_tail(s->q);
 
@@ -260,7 +260,7 @@ slot_queue(struct pool *p, struct slot *s, const uint8_t *frame, size_t len, voi
 		return -1;
 	/* Not an offset saved before the append: appending may compact the buffer. */
 	frame_set_id(t->data + t->len - len, s->next_id);
-	return slot_seal(p, s, ref);
+	return slot_seal(s, ref, at_ms);
 }
 
 /* Into the spill; acked once the spill has synced it. */
@@ -279,7 +279,7 @@ slot_spill(struct pool *p, struct slot *s, const uint8_t *frame, size_t len, voi
 		}
 		return false;
 	}
-	if ((u = ring_push(&s->unacked)) == NULL || spill_append(s->sp, frame, len) == -1) {
+	if ((u = ring_push(&s->unacked)) == NULL || spill_append(s->sp, frame, len, p->now_ms) == -1) {
 		if (u != NULL)
 			ring_unpush(&s->unacked);
 		log_error("spilling a frame for worker %d", s->index);
@@ -300,7 +300,7 @@ pool_route(struct pool *p, uint32_t hash, const uint8_t *frame, size_t len, void
 		return slot_spill(p, s, frame, len, ref);
 	if (!outq_has_room(s->q, len))
 		return false;
-	if (slot_queue(p, s, frame, len, ref) == -1) {
+	if (slot_queue(s, frame, len, ref, p->now_ms) == -1) {
 		log_error("queueing a frame for worker %d", s->index);
 		return false;
 	}
@@ -563,7 +563,7 @@ pool_stop(struct pool *p)
 			continue;
 		}
 		/* Ahead of what waits in a spill: that stays on disk for the next start. */
-		if (frame_put(outq_tail(s->q), FRAME_STOP, s->next_id, NULL, 0) == -1 || slot_seal(p, s, NULL) == -1) {
+		if (frame_put(outq_tail(s->q), FRAME_STOP, s->next_id, NULL, 0) == -1 || slot_seal(s, NULL, p->now_ms) == -1) {
 			log_error("queueing STOP for worker %d; terminating it", s->index);
 			if (s->pid > 0)
 				kill(s->pid, SIGTERM);
@@ -649,7 +649,7 @@ pool_reload(struct pool *p, const struct config *c)
 			continue;
 		/* Straight into the queue, even past a spill's backlog: settings are not user messages. */
 		if (frame_put(outq_tail(s->q), FRAME_CONFIG, s->next_id, p->conf_text, p->conf_len) == -1 ||
-		    slot_seal(p, s, NULL) == -1)
+		    slot_seal(s, NULL, p->now_ms) == -1)
 			log_error("queueing CONFIG for worker %d", s->index);
 	}
 }
@@ -719,7 +719,8 @@ slot_copy_entry(uint64_t id, const uint8_t *frame, size_t len, void **ref, void 
 
 	/* Control frames stay where they are: a restarted worker gets its settings from HELLO. */
 	if (*ref != NULL) {
-		if (!spill_has_room(s->sp, len) || spill_append_fed(s->sp, frame, len, id) == -1)
+		/* Its time is never read back: fed already, and a later run counts from its own start. */
+		if (!spill_has_room(s->sp, len) || spill_append_fed(s->sp, frame, len, 0, id) == -1)
 			return -1;
 	}
 	s->copied = id;
@@ -820,16 +821,18 @@ slot_sync(struct pool *p, struct slot *s)
 
 /* Hand spilled messages to the worker, oldest first, as its queue makes room. */
 static void
-slot_feed(struct pool *p, struct slot *s)
+slot_feed(struct slot *s)
 {
 	const uint8_t *frame;
+	int64_t at;
 	size_t len;
 
 	/* Copies not yet synced come first in the spill: wait for them. */
 	if (s->stopping || s->durable != s->copied)
 		return;
-	while (spill_next(s->sp, &frame, &len) == 1 && outq_has_room(s->q, len)) {
-		if (slot_queue(p, s, frame, len, NULL) == -1) {
+	/* With the time it was routed: the queue's oldest entry tells how far behind the worker is. */
+	while (spill_next(s->sp, &frame, &len, &at) == 1 && outq_has_room(s->q, len)) {
+		if (slot_queue(s, frame, len, NULL, at) == -1) {
 			log_error("queueing a spilled frame for worker %d", s->index);
 			return;
 		}
@@ -883,7 +886,7 @@ pool_settle(struct pool *p)
 		struct slot *s = &p->slots[i];
 
 		slot_sync(p, s);
-		slot_feed(p, s);
+		slot_feed(s);
 		slot_check_caught_up(p, s);
 		slot_log_held(p, s);
 		busy |= outq_count(s->q) > 0 || !spill_empty(s->sp);
@@ -900,6 +903,8 @@ pool_get_slot_stats(const struct pool *p, int slot, struct pool_slot_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->held = s->held_since_ms != 0;
 	st->waiting = outq_count(s->q) + spill_unfed(s->sp);
-	st->spilled = spill_unfed(s->sp);
+	st->spilled = spill_records(s->sp);
+	if (st->spilled > st->waiting)
+		st->spilled = st->waiting;  /* done, in a file not deleted yet */
 	st->stall_kills = s->stall_kills;
 }

@@ -42,7 +42,7 @@ struct pool_stats {
 struct pool_slot_stats {
 	bool held;                /* spilling, or its oldest message has waited spill_after */
 	uint64_t waiting;         /* messages routed to it that its worker has not finished */
-	uint64_t spilled;         /* of those, the ones in its spill not handed over yet */
+	uint64_t spilled;         /* of those, the ones in its spill (acked, on disk) */
 	uint64_t stall_kills;
 };
 

@@ -19,7 +19,8 @@
 
 #define SPILL_MAGIC "ADSPILL1"
 #define SPILL_MAGIC_LEN 8
-#define SPILL_CHECK_LEN 4
+/* A record: u32 FNV-1a of what follows, i64 when it was routed (ms, monotonic), the frame. */
+#define SPILL_REC_HDR 12
 /* A file takes appends up to this size: small enough that its disk space comes back soon after the worker had it. */
 #define SPILL_FILE_BYTES (8u << 20)
 #define SPILL_READ_CHUNK (256u << 10)
@@ -31,6 +32,7 @@ struct spill_file {
 	int fd;               /* -1 until its first sync creates it */
 	bool named;           /* its directory entry is durable */
 	bool sealed;          /* takes no more appends */
+	bool adopted;         /* left by an earlier run */
 	uint64_t bytes;       /* synced, magic included */
 	uint64_t records;     /* synced */
 	uint64_t fed_off;     /* where the next record to feed starts */
@@ -54,6 +56,7 @@ struct spill {
 	size_t rd_len;            /* of the record spill_next returned */
 	bool failing;
 	int64_t retry_ms, logged_ms;
+	int64_t opened_ms;
 };
 
 static struct spill_file *
@@ -80,6 +83,12 @@ spill_le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static uint64_t
+spill_le64(const uint8_t *p)
+{
+	return (uint64_t)spill_le32(p) | (uint64_t)spill_le32(p + 4) << 32;
+}
+
 /*
  * Is p[0..avail) a whole, intact record?  1 with *rec_len, 0 when more
  * bytes are needed, -1 when it is not a record (*why).
@@ -91,25 +100,25 @@ spill_record(const uint8_t *p, size_t avail, size_t *rec_len, const char **why)
 	size_t used;
 	uint32_t len;
 
-	if (avail < SPILL_CHECK_LEN + FRAME_HDR_LEN)
+	if (avail < SPILL_REC_HDR + FRAME_HDR_LEN)
 		return 0;
-	len = spill_le32(p + SPILL_CHECK_LEN);
+	len = spill_le32(p + SPILL_REC_HDR);
 	if (len < FRAME_HDR_LEN || len > FRAME_MAX_LEN) {
 		*why = "frame length out of bounds";
 		return -1;
 	}
-	if (avail < SPILL_CHECK_LEN + (size_t)len)
+	if (avail < SPILL_REC_HDR + (size_t)len)
 		return 0;
-	if (spill_le32(p) != hash32(p + SPILL_CHECK_LEN, len)) {
+	if (spill_le32(p) != hash32(p + 4, SPILL_REC_HDR - 4 + (size_t)len)) {
 		*why = "checksum mismatch";
 		return -1;
 	}
-	if (frame_next(p + SPILL_CHECK_LEN, len, &f, &used, why) != 1 || used != len) {
+	if (frame_next(p + SPILL_REC_HDR, len, &f, &used, why) != 1 || used != len) {
 		if (used != len)
 			*why = "not one frame";
 		return -1;
 	}
-	*rec_len = SPILL_CHECK_LEN + len;
+	*rec_len = SPILL_REC_HDR + len;
 	return 1;
 }
 
@@ -275,7 +284,7 @@ spill_adopt(struct spill *sp, uint64_t seq)
 		close(fd);
 		return -1;
 	}
-	*f = (struct spill_file){ .seq = seq, .fd = fd, .named = true, .sealed = true,
+	*f = (struct spill_file){ .seq = seq, .fd = fd, .named = true, .sealed = true, .adopted = true,
 	    .bytes = valid, .records = records, .fed_off = SPILL_MAGIC_LEN };
 	sp->records += records;
 	sp->bytes += valid;
@@ -297,6 +306,7 @@ spill_open(const char *state_dir, int slot, uint64_t max_bytes)
 	sp->slot = slot;
 	sp->max_bytes = max_bytes;
 	sp->next_seq = 1;
+	sp->opened_ms = clock_mono_ms();
 	if ((size_t)snprintf(sp->state_dir, sizeof(sp->state_dir), "%s", state_dir) >= sizeof(sp->state_dir)) {
 		log_errorx("state_dir %s is too long", state_dir);
 		free(sp);
@@ -349,7 +359,7 @@ spill_set_max(struct spill *sp, uint64_t max_bytes)
 bool
 spill_has_room(const struct spill *sp, size_t len)
 {
-	uint64_t need = SPILL_MAGIC_LEN + SPILL_CHECK_LEN + (uint64_t)len;
+	uint64_t need = SPILL_MAGIC_LEN + SPILL_REC_HDR + (uint64_t)len;
 
 	if (sp->max_bytes == 0 || sp->failing)
 		return false;
@@ -374,33 +384,42 @@ spill_tail_file(struct spill *sp)
 }
 
 static struct spill_file *
-spill_put(struct spill *sp, const uint8_t *frame, size_t len)
+spill_put(struct spill *sp, const uint8_t *frame, size_t len, int64_t at_ms)
 {
-	uint32_t h = hash32(frame, len);
-	uint8_t check[SPILL_CHECK_LEN] = { h, h >> 8, h >> 16, h >> 24 };
+	uint8_t hdr[SPILL_REC_HDR];
 	struct spill_file *f;
+	uint64_t at = (uint64_t)at_ms;
+	uint32_t h;
 
 	if ((f = spill_tail_file(sp)) == NULL ||
-	    buf_reserve(&sp->pending, SPILL_CHECK_LEN + len) == -1) {
+	    buf_reserve(&sp->pending, SPILL_REC_HDR + len) == -1) {
 		log_error("spill of worker %d: queueing a frame of %zu bytes", sp->slot, len);
 		return NULL;
 	}
-	buf_append(&sp->pending, check, sizeof(check));
+	for (int i = 0; i < 8; i++)
+		hdr[4 + i] = (uint8_t)(at >> (8 * i));
+	/* FNV-1a runs byte by byte: the time, then the frame, as if contiguous. */
+	h = hash32(hdr + 4, 8);
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ frame[i]) * 16777619u;
+	for (int i = 0; i < 4; i++)
+		hdr[i] = (uint8_t)(h >> (8 * i));
+	buf_append(&sp->pending, hdr, sizeof(hdr));
 	buf_append(&sp->pending, frame, len);
 	sp->pending_records++;
 	sp->records++;
-	sp->bytes += SPILL_CHECK_LEN + len;
+	sp->bytes += SPILL_REC_HDR + len;
 	return f;
 }
 
 int
-spill_append(struct spill *sp, const uint8_t *frame, size_t len)
+spill_append(struct spill *sp, const uint8_t *frame, size_t len, int64_t at_ms)
 {
-	return spill_put(sp, frame, len) == NULL ? -1 : 0;
+	return spill_put(sp, frame, len, at_ms) == NULL ? -1 : 0;
 }
 
 int
-spill_append_fed(struct spill *sp, const uint8_t *frame, size_t len, uint64_t id)
+spill_append_fed(struct spill *sp, const uint8_t *frame, size_t len, int64_t at_ms, uint64_t id)
 {
 	struct spill_file *f;
 
@@ -410,9 +429,9 @@ spill_append_fed(struct spill *sp, const uint8_t *frame, size_t len, uint64_t id
 		    (unsigned long long)(sp->records - sp->fed));
 		return -1;
 	}
-	if ((f = spill_put(sp, frame, len)) == NULL)
+	if ((f = spill_put(sp, frame, len, at_ms)) == NULL)
 		return -1;
-	f->fed_off += SPILL_CHECK_LEN + len;
+	f->fed_off += SPILL_REC_HDR + len;
 	f->fed++;
 	f->last_id = id;
 	sp->fed++;
@@ -558,12 +577,13 @@ spill_skip_rest(struct spill *sp, struct spill_file *f, const char *why)
 }
 
 int
-spill_next(struct spill *sp, const uint8_t **frame, size_t *len)
+spill_next(struct spill *sp, const uint8_t **frame, size_t *len, int64_t *at_ms)
 {
 	for (;;) {
-		struct spill_file *f;
 		const char *why = "cut short";
-		size_t rec;
+		struct spill_file *f;
+		const uint8_t *rec;
+		size_t rec_len;
 		int r;
 
 		while (sp->feeding < sp->files.head)
@@ -578,29 +598,32 @@ spill_next(struct spill *sp, const uint8_t **frame, size_t *len)
 			sp->feeding++;
 			continue;
 		}
-		if (spill_read(sp, f, f->fed_off, SPILL_CHECK_LEN + FRAME_HDR_LEN) == -1) {
+		if (spill_read(sp, f, f->fed_off, SPILL_REC_HDR + FRAME_HDR_LEN) == -1) {
 			spill_skip_rest(sp, f, "read error, or a record cut short");
 			continue;
 		}
-		r = spill_record(sp->rd.data + (f->fed_off - sp->rd_off),
-		    (size_t)(sp->rd_off + buf_unread(&sp->rd) - f->fed_off), &rec, &why);
+		rec = (const uint8_t *)sp->rd.data + (f->fed_off - sp->rd_off);
+		r = spill_record(rec, (size_t)(sp->rd_off + buf_unread(&sp->rd) - f->fed_off), &rec_len, &why);
 		if (r == 0) {
-			uint32_t flen = spill_le32(sp->rd.data + (f->fed_off - sp->rd_off) + SPILL_CHECK_LEN);
-			if (f->fed_off + SPILL_CHECK_LEN + flen > f->bytes ||
-			    spill_read(sp, f, f->fed_off, SPILL_CHECK_LEN + flen) == -1) {
+			uint32_t flen = spill_le32(rec + SPILL_REC_HDR);
+			if (f->fed_off + SPILL_REC_HDR + flen > f->bytes ||
+			    spill_read(sp, f, f->fed_off, SPILL_REC_HDR + flen) == -1) {
 				spill_skip_rest(sp, f, "a record runs past the synced end");
 				continue;
 			}
-			r = spill_record(sp->rd.data + (f->fed_off - sp->rd_off),
-			    (size_t)(sp->rd_off + buf_unread(&sp->rd) - f->fed_off), &rec, &why);
+			rec = (const uint8_t *)sp->rd.data + (f->fed_off - sp->rd_off);
+			r = spill_record(rec, (size_t)(sp->rd_off + buf_unread(&sp->rd) - f->fed_off), &rec_len,
+			    &why);
 		}
 		if (r != 1) {
 			spill_skip_rest(sp, f, why);
 			continue;
 		}
-		*frame = sp->rd.data + (f->fed_off - sp->rd_off) + SPILL_CHECK_LEN;
-		*len = rec - SPILL_CHECK_LEN;
-		sp->rd_len = rec;
+		*frame = rec + SPILL_REC_HDR;
+		*len = rec_len - SPILL_REC_HDR;
+		/* A time from an earlier process's clock means nothing here: those count from our start. */
+		*at_ms = f->adopted ? sp->opened_ms : (int64_t)spill_le64(rec + 4);
+		sp->rd_len = rec_len;
 		return 1;
 	}
 }
@@ -647,6 +670,12 @@ uint64_t
 spill_unfed(const struct spill *sp)
 {
 	return sp->records - sp->fed;
+}
+
+uint64_t
+spill_records(const struct spill *sp)
+{
+	return sp->records;
 }
 
 uint64_t

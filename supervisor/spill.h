@@ -22,8 +22,10 @@
  * fed, so the fed records are always a prefix.
  *
  * On disk: a file is an 8-byte magic then records, each a u32 FNV-1a of
- * the frame followed by the frame (whose header holds its length).  A
- * torn tail (written, never synced, so never acked) is cut off at open.
+ * the rest of the record, an i64 routing time (ms, monotonic: it tells
+ * when the slot has caught up) and the frame (whose header holds its
+ * length).  A torn tail (written, never synced, so never acked) is cut
+ * off at open.
  */
 #ifndef SPILL_H
 #define SPILL_H
@@ -45,10 +47,10 @@ void spill_set_max(struct spill *sp, uint64_t max_bytes);
 
 /* Room for a frame of len bytes (and not failing)?  max_bytes 0: spilling is off. */
 bool spill_has_room(const struct spill *sp, size_t len);
-/* Append a frame to be fed later.  0, or -1 (ENOMEM, logged). */
-int spill_append(struct spill *sp, const uint8_t *frame, size_t len);
+/* Append a frame to be fed later, routed at at_ms (monotonic).  0, or -1 (ENOMEM, logged). */
+int spill_append(struct spill *sp, const uint8_t *frame, size_t len, int64_t at_ms);
 /* Append a frame the worker's queue already holds, as entry `id`; only when spill_unfed() is 0. */
-int spill_append_fed(struct spill *sp, const uint8_t *frame, size_t len, uint64_t id);
+int spill_append_fed(struct spill *sp, const uint8_t *frame, size_t len, int64_t at_ms, uint64_t id);
 /*
  * Write and fdatasync everything appended since the last sync: 1 when
  * that made records durable, 0 when there was nothing to do, -1 when it
@@ -58,16 +60,21 @@ int spill_sync(struct spill *sp);
 
 /*
  * The next durable record not yet fed: 1 with *frame (valid until the
- * next call on sp) and *len, or 0.  Then spill_fed() with the queue id it
- * was given.
+ * next call on sp), *len and *at_ms (when it was routed; for a record an
+ * earlier run left, when the spill was opened), or 0.  Then spill_fed()
+ * with the queue id it was given.
  */
-int spill_next(struct spill *sp, const uint8_t **frame, size_t *len);
+int spill_next(struct spill *sp, const uint8_t **frame, size_t *len, int64_t *at_ms);
 void spill_fed(struct spill *sp, uint64_t id);
 /* The worker reported every queue id <= upto durable: delete the files that are all done. */
 void spill_retire(struct spill *sp, uint64_t upto);
 
-/* Records not fed yet (synced or not); bytes held (files and unsynced); nothing at all held. */
+/*
+ * Records not fed yet (synced or not); records held (fed or not, until
+ * their file is deleted); bytes held (files and unsynced); nothing held.
+ */
 uint64_t spill_unfed(const struct spill *sp);
+uint64_t spill_records(const struct spill *sp);
 uint64_t spill_bytes(const struct spill *sp);
 bool spill_empty(const struct spill *sp);
 

@@ -393,7 +393,7 @@ static const struct scenario {
 	{ "core_intake", scn_core_intake, true, 4, WHOLE },
 	{ "stalled_worker", scn_stalled_worker, true, 8, WHOLE },
 	{ "hung_worker", scn_hung_worker, true, 6, WHOLE },
-	{ "spill_crash", scn_spill_crash, true, 7, WHOLE },
+	{ "spill_crash", scn_spill_crash, true, 8, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

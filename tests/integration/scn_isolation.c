@@ -387,7 +387,10 @@ out:
 	model_free(m);
 }
 
-/* ---- spill_crash: kill -9 of the service while a spill holds acked messages ---- */
+/*
+ * ---- spill_crash: kill -9 of the service while a spill holds acked
+ * messages, then a start with another worker count ----
+ */
 
 /* How many spill files of slot k are in the state directory. */
 static int
@@ -444,7 +447,7 @@ scn_spill_crash(void)
 {
 	struct env_config cfg = { .workers = 2,
 	    .service_extra = ISO_SERVICE "worker_stall_timeout = 10m\n" };
-	struct harness_worker w[2];
+	struct harness_worker w[2], w3[3];
 	struct model *m = model_new();
 	struct runner r;
 	struct env e = { 0 };
@@ -476,13 +479,21 @@ scn_spill_crash(void)
 	if ((n = iso_spill_files(&e, k)) == 0)
 		harness_seterr("no spill-%d.* file in the state directory after kill -9", k);
 	tap_report("spill_crash/spill_on_disk", n > 0 ? 0 : -1);
+	/*
+	 * Restart with another worker count: the spill was written for 2, so
+	 * the service applies it with 2 workers first, then moves to 3.
+	 */
 	log_at = iso_log_size(&e);
-	if (env_restart_service(&e) == -1) {
+	e.cfg.workers = 3;
+	if (env_write_config(&e, &e.cfg) == -1 || env_restart_service(&e) == -1) {
 		tap_fail("spill_crash/restart_replays_spill", "restart: %s", harness_err());
 		goto out;
 	}
 	tap_report("spill_crash/restart_replays_spill",
 	    iso_log_has(&e, log_at, "messages spilled before the last stop"));
+	tap_report("spill_crash/then_moves_to_new_count",
+	    iso_log_has(&e, log_at, "starting 2 to apply them, then moving to 3") == 0 &&
+	    harness_workers_wait(e.svc.proc.pid, 3, 30000, 200, w3) == 0 ? 0 : -1);
 	tap_report("spill_crash/no_update_lost", env_finish_and_verify(&e, m, &r, true));
 	/* Everything applied: the spill files go once the worker reported them durable. */
 	for (int64_t until = harness_now_ms() + 5000; (n = iso_spill_files(&e, k)) > 0 &&
