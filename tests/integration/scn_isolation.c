@@ -136,6 +136,7 @@ iso_probe(struct env *e, struct model *m, const char *user, int round)
 {
 	char alarm[32], ts[48];
 	struct event up = { .request = false }, rq = { .request = true };
+	int64_t t0 = harness_now_ms();
 
 	snprintf(alarm, sizeof(alarm), "iso-%d", round);
 	model_ts_print(harness_wall_sec(), 0, 0, 0, false, ts, sizeof(ts));
@@ -150,6 +151,8 @@ iso_probe(struct env *e, struct model *m, const char *user, int round)
 		    "worker was stopped (%s)", user, harness_err());
 		return -1;
 	}
+	printf("# probe %d: user %s of a running worker: update + request -> digest in %lld ms\n", round,
+	    user, (long long)(harness_now_ms() - t0));
 	return traffic_verify_user(m, e->digests, user, false);
 }
 
