@@ -857,16 +857,27 @@ slot_check_caught_up(struct pool *p, struct slot *s)
 	s->held_since_ms = 0;
 }
 
+/* Messages routed to the slot its worker has not finished; of those, how many are in its spill. */
+static void
+slot_held(const struct slot *s, uint64_t *waiting, uint64_t *spilled)
+{
+	*waiting = outq_count(s->q) + spill_unfed(s->sp);
+	/* The spill also counts records done but in a file not deleted yet. */
+	*spilled = spill_records(s->sp) < *waiting ? spill_records(s->sp) : *waiting;
+}
+
 static void
 slot_log_held(struct pool *p, struct slot *s)
 {
+	uint64_t waiting, spilled;
+
 	if (s->held_since_ms == 0 || p->now_ms - s->held_logged_ms < POOL_HELD_LOG_MS)
 		return;
 	s->held_logged_ms = p->now_ms;
+	slot_held(s, &waiting, &spilled);
 	log_warnx("worker %d is holding back %llu messages of its users (%llu of them in its spill, "
-	    "%llu bytes) for %lld s now; %s", s->index,
-	    (unsigned long long)(outq_count(s->q) + spill_unfed(s->sp)),
-	    (unsigned long long)spill_unfed(s->sp), (unsigned long long)spill_bytes(s->sp),
+	    "%llu bytes) for %lld s now; %s", s->index, (unsigned long long)waiting,
+	    (unsigned long long)spilled, (unsigned long long)spill_bytes(s->sp),
 	    (long long)(p->now_ms - s->held_since_ms) / 1000,
 	    s->state == SLOT_PARKED ? "the slot is PARKED (fix it, then SIGHUP)" :
 	    s->state == SLOT_WAITING ? "its worker is waiting to be restarted" :
@@ -902,9 +913,6 @@ pool_get_slot_stats(const struct pool *p, int slot, struct pool_slot_stats *st)
 
 	memset(st, 0, sizeof(*st));
 	st->held = s->held_since_ms != 0;
-	st->waiting = outq_count(s->q) + spill_unfed(s->sp);
-	st->spilled = spill_records(s->sp);
-	if (st->spilled > st->waiting)
-		st->spilled = st->waiting;  /* done, in a file not deleted yet */
+	slot_held(s, &st->waiting, &st->spilled);
 	st->stall_kills = s->stall_kills;
 }

@@ -141,7 +141,11 @@ spill_fsync_dir(const struct spill *sp)
 
 /* ---- recovery ---- */
 
-/* The whole records at the start of an existing file: *valid bytes (magic included), *records. */
+/*
+ * The whole records at the start of an existing file: *valid bytes (magic
+ * included), *records.  0, 1 when it does not start with the magic, or -1
+ * (logged).
+ */
 static int
 spill_check_file(int fd, const char *path, uint64_t *valid, uint64_t *records)
 {
@@ -159,9 +163,11 @@ spill_check_file(int fd, const char *path, uint64_t *valid, uint64_t *records)
 		log_error("read %s", path);
 		return -1;
 	}
-	/* Created, but the magic never made it to disk: nothing in it was ever acked. */
-	if (n < SPILL_MAGIC_LEN || memcmp(magic, SPILL_MAGIC, SPILL_MAGIC_LEN) != 0)
+	/* Created, but nothing made it to disk: nothing in it was ever acked. */
+	if (n == 0)
 		return 0;
+	if (n < SPILL_MAGIC_LEN || memcmp(magic, SPILL_MAGIC, SPILL_MAGIC_LEN) != 0)
+		return 1;
 	*valid = SPILL_MAGIC_LEN;
 	while (!eof) {
 		if (buf_reserve(&b, SPILL_READ_CHUNK) == -1) {
@@ -266,9 +272,25 @@ spill_adopt(struct spill *sp, uint64_t seq)
 		log_error("open %s", path);
 		return -1;
 	}
-	if (spill_check_file(fd, path, &valid, &records) == -1) {
+	switch (spill_check_file(fd, path, &valid, &records)) {
+	case -1:
 		close(fd);
 		return -1;
+	case 1: {
+		char bad[PATH_MAX + 8];
+		close(fd);
+		/* Maybe a damaged spill: never delete what may hold acked messages. */
+		snprintf(bad, sizeof(bad), "%s.bad", path);
+		if (rename(path, bad) == -1) {
+			log_error("%s does not start like a spill file; renaming it to %s", path, bad);
+			return -1;
+		}
+		log_errorx("%s does not start like a spill file: moved to %s and not applied; if it "
+		    "held acked messages of worker %d, they are lost to its users", path, bad, sp->slot);
+		return 0;
+	}
+	default:
+		break;
 	}
 	if (records == 0) {
 		close(fd);

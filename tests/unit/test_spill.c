@@ -266,6 +266,32 @@ test_rollover_and_bound(void **state)
 	spill_close(sp);
 }
 
+/* A file that is not a spill is never deleted (it might be a damaged one): moved aside, loudly. */
+static void
+test_not_a_spill_file(void **state)
+{
+	char path[PATH_MAX], bad[PATH_MAX + 8];
+	struct spill *sp;
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/spill-5.0000000003", dir);
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	assert_non_null(f = fopen(path, "w"));
+	assert_true(fputs("not a spill at all", f) >= 0);
+	assert_int_equal(fclose(f), 0);
+	assert_non_null(sp = spill_open(dir, 5, 1 << 20));
+	assert_int_equal(spill_unfed(sp), 0);
+	assert_true(spill_empty(sp));
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(access(bad, F_OK), 0);
+	/* Its sequence is not reused for a new file either way: names differ. */
+	append(sp, 1, 10);
+	assert_int_equal(spill_sync(sp), 1);
+	assert_int_equal(count_files(5), 2);
+	spill_close(sp);
+}
+
 int
 main(void)
 {
@@ -274,6 +300,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_and_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fed_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollover_and_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_a_spill_file, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
