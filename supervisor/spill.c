@@ -252,7 +252,8 @@ spill_list(const struct spill *sp, uint64_t **out)
 		seqs[n++] = seq;
 	}
 	closedir(d);
-	qsort(seqs, n, sizeof(*seqs), spill_cmp_u64);
+	if (n > 1)
+		qsort(seqs, n, sizeof(*seqs), spill_cmp_u64);
 	*out = seqs;
 	return (long)n;
 }
