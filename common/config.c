@@ -142,6 +142,10 @@ static const struct key_def config_keys[] = {
 	    0, MS_HOUR, "10s"),
 	ROW("service", "queue_max_bytes", KIND_SIZE, 0, I64(queue_max_bytes),
 	    64 * KIB, 64 * GIB, "16M"),
+	ROW("service", "worker_stall_timeout", KIND_DURATION, 0, I64(worker_stall_timeout_ms),
+	    MS_SEC, MS_DAY, "30s"),
+	ROW("service", "spill_after", KIND_DURATION, 0, I64(spill_after_ms), 10, MS_HOUR, "2s"),
+	ROW("service", "spill_max_bytes", KIND_SIZE, 0, I64(spill_max_bytes), 0, 1024 * GIB, "1G"),
 
 	ROW("worker", "commit_max_msgs", KIND_INT, 0, I64(commit_max_msgs), 1, 1000000, "10000"),
 	ROW("worker", "commit_max_ms", KIND_DURATION, 0, I64(commit_max_ms), 0, MS_MIN, "100ms"),

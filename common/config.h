@@ -55,6 +55,9 @@ struct config {
 	int64_t crash_loop_max;          /* consecutive quick deaths before a slot is parked; default 5 */
 	int64_t shutdown_timeout_ms;     /* default 10s */
 	int64_t queue_max_bytes;         /* per-worker output queue; default 16MiB */
+	int64_t worker_stall_timeout_ms; /* a worker with work outstanding that reports nothing this long is killed; default 30s */
+	int64_t spill_after_ms;          /* a worker whose oldest message waits this long while others keep up spills; default 2s */
+	int64_t spill_max_bytes;         /* per worker slot, on disk; 0 = never spill; default 1GiB */
 
 	/* [worker] */
 	int64_t commit_max_msgs;         /* group commit: at most this many messages; default 10000 */

@@ -35,6 +35,53 @@ layout_slot_path(char *dst, size_t len, const char *state_dir, int slot, const c
 	return 0;
 }
 
+int
+layout_spill_path(char *dst, size_t len, const char *state_dir, int slot, uint64_t seq)
+{
+	int n = snprintf(dst, len, "%s/spill-%d.%010llu", state_dir, slot, (unsigned long long)seq);
+
+	if (n < 0 || (size_t)n >= len) {
+		log_errorx("path of spill-%d in state_dir %s is too long", slot, state_dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* Decimal digits only, at least one; *end gets the first byte after them. */
+static int
+layout_digits(const char *s, unsigned long long max, unsigned long long *out, const char **end)
+{
+	unsigned long long v = 0;
+	const char *p = s;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (max - (unsigned)(*p - '0')) / 10)
+			return -1;
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	if (p == s)
+		return -1;
+	*out = v;
+	*end = p;
+	return 0;
+}
+
+int
+layout_spill_parse(const char *name, int *slot, uint64_t *seq)
+{
+	unsigned long long k, q;
+	const char *p;
+
+	/* Exactly what layout_spill_path writes: a stray "spill-1.5.tmp" is not ours. */
+	if (strncmp(name, "spill-", 6) != 0 ||
+	    layout_digits(name + 6, LAYOUT_MAX_SLOTS - 1, &k, &p) == -1 || *p != '.' ||
+	    layout_digits(p + 1, UINT64_MAX, &q, &p) == -1 || *p != '\0')
+		return 0;
+	*slot = (int)k;
+	*seq = q;
+	return 1;
+}
+
 /* 1 with *nslots set, 0 when there is no LAYOUT, -1 when it cannot be read or parsed (logged). */
 static int
 layout_read(const char *state_dir, int *nslots)
@@ -57,6 +104,21 @@ layout_read(const char *state_dir, int *nslots)
 		log_warnx("%s: unreadable; treating the layout as unknown", path);
 	fclose(f);
 	return rc;
+}
+
+int
+layout_count(const char *state_dir)
+{
+	int n;
+
+	switch (layout_read(state_dir, &n)) {
+	case 1:
+		return n;
+	case 0:
+		return 0;
+	default:
+		return -1;
+	}
 }
 
 enum layout_state

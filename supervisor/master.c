@@ -24,6 +24,7 @@
 #include "master.h"
 #include "pool.h"
 #include "proc.h"
+#include "spill.h"
 
 #define MASTER_MAX_FDS 1100
 
@@ -51,6 +52,7 @@ struct master {
 	int target_slots;
 	int64_t deadline_ms;        /* shutdown bound */
 	int64_t last_title_ms, last_quiesce_log_ms;
+	int settle_ms;              /* when pool_settle wants to run again (-1: no hurry) */
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -210,21 +212,78 @@ master_layout(struct master *m, int nslots)
 	return -1;
 }
 
+/*
+ * Spill files hold acked messages for the slots of the layout they were
+ * written under.  When the configured count differs, start with the old
+ * count so they are applied where their users live, then reshard as a
+ * SIGHUP would (once every spill is empty).
+ */
+static int
+master_start_slots(struct master *m, int want)
+{
+	int top, have;
+
+	m->target_slots = want;
+	if ((top = spill_scan(m->cfg.state_dir)) <= 0)
+		return top == -1 ? -1 : want;
+	if ((have = layout_count(m->cfg.state_dir)) <= 0 || have == want)
+		return want;
+	log_warnx("spill files from the last run hold acked messages for %d workers, %d configured: "
+	    "starting %d to apply them, then moving to %d", have, want, have, want);
+	return have;
+}
+
+/* " held=w1:5230(spill:4100),w3:12 stall_kills=w1:1": who holds back how many, who was killed for stalling. */
+static void
+master_title_slots(struct master *m, char *buf, size_t len)
+{
+	struct pool_slot_stats ss;
+	const char *sep = " held=";
+	size_t o = 0;
+	int n = pool_size(m->pool);
+
+	buf[0] = '\0';
+	for (int i = 0; i < n && o < len; i++) {
+		pool_get_slot_stats(m->pool, i, &ss);
+		if (!ss.held)
+			continue;
+		if (ss.spilled > 0)
+			o += (size_t)snprintf(buf + o, len - o, "%sw%d:%llu(spill:%llu)", sep, i,
+			    (unsigned long long)ss.waiting, (unsigned long long)ss.spilled);
+		else
+			o += (size_t)snprintf(buf + o, len - o, "%sw%d:%llu", sep, i, (unsigned long long)ss.waiting);
+		sep = ",";
+	}
+	sep = " stall_kills=";
+	for (int i = 0; i < n && o < len; i++) {
+		pool_get_slot_stats(m->pool, i, &ss);
+		if (ss.stall_kills == 0)
+			continue;
+		o += (size_t)snprintf(buf + o, len - o, "%sw%d:%llu", sep, i, (unsigned long long)ss.stall_kills);
+		sep = ",";
+	}
+}
+
 static void
 master_title(struct master *m, bool force)
 {
 	struct intake_stats is;
 	struct pool_stats ps;
 	int64_t now = clock_mono_ms();
+	char slots[160];
 
 	if (!force && now - m->last_title_ms < 1000)
 		return;
 	m->last_title_ms = now;
 	intake_get_stats(m->intake, &is);
 	pool_get_stats(m->pool, &ps);
-	/* dlfail: dead-letter copies not kept (shown once there is one). */
-	title_set("master conf=%s workers %d/%d%s users=%llu alarms=%llu in=%llu bad=%llu%s%.0llu inflight=%llu%s",
-	    m->conf_path, ps.running, ps.slots, ps.parked ? " PARKED" : "",
+	master_title_slots(m, slots, sizeof(slots));
+	/*
+	 * The slot details come early: a long conf path must not push them past
+	 * the title's end.  dlfail: dead-letter copies not kept (shown once there is one).
+	 */
+	title_set("master conf=%s workers %d/%d%s%s users=%llu alarms=%llu in=%llu bad=%llu%s%.0llu inflight=%llu%s",
+	    m->conf_path, ps.running, ps.slots, ps.parked ? " PARKED" : "", slots,
 	    (unsigned long long)ps.users, (unsigned long long)ps.alarms,
 	    (unsigned long long)is.received, (unsigned long long)is.rejected,
 	    is.dead_letter_failed ? " dlfail=" : "", (unsigned long long)is.dead_letter_failed,
@@ -397,6 +456,8 @@ master_loop(struct master *m)
 		n += pool_pollfds(m->pool, fds + n, MASTER_MAX_FDS - n);
 		if ((due = pool_tick(m->pool)) >= 0 && due < timeout)
 			timeout = due;
+		if (m->settle_ms >= 0 && m->settle_ms < timeout)
+			timeout = m->settle_ms;
 		if (m->phase != PHASE_RUN)
 			timeout = timeout > 50 ? 50 : timeout;
 		if (poll(fds, (nfds_t)n, timeout) == -1 && errno != EINTR) {
@@ -406,6 +467,8 @@ master_loop(struct master *m)
 		pool_handle(m->pool, fds + first_pool, n - first_pool);
 		master_on_signals(m);
 		master_route(m);
+		/* Group commit of the spills: one fdatasync per pass, then their messages count as durable. */
+		m->settle_ms = pool_settle(m->pool);
 		master_ack_floor(m);
 
 		if (m->phase == PHASE_RUN && intake_reset_wanted(m->intake)) {
@@ -413,15 +476,22 @@ master_loop(struct master *m)
 			m->action = ACTION_RESET_CONSUMER;
 		}
 		if (m->phase == PHASE_QUIESCE) {
-			if (pool_idle(m->pool)) {
+			/*
+			 * A consumer reset needs every routed message durable (a spill
+			 * will do); a reshard moves stores, so nothing may be in flight
+			 * or spilled.
+			 */
+			if (m->action == ACTION_RESET_CONSUMER ? pool_durable(m->pool) : pool_idle(m->pool)) {
 				if (master_act(m) == -1)
 					return -1;
 			} else if (clock_mono_ms() - m->last_quiesce_log_ms >= 10000) {
 				struct pool_stats ps;
 				pool_get_stats(m->pool, &ps);
 				m->last_quiesce_log_ms = clock_mono_ms();
-				log_info("waiting for %llu in-flight messages to become durable%s",
-				    (unsigned long long)ps.inflight, ps.parked ? " (a slot is PARKED: fix it and SIGHUP)" : "");
+				log_info("waiting for %llu in-flight messages to become durable%s%s",
+				    (unsigned long long)(ps.inflight + ps.spilled),
+				    ps.spilled > 0 ? " (spilled ones included)" : "",
+				    ps.parked ? " (a slot is PARKED: fix it and SIGHUP)" : "");
 			}
 		}
 		if (m->phase == PHASE_DRAIN && intake_drain_done(m->intake) && m->batch.pos == m->batch.n) {
@@ -467,7 +537,7 @@ master_stop_check(void *arg)
 int
 master_main(const char *conf_path)
 {
-	struct master m = { .conf_path = conf_path, .sigfd = -1, .lock_fd = -1 };
+	struct master m = { .conf_path = conf_path, .sigfd = -1, .lock_fd = -1, .settle_ms = -1 };
 	char err[1024];
 	int nslots, rc = 1;
 
@@ -492,7 +562,7 @@ master_main(const char *conf_path)
 		goto out;
 	}
 	nslots = config_worker_count(&m.cfg);
-	if (master_layout(&m, nslots) == -1)
+	if ((nslots = master_start_slots(&m, nslots)) == -1 || master_layout(&m, nslots) == -1)
 		goto out;
 	if ((m.intake = intake_open(&m.cfg, master_stop_check, NULL)) == NULL)
 		goto out;
@@ -504,6 +574,11 @@ master_main(const char *conf_path)
 		goto out;
 	if (intake_start(m.intake) == -1)
 		goto out;
+	if (m.target_slots != nslots) {
+		m.phase = PHASE_QUIESCE;
+		m.action = ACTION_RESHARD;
+		m.last_quiesce_log_ms = clock_mono_ms();
+	}
 	log_info("running: %d workers, intake %s from %s, state in %s", nslots,
 	    m.cfg.intake == INTAKE_JETSTREAM ? "jetstream" : "core (not durable)", m.cfg.servers,
 	    m.cfg.state_dir);

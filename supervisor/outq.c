@@ -7,12 +7,15 @@ struct outq_entry {
 	uint64_t id;
 	size_t len;
 	void *ref;
+	uint64_t pos;              /* where its frame starts, counted like outq.base */
+	int64_t at_ms;             /* when it was queued */
 };
 
 struct outq {
 	struct buf bytes;          /* frames of all entries not yet retired, in order */
 	size_t sealed;             /* bytes (after bytes.off) that belong to entries */
 	size_t sent;               /* bytes (after bytes.off) already written */
+	uint64_t base;             /* bytes retired since the start: the position of bytes.off */
 	struct ring entries;       /* of struct outq_entry, oldest first */
 	size_t max_bytes;
 };
@@ -57,7 +60,7 @@ outq_tail(struct outq *q)
 }
 
 int
-outq_seal(struct outq *q, uint64_t id, void *ref)
+outq_seal(struct outq *q, uint64_t id, void *ref, int64_t at_ms)
 {
 	size_t len = buf_unread(&q->bytes) - q->sealed;
 	struct outq_entry *e;
@@ -67,7 +70,7 @@ outq_seal(struct outq *q, uint64_t id, void *ref)
 		q->bytes.len -= len;
 		return -1;
 	}
-	*e = (struct outq_entry){ id, len, ref };
+	*e = (struct outq_entry){ id, len, ref, q->base + q->sealed, at_ms };
 	q->sealed += len;
 	return 0;
 }
@@ -108,6 +111,7 @@ outq_retire(struct outq *q, uint64_t upto, void (*done)(void *ref, void *arg), v
 		n++;
 	}
 	buf_consume(&q->bytes, bytes);
+	q->base += bytes;
 	q->sealed -= bytes;
 	q->sent -= bytes;
 	return n;
@@ -129,4 +133,56 @@ void
 outq_set_max(struct outq *q, size_t max_bytes)
 {
 	q->max_bytes = max_bytes;
+}
+
+int64_t
+outq_oldest_ms(const struct outq *q)
+{
+	if (ring_count(&q->entries) == 0)
+		return -1;
+	return ((const struct outq_entry *)ring_at(&q->entries, q->entries.head))->at_ms;
+}
+
+/* Position of the first entry with id > after (entries.tail if none): ids increase, so bisect. */
+static uint64_t
+outq_find(const struct outq *q, uint64_t after)
+{
+	uint64_t lo = q->entries.head, hi = q->entries.tail;
+
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (((const struct outq_entry *)ring_at(&q->entries, mid))->id <= after)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int64_t
+outq_first_ref_ms(const struct outq *q, uint64_t after)
+{
+	for (uint64_t p = outq_find(q, after); p < q->entries.tail; p++) {
+		const struct outq_entry *e = ring_at(&q->entries, p);
+		if (e->ref != NULL)
+			return e->at_ms;
+	}
+	return -1;
+}
+
+int
+outq_walk(struct outq *q, uint64_t after, uint64_t upto,
+    int (*fn)(uint64_t id, const uint8_t *frame, size_t len, void **ref, void *arg), void *arg)
+{
+	for (uint64_t p = outq_find(q, after); p < q->entries.tail; p++) {
+		struct outq_entry *e = ring_at(&q->entries, p);
+		int rc;
+
+		if (e->id > upto)
+			break;
+		if ((rc = fn(e->id, q->bytes.data + q->bytes.off + (e->pos - q->base), e->len, &e->ref,
+		    arg)) != 0)
+			return rc;
+	}
+	return 0;
 }

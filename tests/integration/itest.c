@@ -89,15 +89,18 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	else
 		snprintf(workers, sizeof(workers), "%d", cfg->workers);
 	/*
-	 * Line 9 is "workers = ..." (callers check the error names it).  No
-	 * worker counts as healthy (restart_healthy), however slow the run: a
-	 * killed one always waits restart_backoff_min, as worker_kill checks.
+	 * Line 9 (after nats_extra's lines) is "workers = ..." (callers check
+	 * the error names it).  No worker counts as healthy (restart_healthy),
+	 * however slow the run: a killed one always waits restart_backoff_min,
+	 * as worker_kill checks.  extra_conf lands in [worker] or opens its own
+	 * sections.
 	 */
 	n = snprintf(buf, cap,
 	    "# itest config for %s\n"
 	    "[nats]\n"
 	    "servers = %s\n"
 	    "intake = %s\n"
+	    "%s"
 	    "\n"
 	    "[service]\n"
 	    "state_dir = %s/state\n"
@@ -107,15 +110,21 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "restart_backoff_min = 1s\n"
 	    "restart_backoff_max = 2s\n"
 	    "restart_healthy = 1h\n"
+	    "%s"
 	    "\n"
 	    "[worker]\n"
 	    "commit_max_ms = 20ms\n"
 	    "%s",
-	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream", e->dir, workers,
+	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream",
+	    cfg->nats_extra != NULL ? cfg->nats_extra : "", e->dir, workers,
 	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10,
+	    cfg->service_extra != NULL ? cfg->service_extra : "",
 	    cfg->extra_conf != NULL ? cfg->extra_conf : "");
-	if (workers_line != NULL)
+	if (workers_line != NULL) {
 		*workers_line = 9;
+		for (const char *x = cfg->nats_extra; x != NULL && *x != '\0'; x++)
+			*workers_line += *x == '\n';
+	}
 	if (n < 0 || (size_t)n >= cap) {
 		harness_seterr("config text for %s does not fit in %zu bytes", e->tag, cap);
 		return -1;
@@ -446,6 +455,9 @@ static const struct scenario {
 	{ "map_growth", scn_map_growth, true, 5, WHOLE },
 	{ "disk_full", scn_disk_full, true, 8, WHOLE },
 	{ "corrupt_store", scn_corrupt_store, true, 6, WHOLE },
+	{ "stalled_worker", scn_stalled_worker, true, 8, WHOLE },
+	{ "hung_worker", scn_hung_worker, true, 6, WHOLE },
+	{ "spill_crash", scn_spill_crash, true, 8, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

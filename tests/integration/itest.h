@@ -43,6 +43,8 @@ struct env_config {
 	const char *bad_workers;  /* when set: "workers = <this>" (an invalid config) */
 	const char *nats_conf;    /* when set: nats-server runs with this config file text */
 	const char *extra_conf;   /* when set: appended to the service's config file */
+	const char *nats_extra;   /* more [nats] lines, each ending in \n (may be NULL) */
+	const char *service_extra; /* more [service] lines, the same */
 };
 
 struct env {
@@ -124,5 +126,8 @@ void scn_hostile(void);
 void scn_map_growth(void);
 void scn_disk_full(void);
 void scn_corrupt_store(void);
+void scn_stalled_worker(void);
+void scn_hung_worker(void);
+void scn_spill_crash(void);
 
 #endif

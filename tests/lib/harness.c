@@ -1133,26 +1133,40 @@ harness_service_stop(struct harness_service *s, int64_t timeout_ms)
 	return 0;
 }
 
-/* "alarm-supervisor: worker K/N ..." in /proc/PID/cmdline; -1 if not a worker. */
-static int
-worker_title(pid_t pid, int *slot, int *nslots)
+int
+harness_title(pid_t pid, char *buf, size_t cap)
 {
-	char path[64], buf[4096];
-	const char *p;
+	char path[64];
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if (cap < 2 || (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		harness_seterr("open %s: %s", path, strerror(errno));
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
+	}
+	n = read(fd, buf, cap - 1);
 	close(fd);
-	if (n <= 0)
+	if (n <= 0) {
+		harness_seterr("read %s: %s", path, n == 0 ? "empty" : strerror(errno));
 		return -1;
+	}
 	for (ssize_t i = 0; i < n; i++)
 		if (buf[i] == '\0')
 			buf[i] = ' ';
 	buf[n] = '\0';
+	return 0;
+}
+
+/* "alarm-supervisor: worker K/N ..." in /proc/PID/cmdline; -1 if not a worker. */
+static int
+worker_title(pid_t pid, int *slot, int *nslots)
+{
+	char buf[4096];
+	const char *p;
+
+	if (harness_title(pid, buf, sizeof(buf)) == -1)
+		return -1;
 	if ((p = strstr(buf, "alarm-supervisor: worker ")) == NULL)
 		return -1;
 	if (sscanf(p + strlen("alarm-supervisor: worker "), "%d/%d", slot, nslots) != 2)

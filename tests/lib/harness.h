@@ -157,6 +157,9 @@ int harness_service_signal(struct harness_service *s, int sig);
  */
 int harness_service_stop(struct harness_service *s, int64_t timeout_ms);
 
+/* A process's title (its /proc/PID/cmdline, NULs as blanks) into buf. */
+int harness_title(pid_t pid, char *buf, size_t cap);
+
 struct harness_worker {
 	pid_t pid;
 	int slot;     /* K of "worker K/N" */

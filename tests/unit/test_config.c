@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 36   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 39   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -130,7 +130,9 @@ static const struct {
 	{ "service.log_level", false }, { "service.restart_backoff_min", false },
 	{ "service.restart_backoff_max", false }, { "service.restart_healthy", false },
 	{ "service.crash_loop_max", false }, { "service.shutdown_timeout", false },
-	{ "service.queue_max_bytes", false }, { "worker.commit_max_msgs", false },
+	{ "service.queue_max_bytes", false }, { "service.worker_stall_timeout", false },
+	{ "service.spill_after", false }, { "service.spill_max_bytes", false },
+	{ "worker.commit_max_msgs", false },
 	{ "worker.commit_max_ms", false }, { "worker.tombstone_retention", false },
 	{ "worker.map_size", false }, { "worker.map_size_max", false },
 	{ "limits.max_message_bytes", false },
@@ -178,6 +180,9 @@ assert_reloadable_defaults(const struct config *c)
 	assert_int_equal(c->crash_loop_max, 5);
 	assert_int_equal(c->shutdown_timeout_ms, 10000);
 	assert_int_equal(c->queue_max_bytes, 16 << 20);
+	assert_int_equal(c->worker_stall_timeout_ms, 30000);
+	assert_int_equal(c->spill_after_ms, 2000);
+	assert_int_equal(c->spill_max_bytes, INT64_C(1) << 30);
 	assert_int_equal(c->commit_max_msgs, 10000);
 	assert_int_equal(c->commit_max_ms, 100);
 	assert_int_equal(c->tombstone_retention_ms, INT64_C(14) * 24 * 3600 * 1000);
@@ -720,6 +725,9 @@ test_bounds(void **state)
 		{ "service", "crash_loop_max", "1", "1000000", "0", "1000001" },
 		{ "service", "queue_max_bytes", "64K", "64G", "65535", "68719476737" },
 		{ "service", "shutdown_timeout", "0", "1h", NULL, "3600001ms" },
+		{ "service", "worker_stall_timeout", "1s", "1d", "999ms", "86400001ms" },
+		{ "service", "spill_after", "10ms", "1h", "9ms", "3600001ms" },
+		{ "service", "spill_max_bytes", "0", "1024G", NULL, "1025G" },
 		{ "worker", "commit_max_msgs", "1", "1000000", "0", "1000001" },
 		{ "worker", "commit_max_ms", "0", "1m", NULL, "60001ms" },
 		{ "worker", "map_size", "1MiB", "16384G", "1048575", "16385G" },
@@ -804,6 +812,9 @@ static const char all_changed[] =
 	"crash_loop_max = 3\n"
 	"shutdown_timeout = 5s\n"
 	"queue_max_bytes = 1M\n"
+	"worker_stall_timeout = 5s\n"
+	"spill_after = 250ms\n"
+	"spill_max_bytes = 0\n"
 	"[worker]\n"
 	"commit_max_msgs = 10\n"
 	"commit_max_ms = 5ms\n"
@@ -830,6 +841,9 @@ assert_reloadable_all_changed(const struct config *c)
 	assert_int_equal(c->crash_loop_max, 3);
 	assert_int_equal(c->shutdown_timeout_ms, 5000);
 	assert_int_equal(c->queue_max_bytes, 1 << 20);
+	assert_int_equal(c->worker_stall_timeout_ms, 5000);
+	assert_int_equal(c->spill_after_ms, 250);
+	assert_int_equal(c->spill_max_bytes, 0);
 	assert_int_equal(c->commit_max_msgs, 10);
 	assert_int_equal(c->commit_max_ms, 5);
 	assert_int_equal(c->tombstone_retention_ms, 86400000);

@@ -188,7 +188,7 @@ test_outq_rewind_resends_in_order(void **state)
 	assert_non_null(c = chan_new(sv[0]));
 	for (uint64_t id = 1; id <= 3; id++) {
 		assert_int_equal(frame_put(outq_tail(q), FRAME_STOP, id, NULL, 0), 0);
-		assert_int_equal(outq_seal(q, id, &acked), 0);
+		assert_int_equal(outq_seal(q, id, &acked, 0), 0);
 	}
 	assert_int_equal(outq_send(q, c), 0);
 	assert_int_equal(outq_unsent(q), 0);
@@ -210,12 +210,59 @@ test_outq_rewind_resends_in_order(void **state)
 	assert_int_equal(id, 3);
 	/* An id beyond what was written cannot retire unwritten frames. */
 	assert_int_equal(frame_put(outq_tail(q), FRAME_STOP, 4, NULL, 0), 0);
-	assert_int_equal(outq_seal(q, 4, NULL), 0);
+	assert_int_equal(outq_seal(q, 4, NULL, 0), 0);
 	assert_int_equal(outq_retire(q, 10, count_ref, &acked), 2);
 	assert_int_equal(outq_count(q), 1);
 	outq_free(q, NULL);
 	chan_free(c);
 	close(sv[1]);
+}
+
+static int
+walk_take(uint64_t id, const uint8_t *frame, size_t len, void **ref, void *arg)
+{
+	uint64_t got;
+	int *n = arg;
+
+	/* Each entry's own frame: a STOP header carrying the entry's id. */
+	assert_int_equal(len, 16);
+	memcpy(&got, frame + 8, 8);
+	assert_int_equal(got, id);
+	if (*ref != NULL) {
+		(*n)++;
+		*ref = NULL;
+	}
+	return id == 5 ? 7 : 0;
+}
+
+/* Entries remember when they were queued; a walk sees each frame and may take its ref. */
+static void
+test_outq_walk_and_times(void **state)
+{
+	struct outq *q = outq_new(1 << 20);
+	int dummy, taken = 0;
+
+	(void)state;
+	assert_int_equal(outq_oldest_ms(q), -1);
+	assert_int_equal(outq_first_ref_ms(q, 0), -1);
+	for (uint64_t id = 2; id <= 6; id++) {
+		assert_int_equal(frame_put(outq_tail(q), FRAME_STOP, id, NULL, 0), 0);
+		/* Entry 3 is a control frame: no ref. */
+		assert_int_equal(outq_seal(q, id, id == 3 ? NULL : &dummy, (int64_t)id * 100), 0);
+	}
+	assert_int_equal(outq_oldest_ms(q), 200);
+	assert_int_equal(outq_first_ref_ms(q, 0), 200);
+	assert_int_equal(outq_first_ref_ms(q, 2), 400);
+	assert_int_equal(outq_first_ref_ms(q, 6), -1);
+	/* (2, 4]: entries 3 and 4; only 4 has a ref to take. */
+	assert_int_equal(outq_walk(q, 2, 4, walk_take, &taken), 0);
+	assert_int_equal(taken, 1);
+	assert_int_equal(outq_first_ref_ms(q, 2), 500);
+	/* A nonzero return stops the walk and comes back. */
+	assert_int_equal(outq_walk(q, 0, UINT64_MAX, walk_take, &taken), 7);
+	assert_int_equal(taken, 3);
+	assert_int_equal(outq_first_ref_ms(q, 0), 600);
+	outq_free(q, NULL);
 }
 
 static void
@@ -226,7 +273,7 @@ test_outq_backpressure(void **state)
 	(void)state;
 	assert_true(outq_has_room(q, 1000)); /* empty: always room */
 	assert_int_equal(frame_put(outq_tail(q), FRAME_CONFIG, 1, "0123456789012345678901234567890123456789", 40), 0);
-	assert_int_equal(outq_seal(q, 1, NULL), 0);
+	assert_int_equal(outq_seal(q, 1, NULL, 0), 0);
 	assert_false(outq_has_room(q, 16));
 	outq_free(q, NULL);
 }
@@ -327,6 +374,7 @@ main(void)
 		cmocka_unit_test(test_digest_hello_stats),
 		cmocka_unit_test(test_outq_rewind_resends_in_order),
 		cmocka_unit_test(test_outq_backpressure),
+		cmocka_unit_test(test_outq_walk_and_times),
 		cmocka_unit_test(test_jsack_parse),
 		cmocka_unit_test(test_ackq_floor),
 		cmocka_unit_test(test_ackq_grows_and_clears),

@@ -63,6 +63,34 @@ test_paths(void **state)
 	assert_int_equal(layout_path(small, sizeof(small), "/state", "LAYOUT"), -1);
 }
 
+/* Spill file names: written zero-padded, read back exactly, nothing else taken for one. */
+static void
+test_spill_names(void **state)
+{
+	static const char *const not_spill[] = {
+		"spill-1", "spill-1.", "spill-.5", "spill-1.5.tmp", "spill-1.-5", "spill--1.5",
+		"spill-+1.5", "spill-1.+5", "spill-4096.1", "spill-1.18446744073709551616",
+		"worker-1", "xspill-1.5", "spill-1.5 ",
+	};
+	char p[64];
+	uint64_t seq;
+	int slot;
+	(void)state;
+
+	assert_int_equal(layout_spill_path(p, sizeof(p), "/s", 3, 42), 0);
+	assert_string_equal(p, "/s/spill-3.0000000042");
+	assert_int_equal(layout_spill_parse("spill-3.0000000042", &slot, &seq), 1);
+	assert_int_equal(slot, 3);
+	assert_int_equal(seq, 42);
+	assert_int_equal(layout_spill_parse("spill-4095.18446744073709551615", &slot, &seq), 1);
+	assert_int_equal(slot, 4095);
+	assert_true(seq == UINT64_MAX);
+	for (size_t i = 0; i < sizeof(not_spill) / sizeof(not_spill[0]); i++)
+		if (layout_spill_parse(not_spill[i], &slot, &seq) != 0)
+			fail_msg("\"%s\" taken for a spill file", not_spill[i]);
+	assert_int_equal(layout_spill_path(p, 16, "/state", 3, 42), -1);
+}
+
 /* A new directory is FRESH until LAYOUT is written; then only its own count matches. */
 static void
 test_fresh_then_written(void **state)
@@ -72,7 +100,9 @@ test_fresh_then_written(void **state)
 	(void)state;
 
 	assert_int_equal(layout_check(dir, 4), LAYOUT_FRESH);
+	assert_int_equal(layout_count(dir), 0);
 	assert_int_equal(layout_write(dir, 4), 0);
+	assert_int_equal(layout_count(dir), 4);
 	assert_int_equal(layout_check(dir, 4), LAYOUT_MATCH);
 	assert_int_equal(layout_check(dir, 3), LAYOUT_DIFFERS);
 	assert_int_equal(layout_write(dir, 3), 0);
@@ -127,6 +157,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_spill_names),
 		cmocka_unit_test_setup_teardown(test_fresh_then_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stores_without_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
