@@ -344,7 +344,7 @@ scn_disk_full(void)
 	struct env_config cfg = { .workers = 2 };
 	struct model *m = model_new();
 	struct env e = { 0 };
-	char ballast[PATH_MAX + 96], needle[PATH_MAX + 96];
+	char ballast[PATH_MAX + 96] = "", ballast2[PATH_MAX + 96] = "", needle[PATH_MAX + 96];
 	pid_t pid0 = 0, pid_again = 0;
 	int64_t t0;
 
@@ -361,6 +361,7 @@ scn_disk_full(void)
 		goto out;
 	}
 	snprintf(ballast, sizeof(ballast), "%s/ballast", sg_mount);
+	snprintf(ballast2, sizeof(ballast2), "%s/ballast2", sg_mount);
 	if (sg_fill(ballast) == -1) {
 		tap_fail("disk_full", "%s", harness_err());
 		goto out;
@@ -391,13 +392,19 @@ scn_disk_full(void)
 	 * Nothing reported durable early: the paused worker dies; what it held
 	 * must come again from the supervisor, into a worker that pauses again.
 	 */
-	if (pid0 > 0 && kill(pid0, SIGKILL) == 0 &&
+	/*
+	 * Whatever the dead worker's file system freed (it is not always
+	 * nothing) is taken again before its replacement starts (restart
+	 * backoff: at least 1 s), so the replacement meets a full disk too.
+	 */
+	if (pid0 > 0 && kill(pid0, SIGKILL) == 0 && sg_fill(ballast2) == 0 &&
 	    sg_title_wait(&e, 0, "DISK-FULL", 30000, &pid_again) == 0 && pid_again != pid0)
 		tap_ok("disk_full/killed_while_paused_pauses_again");
 	else
 		tap_fail("disk_full/killed_while_paused_pauses_again", "%s", harness_err());
 	/* Space back: it resumes on its own. */
 	t0 = harness_now_ms();
+	(void)unlink(ballast2);
 	if (unlink(ballast) == -1) {
 		tap_fail("disk_full/resumes_on_its_own", "unlink %s: %s", ballast, strerror(errno));
 	} else if (sg_log_wait(&e, "disk space is back", 1, 30000) == 0) {
@@ -415,8 +422,10 @@ out:
 	 * Space back before the teardown, so the worker can finish; detached
 	 * now (the worker keeps its open files), so the temp dir can go.
 	 */
-	if (sg_mount[0] != '\0')
+	if (ballast[0] != '\0') {
 		(void)unlink(ballast);
+		(void)unlink(ballast2);
+	}
 	sg_unmount();
 	env_down(&e);
 	model_free(m);
