@@ -678,7 +678,7 @@ worker_digest(struct worker *w, uint64_t id, uint64_t seq, const char *user, siz
 		    quote_bytes(quser, sizeof(quser), user, ulen), w->cfg.subject_digest);
 		return PUB_OK;
 	}
-	if (store_take_digest(w->store, user, ulen, seq, &w->digest, &replayed) == -1)
+	if (digest_take(w->store, user, ulen, seq, &w->digest, &replayed) == -1)
 		return worker_store_fault(w, "collecting a digest");
 	if (replayed)
 		log_debug("digest request at stream sequence %llu was answered before; not again",
