@@ -148,7 +148,7 @@ digest_take_one(void *arg, const char *alarm, size_t alarm_len, enum alarm_statu
 }
 
 int
-store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
+digest_take(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
     struct digest *d, bool *replayed)
 {
 	digest_reset(d);

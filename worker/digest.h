@@ -40,10 +40,9 @@ void digest_sort(struct digest *d);
 /*
  * Fill d (reset first) with the user's pending alarms, sorted, and mark
  * them delivered in the store's open transaction; a replayed request
- * leaves d empty (see store_take_pending).  Named for the store call it
- * wraps, as worker.c knows it.
+ * leaves d empty (see store_take_pending).
  */
-int store_take_digest(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
+int digest_take(struct store *s, const char *user, size_t user_len, uint64_t request_seq,
     struct digest *d, bool *replayed);
 /*
  * Append {"UserID":...,"ActiveAlarms":[...]} to out, in the current item

@@ -500,7 +500,7 @@ scn_supervisor_kill9(void)
  * applied), not as it was, and publishes a digest that is not an exact
  * repeat, and the user's next digest lacks what it published early.  The
  * service therefore remembers, per user, the stream sequence of the last
- * request it answered and ignores a replay of it (store_take_digest); this
+ * request it answered and ignores a replay of it (digest_take); this
  * scenario is the regression test for that.
  */
 void

@@ -135,7 +135,7 @@ static const char *
 take_json_n(struct fx *f, const char *user, size_t ulen, bool commit)
 {
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_take_digest(f->s, user, ulen, 0, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, user, ulen, 0, &f->d, &f->replayed), 0);
 	if (commit)
 		assert_int_equal(store_commit(f->s), 0);
 	else
@@ -304,13 +304,13 @@ test_batch_in_one_txn(void **state)
 	assert_int_equal(store_begin(f->s), 0);
 	assert_int_equal(apply_n(f->s, "u", 1, "a", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms),
 	    STATE_NEW);
-	assert_int_equal(store_take_digest(f->s, "u", 1, 0, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, "u", 1, 0, &f->d, &f->replayed), 0);
 	assert_int_equal(f->d.n, 1);
 	assert_int_equal(apply_n(f->s, "u", 1, "a", 1, STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms),
 	    STATE_DUPLICATE);
 	assert_int_equal(apply_n(f->s, "u", 1, "b", 1, STATUS_CRITICAL, "2021-08-17T12:00:00Z", f->now_ms),
 	    STATE_NEW);
-	assert_int_equal(store_take_digest(f->s, "u", 1, 0, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, "u", 1, 0, &f->d, &f->replayed), 0);
 	assert_int_equal(f->d.n, 1);
 	assert_int_equal(store_commit(f->s), 0);
 	assert_stats(f->s, 1, 2, 0);
@@ -484,7 +484,7 @@ test_replayed_request(void **state)
 
 	apply1(f, "u", "a", STATUS_WARNING, "2021-08-17T12:00:00Z");
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_take_digest(f->s, "u", 1, 100, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, "u", 1, 100, &f->d, &f->replayed), 0);
 	assert_false(f->replayed);
 	assert_int_equal(f->d.n, 1);
 	assert_int_equal(store_commit(f->s), 0);
@@ -492,21 +492,21 @@ test_replayed_request(void **state)
 	apply1(f, "u", "b", STATUS_CRITICAL, "2021-08-17T12:00:01Z");
 	reopen(f);
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_take_digest(f->s, "u", 1, 100, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, "u", 1, 100, &f->d, &f->replayed), 0);
 	assert_true(f->replayed);
 	assert_int_equal(f->d.n, 0);
 	/* The next real request gets b. */
-	assert_int_equal(store_take_digest(f->s, "u", 1, 101, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, "u", 1, 101, &f->d, &f->replayed), 0);
 	assert_false(f->replayed);
 	assert_int_equal(f->d.n, 1);
 	assert_int_equal(store_commit(f->s), 0);
 	/* A user with no alarms remembers its requests too. */
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_take_digest(f->s, "nobody", 6, 200, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, "nobody", 6, 200, &f->d, &f->replayed), 0);
 	assert_int_equal(store_commit(f->s), 0);
 	apply1(f, "nobody", "x", STATUS_WARNING, "2021-08-17T12:00:00Z");
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_take_digest(f->s, "nobody", 6, 200, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, "nobody", 6, 200, &f->d, &f->replayed), 0);
 	assert_true(f->replayed);
 	store_abort(f->s);
 	assert_stats(f->s, 2, 3, 0);
@@ -640,7 +640,7 @@ test_id_round_trip(void **state)
 	/* Every user's digest echoes every AlarmID byte for byte, in bytewise order. */
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(store_begin(f->s), 0);
-		assert_int_equal(store_take_digest(f->s, ids[i], strlen(ids[i]), 0, &f->d, &f->replayed), 0);
+		assert_int_equal(digest_take(f->s, ids[i], strlen(ids[i]), 0, &f->d, &f->replayed), 0);
 		assert_int_equal(store_commit(f->s), 0);
 		assert_int_equal(f->d.n, n);
 		for (size_t k = 0; k < n; k++) {
@@ -660,7 +660,7 @@ test_id_round_trip(void **state)
 	    ITEM("a", "WARNING", "2021-08-17T12:00:00Z") ","
 	    ITEM("a\\u0000", "CRITICAL", "2021-08-17T12:00:00Z") "]}");
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_take_digest(f->s, long_id, sizeof(long_id), 0, &f->d, &f->replayed), 0);
+	assert_int_equal(digest_take(f->s, long_id, sizeof(long_id), 0, &f->d, &f->replayed), 0);
 	store_abort(f->s);
 	assert_int_equal(f->d.n, 1);
 	assert_int_equal(f->d.items[0].alarm_len, sizeof(long_id));
@@ -873,7 +873,7 @@ test_txn_misuse(void **state)
 
 	capture_start(&cap, f->root);
 	assert_int_equal(store_apply(f->s, &m, f->now_ms, RETENTION, &r), -1);
-	assert_int_equal(store_take_digest(f->s, "u", 1, 0, &f->d, &f->replayed), -1);
+	assert_int_equal(digest_take(f->s, "u", 1, 0, &f->d, &f->replayed), -1);
 	assert_int_equal(store_merge_user(f->s, "u", 1, "\x01\x00", 2), -1);
 	assert_int_equal(store_delete_user(f->s, "u", 1), -1);
 	assert_int_equal(store_commit(f->s), -1);
@@ -1066,7 +1066,7 @@ test_corrupt_record(void **state)
 		assert_int_equal(r, STATE_NEW);
 		store_abort(f->s);
 		assert_int_equal(store_begin(f->s), 0);
-		assert_int_equal(store_take_digest(f->s, "bob", 3, 0, &f->d, &f->replayed), 0);
+		assert_int_equal(digest_take(f->s, "bob", 3, 0, &f->d, &f->replayed), 0);
 		assert_int_equal(f->d.n, 0);
 		store_abort(f->s);
 		assert_int_equal(store_foreach_user(f->s, expect_bob, other), 0);
@@ -1076,7 +1076,7 @@ test_corrupt_record(void **state)
 		assert_int_equal(store_begin(f->s), 0);
 		assert_int_equal(store_delete_user(f->s, "alice", 5), 0);
 		assert_int_equal(store_commit(f->s), 0);
-		/* Named by the open scan, store_apply, store_take_digest and store_merge_user. */
+		/* Named by the open scan, store_apply, digest_take and store_merge_user. */
 		capture_stop(&cap, &log);
 		if (count_lines_with(&log, "corrupt record for user \"bob\": ") != 4)
 			fail_msg("garbage %zu: want 4 error lines naming bob, got:\n%s", i,
@@ -1309,7 +1309,7 @@ test_counters_model(void **state)
 				int order[M_ALARMS];
 				size_t n = model_take(&cur, u, order);
 
-				assert_int_equal(store_take_digest(f->s, user, strlen(user), 0, &f->d, &f->replayed), 0);
+				assert_int_equal(digest_take(f->s, user, strlen(user), 0, &f->d, &f->replayed), 0);
 				check_digest(&f->d, &cur, u, order, n, step);
 				items += (int)n;
 				for (size_t k = 1; k < n; k++)
