@@ -21,6 +21,7 @@
 #include "../common/title.h"
 #include "../reshard/reshard.h"
 #include "../supervisor/master.h"
+#include "../supervisor/priv.h"
 #include "../worker/worker.h"
 
 #define VERSION "1.0.0"
@@ -43,15 +44,22 @@ static int
 check_config(const char *path)
 {
 	struct config c;
+	struct priv *p;
 	char err[1024];
 
 	if (config_load(path, &c, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	printf("%s: ok (%d workers, intake %s, servers %s, state in %s)\n", path,
+	/* Names are checked too: an unknown user would only show at start. */
+	if ((p = priv_new(&c)) == NULL) {
+		config_free(&c);
+		return 1;
+	}
+	printf("%s: ok (%d workers, intake %s, servers %s, state in %s, runs as %s)\n", path,
 	    config_worker_count(&c), c.intake == INTAKE_JETSTREAM ? "jetstream" : "core",
-	    c.servers, c.state_dir);
+	    c.servers, c.state_dir, c.user[0] != '\0' ? priv_name(p) : "whoever starts it");
+	priv_free(p);
 	config_free(&c);
 	return 0;
 }

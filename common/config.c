@@ -55,6 +55,7 @@ enum key_kind {
 	KIND_NAME,      /* char *, JetStream stream or consumer name */
 	KIND_SUBJECT,   /* char *, literal NATS subject */
 	KIND_PATH,      /* char *, file system path */
+	KIND_ACCOUNT,   /* char *, a user or group name */
 	KIND_INTAKE,    /* enum intake_mode */
 	KIND_LOG_LEVEL, /* enum log_level */
 };
@@ -129,6 +130,9 @@ static const struct key_def config_keys[] = {
 
 	ROW("service", "workers", KIND_INT, 0, I64(workers), 0, WORKERS_MAX, "0"),
 	ROW("service", "state_dir", KIND_PATH, R, STR(state_dir), 0, 0, "/var/lib/alarm-digest"),
+	/* Whom the service runs as once root's work is done; "" = whoever starts it. */
+	ROW("service", "user", KIND_ACCOUNT, R | KEY_EMPTY_OK, STR(user), 0, 0, ""),
+	ROW("service", "group", KIND_ACCOUNT, R | KEY_EMPTY_OK, STR(group), 0, 0, ""),
 	ROW("service", "log_level", KIND_LOG_LEVEL, 0, FIELD(log_level, enum log_level),
 	    0, 0, "info"),
 	ROW("service", "restart_backoff_min", KIND_DURATION, 0, I64(restart_backoff_min_ms),
@@ -228,7 +232,7 @@ static bool
 kind_is_string(enum key_kind kind)
 {
 	return kind == KIND_SERVERS || kind == KIND_NAME || kind == KIND_SUBJECT ||
-	    kind == KIND_PATH;
+	    kind == KIND_PATH || kind == KIND_ACCOUNT;
 }
 
 static bool
@@ -443,6 +447,19 @@ subject_complaint(const char *s)
 	return NULL;
 }
 
+/* The portable user and group names of POSIX, as useradd(8) takes them. */
+static const char *
+account_complaint(const char *s)
+{
+	if (strlen(s) > 32)
+		return "is longer than 32 bytes (not a user or group name)";
+	if (*s == '-')
+		return "starts with '-' (not a user or group name)";
+	if (strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(s))
+		return "contains a byte other than letters, digits, '.', '_' and '-' (not a user or group name)";
+	return NULL;
+}
+
 static const char *
 string_complaint(const struct key_def *k, const char *s)
 {
@@ -463,6 +480,8 @@ string_complaint(const struct key_def *k, const char *s)
 		return NULL;
 	case KIND_SUBJECT:
 		return subject_complaint(s);
+	case KIND_ACCOUNT:
+		return account_complaint(s);
 	case KIND_SERVERS:
 		if (*s == ',' || s[strlen(s) - 1] == ',' || strstr(s, ",,") != NULL)
 			return "has an empty server URL";

@@ -48,6 +48,8 @@ struct config {
 	/* [service] */
 	int64_t workers;             /* default 0 = one per online CPU */
 	char *state_dir;             /* default /var/lib/alarm-digest */
+	char *user;                  /* run as this account once started as root; "" = as started */
+	char *group;                 /* its group; "" = the user's primary group */
 	enum log_level log_level;    /* default info */
 	int64_t restart_backoff_min_ms;  /* default 1s */
 	int64_t restart_backoff_max_ms;  /* default 30s */

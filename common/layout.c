@@ -151,8 +151,13 @@ layout_write_file(const char *path, const char *text)
 		log_errorx("path %s.tmp is too long", path);
 		return -1;
 	}
+	/* O_NOFOLLOW: a link planted here would have us truncate its target. */
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) == -1) {
-		log_error("open %s", tmp);
+		if (errno == ELOOP)
+			log_errorx("%s is a symbolic link; refusing to follow it (the service never "
+			    "makes one): see where it points, then remove it", tmp);
+		else
+			log_error("open %s", tmp);
 		return -1;
 	}
 	if (write(fd, text, len) != (ssize_t)len || fsync(fd) == -1) {

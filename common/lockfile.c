@@ -58,7 +58,8 @@ lockfile_take(const char *path, int wait_ms)
 		if (errno == EINTR)
 			continue;
 		if (errno == ELOOP) {
-			log_errorx("lock file %s is a symbolic link; refusing it", path);
+			log_errorx("lock file %s is a symbolic link; refusing to follow it (the service "
+			    "never makes one): see where it points, then remove it", path);
 			return -1;
 		}
 		if (errno != EWOULDBLOCK) {

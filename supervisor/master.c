@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include "intake.h"
 #include "master.h"
 #include "pool.h"
+#include "priv.h"
 #include "proc.h"
 #include "spill.h"
 
@@ -538,6 +538,7 @@ int
 master_main(const char *conf_path)
 {
 	struct master m = { .conf_path = conf_path, .sigfd = -1, .lock_fd = -1, .settle_ms = -1 };
+	struct priv *priv = NULL;
 	char err[1024];
 	int nslots, rc = 1;
 
@@ -550,10 +551,10 @@ master_main(const char *conf_path)
 	if (proc_init() == -1 || (m.sigfd = master_signals()) == -1)
 		goto out;
 	title_set("master conf=%s starting", conf_path);
-	if (mkdir(m.cfg.state_dir, 0700) == -1 && errno != EEXIST) {
-		log_error("mkdir state_dir %s", m.cfg.state_dir);
+	/* Root's work, then root no more: nothing below runs with more than the account has. */
+	if ((priv = priv_new(&m.cfg)) == NULL || priv_check(priv) == -1 ||
+	    priv_state_dir(priv, m.cfg.state_dir) == -1)
 		goto out;
-	}
 	char lock[PATH_MAX];
 	if (layout_path(lock, sizeof(lock), m.cfg.state_dir, "supervisor.lock") == -1)
 		goto out;
@@ -561,6 +562,8 @@ master_main(const char *conf_path)
 		log_errorx("cannot lock state_dir %s (see above); refusing to start", m.cfg.state_dir);
 		goto out;
 	}
+	if (priv_give(priv, m.lock_fd, lock) == -1 || priv_drop(priv) == -1)
+		goto out;
 	nslots = config_worker_count(&m.cfg);
 	if ((nslots = master_start_slots(&m, nslots)) == -1 || master_layout(&m, nslots) == -1)
 		goto out;
@@ -597,6 +600,7 @@ out:
 	if (m.lock_fd != -1)
 		close(m.lock_fd);
 	config_free(&m.cfg);
+	priv_free(priv);
 	nats_Close();
 	return rc;
 }

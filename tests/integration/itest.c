@@ -137,9 +137,15 @@ env_write_config(struct env *e, const struct env_config *cfg)
 {
 	char text[4096];
 
-	if (env_config_text(e, cfg, text, sizeof(text), NULL) == -1)
+	if (env_config_text(e, cfg, text, sizeof(text), NULL) == -1 ||
+	    harness_write_file(e->svc.conf, text) == -1)
 		return -1;
-	return harness_write_file(e->svc.conf, text);
+	/* A service that dropped to its user reads the file again on SIGHUP. */
+	if (cfg->dir_shared && chmod(e->svc.conf, 0644) == -1) {
+		harness_seterr("chmod 0644 %s: %s", e->svc.conf, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -262,6 +268,10 @@ env_up(struct env *e, const char *tag, const struct env_config *cfg)
 	snprintf(e->tag, sizeof(e->tag), "%s", tag);
 	if (harness_tmpdir(tag, e->dir, sizeof(e->dir)) == -1)
 		return -1;
+	if (cfg->dir_shared && chmod(e->dir, 0711) == -1) {
+		harness_seterr("chmod 0711 %s: %s", e->dir, strerror(errno));
+		return -1;
+	}
 	snprintf(e->svc.bin, sizeof(e->svc.bin), "%s", itest_opts.bin);
 	if (harness_path(e->svc.conf, sizeof(e->svc.conf), e->dir, "alarm-supervisor.conf") == -1 ||
 	    harness_path(e->svc.log, sizeof(e->svc.log), e->dir, "service.log") == -1)
@@ -458,6 +468,12 @@ static const struct scenario {
 	{ "stalled_worker", scn_stalled_worker, true, 8, WHOLE },
 	{ "hung_worker", scn_hung_worker, true, 6, WHOLE },
 	{ "spill_crash", scn_spill_crash, true, 8, WHOLE },
+	/*
+	 * scn_priv.c: master and workers as the user, state owned by it, the same
+	 * after a reshard, digests exact, JSON shape, teardown; 7 refusals
+	 */
+	{ "priv_drop", scn_priv_drop, true, 7, WHOLE },
+	{ "priv_refuse", scn_priv_refuse, true, 7, 0 },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 39   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 41   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -127,6 +127,7 @@ static const struct {
 	{ "subjects.status", true }, { "subjects.request", true },
 	{ "subjects.digest", false }, { "subjects.dead_letter", false },
 	{ "service.workers", false }, { "service.state_dir", true },
+	{ "service.user", true }, { "service.group", true },
 	{ "service.log_level", false }, { "service.restart_backoff_min", false },
 	{ "service.restart_backoff_max", false }, { "service.restart_healthy", false },
 	{ "service.crash_loop_max", false }, { "service.shutdown_timeout", false },
@@ -164,6 +165,8 @@ assert_restart_only_defaults(const struct config *c, const char *state_dir)
 	assert_string_equal(c->subject_status, "AlarmStatusChanged");
 	assert_string_equal(c->subject_request, "SendAlarmDigest");
 	assert_string_equal(c->state_dir, state_dir);
+	assert_string_equal(c->user, "");
+	assert_string_equal(c->group, "");
 }
 
 /* ... and the ones a reload changes. */
@@ -650,6 +653,16 @@ test_errors_values(void **state)
 		  "x.conf:2: [service] state_dir: \"\" must not be empty" },
 		{ "[service]\nstate_dir = a\tb\n",
 		  "x.conf:2: [service] state_dir: \"a\\x09b\" contains a control character" },
+		{ "[service]\nuser = -alarm\n",
+		  "x.conf:2: [service] user: \"-alarm\" starts with '-' (not a user or group name)" },
+		{ "[service]\nuser = alarm/digest\n",
+		  "x.conf:2: [service] user: \"alarm/digest\" contains a byte other than letters, "
+		  "digits, '.', '_' and '-' (not a user or group name)" },
+		{ "[service]\ngroup = alarm digest\n",
+		  "x.conf:2: [service] group: \"alarm digest\" contains whitespace" },
+		{ "[service]\ngroup = a23456789012345678901234567890123\n",
+		  "x.conf:2: [service] group: \"a23456789012345678901234567890123\" is longer than "
+		  "32 bytes (not a user or group name)" },
 	};
 
 	(void)state;
@@ -805,6 +818,8 @@ static const char all_changed[] =
 	"[service]\n"
 	"workers = 4\n"
 	"state_dir = /tmp/state\n"
+	"user = alarm-digest\n"
+	"group = alarm.digest_2\n"
 	"log_level = debug\n"
 	"restart_backoff_min = 2s\n"
 	"restart_backoff_max = 1m\n"

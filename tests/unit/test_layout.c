@@ -152,6 +152,37 @@ test_scan(void **state)
 	assert_int_equal(layout_scan(dir, slots, 1), 1);
 }
 
+/*
+ * LAYOUT.tmp is opened with O_NOFOLLOW: a link planted there (pointing at
+ * a file the service must never write, or at nothing yet) is refused, and
+ * neither its target nor LAYOUT changes.
+ */
+static void
+test_tmp_symlink_refused(void **state)
+{
+	char target[PATH_MAX], absent[PATH_MAX], tmp[PATH_MAX], buf[32] = "";
+	FILE *f;
+	(void)state;
+
+	put_file("precious", "precious\n");
+	snprintf(target, sizeof(target), "%s/precious", dir);
+	snprintf(absent, sizeof(absent), "%s/absent", dir);
+	snprintf(tmp, sizeof(tmp), "%s/LAYOUT.tmp", dir);
+	assert_int_equal(symlink(target, tmp), 0);
+	assert_int_equal(layout_write(dir, 4), -1);
+	assert_non_null(f = fopen(target, "r"));
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	assert_int_equal(fclose(f), 0);
+	assert_string_equal(buf, "precious\n");
+	assert_int_equal(layout_count(dir), 0);
+
+	assert_int_equal(unlink(tmp), 0);
+	assert_int_equal(symlink(absent, tmp), 0);
+	assert_int_equal(layout_write(dir, 4), -1);
+	assert_int_equal(access(absent, F_OK), -1);
+	assert_int_equal(layout_count(dir), 0);
+}
+
 int
 main(void)
 {
@@ -161,6 +192,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fresh_then_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stores_without_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tmp_symlink_refused, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
