@@ -11,50 +11,11 @@
 #include "../common/clock.h"
 #include "../common/frame.h"
 #include "../common/log.h"
-#include "../common/ring.h"
+#include "holdback.h"
 #include "outq.h"
 #include "pool.h"
 #include "proc.h"
-#include "spill.h"
-
-/* How often a slot that holds back its users says so, and a full spill complains. */
-#define POOL_HELD_LOG_MS 10000
-
-enum slot_state {
-	SLOT_RUNNING,   /* a process is (or should be) alive */
-	SLOT_WAITING,   /* dead, restart due at next_start_ms */
-	SLOT_PARKED,    /* crash loop: no restart until SIGHUP */
-	SLOT_STOPPED,   /* exited on STOP */
-};
-
-struct slot {
-	int index;
-	enum slot_state state;
-	pid_t pid;
-	struct chan *ch;          /* our end of the channel (its queue: the HELLO), NULL when closed */
-	bool stopping;            /* STOP queued: an exit is expected */
-	struct outq *q;
-	uint64_t next_id;
-	int64_t started_ms, next_start_ms, backoff_ms;
-	int quick_deaths;
-	struct frame_stats stats;
-
-	/*
-	 * Isolation.  Queue entries up to id `copied` are in the spill (or
-	 * are control frames), up to `durable` synced there and acked; refs
-	 * of messages appended to the spill wait in `unacked` for its sync.
-	 */
-	struct spill *sp;
-	bool spilling;            /* new messages go to the spill until the worker catches up */
-	uint64_t copied, durable;
-	struct ring unacked;      /* of void *: acked once the spill has synced */
-	uint64_t done_id;         /* the worker's last DONE */
-	int64_t heard_ms;         /* its last frame (or when it last had nothing to do) */
-	bool stalled;             /* killed for stalling: explains its exit */
-	uint64_t stall_kills;
-	int64_t held_since_ms;    /* holding back its users since then; 0: not */
-	int64_t held_logged_ms, full_logged_ms;
-};
+#include "slot.h"
 
 struct pool {
 	struct slot *slots;
@@ -64,11 +25,9 @@ struct pool {
 	int64_t backoff_min_ms, backoff_max_ms, healthy_ms, crash_loop_max;
 	pool_ack_fn ack;
 	void *ack_arg;
-	uint64_t restarts, stall_kills;
-	int64_t stall_ms, spill_after_ms;
-	uint64_t spill_max;
+	uint64_t restarts;
 	int64_t now_ms;           /* read once per loop pass: queue entries are stamped with it */
-	int64_t *lag;             /* 2 per slot, scratch for pool_check_lag */
+	struct holdback *h;       /* the isolation policy: spills, stalls */
 };
 
 static int
@@ -88,15 +47,10 @@ pool_set_config(struct pool *p, const struct config *c)
 	p->backoff_max_ms = c->restart_backoff_max_ms;
 	p->healthy_ms = c->restart_healthy_ms;
 	p->crash_loop_max = c->crash_loop_max;
-	p->stall_ms = c->worker_stall_timeout_ms;
-	p->spill_after_ms = c->spill_after_ms;
-	p->spill_max = (uint64_t)c->spill_max_bytes;
-	for (int i = 0; i < p->n; i++) {
+	for (int i = 0; i < p->n; i++)
 		if (p->slots[i].q != NULL)
 			outq_set_max(p->slots[i].q, (size_t)c->queue_max_bytes);
-		if (p->slots[i].sp != NULL)
-			spill_set_max(p->slots[i].sp, p->spill_max);
-	}
+	holdback_set_config(p->h, c, p->slots, p->n);
 	return 0;
 }
 
@@ -105,18 +59,6 @@ slot_close(struct slot *s)
 {
 	chan_free(s->ch);
 	s->ch = NULL;
-}
-
-/* Spill files of slots this pool does not have would never be fed: say so loudly. */
-static void
-pool_check_strays(const char *state_dir, int nslots)
-{
-	int top = spill_scan(state_dir);
-
-	if (top > nslots)
-		log_errorx("%s holds spill files (spill-K.*) of worker slots up to %d, but %d workers run: "
-		    "acked messages in them will not be applied. Start with the worker count in %s/LAYOUT "
-		    "once, so they are applied, then change it", state_dir, top - 1, nslots, state_dir);
 }
 
 static int
@@ -165,7 +107,7 @@ pool_new(const struct config *c, int nslots, pool_ack_fn ack, void *ack_arg)
 	struct pool *p;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL || (p->slots = calloc((size_t)nslots, sizeof(*p->slots))) == NULL ||
-	    (p->lag = calloc((size_t)nslots * 2, sizeof(*p->lag))) == NULL) {
+	    (p->h = holdback_new(nslots, ack, ack_arg)) == NULL) {
 		log_error("allocating %d worker slots", nslots);
 		if (p != NULL)
 			free(p->slots);
@@ -183,20 +125,14 @@ pool_new(const struct config *c, int nslots, pool_ack_fn ack, void *ack_arg)
 		s->index = i;
 		s->next_id = 1;
 		s->backoff_ms = c->restart_backoff_min_ms;
-		s->unacked.size = sizeof(void *);
 		if ((s->q = outq_new((size_t)c->queue_max_bytes)) == NULL) {
 			log_error("allocating queue for worker %d", i);
 			goto fail;
 		}
-		/* What an earlier run spilled was acked: it goes to the worker before anything new. */
-		if ((s->sp = spill_open(c->state_dir, i, p->spill_max)) == NULL)
+		if (holdback_open(p->h, s, c->state_dir) == -1)
 			goto fail;
-		if (spill_unfed(s->sp) > 0) {
-			s->spilling = true;
-			s->held_since_ms = s->held_logged_ms = clock_mono_ms();
-		}
 	}
-	pool_check_strays(c->state_dir, nslots);
+	holdback_check_strays(c->state_dir, nslots);
 	for (int i = 0; i < nslots; i++) {
 		if (slot_spawn(p, &p->slots[i]) == -1) {
 			/* Treat like an early death: retried with backoff, parked if it keeps failing. */
@@ -219,17 +155,10 @@ pool_free(struct pool *p, void (*drop)(void *ref))
 		struct slot *s = &p->slots[i];
 		slot_close(s);
 		outq_free(s->q, drop);
-		for (; ring_count(&s->unacked) > 0; ring_shift(&s->unacked))
-			if (drop != NULL)
-				drop(*(void **)ring_at(&s->unacked, s->unacked.head));
-		ring_free(&s->unacked);
-		if (s->sp != NULL && !spill_empty(s->sp))
-			log_warnx("worker %d: %llu acked messages stay in its spill (spill-%d.*) for the next start",
-			    s->index, (unsigned long long)spill_records(s->sp), s->index);
-		spill_close(s->sp);
+		holdback_close(s, drop);
 	}
 	free(p->slots);
-	free(p->lag);
+	holdback_free(p->h);
 	free(p->conf_text);
 	free(p);
 }
@@ -250,8 +179,7 @@ slot_seal(struct slot *s, void *ref, int64_t at_ms)
 	return 0;
 }
 
-/* Queue a frame encoded elsewhere (with any id), routed at at_ms: it gets the slot's next id. */
-static int
+int
 slot_queue(struct slot *s, const uint8_t *frame, size_t len, void *ref, int64_t at_ms)
 {
 	struct buf *t = outq_tail(s->q);
@@ -263,32 +191,6 @@ slot_queue(struct slot *s, const uint8_t *frame, size_t len, void *ref, int64_t 
 	return slot_seal(s, ref, at_ms);
 }
 
-/* Into the spill; acked once the spill has synced it. */
-static bool
-slot_spill(struct pool *p, struct slot *s, const uint8_t *frame, size_t len, void *ref)
-{
-	void **u;
-
-	if (!spill_has_room(s->sp, len)) {
-		if (p->now_ms - s->full_logged_ms >= POOL_HELD_LOG_MS) {
-			s->full_logged_ms = p->now_ms;
-			log_errorx("worker %d: its spill cannot take more (%llu bytes held, spill_max_bytes %llu%s): "
-			    "intake waits for it, which holds back EVERY user until worker %d catches up",
-			    s->index, (unsigned long long)spill_bytes(s->sp), (unsigned long long)p->spill_max,
-			    spill_has_room(s->sp, 0) ? "" : ", or writing it failed", s->index);
-		}
-		return false;
-	}
-	if ((u = ring_push(&s->unacked)) == NULL || spill_append(s->sp, frame, len, p->now_ms) == -1) {
-		if (u != NULL)
-			ring_unpush(&s->unacked);
-		log_error("spilling a frame for worker %d", s->index);
-		return false;
-	}
-	*u = ref;
-	return true;
-}
-
 bool
 pool_route(struct pool *p, uint32_t hash, const uint8_t *frame, size_t len, void *ref)
 {
@@ -297,7 +199,7 @@ pool_route(struct pool *p, uint32_t hash, const uint8_t *frame, size_t len, void
 
 	/* Behind its spill, never beside it: a user's messages keep their order. */
 	if (s->spilling)
-		return slot_spill(p, s, frame, len, ref);
+		return holdback_route(p->h, s, frame, len, ref, p->now_ms);
 	if (!outq_has_room(s->q, len))
 		return false;
 	if (slot_queue(s, frame, len, ref, p->now_ms) == -1) {
@@ -342,8 +244,7 @@ slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
 	switch (f->type) {
 	case FRAME_DONE:
 		outq_retire(s->q, f->id, p->ack, p->ack_arg);
-		s->done_id = f->id;
-		spill_retire(s->sp, f->id);
+		holdback_done(s, f->id);
 		break;
 	case FRAME_STATS:
 		if (frame_get_stats(f, &s->stats) == -1)
@@ -532,7 +433,7 @@ bool
 pool_idle(const struct pool *p)
 {
 	for (int i = 0; i < p->n; i++)
-		if (outq_count(p->slots[i].q) > 0 || !spill_empty(p->slots[i].sp))
+		if (outq_count(p->slots[i].q) > 0 || !holdback_empty(&p->slots[i]))
 			return false;
 	return true;
 }
@@ -540,11 +441,9 @@ pool_idle(const struct pool *p)
 bool
 pool_durable(const struct pool *p)
 {
-	for (int i = 0; i < p->n; i++) {
-		const struct slot *s = &p->slots[i];
-		if (outq_first_ref_ms(s->q, s->durable) >= 0 || ring_count(&s->unacked) > 0)
+	for (int i = 0; i < p->n; i++)
+		if (!holdback_durable(&p->slots[i]))
 			return false;
-	}
 	return true;
 }
 
@@ -660,17 +559,17 @@ pool_get_stats(const struct pool *p, struct pool_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->slots = p->n;
 	st->restarts = p->restarts;
-	st->stall_kills = p->stall_kills;
+	st->stall_kills = holdback_stall_kills(p->h);
 	for (int i = 0; i < p->n; i++) {
 		const struct slot *s = &p->slots[i];
 		if (s->state == SLOT_RUNNING && s->pid > 0)
 			st->running++;
 		if (s->state == SLOT_PARKED)
 			st->parked++;
-		if (s->held_since_ms != 0)
+		if (holdback_held(s))
 			st->held++;
 		st->inflight += outq_count(s->q);
-		st->spilled += spill_unfed(s->sp);
+		st->spilled += holdback_spilled(s);
 		st->users += s->stats.users;
 		st->alarms += s->stats.alarms;
 		st->tombstones += s->stats.tombstones;
@@ -680,239 +579,15 @@ pool_get_stats(const struct pool *p, struct pool_stats *st)
 }
 
 
-/* ---- isolation: stalls, spills ---- */
-
-/* A worker with work outstanding that sends nothing (not even STATS) is stopped or hung: restart it. */
-static void
-slot_watch(struct pool *p, struct slot *s)
-{
-	if (s->state != SLOT_RUNNING || s->pid <= 0 || s->stopping || outq_count(s->q) == 0) {
-		s->heard_ms = p->now_ms;
-		return;
-	}
-	if (p->now_ms - s->heard_ms < p->stall_ms)
-		return;
-	log_errorx("worker %d (pid %ld) STALLED: nothing from it for %lld ms with %zu frames outstanding "
-	    "(stopped, hung, or stuck in a system call); killing it (SIGKILL) to restart it with them",
-	    s->index, (long)s->pid, (long long)(p->now_ms - s->heard_ms), outq_count(s->q));
-	if (kill(s->pid, SIGKILL) == -1)
-		log_error("kill worker %d (pid %ld)", s->index, (long)s->pid);
-	s->stalled = true;
-	s->stall_kills++;
-	p->stall_kills++;
-	s->heard_ms = p->now_ms;
-}
-
-/* How long the slot's oldest message not durable anywhere has waited (0: none). */
-static int64_t
-slot_lag(const struct pool *p, const struct slot *s)
-{
-	int64_t t = outq_first_ref_ms(s->q, s->durable);
-
-	return t < 0 ? 0 : p->now_ms - t;
-}
-
-static int
-slot_copy_entry(uint64_t id, const uint8_t *frame, size_t len, void **ref, void *arg)
-{
-	struct slot *s = arg;
-
-	/* Control frames stay where they are: a restarted worker gets its settings from HELLO. */
-	if (*ref != NULL) {
-		/* Its time is never read back: fed already, and a later run counts from its own start. */
-		if (!spill_has_room(s->sp, len) || spill_append_fed(s->sp, frame, len, 0, id) == -1)
-			return -1;
-	}
-	s->copied = id;
-	return 0;
-}
-
-/* Start spilling: what the queue holds goes to the spill too, so it can be acked once synced. */
-static void
-slot_spill_start(struct pool *p, struct slot *s, int64_t lag)
-{
-	bool all = outq_walk(s->q, s->copied, UINT64_MAX, slot_copy_entry, s) == 0;
-
-	s->spilling = true;
-	if (s->held_since_ms == 0)
-		s->held_since_ms = p->now_ms;
-	s->held_logged_ms = p->now_ms;
-	log_warnx("worker %d holds back its users: its oldest message has waited %lld ms while other "
-	    "workers keep up; spilling its %zu queued and all newer messages to spill-%d.* so nobody "
-	    "else waits%s", s->index, (long long)lag, outq_count(s->q), s->index,
-	    all ? "" : " (its spill could not take the whole queue: see spill_max_bytes)");
-}
-
-/* How long the slot's oldest unfinished frame has waited; "forever" while it has a spill to work off. */
-static int64_t
-slot_behind(const struct pool *p, const struct slot *s)
-{
-	int64_t t = outq_oldest_ms(s->q);
-
-	if (s->spilling && spill_unfed(s->sp) > 0)
-		return INT64_MAX;
-	return t < 0 ? 0 : p->now_ms - t;
-}
-
-/*
- * The rule: spill a slot when its oldest undurable message has waited
- * spill_after and another slot keeps up: its oldest unfinished frame has
- * waited at most half as long.  Under an even overload every slot lags
- * alike and nobody spills; one stuck or slow slot stands out within
- * spill_after.
- */
-static void
-pool_check_lag(struct pool *p)
-{
-	int64_t *lag = p->lag, *behind = p->lag + p->n;
-
-	for (int i = 0; i < p->n; i++) {
-		lag[i] = slot_lag(p, &p->slots[i]);
-		behind[i] = slot_behind(p, &p->slots[i]);
-	}
-	for (int i = 0; i < p->n; i++) {
-		struct slot *s = &p->slots[i];
-		bool other_ok = false;
-
-		for (int j = 0; j < p->n && !other_ok; j++)
-			other_ok = j != i && behind[j] <= lag[i] / 2;
-		if (lag[i] < p->spill_after_ms || !other_ok || s->spilling)
-			continue;
-		if (!s->stopping && spill_has_room(s->sp, 0)) {
-			slot_spill_start(p, s, lag[i]);
-		} else if (s->held_since_ms == 0) {
-			s->held_since_ms = s->held_logged_ms = p->now_ms;
-			log_warnx("worker %d holds back everybody: its oldest message has waited %lld ms while "
-			    "other workers keep up (%zu queued), and it cannot spill (%s), so the ack floor "
-			    "waits for it", s->index, (long long)lag[i], outq_count(s->q),
-			    s->stopping ? "shutting down" : p->spill_max == 0 ? "spill_max_bytes = 0" :
-			    "its spill is full or failing");
-		}
-	}
-}
-
-/* The spill synced: ack what it holds (copies of queue entries first: they are older). */
-static int
-slot_ack_copy(uint64_t id, const uint8_t *frame, size_t len, void **ref, void *arg)
-{
-	struct pool *p = arg;
-
-	(void)id;
-	(void)frame;
-	(void)len;
-	if (*ref != NULL) {
-		p->ack(*ref, p->ack_arg);
-		*ref = NULL;
-	}
-	return 0;
-}
-
-static void
-slot_sync(struct pool *p, struct slot *s)
-{
-	if (spill_sync(s->sp) != 1)
-		return;
-	outq_walk(s->q, s->durable, s->copied, slot_ack_copy, p);
-	s->durable = s->copied;
-	for (; ring_count(&s->unacked) > 0; ring_shift(&s->unacked))
-		p->ack(*(void **)ring_at(&s->unacked, s->unacked.head), p->ack_arg);
-	spill_retire(s->sp, s->done_id);
-}
-
-/* Hand spilled messages to the worker, oldest first, as its queue makes room. */
-static void
-slot_feed(struct slot *s)
-{
-	const uint8_t *frame;
-	int64_t at;
-	size_t len;
-
-	/* Copies not yet synced come first in the spill: wait for them. */
-	if (s->stopping || s->durable != s->copied)
-		return;
-	/* With the time it was routed: the queue's oldest entry tells how far behind the worker is. */
-	while (spill_next(s->sp, &frame, &len, &at) == 1 && outq_has_room(s->q, len)) {
-		if (slot_queue(s, frame, len, NULL, at) == -1) {
-			log_error("queueing a spilled frame for worker %d", s->index);
-			return;
-		}
-		spill_fed(s->sp, s->next_id - 1);
-		s->copied = s->durable = s->next_id - 1;
-	}
-}
-
-/* Spilling ends when everything spilled was handed over and the worker keeps up again. */
-static void
-slot_check_caught_up(struct pool *p, struct slot *s)
-{
-	int64_t oldest = outq_oldest_ms(s->q);
-
-	if (s->spilling && spill_unfed(s->sp) == 0 &&
-	    (oldest < 0 || p->now_ms - oldest < p->spill_after_ms / 2))
-		s->spilling = false;
-	if (s->held_since_ms == 0 || s->spilling || slot_lag(p, s) >= p->spill_after_ms)
-		return;
-	log_info("worker %d caught up after %lld ms holding back its users", s->index,
-	    (long long)(p->now_ms - s->held_since_ms));
-	s->held_since_ms = 0;
-}
-
-/* Messages routed to the slot its worker has not finished; of those, how many are in its spill. */
-static void
-slot_held(const struct slot *s, uint64_t *waiting, uint64_t *spilled)
-{
-	*waiting = outq_count(s->q) + spill_unfed(s->sp);
-	/* The spill also counts records done but in a file not deleted yet. */
-	*spilled = spill_records(s->sp) < *waiting ? spill_records(s->sp) : *waiting;
-}
-
-static void
-slot_log_held(struct pool *p, struct slot *s)
-{
-	uint64_t waiting, spilled;
-
-	if (s->held_since_ms == 0 || p->now_ms - s->held_logged_ms < POOL_HELD_LOG_MS)
-		return;
-	s->held_logged_ms = p->now_ms;
-	slot_held(s, &waiting, &spilled);
-	log_warnx("worker %d is holding back %llu messages of its users (%llu of them in its spill, "
-	    "%llu bytes) for %lld s now; %s", s->index, (unsigned long long)waiting,
-	    (unsigned long long)spilled, (unsigned long long)spill_bytes(s->sp),
-	    (long long)(p->now_ms - s->held_since_ms) / 1000,
-	    s->state == SLOT_PARKED ? "the slot is PARKED (fix it, then SIGHUP)" :
-	    s->state == SLOT_WAITING ? "its worker is waiting to be restarted" :
-	    p->now_ms - s->heard_ms >= 1000 ? "its worker reports nothing" : "its worker is slow");
-}
-
 int
 pool_settle(struct pool *p)
 {
-	bool busy = false;
-
 	p->now_ms = clock_mono_ms();
-	for (int i = 0; i < p->n; i++)
-		slot_watch(p, &p->slots[i]);
-	pool_check_lag(p);
-	for (int i = 0; i < p->n; i++) {
-		struct slot *s = &p->slots[i];
-
-		slot_sync(p, s);
-		slot_feed(s);
-		slot_check_caught_up(p, s);
-		slot_log_held(p, s);
-		busy |= outq_count(s->q) > 0 || !spill_empty(s->sp);
-	}
-	/* Lags and stalls are measured in time: look again soon while anything is outstanding. */
-	return busy ? 100 : -1;
+	return holdback_settle(p->h, p->slots, p->n, p->now_ms);
 }
 
 void
 pool_get_slot_stats(const struct pool *p, int slot, struct pool_slot_stats *st)
 {
-	const struct slot *s = &p->slots[slot];
-
-	memset(st, 0, sizeof(*st));
-	st->held = s->held_since_ms != 0;
-	slot_held(s, &st->waiting, &st->spilled);
-	st->stall_kills = s->stall_kills;
+	holdback_slot_stats(&p->slots[slot], st);
 }

@@ -8,13 +8,13 @@
  * durable.  The pool acks a message (through the callback given to
  * pool_new) only then, or once the slot's spill holds it durably.
  *
- * Isolation: a slot whose worker keeps its oldest message waiting for
- * spill_after while another worker keeps up would pin the ack floor for
- * everybody.  Such a slot "spills" (spill.h): its queued messages and
- * every newer one for it go to its spill file, are acked once synced, and
- * reach the worker in order as it catches up.  Its users wait; nobody
- * else does.  A worker with work outstanding that sends nothing for
- * worker_stall_timeout is killed and restarted.
+ * Isolation (holdback.h): a slot whose worker keeps its oldest message
+ * waiting for spill_after while another worker keeps up would pin the ack
+ * floor for everybody.  Such a slot "spills" (spill.h): its queued
+ * messages and every newer one for it go to its spill file, are acked
+ * once synced, and reach the worker in order as it catches up.  Its users
+ * wait; nobody else does.  A worker with work outstanding that sends
+ * nothing for worker_stall_timeout is killed and restarted.
  */
 #ifndef POOL_H
 #define POOL_H
