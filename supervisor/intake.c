@@ -333,6 +333,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		goto fail;
 	struct natsconn_opts o = {
 		.servers = c->servers,
+		.cfg = c,
 		.name = "alarm-supervisor",
 		/* One delivery thread for both core subscriptions keeps their order. */
 		.global_delivery = c->intake == INTAKE_CORE,
@@ -342,6 +343,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		.stop = stop,
 		.stop_arg = arg,
 	};
+	natsconn_warn_exposed(c);
 	if ((in->nc = natsconn_connect(&o)) == NULL)
 		goto fail;
 	in->pending_bytes = intake_pending_bytes(in, c);

@@ -314,7 +314,8 @@ worker_open(struct worker *w)
 		return -1;
 	}
 	db_set_map_max(store_db(w->store), w->cfg.map_size_max_bytes);
-	struct natsconn_opts o = { .servers = w->cfg.servers, .name = "alarm-supervisor worker" };
+	struct natsconn_opts o = { .servers = w->cfg.servers, .cfg = &w->cfg,
+	    .name = "alarm-supervisor worker" };
 	if ((w->nc = natsconn_connect(&o)) == NULL ||
 	    (w->overlimit = overlimit_new(w->nc, &w->cfg)) == NULL)
 		return -1;
