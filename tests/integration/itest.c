@@ -458,6 +458,15 @@ static const struct scenario {
 	{ "stalled_worker", scn_stalled_worker, true, 8, WHOLE },
 	{ "hung_worker", scn_hung_worker, true, 6, WHOLE },
 	{ "spill_crash", scn_spill_crash, true, 8, WHOLE },
+	/* scn_security.c: round trip (+ no secret shown), teardown */
+	{ "security_password", scn_security_password, true, 3, WHOLE },
+	{ "security_token", scn_security_token, true, 2, WHOLE },
+	{ "security_nkey", scn_security_nkey, true, 2, WHOLE },
+	{ "security_tls", scn_security_tls, true, 2, WHOLE },
+	/* wrong password, wrong CA, unreadable secret file: no service left to tear down */
+	{ "security_failures", scn_security_failures, true, 3, WHOLE },
+	/* round trip, agents cannot read the deliver subject, teardown */
+	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

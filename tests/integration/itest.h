@@ -129,5 +129,11 @@ void scn_corrupt_store(void);
 void scn_stalled_worker(void);
 void scn_hung_worker(void);
 void scn_spill_crash(void);
+void scn_security_password(void);
+void scn_security_token(void);
+void scn_security_nkey(void);
+void scn_security_tls(void);
+void scn_security_failures(void);
+void scn_security_permissions(void);
 
 #endif
