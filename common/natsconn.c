@@ -97,21 +97,29 @@ natsconn_on_closed(natsConnection *nc, void *arg)
 	_exit(1);
 }
 
-/* Authorization failures back off (up to 30s); anything else retries at the usual pace. */
+/*
+ * Authorization failures back off (1s, doubling, up to 30s); anything else
+ * retries at the usual pace.  Called on cnats's reconnect thread only.
+ */
+static int
+natsconn_auth_streak;
+
 static int64_t
 natsconn_reconnect_delay(natsConnection *nc, int attempts, void *arg)
 {
-	int64_t ms = 250;
+	const char *text = NULL;
+	int64_t ms = 1000;
 
 	(void)arg;
-	if (natsConnection_GetLastError(nc, NULL) == NATS_CONNECTION_AUTH_FAILED) {
-		ms = 1000;
-		for (int i = 1; i < attempts && ms < 30000; i++)
-			ms *= 2;
-		if (ms > 30000)
-			ms = 30000;
+	(void)attempts;   /* counts refused connections too, which need no backoff */
+	if (natsConnection_GetLastError(nc, &text) != NATS_CONNECTION_AUTH_FAILED) {
+		natsconn_auth_streak = 0;
+		return 250;
 	}
-	return ms;
+	for (int i = 0; i < natsconn_auth_streak && ms < 30000; i++)
+		ms *= 2;
+	natsconn_auth_streak++;
+	return ms < 30000 ? ms : 30000;
 }
 
 /* Split "a, b,c" in place into at most max URLs. */

@@ -467,6 +467,8 @@ static const struct scenario {
 	{ "security_failures", scn_security_failures, true, 3, WHOLE },
 	/* round trip, agents cannot read the deliver subject, teardown */
 	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
+	/* credentials revoked while running: logged as such, one retry, exit non-zero */
+	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

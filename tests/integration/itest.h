@@ -135,5 +135,6 @@ void scn_security_nkey(void);
 void scn_security_tls(void);
 void scn_security_failures(void);
 void scn_security_permissions(void);
+void scn_security_reconnect(void);
 
 #endif

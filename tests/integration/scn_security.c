@@ -519,6 +519,73 @@ sec_permissions(void)
 	unsetenv("ALARM_DIGEST_READER_PASSWORD");
 }
 
+/* ---- credentials revoked while running ---- */
+
+static int
+sec_revoked(struct env *e)
+{
+	char conf[512], want[256], st[64];
+	char *log;
+	int rc = -1;
+
+	snprintf(conf, sizeof(conf), "authorization { users = [ %s, "
+	    "{ user: svc, password: \"changed-%s\" } ] }\n", ITEST_USER, PASSWORD);
+	if (harness_write_file(e->nats.conf, conf) == -1 || harness_nats_restart(&e->nats) == -1)
+		return -1;
+	/* One retry after a 1 s backoff, then cnats gives up: the process must say so and exit. */
+	if (harness_proc_wait(&e->svc.proc, 20000) == -1) {
+		harness_seterr("the supervisor still runs 20 s after its credentials were revoked");
+		return -1;
+	}
+	if (!WIFEXITED(e->svc.proc.status) || WEXITSTATUS(e->svc.proc.status) == 0) {
+		harness_seterr("the supervisor ended with %s, want a non-zero exit",
+		    harness_status_str(e->svc.proc.status, st, sizeof(st)));
+		return -1;
+	}
+	if ((log = harness_read_file(e->svc.log, NULL)) == NULL)
+		return -1;
+	snprintf(want, sizeof(want), "master: error: authorization failed at %s while reconnecting",
+	    e->nats.url);
+	if (strstr(log, want) == NULL)
+		harness_seterr("the log does not say \"%s\"", want);
+	else if (strstr(log, "twice in a row") == NULL)
+		harness_seterr("the log does not say why the supervisor exited");
+	else if (strstr(log, PASSWORD) != NULL)
+		harness_seterr("the log shows the password");
+	else
+		rc = 0;
+	free(log);
+	return rc;
+}
+
+static void
+sec_reconnect(void)
+{
+	char dir[PATH_MAX], extra[5 * PATH_MAX], conf[5 * PATH_MAX];
+	struct env_config cfg = { .workers = 1 };
+	struct env e = { 0 };
+	int rc;
+
+	if (harness_tmpdir("security_reconnect", dir, sizeof(dir)) == -1 ||
+	    sec_write(dir, "password", PASSWORD "\n", 0600) == -1) {
+		tap_fail("security_reconnect/revoked", "setup: %s", harness_err());
+		return;
+	}
+	snprintf(conf, sizeof(conf), "authorization { users = [ %s, "
+	    "{ user: svc, password: \"%s\" } ] }\n", ITEST_USER, PASSWORD);
+	snprintf(extra, sizeof(extra), "user = svc\npassword_file = %s/password\n", dir);
+	cfg.nats_conf = conf;
+	cfg.nats_extra = extra;
+	rc = sec_env_up(&e, dir, "security_reconnect", &cfg, "itest:itestpw", false);
+	if (rc == 0)
+		rc = sec_revoked(&e);
+	tap_report("security_reconnect/revoked", rc);
+	/* It exited, as it must: there is nothing to tear down but orphans. */
+	if (e.svc.proc.reaped)
+		e.svc.proc.pid = 0;
+	env_down(&e);
+}
+
 void
 scn_security_password(void)
 {
@@ -553,4 +620,10 @@ void
 scn_security_permissions(void)
 {
 	sec_permissions();
+}
+
+void
+scn_security_reconnect(void)
+{
+	sec_reconnect();
 }
