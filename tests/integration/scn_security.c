@@ -6,10 +6,12 @@
  * own client logs in with; the service uses the method under test.
  */
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +119,71 @@ sec_titles_lack(pid_t master, const char *needle)
 	return 0;
 }
 
+/*
+ * A password written into the servers URL: -t shows it redacted and warns
+ * that the file is world-readable; a reload to it logs the diff redacted.
+ */
+static int
+sec_url_password(struct env *e)
+{
+	char conf[PATH_MAX], out[PATH_MAX], *text = NULL, *log = NULL, *line;
+	char url[128], extra[256], text_buf[5 * PATH_MAX], rest[5 * PATH_MAX];
+	char *argv[] = { e->svc.bin, "-t", "-c", conf, NULL };
+	struct env_config cfg = e->cfg;
+	int status, rc = -1;
+
+	snprintf(url, sizeof(url), "nats://svc:%s@127.0.0.1:%d", PASSWORD, e->nats.port);
+	snprintf(extra, sizeof(extra), "# servers in the URL below\n");
+	cfg.nats_extra = extra;
+	if (harness_path(conf, sizeof(conf), e->dir, "url.conf") == -1 ||
+	    harness_path(out, sizeof(out), e->dir, "check-url.out") == -1)
+		return -1;
+	/* The env's text with the servers line swapped for one with a password. */
+	if (env_config_text(e, &cfg, text_buf, sizeof(text_buf), NULL) == -1)
+		return -1;
+	if ((line = strstr(text_buf, "servers = ")) == NULL) {
+		harness_seterr("no servers line in the config text");
+		return -1;
+	}
+	snprintf(rest, sizeof(rest), "%s", line + strcspn(line, "\n"));
+	snprintf(line, sizeof(text_buf) - (size_t)(line - text_buf), "servers = %s%s", url, rest);
+	if (harness_write_file(conf, text_buf) == -1 || chmod(conf, 0644) == -1)
+		return -1;
+	if (harness_run(argv, out, 30000, &status) == -1 || (text = harness_read_file(out, NULL)) == NULL)
+		return -1;
+	if (strstr(text, PASSWORD) != NULL)
+		harness_seterr("-t shows the password: %s", text);
+	else if (strstr(text, "nats://***@127.0.0.1") == NULL)
+		harness_seterr("-t does not show the redacted URL: %s", text);
+	else if (strstr(text, "readable by every user") == NULL)
+		harness_seterr("-t does not warn that the file is world-readable: %s", text);
+	else
+		rc = 0;
+	free(text);
+	if (rc == -1)
+		return -1;
+	/* Reload to it: servers is restart-only, so the diff is logged and kept out. */
+	if (harness_write_file(e->svc.conf, text_buf) == -1 ||
+	    harness_service_signal(&e->svc, SIGHUP) == -1)
+		return -1;
+	for (int64_t end = harness_now_ms() + 15000; harness_now_ms() < end; harness_sleep_ms(100)) {
+		free(log);
+		if ((log = harness_read_file(e->svc.log, NULL)) == NULL)
+			return -1;
+		if (strstr(log, "reload: nats.servers changed") != NULL)
+			break;
+	}
+	rc = -1;
+	if (strstr(log, "reload: nats.servers changed") == NULL)
+		harness_seterr("no reload diff for nats.servers in 15 s");
+	else if (strstr(log, PASSWORD) != NULL)
+		harness_seterr("the reload diff shows the password");
+	else
+		rc = 0;
+	free(log);
+	return rc;
+}
+
 /* ---- authentication methods that work ---- */
 
 static void
@@ -149,6 +216,8 @@ sec_password(void)
 		if (rc == 0 && harness_path(out, sizeof(out), dir, "check.out") == 0 &&
 		    harness_run(argv, out, 30000, &status) == 0)
 			rc = sec_file_lacks(out, PASSWORD);
+		if (rc == 0)
+			rc = sec_url_password(&e);
 		if (rc == 0)
 			rc = sec_file_lacks(e.svc.log, PASSWORD);
 	}
