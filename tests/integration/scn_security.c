@@ -420,6 +420,47 @@ sec_expect_fail(const char *dir, const char *name, const char *url, const char *
 	return 0;
 }
 
+/* Run by root: the service started as nobody cannot read the root-only secret. */
+static int
+sec_unreadable_as_nobody(const char *dir, const char *url, const char *nats_lines)
+{
+	char conf[PATH_MAX], out[PATH_MAX], text[5 * PATH_MAX], st[64], *log;
+	char *argv[] = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		(char *)itest_opts.bin, "-c", conf, NULL };
+	int status, rc = -1;
+
+	if (harness_path(conf, sizeof(conf), dir, "unreadable_secret.conf") == -1 ||
+	    harness_path(out, sizeof(out), dir, "unreadable_secret.log") == -1)
+		return -1;
+	if (snprintf(text, sizeof(text), "[nats]\nservers = %s\n%s[service]\nstate_dir = %s/state-x\n"
+	    "workers = 1\n", url, nats_lines, dir) >= (int)sizeof(text)) {
+		harness_seterr("config text too long");
+		return -1;
+	}
+	/* nobody may read the config and pass through the dir, not read the secret (0000). */
+	if (harness_write_file(conf, text) == -1 || chmod(conf, 0644) == -1 || chmod(dir, 0711) == -1)
+		return -1;
+	if (harness_run(argv, out, 10000, &status) == -1) {
+		(void)chmod(dir, 0700);
+		return -1;
+	}
+	(void)chmod(dir, 0700);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 0) {
+		harness_seterr("as nobody: ended with %s, want a non-zero exit",
+		    harness_status_str(status, st, sizeof(st)));
+		return -1;
+	}
+	if ((log = harness_read_file(out, NULL)) == NULL)
+		return -1;
+	if (strstr(log, "[nats] password_file: cannot read") == NULL ||
+	    strstr(log, "Permission denied") == NULL)
+		harness_seterr("as nobody: the output does not name the unreadable file: %s", log);
+	else
+		rc = 0;
+	free(log);
+	return rc;
+}
+
 static void
 sec_failures(void)
 {
@@ -458,15 +499,15 @@ sec_failures(void)
 	tap_report("security_failures/wrong_ca", sec_expect_fail(dir, "wrong_ca", url, lines,
 	    (const char *const[]){ "TLS failed", url, "SSL handshake error", NULL }));
 
-	/* Root reads anything: then the check cannot be made. */
-	if (geteuid() == 0) {
-		printf("# security_failures/unreadable_secret: running as root; using a missing file\n");
-		snprintf(lines, sizeof(lines), "user = svc\npassword_file = %s/missing\n", dir);
-	} else {
-		snprintf(lines, sizeof(lines), "user = svc\npassword_file = %s/unreadable\n", dir);
-	}
-	tap_report("security_failures/unreadable_secret", sec_expect_fail(dir, "unreadable_secret", url,
-	    lines, (const char *const[]){ "[nats] password_file: cannot read", dir, NULL }));
+	snprintf(lines, sizeof(lines), "user = svc\npassword_file = %s/unreadable\n", dir);
+	/* Root reads anything: start the service as nobody (65534) instead. */
+	if (geteuid() == 0)
+		tap_report("security_failures/unreadable_secret", sec_unreadable_as_nobody(dir, url,
+		    lines));
+	else
+		tap_report("security_failures/unreadable_secret", sec_expect_fail(dir,
+		    "unreadable_secret", url, lines, (const char *const[]){
+		    "[nats] password_file: cannot read", "Permission denied", NULL }));
 	harness_nats_stop(&n);
 }
 
