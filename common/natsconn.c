@@ -235,7 +235,12 @@ natsconn_auth(natsOptions *opts, const struct config *c)
 		log_errorx("[nats] %s: \"%s\": %s", key, file, natsconn_why(s));
 		return -1;
 	}
-	if (c->tls_required && (s = natsOptions_SetSecure(opts, true)) != NATS_OK) {
+	/*
+	 * cnats 3.4.1 talks plain text to a server that does not offer TLS even
+	 * for a tls:// URL given through SetServers: make the scheme mean TLS.
+	 */
+	if ((c->tls_required || strstr(c->servers, "tls://") != NULL) &&
+	    (s = natsOptions_SetSecure(opts, true)) != NATS_OK) {
 		log_errorx("[nats] tls_required: %s", natsconn_why(s));
 		return -1;
 	}
@@ -305,9 +310,10 @@ natsconn_fatal_hint(natsStatus s)
 	case NATS_SECURE_CONNECTION_REQUIRED:
 		return "the server requires TLS";
 	case NATS_SECURE_CONNECTION_WANTED:
-		return "[nats] tls_required = yes but the server does not offer TLS";
+		return "TLS is required ([nats] tls_required = yes or a tls:// URL) but the "
+		    "server does not offer it";
 	default:
-		return "the server refused the connection";
+		return "could not log in";
 	}
 }
 

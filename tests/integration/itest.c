@@ -463,8 +463,8 @@ static const struct scenario {
 	{ "security_token", scn_security_token, true, 2, WHOLE },
 	{ "security_nkey", scn_security_nkey, true, 2, WHOLE },
 	{ "security_tls", scn_security_tls, true, 2, WHOLE },
-	/* wrong password, wrong CA, unreadable secret file: no service left to tear down */
-	{ "security_failures", scn_security_failures, true, 3, WHOLE },
+	/* wrong password, wrong CA, tls:// URL to an untrusted server, unreadable secret file */
+	{ "security_failures", scn_security_failures, true, 4, WHOLE },
 	/* round trip, agents cannot read the deliver subject, teardown */
 	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
 	/* credentials revoked while running: logged as such, one retry, exit non-zero */

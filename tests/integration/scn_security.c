@@ -464,7 +464,7 @@ sec_unreadable_as_nobody(const char *dir, const char *url, const char *nats_line
 static void
 sec_failures(void)
 {
-	char dir[PATH_MAX], conf[5 * PATH_MAX], lines[5 * PATH_MAX], url[128];
+	char dir[PATH_MAX], conf[5 * PATH_MAX], lines[5 * PATH_MAX], url[128], tls_url[128];
 	struct harness_nats n = { 0 };
 
 	if (harness_tmpdir("security_failures", dir, sizeof(dir)) == -1 || sec_make_certs(dir) == -1 ||
@@ -473,6 +473,7 @@ sec_failures(void)
 	    sec_write(dir, "unreadable", PASSWORD "\n", 0000) == -1) {
 		tap_fail("security_failures/wrong_password", "setup: %s", harness_err());
 		tap_fail("security_failures/wrong_ca", "setup");
+		tap_fail("security_failures/tls_url_untrusted", "setup");
 		tap_fail("security_failures/unreadable_secret", "setup");
 		return;
 	}
@@ -480,6 +481,7 @@ sec_failures(void)
 	if (harness_nats_start_conf(&n, dir, conf) == -1) {
 		tap_fail("security_failures/wrong_password", "nats-server: %s", harness_err());
 		tap_fail("security_failures/wrong_ca", "nats-server");
+		tap_fail("security_failures/tls_url_untrusted", "nats-server");
 		tap_fail("security_failures/unreadable_secret", "nats-server");
 		return;
 	}
@@ -498,6 +500,12 @@ sec_failures(void)
 	    "tls_key_file = %s/client-key.pem\n", dir, dir, dir, dir);
 	tap_report("security_failures/wrong_ca", sec_expect_fail(dir, "wrong_ca", url, lines,
 	    (const char *const[]){ "TLS failed", url, "SSL handshake error", NULL }));
+
+	/* The report: a tls:// URL to a server with its own CA waited forever. */
+	snprintf(tls_url, sizeof(tls_url), "tls://127.0.0.1:%d", n.port);
+	snprintf(lines, sizeof(lines), "user = svc\npassword_file = %s/password\n", dir);
+	tap_report("security_failures/tls_url_untrusted", sec_expect_fail(dir, "tls_url_untrusted",
+	    tls_url, lines, (const char *const[]){ "TLS failed", tls_url, NULL }));
 
 	snprintf(lines, sizeof(lines), "user = svc\npassword_file = %s/unreadable\n", dir);
 	/* Root reads anything: start the service as nobody (65534) instead. */
