@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,13 +84,16 @@ natsconn_on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, voi
  * Exit so the supervisor (for a worker) or the service manager (for the
  * master) restarts the process with its own backoff.
  */
+static atomic_bool natsconn_closing;
+
 static void
 natsconn_on_closed(natsConnection *nc, void *arg)
 {
 	const char *text = NULL;
 
 	(void)arg;
-	if (natsConnection_GetLastError(nc, &text) != NATS_CONNECTION_AUTH_FAILED)
+	if (atomic_load(&natsconn_closing) ||
+	    natsConnection_GetLastError(nc, &text) != NATS_CONNECTION_AUTH_FAILED)
 		return;
 	log_errorx("authorization failed at %s (%s) twice in a row: the NATS client gave the "
 	    "connection up; exiting to be restarted", natsconn_where,
@@ -384,6 +388,13 @@ natsconn_connect(const struct natsconn_opts *o)
 		return NULL;
 	}
 	return nc;
+}
+
+void
+natsconn_close(natsConnection *nc)
+{
+	atomic_store(&natsconn_closing, true);
+	natsConnection_Destroy(nc);
 }
 
 static void

@@ -36,6 +36,9 @@ struct natsconn_opts {
  */
 natsConnection *natsconn_connect(const struct natsconn_opts *o);
 
+/* Close and free; a close we asked for is never mistaken for one cnats gave up on. */
+void natsconn_close(natsConnection *nc);
+
 /* Log a failed JetStream API call, naming the likely fix for the usual causes. */
 void natsconn_log_js_error(const char *what, const char *name, natsStatus s, int jerr,
     const char *servers);

@@ -515,7 +515,7 @@ intake_close(struct intake *in)
 	/* Its confirmations run on the connection's threads: before the connection goes. */
 	deadletter_free(in->dead_letter);
 	jsetup_close(in->jsetup);
-	natsConnection_Destroy(in->nc);
+	natsconn_close(in->nc);
 	validator_free(in->validator);
 	handoff_free(in->handoff);
 	free(in->deliver_subject);

@@ -1063,7 +1063,7 @@ out:
 	overlimit_free(w.overlimit);
 	if (w.nc != NULL) {
 		natsConnection_FlushTimeout(w.nc, 2000);
-		natsConnection_Destroy(w.nc);
+		natsconn_close(w.nc);
 	}
 	digest_free(&w.digest);
 	parts_free(w.parts);
