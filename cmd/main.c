@@ -18,6 +18,7 @@
 
 #include "../common/config.h"
 #include "../common/log.h"
+#include "../common/natsconn.h"
 #include "../common/title.h"
 #include "../reshard/reshard.h"
 #include "../supervisor/master.h"
@@ -40,12 +41,27 @@ usage(FILE *f)
 	    DEFAULT_CONF);
 }
 
+/* How the service authenticates, by method name only. */
+static const char *
+check_auth_name(const struct config *c)
+{
+	if (*c->nats_user != '\0')
+		return "user+password";
+	if (*c->token_file != '\0')
+		return "token";
+	if (*c->nkey_seed_file != '\0')
+		return "nkey";
+	if (*c->creds_file != '\0')
+		return "creds";
+	return config_servers_have_userinfo(c->servers) ? "from the URL" : "none";
+}
+
 static int
 check_config(const char *path)
 {
 	struct config c;
 	struct priv *p;
-	char err[1024];
+	char err[1024], servers[1024];
 
 	if (config_load(path, &c, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
@@ -56,9 +72,15 @@ check_config(const char *path)
 		config_free(&c);
 		return 1;
 	}
-	printf("%s: ok (%d workers, intake %s, servers %s, state in %s, runs as %s)\n", path,
-	    config_worker_count(&c), c.intake == INTAKE_JETSTREAM ? "jetstream" : "core",
-	    c.servers, c.state_dir, c.user[0] != '\0' ? priv_name(p) : "whoever starts it");
+	/* Shown to whoever runs -t: never a password from a URL. */
+	config_redact_servers(c.servers, servers, sizeof(servers));
+	natsconn_warn_exposed(&c);
+	printf("%s: ok (%d workers, intake %s, servers %s, auth %s, tls %s, state in %s, runs as %s)\n",
+	    path, config_worker_count(&c), c.intake == INTAKE_JETSTREAM ? "jetstream" : "core",
+	    servers, check_auth_name(&c),
+	    c.tls_required ? "required" : *c.tls_ca_file != '\0' || *c.tls_cert_file != '\0' ?
+	    "with [nats] tls files" : "only for tls:// URLs", c.state_dir,
+	    c.user[0] != '\0' ? priv_name(p) : "whoever starts it");
 	priv_free(p);
 	config_free(&c);
 	return 0;

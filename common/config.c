@@ -58,6 +58,8 @@ enum key_kind {
 	KIND_ACCOUNT,   /* char *, a user or group name */
 	KIND_INTAKE,    /* enum intake_mode */
 	KIND_LOG_LEVEL, /* enum log_level */
+	KIND_WORD,      /* char *, no blanks (a user name) */
+	KIND_BOOL,      /* bool, yes or no */
 };
 
 #define KEY_RESTART       0x01u  /* read at start only; SIGHUP cannot apply it */
@@ -69,6 +71,8 @@ enum key_kind {
 #define KEY_UNIQUE_MASK    (KEY_UNIQUE_SUBJECT | KEY_UNIQUE_STREAM)
 /* A size of 0 means "the broker's max_payload", read from the connection at start. */
 #define KEY_ZERO_BROKER    0x20u
+/* A file holding a secret: must exist and be readable when the config is loaded. */
+#define KEY_SECRET_FILE    0x40u
 
 struct key_def {
 	const char *section;
@@ -117,6 +121,22 @@ static const struct key_def config_keys[] = {
 	    MIB, INT64_MAX, "1G"),
 	ROW("nats", "dead_letter_max_msg_size", KIND_SIZE, R | KEY_UNLIMITED | KEY_ZERO_BROKER,
 	    I64(dead_letter_max_msg_size), KIB, GIB, "0"),
+	ROW("nats", "user", KIND_WORD, R | KEY_EMPTY_OK, STR(nats_user), 0, 0, ""),
+	ROW("nats", "password_file", KIND_PATH, R | KEY_EMPTY_OK | KEY_SECRET_FILE,
+	    STR(password_file), 0, 0, ""),
+	ROW("nats", "token_file", KIND_PATH, R | KEY_EMPTY_OK | KEY_SECRET_FILE,
+	    STR(token_file), 0, 0, ""),
+	ROW("nats", "nkey_seed_file", KIND_PATH, R | KEY_EMPTY_OK | KEY_SECRET_FILE,
+	    STR(nkey_seed_file), 0, 0, ""),
+	ROW("nats", "creds_file", KIND_PATH, R | KEY_EMPTY_OK | KEY_SECRET_FILE,
+	    STR(creds_file), 0, 0, ""),
+	ROW("nats", "tls_ca_file", KIND_PATH, R | KEY_EMPTY_OK | KEY_SECRET_FILE,
+	    STR(tls_ca_file), 0, 0, ""),
+	ROW("nats", "tls_cert_file", KIND_PATH, R | KEY_EMPTY_OK | KEY_SECRET_FILE,
+	    STR(tls_cert_file), 0, 0, ""),
+	ROW("nats", "tls_key_file", KIND_PATH, R | KEY_EMPTY_OK | KEY_SECRET_FILE,
+	    STR(tls_key_file), 0, 0, ""),
+	ROW("nats", "tls_required", KIND_BOOL, R, FIELD(tls_required, bool), 0, 0, "no"),
 
 	/* status and request are what we subscribe to: changing them needs a restart. */
 	ROW("subjects", "status", KIND_SUBJECT, R | KEY_UNIQUE_SUBJECT, STR(subject_status),
@@ -232,7 +252,7 @@ static bool
 kind_is_string(enum key_kind kind)
 {
 	return kind == KIND_SERVERS || kind == KIND_NAME || kind == KIND_SUBJECT ||
-	    kind == KIND_PATH || kind == KIND_ACCOUNT;
+	    kind == KIND_PATH || kind == KIND_ACCOUNT || kind == KIND_WORD;
 }
 
 static bool
@@ -528,6 +548,14 @@ key_set(const struct key_def *k, const char *value, struct config *c, char *why,
 		return number_set(k, value, quoted, c, why, whylen);
 	if (kind_is_string(k->kind))
 		return string_set(k, value, quoted, c, why, whylen);
+	if (k->kind == KIND_BOOL) {
+		if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0) {
+			snprintf(why, whylen, "\"%s\" is not yes or no", quoted);
+			return SET_INVALID;
+		}
+		*(bool *)key_field_mut(c, k) = strcmp(value, "yes") == 0;
+		return SET_OK;
+	}
 	if (k->kind == KIND_INTAKE) {
 		for (size_t i = 0; i < NELEM(intake_names); i++) {
 			if (strcmp(value, intake_names[i]) == 0) {
@@ -561,6 +589,8 @@ key_format(const struct key_def *k, const struct config *c, char *buf, size_t le
 		number_format(k->kind, *(const int64_t *)key_field(c, k), buf, len);
 		return buf;
 	}
+	if (k->kind == KIND_BOOL)
+		return *(const bool *)key_field(c, k) ? "yes" : "no";
 	if (k->kind == KIND_INTAKE) {
 		mode = (unsigned)*(const enum intake_mode *)key_field(c, k);
 		return mode < NELEM(intake_names) ? intake_names[mode] : "?";
@@ -771,6 +801,75 @@ rules_check_order(struct parse_state *ps)
 	}
 }
 
+/* ---- authentication and TLS ---- */
+
+static const char *
+rules_str(const struct parse_state *ps, const char *name, size_t *idx)
+{
+	const struct key_def *k = key_find("nats", name);
+
+	*idx = (size_t)(k - config_keys);
+	return *(char *const *)key_field(ps->cfg, k);
+}
+
+/* Each secret file must be readable now: -t and a reload catch it, not the first connect. */
+static void
+rules_check_files(struct parse_state *ps)
+{
+	for (size_t i = 0; i < NKEYS && !ps->failed; i++) {
+		const struct key_def *k = &config_keys[i];
+		const char *path;
+		int fd;
+
+		if (!(k->flags & KEY_SECRET_FILE))
+			continue;
+		path = *(char *const *)key_field(ps->cfg, k);
+		if (*path == '\0')
+			continue;
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+			parse_fail(ps, ps->key_line[i], "[%s] %s: cannot read \"%s\": %s",
+			    k->section, k->name, path, strerror(errno));
+			continue;
+		}
+		(void)close(fd);   /* read-only probe */
+	}
+}
+
+static void
+rules_check_auth(struct parse_state *ps)
+{
+	static const char *const methods[] = { "user", "token_file", "nkey_seed_file", "creds_file" };
+	const char *first = NULL;
+	size_t a, b, first_i = 0;
+
+	/* Pairs that only make sense together. */
+	static const char *const pairs[][2] = {
+		{ "user", "password_file" }, { "tls_cert_file", "tls_key_file" },
+	};
+	for (size_t p = 0; p < NELEM(pairs) && !ps->failed; p++) {
+		bool has_a = *rules_str(ps, pairs[p][0], &a) != '\0';
+		bool has_b = *rules_str(ps, pairs[p][1], &b) != '\0';
+
+		if (has_a != has_b)
+			parse_fail(ps, ps->key_line[has_a ? a : b], "[nats] %s is set but %s is not; "
+			    "they go together", pairs[p][has_a ? 0 : 1], pairs[p][has_a ? 1 : 0]);
+	}
+	for (size_t m = 0; m < NELEM(methods) && !ps->failed; m++) {
+		if (*rules_str(ps, methods[m], &a) == '\0')
+			continue;
+		if (first == NULL) {
+			first = methods[m];
+			first_i = a;
+			continue;
+		}
+		parse_fail(ps, ps->key_line[a] > ps->key_line[first_i] ? ps->key_line[a] :
+		    ps->key_line[first_i], "[nats] %s and %s are both set; choose one way to "
+		    "authenticate (user + password_file, token_file, nkey_seed_file or creds_file)",
+		    first, methods[m]);
+	}
+	rules_check_files(ps);
+}
+
 /* ---- public ---- */
 
 int
@@ -847,6 +946,7 @@ config_parse_owned(char *text, size_t len, const char *name, struct config *out,
 	}
 	rules_check_unique(&ps);
 	rules_check_order(&ps);
+	rules_check_auth(&ps);
 	if (ps.failed) {
 		config_free(out);
 		return -1;
@@ -970,10 +1070,75 @@ config_worker_count(const struct config *c)
 	return n > WORKERS_MAX ? WORKERS_MAX : (int)n;
 }
 
+/* Where the user-info of the URL at s ends ('@'), or NULL when it has none. */
+static const char *
+url_userinfo_end(const char *s, size_t n, const char **start)
+{
+	const char *p = s, *end = s + n, *at = NULL;
+
+	for (const char *q = s; q + 2 < end; q++) {
+		if (q[0] == ':' && q[1] == '/' && q[2] == '/') {
+			p = q + 3;
+			break;
+		}
+	}
+	*start = p;
+	for (const char *q = p; q < end && *q != '/' && *q != '?' && *q != '#'; q++)
+		if (*q == '@')
+			at = q;   /* the last one: a password may hold '@' */
+	return at;
+}
+
+void
+config_redact_servers(const char *servers, char *buf, size_t len)
+{
+	size_t out = 0;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	for (const char *s = servers; *s != '\0' && out + 1 < len; ) {
+		size_t n = strcspn(s, ",");
+		const char *start, *at = url_userinfo_end(s, n, &start);
+		int w;
+
+		if (at != NULL)
+			w = snprintf(buf + out, len - out, "%.*s***%.*s", (int)(start - s), s,
+			    (int)(s + n - at), at);
+		else
+			w = snprintf(buf + out, len - out, "%.*s", (int)n, s);
+		if (w < 0 || (size_t)w >= len - out)
+			break;   /* truncated: what is there is still redacted */
+		out += (size_t)w;
+		s += n;
+		if (*s == ',') {
+			if (out + 2 > len)
+				break;
+			buf[out++] = ',';
+			buf[out] = '\0';
+			s++;
+		}
+	}
+}
+
+bool
+config_servers_have_userinfo(const char *servers)
+{
+	for (const char *s = servers; *s != '\0'; ) {
+		size_t n = strcspn(s, ",");
+		const char *start;
+
+		if (url_userinfo_end(s, n, &start) != NULL)
+			return true;
+		s += n + (s[n] == ',');
+	}
+	return false;
+}
+
 void
 config_diff(const struct config *old, const struct config *new, config_change_fn fn, void *arg)
 {
-	char a[64], b[64], key[96];
+	char a[64], b[64], key[96], ra[1024], rb[1024];
 
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct key_def *k = &config_keys[i];
@@ -982,6 +1147,13 @@ config_diff(const struct config *old, const struct config *new, config_change_fn
 
 		if (strcmp(was, now) == 0)
 			continue;
+		/* A diff is logged: never show a password written into a URL. */
+		if (k->kind == KIND_SERVERS) {
+			config_redact_servers(was, ra, sizeof(ra));
+			config_redact_servers(now, rb, sizeof(rb));
+			was = ra;
+			now = rb;
+		}
 		snprintf(key, sizeof(key), "%s.%s", k->section, k->name);
 		fn(key, was, now, (k->flags & KEY_RESTART) != 0, arg);
 	}
@@ -998,6 +1170,8 @@ key_copy_scalar(const struct key_def *k, struct config *dst, const struct config
 		    *(const enum intake_mode *)key_field(src, k);
 	else if (k->kind == KIND_LOG_LEVEL)
 		*(enum log_level *)key_field_mut(dst, k) = *(const enum log_level *)key_field(src, k);
+	else if (k->kind == KIND_BOOL)
+		*(bool *)key_field_mut(dst, k) = *(const bool *)key_field(src, k);
 }
 
 /*

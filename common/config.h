@@ -38,6 +38,16 @@ struct config {
 	char *dead_letter_stream;    /* default ALARMS_DEAD_LETTER; "" = do not create */
 	int64_t dead_letter_max_bytes;     /* default 1GiB; -1 = unlimited */
 	int64_t dead_letter_max_msg_size;  /* default 0 = the broker's max_payload; -1 = unlimited */
+	/* Authentication and TLS: secrets live in files, only their paths here; "" = unset. */
+	char *nats_user;             /* with password_file */
+	char *password_file;
+	char *token_file;
+	char *nkey_seed_file;
+	char *creds_file;            /* JWT + seed, as nsc writes it */
+	char *tls_ca_file;           /* trust these CAs instead of the system's */
+	char *tls_cert_file;         /* client certificate, with tls_key_file */
+	char *tls_key_file;
+	bool tls_required;           /* refuse a server without TLS; default no */
 
 	/* [subjects] */
 	char *subject_status;        /* default AlarmStatusChanged */
@@ -109,6 +119,15 @@ void config_diff(const struct config *old, const struct config *new,
  * 0, or -1 on ENOMEM.
  */
 int config_keep_restart_only(struct config *fresh, const struct config *running);
+
+/*
+ * The servers list with user-info of every URL ("nats://u:p@h") replaced
+ * by "***", for anything shown to a person: logs, -t, diffs.
+ */
+void config_redact_servers(const char *servers, char *buf, size_t len);
+
+/* True when servers carries credentials in a URL (a secret in the file itself). */
+bool config_servers_have_userinfo(const char *servers);
 
 /* Helpers shared with other parsers: "250ms", "10s", "5m", "2h", "7d"; "64KiB", "1G", "-1". */
 int config_parse_duration_ms(const char *s, int64_t *out);

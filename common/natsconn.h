@@ -9,8 +9,11 @@
 
 #include <nats/nats.h>
 
+struct config;
+
 struct natsconn_opts {
 	const char *servers;          /* comma-separated URLs */
+	const struct config *cfg;     /* [nats] authentication and TLS; NULL = none */
 	const char *name;             /* connection name shown by the server */
 	bool global_delivery;         /* one shared delivery thread for all subscriptions */
 	natsConnectionHandler reconnected_cb;
@@ -25,11 +28,25 @@ struct natsconn_opts {
 	void *stop_arg;
 };
 
-/* NULL on error (logged).  Reconnects forever once connected. */
+/*
+ * NULL on error (logged).  Reconnects forever once connected.  With
+ * wait_connected, a refused or unreachable server is waited for, but a
+ * server that rejects our credentials or whose certificate we do not trust
+ * is an error at once: waiting would not fix it.
+ */
 natsConnection *natsconn_connect(const struct natsconn_opts *o);
+
+/* Close and free; a close we asked for is never mistaken for one cnats gave up on. */
+void natsconn_close(natsConnection *nc);
 
 /* Log a failed JetStream API call, naming the likely fix for the usual causes. */
 void natsconn_log_js_error(const char *what, const char *name, natsStatus s, int jerr,
     const char *servers);
+
+/*
+ * Warn about secrets other users can read: a config file with a password
+ * in a servers URL, or a secret file, readable by others.
+ */
+void natsconn_warn_exposed(const struct config *c);
 
 #endif

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config libnats-dev libjson-c-dev uuid-dev liblmdb-dev
-libbsd-dev libinih-dev libcmocka-dev nats-server procps bash"
+libbsd-dev libinih-dev libcmocka-dev libssl-dev nats-server procps bash openssl"
 
 missing=""
 for p in $PKGS; do

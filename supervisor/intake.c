@@ -333,6 +333,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		goto fail;
 	struct natsconn_opts o = {
 		.servers = c->servers,
+		.cfg = c,
 		.name = "alarm-supervisor",
 		/* One delivery thread for both core subscriptions keeps their order. */
 		.global_delivery = c->intake == INTAKE_CORE,
@@ -342,6 +343,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		.stop = stop,
 		.stop_arg = arg,
 	};
+	natsconn_warn_exposed(c);
 	if ((in->nc = natsconn_connect(&o)) == NULL)
 		goto fail;
 	in->pending_bytes = intake_pending_bytes(in, c);
@@ -513,7 +515,7 @@ intake_close(struct intake *in)
 	/* Its confirmations run on the connection's threads: before the connection goes. */
 	deadletter_free(in->dead_letter);
 	jsetup_close(in->jsetup);
-	natsConnection_Destroy(in->nc);
+	natsconn_close(in->nc);
 	validator_free(in->validator);
 	handoff_free(in->handoff);
 	free(in->deliver_subject);

@@ -582,8 +582,10 @@ master_main(const char *conf_path)
 		m.action = ACTION_RESHARD;
 		m.last_quiesce_log_ms = clock_mono_ms();
 	}
+	char servers[1024];
+	config_redact_servers(m.cfg.servers, servers, sizeof(servers));
 	log_info("running: %d workers, intake %s from %s, state in %s", nslots,
-	    m.cfg.intake == INTAKE_JETSTREAM ? "jetstream" : "core (not durable)", m.cfg.servers,
+	    m.cfg.intake == INTAKE_JETSTREAM ? "jetstream" : "core (not durable)", servers,
 	    m.cfg.state_dir);
 	master_title(&m, true);
 	rc = master_loop(&m) == 0 ? 0 : 1;

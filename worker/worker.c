@@ -197,7 +197,8 @@ worker_open(struct worker *w)
 		return -1;
 	}
 	db_set_map_max(store_db(w->store), w->cfg.map_size_max_bytes);
-	struct natsconn_opts o = { .servers = w->cfg.servers, .name = "alarm-supervisor worker" };
+	struct natsconn_opts o = { .servers = w->cfg.servers, .cfg = &w->cfg,
+	    .name = "alarm-supervisor worker" };
 	if ((w->nc = natsconn_connect(&o)) == NULL ||
 	    (w->overlimit = overlimit_new(w->nc, &w->cfg)) == NULL ||
 	    (w->pub = publish_new(w->nc, &w->cfg)) == NULL)
@@ -609,7 +610,7 @@ out:
 	overlimit_free(w.overlimit);
 	if (w.nc != NULL) {
 		natsConnection_FlushTimeout(w.nc, 2000);
-		natsConnection_Destroy(w.nc);
+		natsconn_close(w.nc);
 	}
 	publish_free(w.pub);
 	fault_free(w.fault);

@@ -474,6 +474,17 @@ static const struct scenario {
 	 */
 	{ "priv_drop", scn_priv_drop, true, 7, WHOLE },
 	{ "priv_refuse", scn_priv_refuse, true, 7, 0 },
+	/* scn_security.c: round trip (+ no secret shown), teardown */
+	{ "security_password", scn_security_password, true, 3, WHOLE },
+	{ "security_token", scn_security_token, true, 2, WHOLE },
+	{ "security_nkey", scn_security_nkey, true, 2, WHOLE },
+	{ "security_tls", scn_security_tls, true, 2, WHOLE },
+	/* wrong password, wrong CA, tls:// URL to an untrusted server, unreadable secret file */
+	{ "security_failures", scn_security_failures, true, 4, WHOLE },
+	/* round trip, agents cannot read the deliver subject, teardown */
+	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
+	/* credentials revoked while running: logged as such, one retry, exit non-zero */
+	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

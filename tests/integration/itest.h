@@ -132,5 +132,12 @@ void scn_hung_worker(void);
 void scn_spill_crash(void);
 void scn_priv_drop(void);
 void scn_priv_refuse(void);
+void scn_security_password(void);
+void scn_security_token(void);
+void scn_security_nkey(void);
+void scn_security_tls(void);
+void scn_security_failures(void);
+void scn_security_permissions(void);
+void scn_security_reconnect(void);
 
 #endif

@@ -54,6 +54,13 @@ cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms)
 struct bus *
 bus_open(const char *url, bool jetstream)
 {
+	return bus_open_tls(url, jetstream, NULL, NULL, NULL);
+}
+
+struct bus *
+bus_open_tls(const char *url, bool jetstream, const char *ca_file, const char *cert_file,
+    const char *key_file)
+{
 	natsOptions *opts = NULL;
 	struct bus *b;
 	natsStatus s;
@@ -68,6 +75,10 @@ bus_open(const char *url, bool jetstream)
 		s = natsOptions_SetURL(opts, url);
 	if (s == NATS_OK)
 		s = natsOptions_SetTimeout(opts, 10000);
+	if (s == NATS_OK && ca_file != NULL)
+		s = natsOptions_LoadCATrustedCertificates(opts, ca_file);
+	if (s == NATS_OK && cert_file != NULL)
+		s = natsOptions_LoadCertificatesChain(opts, cert_file, key_file);
 	/* Ride out a nats-server restart: reconnect for up to a minute. */
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(opts, 600);

@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 41   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 50   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -124,6 +124,9 @@ static const struct {
 	{ "nats.stream_replicas", true }, { "nats.dead_letter_stream", true },
 	{ "nats.stream_max_msg_size", true }, { "nats.dead_letter_max_bytes", true },
 	{ "nats.dead_letter_max_msg_size", true },
+	{ "nats.user", true }, { "nats.password_file", true }, { "nats.token_file", true },
+	{ "nats.nkey_seed_file", true }, { "nats.creds_file", true }, { "nats.tls_ca_file", true },
+	{ "nats.tls_cert_file", true }, { "nats.tls_key_file", true }, { "nats.tls_required", true },
 	{ "subjects.status", true }, { "subjects.request", true },
 	{ "subjects.digest", false }, { "subjects.dead_letter", false },
 	{ "service.workers", false }, { "service.state_dir", true },
@@ -810,6 +813,12 @@ static const char all_changed[] =
 	"dead_letter_stream =\n"
 	"dead_letter_max_bytes = -1\n"
 	"dead_letter_max_msg_size = -1\n"
+	"user = svc\n"
+	"password_file = /dev/null\n"
+	"tls_ca_file = /dev/null\n"
+	"tls_cert_file = /dev/null\n"
+	"tls_key_file = /dev/null\n"
+	"tls_required = yes\n"
 	"[subjects]\n"
 	"status = st2\n"
 	"request = rq2\n"
@@ -873,7 +882,7 @@ assert_reloadable_all_changed(const struct config *c)
 static void
 test_diff_every_key(void **state)
 {
-	struct config a, b;
+	struct config a, b, c;
 	struct changes cs = { .n = 0 };
 	const struct change *ch;
 
@@ -882,6 +891,16 @@ test_diff_every_key(void **state)
 	assert_int_equal(config_defaults(&a), 0);
 	parse_ok(all_changed, &b);
 	config_diff(&a, &b, changes_add, &cs);
+	/* Only one way to authenticate at a time: the other three are diffed below. */
+	parse_ok("[nats]\ntoken_file = /dev/null\n", &c);
+	config_diff(&a, &c, changes_add, &cs);
+	config_free(&c);
+	parse_ok("[nats]\nnkey_seed_file = /dev/null\n", &c);
+	config_diff(&a, &c, changes_add, &cs);
+	config_free(&c);
+	parse_ok("[nats]\ncreds_file = /dev/null\n", &c);
+	config_diff(&a, &c, changes_add, &cs);
+	config_free(&c);
 	assert_int_equal(cs.n, NKEYS);
 	for (size_t i = 0; i < NELEM(key_table); i++) {
 		ch = changes_find(&cs, key_table[i].key);
@@ -920,7 +939,7 @@ test_diff_every_key(void **state)
 	/* The reverse direction reports the same keys. */
 	cs.n = 0;
 	config_diff(&b, &a, changes_add, &cs);
-	assert_int_equal(cs.n, NKEYS);
+	assert_int_equal(cs.n, NKEYS - 3);
 	config_free(&a);
 	config_free(&b);
 }
@@ -1088,6 +1107,65 @@ online_cpus(void)
 	return n > 0 ? n : online_cpus_proc();
 }
 
+/* Secrets come from files that must be readable, in combinations that make sense. */
+static void
+test_auth_rules(void **state)
+{
+	struct config c;
+
+	(void)state;
+	expect_error_str("[nats]\nuser = u\n",
+	    "x.conf:2: [nats] user is set but password_file is not; they go together");
+	expect_error_str("[nats]\npassword_file = /dev/null\n",
+	    "x.conf:2: [nats] password_file is set but user is not; they go together");
+	expect_error_str("[nats]\ntls_cert_file = /dev/null\n",
+	    "x.conf:2: [nats] tls_cert_file is set but tls_key_file is not; they go together");
+	expect_error_str("[nats]\ntoken_file = /dev/null\ncreds_file = /dev/null\n",
+	    "x.conf:3: [nats] token_file and creds_file are both set; choose one way to "
+	    "authenticate (user + password_file, token_file, nkey_seed_file or creds_file)");
+	expect_error_str("[nats]\ntoken_file = /nonexistent/token\n",
+	    "x.conf:2: [nats] token_file: cannot read \"/nonexistent/token\": "
+	    "No such file or directory");
+	expect_error_str("[nats]\ntls_required = maybe\n",
+	    "x.conf:2: [nats] tls_required: \"maybe\" is not yes or no");
+	expect_error_str("[nats]\nuser = a b\n",
+	    "x.conf:2: [nats] user: \"a b\" contains whitespace");
+	parse_ok("[nats]\nuser = svc\npassword_file = /dev/null\ntls_required = yes\n", &c);
+	assert_string_equal(c.nats_user, "svc");
+	assert_string_equal(c.password_file, "/dev/null");
+	assert_true(c.tls_required);
+	config_free(&c);
+}
+
+/* Passwords written into URLs never reach a log line through a diff. */
+static void
+test_redact_servers(void **state)
+{
+	struct config a, b;
+	struct changes cs = { .n = 0 };
+	char buf[256];
+
+	(void)state;
+	config_redact_servers("nats://u:secret@h:4222, tls://tok@h2,nats://h3", buf, sizeof(buf));
+	assert_string_equal(buf, "nats://***@h:4222, tls://***@h2,nats://h3");
+	config_redact_servers("u:p@w@host", buf, sizeof(buf));
+	assert_string_equal(buf, "***@host");
+	config_redact_servers("nats://h/a@b", buf, sizeof(buf));
+	assert_string_equal(buf, "nats://h/a@b");
+	config_redact_servers("nats://u:secret@h:4222", buf, 12);
+	assert_null(strstr(buf, "secret"));
+	assert_true(config_servers_have_userinfo("nats://h,nats://x:y@h"));
+	assert_false(config_servers_have_userinfo("nats://h,nats://h2"));
+	parse_ok("[nats]\nservers = nats://u:old@h\n", &a);
+	parse_ok("[nats]\nservers = nats://u:new@h\n", &b);
+	config_diff(&a, &b, changes_add, &cs);
+	assert_int_equal(cs.n, 1);
+	assert_string_equal(cs.v[0].old_value, "nats://***@h");
+	assert_string_equal(cs.v[0].new_value, "nats://***@h");
+	config_free(&a);
+	config_free(&b);
+}
+
 static void
 test_worker_count(void **state)
 {
@@ -1130,6 +1208,8 @@ main(void)
 		cmocka_unit_test(test_diff_every_key),
 		cmocka_unit_test(test_diff_compares_values),
 		cmocka_unit_test(test_keep_restart_only),
+		cmocka_unit_test(test_auth_rules),
+		cmocka_unit_test(test_redact_servers),
 		cmocka_unit_test(test_worker_count),
 	};
 
