@@ -220,6 +220,16 @@ rec_insert(struct rec *rec, size_t pos, uint8_t kind, const uint8_t *bytes, size
 
 /* ---- decoding ---------------------------------------------------------- */
 
+/* Would id_encode store these bytes as a UUID kind? */
+static bool
+id_is_uuid_text(const uint8_t *id, size_t len)
+{
+	struct id_enc e;
+
+	id_encode((const char *)id, len, &e);
+	return e.kind != ID_RAW;
+}
+
 /* Read one alarm; *why names the first check that failed. */
 static int
 rec_decode_alarm(struct rd *r, struct rec_alarm *x, const uint8_t **id, const char **why)
@@ -245,6 +255,19 @@ rec_decode_alarm(struct rd *r, struct rec_alarm *x, const uint8_t **id, const ch
 	if (len > (uint64_t)(r->end - r->p) || rd_bytes(r, (size_t)len, id) == -1)
 		return -1;
 	x->id_len = (size_t)len;
+	/* The validator refuses an empty AlarmID, so no store holds one. */
+	if (x->kind == ID_RAW && x->id_len == 0) {
+		*why = "empty AlarmID";
+		return -1;
+	}
+	/*
+	 * id_encode stores a one-case UUID as 16 bytes, never raw: a raw one
+	 * could not be found by its text, and an update would add it twice.
+	 */
+	if (x->kind == ID_RAW && id_is_uuid_text(*id, x->id_len)) {
+		*why = "raw AlarmID in UUID form";
+		return -1;
+	}
 	if (rd_svarint(r, &sec) == -1 || rd_uvarint(r, &nsec) == -1 || rd_svarint(r, &off) == -1)
 		return -1;
 	if (sec < SEC_MIN || sec > SEC_MAX || nsec > 999999999 || off < -1439 || off > 1439) {
