@@ -10,7 +10,7 @@
  *   - a payload it calls bad_json that json-c parses must be one of the
  *     documented stricter cases, checked at the byte the detail names:
  *     NaN/Infinity, single quotes, raw control characters in strings,
- *     trailing commas, "1.", leading zeros ("00", "-01"), nesting deeper
+ *     trailing commas, "1.", "-.1", leading zeros ("00", "-01"), nesting deeper
  *     than the SPEC's limit, or an object key holding \u0000.
  * Both kinds must agree on everything up to the fields they read, and an
  * accepted message must hold what the SPEC allows.
@@ -132,6 +132,9 @@ stricter_case(const char *s, size_t len, size_t at, const char *why)
 		return c < 0x20;
 	if (strstr(why, "digit expected after decimal point") != NULL)
 		return at > 0 && s[at - 1] == '.';   /* "1." */
+	/* "-.1": no digit before the point */
+	if (strstr(why, "invalid number") != NULL && c == '.' && at > 0 && s[at - 1] == '-')
+		return true;
 	if (strstr(why, "invalid literal") != NULL || strstr(why, "unexpected character") != NULL ||
 	    strstr(why, "invalid number") != NULL)
 		/* NaN, Infinity, -Infinity, in json-c's spellings */
