@@ -230,6 +230,16 @@ id_is_uuid_text(const uint8_t *id, size_t len)
 	return e.kind != ID_RAW;
 }
 
+/* Has the UUID a hex digit a-f?  Without one, id_encode calls it lower case. */
+static bool
+uuid_has_letter(const uint8_t *id)
+{
+	for (size_t i = 0; i < ID_UUID_BYTES; i++)
+		if ((id[i] >> 4) > 9 || (id[i] & 0x0f) > 9)
+			return true;
+	return false;
+}
+
 /* Read one alarm; *why names the first check that failed. */
 static int
 rec_decode_alarm(struct rd *r, struct rec_alarm *x, const uint8_t **id, const char **why)
@@ -261,11 +271,16 @@ rec_decode_alarm(struct rd *r, struct rec_alarm *x, const uint8_t **id, const ch
 		return -1;
 	}
 	/*
-	 * id_encode stores a one-case UUID as 16 bytes, never raw: a raw one
-	 * could not be found by its text, and an update would add it twice.
+	 * Each ID has one stored form, id_encode's: a one-case UUID is never
+	 * raw, and one of digits only is lower case.  Any other form could not
+	 * be found by its text, and an update would add the alarm twice.
 	 */
 	if (x->kind == ID_RAW && id_is_uuid_text(*id, x->id_len)) {
 		*why = "raw AlarmID in UUID form";
+		return -1;
+	}
+	if (x->kind == ID_UUID_UPPER && !uuid_has_letter(*id)) {
+		*why = "upper-case UUID AlarmID without a letter";
 		return -1;
 	}
 	if (rd_svarint(r, &sec) == -1 || rd_uvarint(r, &nsec) == -1 || rd_svarint(r, &off) == -1)

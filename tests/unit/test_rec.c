@@ -56,12 +56,35 @@ test_empty_id_refused(void **state)
 	rec_free(rec);
 }
 
+/* The same for a UUID of digits only stored as upper case: id_encode calls it lower case. */
+static void
+test_upper_digits_refused(void **state)
+{
+	/* format 1, one alarm: WARNING, upper-case UUID kind, 16 bytes, sec 0, nsec 0, offset 0 */
+	uint8_t bytes[3 + 16 + 3] = { 1, 1, 0x01 | (2 << 3) };
+	struct rec *rec = rec_new();
+	const char *why = NULL;
+
+	(void)state;
+	assert_non_null(rec);
+	memset(bytes + 3, 0x12, 16);
+	assert_int_equal(rec_decode(rec, bytes, sizeof(bytes), &why), -1);
+	assert_string_equal(why, "upper-case UUID AlarmID without a letter");
+
+	/* One letter makes it a real upper-case UUID. */
+	bytes[3] = 0xab;
+	assert_int_equal(rec_decode(rec, bytes, sizeof(bytes), &why), 0);
+	assert_true(rec_holds(rec, "AB121212-1212-1212-1212-121212121212", 36));
+	rec_free(rec);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_raw_uuid_refused),
 		cmocka_unit_test(test_empty_id_refused),
+		cmocka_unit_test(test_upper_digits_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
