@@ -6,6 +6,8 @@
 #   make test       install missing packages, run the whole suite twice:
 #                   plain and under ASan+UBSan
 #   make bench      benchmarks (prints figures; never pass/fail on speed)
+#   make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make check-fuzz run each for 10 s under ASan+UBSan; fails on any finding
 
 CC      ?= cc
 BUILD   ?= build
@@ -45,7 +47,8 @@ FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
 # Objects, and their intermediates, are kept between runs: make would otherwise delete them.
 .SECONDARY:
 
-.PHONY: all deps run test check check-unit check-integration check-broken bench clean
+.PHONY: all deps run test check check-unit check-integration check-broken bench clean \
+	fuzz-build fuzz check-fuzz
 all: $(BUILD)/alarm-supervisor
 
 $(BUILD)/%.o: %.c
@@ -89,13 +92,16 @@ run: deps all
 # builds run even when the first fails, and the last line counts the checks
 # of both ("N passed, M failed"); a build that did not run counts as failed.
 # scripts/check.sh ignores selection variables from the environment.
-# Last, check-broken proves the fault suite still catches a lost update (one check).
+# Then check-broken proves the fault suite still catches a lost update (one check),
+# and check-fuzz runs each libFuzzer target briefly under ASan+UBSan (one check each).
 test: deps
-	@rm -f build/plain/test-summary build/asan/test-summary build/broken/test-summary
+	@rm -f build/plain/test-summary build/asan/test-summary build/broken/test-summary \
+		build/fuzz/test-summary
 	-$(MAKE) --no-print-directory check BUILD=build/plain
 	-$(MAKE) --no-print-directory check BUILD=build/asan SANITIZE=1
 	-$(MAKE) --no-print-directory check-broken
-	@scripts/summary.sh build/plain build/asan build/broken
+	-$(MAKE) --no-print-directory check-fuzz
+	@scripts/summary.sh build/plain build/asan build/broken build/fuzz
 
 check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
 	@scripts/check.sh $(BUILD)
@@ -112,8 +118,46 @@ check-broken:
 bench: deps $(BUILD)/alarm-supervisor $(BENCH_BINS)
 	@scripts/bench.sh $(BUILD)
 
+# libFuzzer targets (fuzz/README.md): built with clang into their own tree, the
+# service's sources instrumented (fuzzer-no-link) and put in an archive so each
+# target links only the modules it reaches.
+FUZZ_BUILD   = build/fuzz
+FUZZ_CC      = clang
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  = -O1 -g -std=c11 -Wall -Wextra -Werror -pthread $(FUZZ_SAN)
+FUZZ_TARGETS = fuzz_validate fuzz_rfc3339 fuzz_frame fuzz_record fuzz_config
+FUZZ_BINS    = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+FUZZ_LIB_SRCS = $(wildcard common/*.c) tests/lib/model.c tests/lib/itmap.c
+FUZZ_LIB_OBJS = $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+
+$(FUZZ_LIB_OBJS): $(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	@$(FUZZ_CC) $(CPPFLAGS) $(TEST_CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+		-MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/libfuzzlib.a: $(FUZZ_LIB_OBJS)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c $(FUZZ_BUILD)/libfuzzlib.a
+	@echo "  LD      $@"
+	@$(FUZZ_CC) $(CPPFLAGS) $(TEST_CPPFLAGS) -Itests/lib $(FUZZ_CFLAGS) -fsanitize=fuzzer \
+		-MMD -MP -o $@ $< $(FUZZ_BUILD)/libfuzzlib.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps fuzz-build
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The short run make test does: 10 s per target, one check each in build/fuzz/test-summary.
+check-fuzz: fuzz-build
+	@scripts/fuzz.sh $(FUZZ_BUILD) 10
+
 clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
-	$(BENCH_SRCS:%.c=$(BUILD)/%.d) $(BENCH_LIB_OBJS:.o=.d) $(FAULT_OBJS:.o=.d) $(TESTLIB_OBJS:.o=.d)
+	$(BENCH_SRCS:%.c=$(BUILD)/%.d) $(BENCH_LIB_OBJS:.o=.d) $(FAULT_OBJS:.o=.d) $(TESTLIB_OBJS:.o=.d) \
+	$(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:=.d)

@@ -1224,6 +1224,19 @@ restart_only_differ(const struct config *a, const struct config *b)
 	return false;
 }
 
+/* Would the running values of restart-only keys break a rule between keys in `mix`? */
+static bool
+config_mix_clashes(const struct config *mix)
+{
+	struct parse_state ps = { .cfg = (struct config *)mix, .name = "" };
+	char err[1];
+
+	ps.err = err;
+	ps.errlen = sizeof(err);
+	rules_check_unique(&ps);
+	return ps.failed;
+}
+
 /*
  * The text matters as much as the fields: the supervisor hands it to every
  * worker it starts.  When a restart-only setting was kept, the file's text
@@ -1246,6 +1259,16 @@ config_keep_restart_only(struct config *fresh, const struct config *running)
 				    *(char *const *)key_field(running, &config_keys[i]);
 			else
 				key_copy_scalar(&config_keys[i], &mix, running);
+		}
+		/*
+		 * The file's own keys differ, but a kept one may now equal a new
+		 * reloadable one (status kept at X, dead_letter set to X): the
+		 * service would consume its own output, and no worker could
+		 * parse the text it is handed.  Refuse the reload.
+		 */
+		if (config_mix_clashes(&mix)) {
+			errno = EINVAL;
+			return -1;
 		}
 		if ((text = config_render(&mix, &text_len)) == NULL)
 			goto nomem;

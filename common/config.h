@@ -116,7 +116,8 @@ void config_diff(const struct config *old, const struct config *new,
 /*
  * After a reload, copy every restart-only setting of `running` into
  * `fresh`, so the live configuration describes what actually runs.
- * 0, or -1 on ENOMEM.
+ * 0, or -1 on ENOMEM, or EINVAL when a kept setting would equal a new
+ * one that must differ from it (then `fresh` is unchanged).
  */
 int config_keep_restart_only(struct config *fresh, const struct config *running);
 

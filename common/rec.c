@@ -220,6 +220,26 @@ rec_insert(struct rec *rec, size_t pos, uint8_t kind, const uint8_t *bytes, size
 
 /* ---- decoding ---------------------------------------------------------- */
 
+/* Would id_encode store these bytes as a UUID kind? */
+static bool
+id_is_uuid_text(const uint8_t *id, size_t len)
+{
+	struct id_enc e;
+
+	id_encode((const char *)id, len, &e);
+	return e.kind != ID_RAW;
+}
+
+/* Has the UUID a hex digit a-f?  Without one, id_encode calls it lower case. */
+static bool
+uuid_has_letter(const uint8_t *id)
+{
+	for (size_t i = 0; i < ID_UUID_BYTES; i++)
+		if ((id[i] >> 4) > 9 || (id[i] & 0x0f) > 9)
+			return true;
+	return false;
+}
+
 /* Read one alarm; *why names the first check that failed. */
 static int
 rec_decode_alarm(struct rd *r, struct rec_alarm *x, const uint8_t **id, const char **why)
@@ -245,6 +265,24 @@ rec_decode_alarm(struct rd *r, struct rec_alarm *x, const uint8_t **id, const ch
 	if (len > (uint64_t)(r->end - r->p) || rd_bytes(r, (size_t)len, id) == -1)
 		return -1;
 	x->id_len = (size_t)len;
+	/* The validator refuses an empty AlarmID, so no store holds one. */
+	if (x->kind == ID_RAW && x->id_len == 0) {
+		*why = "empty AlarmID";
+		return -1;
+	}
+	/*
+	 * Each ID has one stored form, id_encode's: a one-case UUID is never
+	 * raw, and one of digits only is lower case.  Any other form could not
+	 * be found by its text, and an update would add the alarm twice.
+	 */
+	if (x->kind == ID_RAW && id_is_uuid_text(*id, x->id_len)) {
+		*why = "raw AlarmID in UUID form";
+		return -1;
+	}
+	if (x->kind == ID_UUID_UPPER && !uuid_has_letter(*id)) {
+		*why = "upper-case UUID AlarmID without a letter";
+		return -1;
+	}
 	if (rd_svarint(r, &sec) == -1 || rd_uvarint(r, &nsec) == -1 || rd_svarint(r, &off) == -1)
 		return -1;
 	if (sec < SEC_MIN || sec > SEC_MAX || nsec > 999999999 || off < -1439 || off > 1439) {

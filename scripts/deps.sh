@@ -1,10 +1,12 @@
 #!/bin/sh
-# Install the Debian packages the service, its tests and benchmarks need,
+# Install the Debian packages the service, its tests and benchmarks need
+# (clang and libclang-rt-14-dev, which holds libFuzzer, for the fuzz targets),
 # but only those missing, so a second run costs nothing and needs no network.
 set -eu
 
 PKGS="build-essential pkg-config libnats-dev libjson-c-dev uuid-dev liblmdb-dev
-libbsd-dev libinih-dev libcmocka-dev libssl-dev nats-server procps bash openssl"
+libbsd-dev libinih-dev libcmocka-dev libssl-dev nats-server procps bash openssl
+clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

@@ -73,7 +73,7 @@ static int
 parse_fraction(const char *s, size_t len, size_t *i, int32_t *nsec, int *kept)
 {
 	size_t start = *i + 1, j = start;
-	int32_t v = 0;
+	int64_t v = 0;   /* a tenth digit is read before it is refused: 10 digits overflow int32 */
 
 	while (j < len && s[j] >= '0' && s[j] <= '9' && j - start < 10)
 		v = v * 10 + (s[j++] - '0');
@@ -82,7 +82,7 @@ parse_fraction(const char *s, size_t len, size_t *i, int32_t *nsec, int *kept)
 	*kept = (int)(j - start);
 	for (size_t k = j - start; k < 9; k++)
 		v *= 10;
-	*nsec = v;
+	*nsec = (int32_t)v;
 	while (*kept > 0 && s[start + (size_t)*kept - 1] == '0')
 		(*kept)--;
 	*i = j;
