@@ -343,7 +343,12 @@ master_reload(struct master *m)
 	}
 	config_diff(&m->cfg, &nc, master_log_change, NULL);
 	if (config_keep_restart_only(&nc, &m->cfg) == -1) {
-		log_error("reload: keeping restart-only settings; keeping the running configuration");
+		if (errno == EINVAL)
+			log_errorx("reload: %s: with its restart-only settings kept at their running "
+			    "values, two subjects would be the same; keeping the running configuration",
+			    m->conf_path);
+		else
+			log_error("reload: keeping restart-only settings; keeping the running configuration");
 		config_free(&nc);
 		return;
 	}
