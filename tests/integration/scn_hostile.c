@@ -579,30 +579,6 @@ hostile_check_extras(const struct copies *cs)
 
 /* ---- process titles and memory ---- */
 
-/* The number after key (" bad=") in pid's title; -1 if unreadable. */
-static int
-title_number(pid_t pid, const char *key, unsigned long long *v)
-{
-	char path[64], buf[4096];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	for (ssize_t i = 0; i < n; i++)
-		if (buf[i] == '\0')
-			buf[i] = ' ';
-	buf[n] = '\0';
-	if ((p = strstr(buf, key)) == NULL || sscanf(p + strlen(key), "%llu", v) != 1)
-		return -1;
-	return 0;
-}
 
 /* VmRSS of pid in KiB; -1 if unreadable. */
 static long
@@ -686,9 +662,9 @@ hostile_check_counted(struct env *e, size_t intake_bad, size_t overlimit)
 
 		over = 0;
 		for (int i = 0; i < nw; i++)
-			if (title_number(w[i].pid, " overlimit=", &v) == 0)
+			if (harness_title_number(w[i].pid, " overlimit=", &v) == 0)
 				over += v;
-		if (title_number(e->svc.proc.pid, " bad=", &bad) == 0 && bad == intake_bad &&
+		if (harness_title_number(e->svc.proc.pid, " bad=", &bad) == 0 && bad == intake_bad &&
 		    over == overlimit)
 			return 0;
 		if (harness_now_ms() >= deadline)

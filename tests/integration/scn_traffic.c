@@ -170,30 +170,6 @@ malformed_check_extras(struct capture *dl, const struct mlist *l)
 	return 0;
 }
 
-/* The "bad=N" of the master's title (/proc/PID/cmdline); -1 if unreadable. */
-static int
-master_bad_count(pid_t pid, unsigned long long *bad)
-{
-	char path[64], buf[4096];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	for (ssize_t i = 0; i < n; i++)
-		if (buf[i] == '\0')
-			buf[i] = ' ';
-	buf[n] = '\0';
-	if ((p = strstr(buf, " bad=")) == NULL || sscanf(p + 5, "%llu", bad) != 1)
-		return -1;
-	return 0;
-}
 
 /*
  * Every rejection was counted, once: the master's title (refreshed each
@@ -206,7 +182,7 @@ malformed_check_counted(struct env *e, size_t nbad)
 	unsigned long long bad = 0;
 
 	while (harness_now_ms() < deadline) {
-		if (master_bad_count(e->svc.proc.pid, &bad) == 0 && bad >= nbad)
+		if (harness_title_number(e->svc.proc.pid, " bad=", &bad) == 0 && bad >= nbad)
 			break;
 		harness_sleep_ms(100);
 	}

@@ -1158,6 +1158,21 @@ harness_title(pid_t pid, char *buf, size_t cap)
 	return 0;
 }
 
+int
+harness_title_number(pid_t pid, const char *key, unsigned long long *v)
+{
+	char buf[4096];
+	const char *p;
+
+	if (harness_title(pid, buf, sizeof(buf)) == -1)
+		return -1;
+	if ((p = strstr(buf, key)) == NULL || sscanf(p + strlen(key), "%llu", v) != 1) {
+		harness_seterr("no number after \"%s\" in the title of pid %ld", key, (long)pid);
+		return -1;
+	}
+	return 0;
+}
+
 /* "alarm-supervisor: worker K/N ..." in /proc/PID/cmdline; -1 if not a worker. */
 static int
 worker_title(pid_t pid, int *slot, int *nslots)

@@ -159,6 +159,8 @@ int harness_service_stop(struct harness_service *s, int64_t timeout_ms);
 
 /* A process's title (its /proc/PID/cmdline, NULs as blanks) into buf. */
 int harness_title(pid_t pid, char *buf, size_t cap);
+/* The number after key (e.g. " bad=") in a process's title; -1 if there is none. */
+int harness_title_number(pid_t pid, const char *key, unsigned long long *v);
 
 struct harness_worker {
 	pid_t pid;
