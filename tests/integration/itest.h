@@ -80,6 +80,8 @@ int env_wait_user(struct env *e, const char *user, size_t n, int64_t deadline_ms
  * whatever `dl`, may be NULL, captures) the server took in is filed.
  * Core intake acks nothing: a short quiet period stands in for the acks.
  */
+/* 30 users' updates and requests (PREFIX-NN), then the final round, compared with the model. */
+int env_small_traffic(struct env *e, const char *prefix, uint64_t seed_mix);
 int env_settle(struct env *e, struct capture *dl, int64_t deadline_ms);
 /*
  * The result of a check that holds only once the service settled: a pass

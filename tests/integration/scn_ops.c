@@ -582,9 +582,8 @@ log_wait_line(struct env *e, size_t from, int line, int64_t timeout_ms)
 	return -1;
 }
 
-/* A few users' updates and requests, then the final round, compared with the model. */
-static int
-small_traffic_check(struct env *e, const char *prefix)
+int
+env_small_traffic(struct env *e, const char *prefix, uint64_t seed_mix)
 {
 	struct model *m = model_new();
 	struct plan p = { 0 };
@@ -596,7 +595,7 @@ small_traffic_check(struct env *e, const char *prefix)
 		harness_seterr("out of memory");
 		return -1;
 	}
-	rng_seed(&rng, itest_opts.seed ^ 0x5a11);
+	rng_seed(&rng, itest_opts.seed ^ seed_mix);
 	for (int u = 0; u < 30; u++) {
 		snprintf(user, sizeof(user), "%s-%02d", prefix, u);
 		for (int a = 0; a < 3; a++) {
@@ -666,7 +665,7 @@ scn_reload_invalid(void)
 		tap_fail("reload_invalid/error_logged", "%s", logged_why);
 	else
 		tap_ok("reload_invalid/error_logged");
-	tap_report("reload_invalid/still_produces_digests", small_traffic_check(&e, "ri"));
+	tap_report("reload_invalid/still_produces_digests", env_small_traffic(&e, "ri", 0x5a11));
 	/* And a good file is taken again afterwards. */
 	if (env_write_config(&e, &cfg) == -1 || harness_service_signal(&e.svc, SIGHUP) == -1)
 		tap_fail("reload_invalid/valid_reload_after", "%s", harness_err());

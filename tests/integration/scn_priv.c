@@ -272,41 +272,6 @@ state_owned_by_tu(struct env *e, int workers)
 	return 0;
 }
 
-/* A few users' updates and requests, then the final round, compared with the model. */
-static int
-priv_traffic(struct env *e)
-{
-	struct model *m = model_new();
-	struct plan p = { 0 };
-	struct rng rng;
-	char user[64], alarm[16], ts[48];
-	int rc = -1;
-
-	if (m == NULL) {
-		harness_seterr("out of memory");
-		return -1;
-	}
-	rng_seed(&rng, itest_opts.seed ^ 0x9e1d);
-	for (int u = 0; u < 30; u++) {
-		snprintf(user, sizeof(user), "pd-%02d", u);
-		for (int a = 0; a < 3; a++) {
-			snprintf(alarm, sizeof(alarm), "a%d", a);
-			traffic_random_ts(&rng, harness_wall_sec() - 3600, 10, ts, sizeof(ts));
-			if (plan_update(&p, user, alarm, traffic_random_status(&rng), ts) == -1)
-				goto out;
-		}
-		if (plan_request(&p, user) == -1)
-			goto out;
-	}
-	if (plan_send(&p, e->bus, m) == -1)
-		goto out;
-	rc = env_finish_and_verify(e, m, NULL, false);
-out:
-	plan_free(&p);
-	model_free(m);
-	return rc;
-}
-
 void
 scn_priv_drop(void)
 {
@@ -335,7 +300,7 @@ scn_priv_drop(void)
 	tap_report("priv_drop/reshard_keeps_user",
 	    env_write_config(&e, &e.cfg) == -1 || harness_service_signal(&e.svc, SIGHUP) == -1 ||
 	    workers_run_as_tu(&e, 3) == -1 || state_owned_by_tu(&e, 3) == -1 ? -1 : 0);
-	tap_report("priv_drop/digests_match_model", priv_traffic(&e));
+	tap_report("priv_drop/digests_match_model", env_small_traffic(&e, "pd", 0x9e1d));
 	tap_report("priv_drop/digest_json_shape", env_check_collector(&e));
 out:
 	env_down(&e);
