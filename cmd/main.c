@@ -20,12 +20,13 @@
 #include "../common/log.h"
 #include "../common/natsconn.h"
 #include "../common/title.h"
+#include "../common/version.h"
 #include "../reshard/reshard.h"
 #include "../supervisor/master.h"
 #include "../supervisor/priv.h"
 #include "../worker/worker.h"
 
-#define VERSION "1.0.0"
+
 #define DEFAULT_CONF "/etc/alarm-digest/alarm-supervisor.conf"
 
 static void
@@ -107,7 +108,7 @@ main(int argc, char *argv[])
 			break;
 		case 't': test = 1; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("alarm-supervisor %s (cnats %s)\n", VERSION, NATS_VERSION_STRING); return 0;
+		case 'V': printf("alarm-supervisor %s (cnats %s)\n", ALARM_DIGEST_VERSION, NATS_VERSION_STRING); return 0;
 		case 'W': worker = 1; break;
 		case 'R': reshard = 1; break;
 		default: usage(stderr); return 2;
