@@ -8,6 +8,8 @@
 #   make bench      benchmarks (prints figures; never pass/fail on speed)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (default 60)
 #   make check-fuzz run each for 10 s under ASan+UBSan; fails on any finding
+#   make install    PREFIX (default /usr/local) and DESTDIR; make uninstall
+#   make deb        build the Debian package into $(BUILD)/deb/ (README.md, "Install")
 
 CC      ?= cc
 BUILD   ?= build
@@ -48,7 +50,7 @@ FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
 .SECONDARY:
 
 .PHONY: all deps run test check check-unit check-integration check-broken bench clean \
-	fuzz-build fuzz check-fuzz
+	fuzz-build fuzz check-fuzz install uninstall deb deps-pkg
 all: $(BUILD)/alarm-supervisor
 
 $(BUILD)/%.o: %.c
@@ -94,7 +96,7 @@ run: deps all
 # scripts/check.sh ignores selection variables from the environment.
 # Then check-broken proves the fault suite still catches a lost update (one check),
 # and check-fuzz runs each libFuzzer target briefly under ASan+UBSan (one check each).
-test: deps
+test: deps deps-pkg
 	@rm -f build/plain/test-summary build/asan/test-summary build/broken/test-summary \
 		build/fuzz/test-summary
 	-$(MAKE) --no-print-directory check BUILD=build/plain
@@ -154,6 +156,52 @@ fuzz: deps fuzz-build
 # The short run make test does: 10 s per target, one check each in build/fuzz/test-summary.
 check-fuzz: fuzz-build
 	@scripts/fuzz.sh $(FUZZ_BUILD) 10
+
+# ---- install, uninstall, deb (README.md, "Install"; tests/pkg/check.sh checks all three) ----
+# alarmctl goes to sbin next to the daemon: it reads the service's state
+# directory (mode 0750, the service account's) and signals the supervisor,
+# so it is an administrator's command, like its section-8 page.
+PREFIX  ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/alarm-digest
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+# alarmctl (ctl/) and the unit (dist/) come from their own folders: installed when present.
+CTL_BIN   = $(if $(wildcard ctl/*.c),$(BUILD)/alarmctl)
+UNIT_FILE = $(wildcard dist/alarm-supervisor.service)
+MAN8      = man/alarm-supervisor.8 $(if $(CTL_BIN),man/alarmctl.8)
+MAN5      = man/alarm-supervisor.conf.5
+# The unit's ExecStart=/ExecReload= name the programs by path: point them where they go.
+UNIT_SED  = s,/[^[:space:]=]*/(alarm-supervisor|alarmctl)([[:space:]]|$$),$(SBINDIR)/\1\2,g
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(DOCDIR)/examples
+	$(INSTALL) -m 0755 $(BUILD)/alarm-supervisor $(CTL_BIN) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 conf/alarm-supervisor.conf $(DESTDIR)$(DOCDIR)/examples/
+ifneq ($(UNIT_FILE),)
+	$(INSTALL) -d $(DESTDIR)$(UNITDIR)
+	sed -E '$(UNIT_SED)' $(UNIT_FILE) > $(DESTDIR)$(UNITDIR)/alarm-supervisor.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/alarm-supervisor.service
+endif
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/alarm-supervisor $(DESTDIR)$(SBINDIR)/alarmctl \
+		$(DESTDIR)$(MANDIR)/man5/alarm-supervisor.conf.5 \
+		$(DESTDIR)$(MANDIR)/man8/alarm-supervisor.8 $(DESTDIR)$(MANDIR)/man8/alarmctl.8 \
+		$(DESTDIR)$(DOCDIR)/examples/alarm-supervisor.conf \
+		$(DESTDIR)$(UNITDIR)/alarm-supervisor.service
+	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# The packaging tools are installed only for this (and make test): make run stays light.
+deps-pkg:
+	@scripts/deps.sh pkg
+
+deb: deps-pkg
+	@scripts/deb.sh $(BUILD)/deb
 
 clean:
 	rm -rf build

@@ -2,11 +2,18 @@
 # Install the Debian packages the service, its tests and benchmarks need
 # (clang and libclang-rt-14-dev, which holds libFuzzer, for the fuzz targets),
 # but only those missing, so a second run costs nothing and needs no network.
+# `deps.sh pkg` adds the tools make deb and the packaging checks use
+# (tests/pkg/check.sh): debhelper, dpkg-dev, fakeroot, lintian, mandoc.
 set -eu
 
 PKGS="build-essential pkg-config libnats-dev libjson-c-dev uuid-dev liblmdb-dev
 libbsd-dev libinih-dev libcmocka-dev libssl-dev nats-server procps bash openssl
 clang libclang-rt-14-dev"
+case "${1:-}" in
+"") ;;
+pkg) PKGS="$PKGS debhelper dpkg-dev fakeroot lintian mandoc" ;;
+*) echo "usage: deps.sh [pkg]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PKGS; do
