@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run every test of one build: unit tests, the integration suite and the
-# fault-injection suite against that build's alarm-supervisor.  Counts
+# fault-injection suite against that build's alarm-supervisor, and the
+# packaging suite (man pages, make install, make deb).  Counts
 # checks, not programs: unit cases (cmocka) plus itest and faulttest checks
 # (TAP).  A program fails when it fails a check, runs fewer checks than it
 # plans (cmocka: its table, "Running N test(s)"; TAP: its "1..N" line), runs
@@ -131,6 +132,8 @@ echo "integration: $BUILD/tests/itest $BUILD/alarm-supervisor"
 run_tap integration "$BUILD/itest.log" "$BUILD/tests/itest" "$BUILD/alarm-supervisor"
 echo "fault injection: $BUILD/tests/faulttest $BUILD/alarm-supervisor"
 run_tap fault "$BUILD/faulttest.log" "$BUILD/tests/faulttest" "$BUILD/alarm-supervisor"
+echo "packaging: tests/pkg/check.sh $BUILD"
+run_tap pkg "$BUILD/pkg.log" "$(dirname "$0")/../tests/pkg/check.sh" "$BUILD"
 
 printf '%s %s%s\n' "$passed" "$failed" "$failures" > "$BUILD/test-summary"
 echo "$BUILD: $passed passed, $failed failed"

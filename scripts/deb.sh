@@ -51,3 +51,5 @@ lintian --fail-on error,warning --info "$1" || {
 	echo "deb: lintian reports errors or warnings on $1" >&2
 	exit 1
 }
+# Only the package is kept: the copy's build tree was a means.
+rm -rf "$src"
