@@ -30,6 +30,9 @@ else
 	(cd "$TOP" && tar -cf - --exclude=./build --exclude=./state .) | tar -xf - -C "$src"
 fi
 
+# The package is built as a clean clone would be: nothing from the make
+# that called us (BUILD=, SANITIZE=1 in MAKEFLAGS) may reach its make.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES BUILD SANITIZE BREAK_DEFS
 echo "deb: dpkg-buildpackage -us -uc -b in $src"
 (cd "$src" &&
     DEB_BUILD_OPTIONS="nocheck parallel=2${DEB_BUILD_OPTIONS:+ $DEB_BUILD_OPTIONS}" \
