@@ -309,9 +309,15 @@ if with_deb "$name"; then
 	if [ "$have_unit" -eq 1 ]; then
 		grep -q 'deb-systemd-helper .*enable.*alarm-supervisor\.service' "$ctrl/postinst" ||
 		    why="postinst does not enable alarm-supervisor.service"
+		# An upgrade may restart a running service (try-restart), never start one.
+		grep -q 'deb-systemd-invoke try-restart .*alarm-supervisor\.service' \
+		    "$ctrl/postinst" || why="${why:+$why; }postinst does not try-restart it on upgrade"
+		grep -q 'deb-systemd-invoke stop alarm-supervisor\.service' "$ctrl/prerm" 2>/dev/null ||
+		    why="${why:+$why; }prerm does not stop it on removal"
 	fi
-	if grep -l 'deb-systemd-invoke.* \(start\|restart\)' "$ctrl"/* > "$out" 2>/dev/null; then
-		why="${why:+$why; }a maintainer script starts the unit: $(tr '\n' ' ' < "$out")"
+	if grep -l 'deb-systemd-invoke[^|]* \(start\|restart\|\$_dh_action\)' "$ctrl"/* \
+	    > "$out" 2>/dev/null; then
+		why="${why:+$why; }a maintainer script may start the unit: $(tr '\n' ' ' < "$out")"
 	fi
 	if [ -z "$why" ]; then ok "$name"; else not_ok "$name" "$why"; fi
 fi
