@@ -120,13 +120,26 @@ else
 	ok "$name"
 fi
 
+# Items of one list of a page's DESCRIPTION: the N-th top-level list
+# (.Bl ... .El, nested lists skipped), its ".It MACRO" lines without the macro.
+page_items() { # PAGE N MACRO
+	awk -v want="$2" -v mac="$3" '
+	/^\.Sh DESCRIPTION/ { on = 1; next }
+	/^\.Sh / { on = 0 }
+	!on { next }
+	/^\.Bl / { depth++; if (depth == 1) list++; next }
+	/^\.El/ { depth--; next }
+	depth == 1 && list == want && index($0, ".It " mac " ") == 1 {
+		print substr($0, length(".It " mac " ") + 1)
+	}' "$1"
+}
+
 # The options an --help lists (lines "  -x ..." or "  --long ...") against
-# the page's option list (".It Fl x" items before the first .Sh after it).
+# the page's options, the first list of its DESCRIPTION.
 options_match() { # NAME BINARY PAGE
 	"$2" --help > "$TMP/help" 2>&1 || { not_ok "$1" "$2 --help failed" "$TMP/help"; return; }
 	sed -n 's/^  *\(--*[a-z][-a-z]*\).*/\1/p' "$TMP/help" | sort -u > "$TMP/helpopts"
-	awk '/^\.Sh (DESCRIPTION|OPTIONS)/ { on = 1; next } /^\.Sh / { on = 0 }
-	    on && /^\.It Fl / { print "-" $3 }' "$3" | sort -u > "$TMP/manopts"
+	page_items "$3" 1 Fl | awk '{ print "-" $1 }' | sort -u > "$TMP/manopts"
 	if [ ! -s "$TMP/helpopts" ]; then
 		not_ok "$1" "$2 --help lists no option" "$TMP/help"
 	elif diff -u "$TMP/helpopts" "$TMP/manopts" > "$out"; then
@@ -137,10 +150,47 @@ options_match() { # NAME BINARY PAGE
 }
 options_match "man/alarm-supervisor.8 options are --help's" "$BUILD/alarm-supervisor" \
     man/alarm-supervisor.8
-if [ "$have_ctl" -eq 1 ]; then
-	options_match "man/alarmctl.8 options are --help's" "$BUILD/alarmctl" man/alarmctl.8
+
+# alarmctl(8): its options, then its commands (the second list), each with
+# the options its usage line names ("usage: alarmctl [-c FILE] CMD [--json] ARGS").
+name="man/alarmctl.8 options and commands are --help's"
+if [ "$have_ctl" -eq 0 ]; then
+	ok "$name # SKIP no ctl/ in this tree yet"
+elif ! "$BUILD/alarmctl" --help > "$TMP/help" 2>&1; then
+	not_ok "$name" "$BUILD/alarmctl --help failed" "$TMP/help"
 else
-	ok "man/alarmctl.8 options are --help's # SKIP no ctl/ in this tree yet"
+	sed -n 's/^  *\(--*[a-z][-a-z]*\).*/\1/p' "$TMP/help" | sort -u > "$TMP/helpopts"
+	page_items man/alarmctl.8 1 Fl | awk '{ print "-" $1 }' | sort -u > "$TMP/manopts"
+	# Commands: the lines between "commands:" and the next unindented line.
+	awk '/^commands:/ { on = 1; next } on && /^[^ ]/ { on = 0 }
+	    on { sub(/^  */, ""); sub(/   *.*$/, ""); print }' "$TMP/help" > "$TMP/helpcmds"
+	: > "$TMP/helpcmdopts"
+	while read -r cmd; do
+		# shellcheck disable=SC2086
+		"$BUILD/alarmctl" $cmd --help 2>&1 | sed -n '1s/^usage: alarmctl \[-c FILE\] //p' |
+		    grep -o -- '--[a-z][-a-z]*' | grep -v -x -e --json | sort -u |
+		    sed "s/^/$cmd: /" >> "$TMP/helpcmdopts"
+	done < "$TMP/helpcmds"
+	page_items man/alarmctl.8 2 Cm > "$TMP/mancmdlines"
+	sed 's/ \(Oo\|Op\|Ar\|Fl\) .*//' "$TMP/mancmdlines" > "$TMP/mancmds"
+	: > "$TMP/mancmdopts"
+	while read -r line; do
+		cmd=$(printf '%s\n' "$line" | sed 's/ \(Oo\|Op\|Ar\|Fl\) .*//')
+		printf '%s\n' "$line" | grep -o 'Fl -[a-z][-a-z]*' | sed 's/^Fl /-/' | sort -u |
+		    sed "s/^/$cmd: /" >> "$TMP/mancmdopts"
+	done < "$TMP/mancmdlines"
+	why=""
+	diff -u "$TMP/helpopts" "$TMP/manopts" > "$out" || why="options differ"
+	diff -u "$TMP/helpcmds" "$TMP/mancmds" >> "$out" || why="${why:+$why; }commands differ"
+	diff -u "$TMP/helpcmdopts" "$TMP/mancmdopts" >> "$out" ||
+	    why="${why:+$why; }a command's options differ"
+	if [ ! -s "$TMP/helpcmds" ]; then
+		not_ok "$name" "alarmctl --help lists no command" "$TMP/help"
+	elif [ -z "$why" ]; then
+		ok "$name ($(wc -l < "$TMP/helpcmds") commands)"
+	else
+		not_ok "$name" "$why ('-' lines are --help's, '+' the page's)" "$out"
+	fi
 fi
 
 # ---- make install / uninstall ----
