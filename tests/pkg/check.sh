@@ -28,7 +28,7 @@ have_unit=0
 ls ctl/*.c >/dev/null 2>&1 && have_ctl=1
 [ -f dist/alarm-supervisor.service ] && have_unit=1
 
-PLAN=18
+PLAN=19
 echo "1..$PLAN"
 
 ok() {
@@ -396,6 +396,22 @@ if with_deb "$name"; then
 	else
 		ok "$name"
 	fi
+fi
+
+# The build needs what make needs: every -dev package scripts/deps.sh
+# installs, but the fuzzers' libclang-rt (make deb builds no fuzzer).
+name="deb: Build-Depends has every -dev package of scripts/deps.sh"
+sed -n '/^PKGS="/,/"$/p' scripts/deps.sh | tr ' "' '\n\n' | grep -- '-dev$' |
+    grep -v '^libclang-rt' | sort -u > "$TMP/want"
+sed -n '/^Build-Depends:/,/^[A-Z]/p' debian/control | sed 's/^Build-Depends://' |
+    tr ',' '\n' | sed 's/^[[:space:]]*//; s/[[:space:](<].*//' | grep -- '-dev$' |
+    sort -u > "$TMP/got"
+if [ ! -s "$TMP/want" ]; then
+	not_ok "$name" "read no -dev package from scripts/deps.sh"
+elif comm -23 "$TMP/want" "$TMP/got" > "$out" && [ -s "$out" ]; then
+	not_ok "$name" "debian/control lacks $(tr '\n' ' ' < "$out")"
+else
+	ok "$name"
 fi
 
 name="deb: debian/changelog's version is common/version.h's"
