@@ -3,7 +3,8 @@
  * at test time, the shipped broker permissions file, and the failures an
  * operator must see at once (wrong password, untrusted server, unreadable
  * secret file).  Every server has an unrestricted "itest" user the test's
- * own client logs in with; the service uses the method under test.
+ * own client logs in with (in operator mode, with its own creds file); the
+ * service uses the method under test.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
