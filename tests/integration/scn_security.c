@@ -443,7 +443,8 @@ sec_expect_fail(const char *dir, const char *name, const char *url, const char *
 
 /*
  * Run by root: the service started as nobody cannot read the root-only
- * secret; the output must say "[nats] KEY: cannot read".
+ * secret; its output must hold want ("[nats] KEY: cannot read") and the
+ * errno text.
  */
 static int
 sec_unreadable_as_nobody(const char *dir, const char *name, const char *url,
