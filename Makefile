@@ -68,6 +68,8 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+# The suite's JWT signer lives in tests/lib; its unit test links it.
+$(BUILD)/tests/test_jwt: $(BUILD)/tests/lib/jwt.o
 
 $(BUILD)/tests/itest: $(ITEST_OBJS) $(TESTLIB_OBJS) $(LIBOBJS)
 	@mkdir -p $(dir $@)

@@ -478,9 +478,16 @@ static const struct scenario {
 	{ "security_password", scn_security_password, true, 3, WHOLE },
 	{ "security_token", scn_security_token, true, 2, WHOLE },
 	{ "security_nkey", scn_security_nkey, true, 2, WHOLE },
+	/* round trip, no secret shown, teardown */
+	{ "security_creds", scn_security_creds, true, 3, WHOLE },
+	/* a user JWT of an account the server does not know, a seed that is not the JWT's */
+	{ "security_creds_bad", scn_security_creds_bad, true, 2, WHOLE },
 	{ "security_tls", scn_security_tls, true, 2, WHOLE },
-	/* wrong password, wrong CA, tls:// URL to an untrusted server, unreadable secret file */
-	{ "security_failures", scn_security_failures, true, 4, WHOLE },
+	/*
+	 * wrong password, wrong CA, tls:// URL to an untrusted server, unreadable
+	 * password and creds files
+	 */
+	{ "security_failures", scn_security_failures, true, 5, WHOLE },
 	/* round trip, agents cannot read the deliver subject, teardown */
 	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
 	/* credentials revoked while running: logged as such, one retry, exit non-zero */

@@ -137,6 +137,8 @@ void scn_priv_refuse(void);
 void scn_security_password(void);
 void scn_security_token(void);
 void scn_security_nkey(void);
+void scn_security_creds(void);
+void scn_security_creds_bad(void);
 void scn_security_tls(void);
 void scn_security_failures(void);
 void scn_security_permissions(void);
