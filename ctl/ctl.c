@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <ini.h>
+
 #include "../common/rfc3339.h"
 #include "ctl.h"
 
@@ -21,6 +23,42 @@ ctl_err(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+static int
+ctl_lenient_pair(void *arg, const char *section, const char *name, const char *value)
+{
+	struct config *cfg = arg;
+	char *s;
+	int64_t ms;
+
+	if (strcmp(section, "service") != 0)
+		return 1;
+	if (strcmp(name, "state_dir") == 0 && *value != '\0' && (s = strdup(value)) != NULL) {
+		free(cfg->state_dir);
+		cfg->state_dir = s;
+	} else if (strcmp(name, "shutdown_timeout") == 0 && config_parse_duration_ms(value, &ms) == 0) {
+		cfg->shutdown_timeout_ms = ms;
+	}
+	return 1;
+}
+
+int
+ctl_load_lenient(const char *path, struct config *cfg)
+{
+	int rc;
+
+	if (config_defaults(cfg) == -1) {
+		ctl_err("configuration defaults: out of memory");
+		return -1;
+	}
+	/* Keeps going past lines it cannot parse: those are the supervisor's to report. */
+	if ((rc = ini_parse(path, ctl_lenient_pair, cfg)) == -1) {
+		ctl_err("cannot open %s", path);
+		config_free(cfg);
+		return -1;
+	}
+	return 0;
 }
 
 static void

@@ -33,9 +33,22 @@ struct ctl_cmd {
 	const char *args;       /* "[--reason R] [--since T]" */
 	const char *summary;    /* one line for alarmctl --help */
 	const char *help;       /* the rest of COMMAND --help, each line ending in \n */
+	/*
+	 * Runs even when the file does not load, with the defaults and what
+	 * ctl_load_lenient could read: a signal still reaches the supervisor,
+	 * which judges the file itself (reload, stop).
+	 */
+	bool lenient;
 	/* argv[0] is the command's last word; options are the command's own. */
 	int (*run)(struct ctl *c, int argc, char *argv[]);
 };
+
+/*
+ * For a file config_load refuses: the defaults, with [service] state_dir
+ * and shutdown_timeout as the file gives them (when it does).  0, or -1
+ * (reported) when even that cannot be read.
+ */
+int ctl_load_lenient(const char *path, struct config *cfg);
 
 /* "alarmctl: " + the message + "\n" on stderr. */
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

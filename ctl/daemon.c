@@ -311,6 +311,7 @@ const struct ctl_cmd daemon_reload_cmd = {
 	"Rejected: prints the error on stderr, exit 1; the service keeps its running\n"
 	"configuration.  --json prints {ok, generation, pid, message, changes, applied,\n"
 	"needs_restart}.\n",
+	true,
 	daemon_reload,
 };
 
@@ -370,5 +371,6 @@ const struct ctl_cmd daemon_stop_cmd = {
 	"until its pid is gone and the lock is free: by default shutdown_timeout + 10 s,\n"
 	"or --timeout.  Prints how long the drain took; exit 1 if it did not end in time.\n"
 	"--json prints {pid, stopped, seconds}.\n",
+	true,
 	daemon_stop,
 };

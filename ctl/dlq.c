@@ -403,6 +403,7 @@ const struct ctl_cmd dlq_list_cmd = {
 	"               duration ago (30m, 2h, 7d)\n"
 	"  --json       a JSON array of {seq, time, reason, detail, subject, user, size,\n"
 	"               original_size, truncated}\n",
+	false,
 	dlq_list,
 };
 
@@ -527,6 +528,7 @@ const struct ctl_cmd dlq_show_cmd = {
 	"escaped, every other byte as \\xNN, so nothing in them can act on the terminal.\n"
 	"  --json   {seq, time, reason, detail, subject, user, size, original_size,\n"
 	"           truncated, headers, payload} with the same quoting\n",
+	false,
 	dlq_show,
 };
 
@@ -700,5 +702,6 @@ const struct ctl_cmd dlq_replay_cmd = {
 	"  --reason R   only reason R\n"
 	"  --dry-run    list what would be replayed, publish nothing\n"
 	"  --json       {dry_run, replayed, failed, skipped, skipped_by_cause, messages}\n",
+	false,
 	dlq_replay,
 };

@@ -119,8 +119,12 @@ main(int argc, char *argv[])
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
 			return cmd->run(&c, argc - words + 1, argv + words - 1);
 	if (config_load(c.conf_path, &c.cfg, err, sizeof(err)) == -1) {
-		ctl_err("cannot use the configuration: %s", err);
-		return CTL_EXIT_FAIL;
+		if (!cmd->lenient) {
+			ctl_err("cannot use the configuration: %s", err);
+			return CTL_EXIT_FAIL;
+		}
+		if (ctl_load_lenient(c.conf_path, &c.cfg) == -1)
+			return CTL_EXIT_FAIL;
 	}
 	rc = cmd->run(&c, argc - words + 1, argv + words - 1);
 	config_free(&c.cfg);
