@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,7 +55,7 @@ ctl_load_lenient(const char *path, struct config *cfg)
 	}
 	/* Keeps going past lines it cannot parse: those are the supervisor's to report. */
 	if ((rc = ini_parse(path, ctl_lenient_pair, cfg)) == -1) {
-		ctl_err("cannot open %s", path);
+		ctl_err("cannot read %s: %s", path, strerror(errno));
 		config_free(cfg);
 		return -1;
 	}

@@ -47,11 +47,15 @@ struct dlq_select {
 struct dlq_item {
 	uint64_t seq;
 	int64_t time_ns;
+	const char *raw_reason;       /* the header as it came; lives with the message */
 	char reason[DLQ_SHOWN];       /* the whole header, quoted */
 	char code[64];                /* its name: "too_many_alarms" */
 	const char *orig_subject;     /* raw, NULL when missing; lives with the message */
 	char subject[DLQ_SHOWN];      /* quoted, "-" when missing */
 	char user[DLQ_SHOWN];         /* quoted UserID of the payload, "-" when none */
+	char raw_user[1024];          /* as it came (IDs are at most 500 bytes) */
+	size_t raw_user_len;
+	bool has_user;
 	int size;                     /* bytes kept */
 	long long orig_size;          /* Alarm-Original-Size, -1 when whole */
 };
@@ -95,7 +99,8 @@ dlq_open(struct dlq *d, struct ctl *c)
 	}
 	dlq_deadline = clock_mono_ms() + DLQ_CONNECT_MS;
 	if ((d->nc = natsconn_connect(&o)) == NULL) {
-		ctl_err("NATS unreachable at %s (or it refused us: see above)", d->where);
+		ctl_err("NATS unreachable at %s: no connection within %d s (a refusal, if that was it, "
+		    "is logged above)", d->where, DLQ_CONNECT_MS / 1000);
 		return -1;
 	}
 	if ((s = natsConnection_JetStream(&d->js, d->nc, NULL)) != NATS_OK) {
@@ -131,21 +136,27 @@ dlq_header(natsMsg *m, const char *key)
 	return v;
 }
 
-/* The payload's UserID, quoted, when it is a JSON object holding one as a string. */
+/* The payload's UserID, when it is a JSON object holding one as a string. */
 static void
-dlq_user(natsMsg *m, char *buf, size_t cap)
+dlq_user(natsMsg *m, struct dlq_item *it)
 {
 	struct json_tokener *tok;
 	json_object *o, *v;
 	int len = natsMsg_GetDataLength(m);
 
-	snprintf(buf, cap, "-");
+	snprintf(it->user, sizeof(it->user), "-");
 	if (len <= 0 || (tok = json_tokener_new()) == NULL)
 		return;
 	o = json_tokener_parse_ex(tok, natsMsg_GetData(m), len);
 	if (o != NULL && json_object_is_type(o, json_type_object) &&
-	    json_object_object_get_ex(o, "UserID", &v) && json_object_is_type(v, json_type_string))
-		quote_bytes(buf, cap, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+	    json_object_object_get_ex(o, "UserID", &v) && json_object_is_type(v, json_type_string)) {
+		size_t n = (size_t)json_object_get_string_len(v);
+
+		it->has_user = true;
+		it->raw_user_len = n < sizeof(it->raw_user) ? n : sizeof(it->raw_user);
+		memcpy(it->raw_user, json_object_get_string(v), it->raw_user_len);
+		quote_bytes(it->user, sizeof(it->user), it->raw_user, it->raw_user_len);
+	}
 	json_object_put(o);
 	json_tokener_free(tok);
 }
@@ -161,6 +172,7 @@ dlq_item(natsMsg *m, uint64_t seq, int64_t ns, struct dlq_item *it)
 	it->time_ns = ns;
 	if (reason == NULL)
 		reason = "";
+	it->raw_reason = reason;
 	quote_bytes(it->reason, sizeof(it->reason), reason, strlen(reason));
 	n = strcspn(reason, ":");
 	quote_bytes(it->code, sizeof(it->code), reason, n);
@@ -173,7 +185,7 @@ dlq_item(natsMsg *m, uint64_t seq, int64_t ns, struct dlq_item *it)
 		quote_bytes(it->subject, sizeof(it->subject), it->orig_subject, strlen(it->orig_subject));
 	else
 		snprintf(it->subject, sizeof(it->subject), "-");
-	dlq_user(m, it->user, sizeof(it->user));
+	dlq_user(m, it);
 	it->size = natsMsg_GetDataLength(m);
 	it->orig_size = size != NULL ? atoll(size) : -1;
 }
@@ -302,6 +314,29 @@ struct dlq_list {
 	uint64_t shown;
 };
 
+/*
+ * A JSON string of untrusted bytes: as they are when all are printable
+ * ASCII (json-c escapes '"' and '\\'), else quoted as in the text output, so
+ * the document stays valid UTF-8 whatever the bytes.
+ */
+static json_object *
+dlq_json_bytes(const char *b, size_t n)
+{
+	json_object *o;
+	char *q;
+	size_t i;
+
+	for (i = 0; i < n && b[i] >= 0x20 && b[i] < 0x7f; i++)
+		;
+	if (i == n)
+		return json_object_new_string_len(b, (int)n);
+	if ((q = malloc(QUOTE_CAP(n))) == NULL)
+		return NULL;
+	o = json_object_new_string(quote_bytes(q, QUOTE_CAP(n), b, n));
+	free(q);
+	return o;
+}
+
 static json_object *
 dlq_item_json(const struct dlq_item *it)
 {
@@ -312,11 +347,11 @@ dlq_item_json(const struct dlq_item *it)
 	json_object_object_add(o, "seq", json_object_new_int64((int64_t)it->seq));
 	json_object_object_add(o, "time", json_object_new_string(when));
 	json_object_object_add(o, "reason", json_object_new_string(it->code));
-	json_object_object_add(o, "detail", json_object_new_string(it->reason));
+	json_object_object_add(o, "detail", dlq_json_bytes(it->raw_reason, strlen(it->raw_reason)));
 	json_object_object_add(o, "subject", it->orig_subject != NULL ?
-	    json_object_new_string(it->subject) : NULL);
-	json_object_object_add(o, "user", strcmp(it->user, "-") != 0 ?
-	    json_object_new_string(it->user) : NULL);
+	    dlq_json_bytes(it->orig_subject, strlen(it->orig_subject)) : NULL);
+	json_object_object_add(o, "user", it->has_user ?
+	    dlq_json_bytes(it->raw_user, it->raw_user_len) : NULL);
 	json_object_object_add(o, "size", json_object_new_int(it->size));
 	json_object_object_add(o, "original_size", json_object_new_int64(it->orig_size >= 0 ?
 	    it->orig_size : it->size));
@@ -448,24 +483,18 @@ dlq_show_json(natsMsg *m, const struct dlq_item *it)
 {
 	json_object *o = dlq_item_json(it), *h = json_object_new_object();
 	const char **keys = NULL;
-	char q[QUOTE_CAP(DLQ_SHOWN)], *p;
 	int n = 0, len = natsMsg_GetDataLength(m);
 
 	if (natsMsgHeader_Keys(m, &keys, &n) == NATS_OK) {
 		for (int i = 0; i < n; i++) {
 			const char *v = dlq_header(m, keys[i]);
-			quote_bytes(q, sizeof(q), v ? v : "", v ? strlen(v) : 0);
-			json_object_object_add(h, keys[i], json_object_new_string(q));
+			json_object_object_add(h, keys[i], dlq_json_bytes(v ? v : "", v ? strlen(v) : 0));
 		}
 		free((void *)keys);
 	}
 	json_object_object_add(o, "headers", h);
-	/* Quoted (\xNN for anything not printable ASCII): a payload need not be UTF-8. */
-	if ((p = malloc(QUOTE_CAP((size_t)len))) != NULL)
-		json_object_object_add(o, "payload", json_object_new_string(quote_bytes(p,
-		    QUOTE_CAP((size_t)len), natsMsg_GetData(m), (size_t)len)));
+	json_object_object_add(o, "payload", dlq_json_bytes(natsMsg_GetData(m), (size_t)len));
 	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	free(p);
 	json_object_put(o);
 }
 
@@ -527,7 +556,8 @@ const struct ctl_cmd dlq_show_cmd = {
 	"payload and header values are printed quoted: printable ASCII as is, '\"' and '\\'\n"
 	"escaped, every other byte as \\xNN, so nothing in them can act on the terminal.\n"
 	"  --json   {seq, time, reason, detail, subject, user, size, original_size,\n"
-	"           truncated, headers, payload} with the same quoting\n",
+	"           truncated, headers, payload}: strings as they came when printable\n"
+	"           ASCII, else in the quoted form above\n",
 	false,
 	dlq_show,
 };
@@ -550,8 +580,10 @@ dlq_replay_note(struct dlq_replay *r, const struct dlq_item *it, const char *out
 	if (r->arr != NULL) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "seq", json_object_new_int64((int64_t)it->seq));
-		json_object_object_add(o, "subject", json_object_new_string(it->subject));
-		json_object_object_add(o, "user", json_object_new_string(it->user));
+		json_object_object_add(o, "subject", it->orig_subject != NULL ?
+		    dlq_json_bytes(it->orig_subject, strlen(it->orig_subject)) : NULL);
+		json_object_object_add(o, "user", it->has_user ?
+		    dlq_json_bytes(it->raw_user, it->raw_user_len) : NULL);
 		json_object_object_add(o, "outcome", json_object_new_string(outcome));
 		json_object_array_add(r->arr, o);
 		return;

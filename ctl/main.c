@@ -89,8 +89,8 @@ main(int argc, char *argv[])
 	int ch, words, rc;
 
 	log_set_role("alarmctl");
-	/* The modules it shares with the service log their progress at info: not news here. */
-	log_set_level(LL_WARN);
+	/* The modules it shares with the service log progress and retries: only errors are news here. */
+	log_set_level(LL_ERROR);
 	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': c.conf_path = optarg; break;
