@@ -45,7 +45,8 @@ daemon_lock_held(const char *path)
 	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
 		if (errno == ENOENT)
 			return 0;
-		ctl_err("cannot open %s: %s", path, strerror(errno));
+		ctl_err("cannot open %s: %s%s", path, strerror(errno), errno == EACCES ?
+		    " (run alarmctl as root or as the service's user)" : "");
 		return -1;
 	}
 	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
