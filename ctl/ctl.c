@@ -84,7 +84,8 @@ ctl_getopt(struct ctl *c, const struct ctl_cmd *cmd, int argc, char *argv[],
 	lo[n++] = (struct option){ "json", no_argument, NULL, 'J' };
 	lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
 	lo[n] = (struct option){ NULL, 0, NULL, 0 };
-	optind = 1;
+	/* 0, not 1: glibc then forgets where it was inside main's options too. */
+	optind = 0;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "+h", lo, NULL)) != -1) {
 		switch (ch) {

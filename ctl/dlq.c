@@ -211,7 +211,8 @@ dlq_scan(struct dlq *d, int64_t since_ns, int (*fn)(struct dlq *d, natsMsg *m, u
 	natsStatus s;
 	int rc = 0;
 
-	if (d->msgs == 0)
+	/* Nothing there, or nothing that new: no consumer, and no wait for a message that cannot come. */
+	if (d->msgs == 0 || (since_ns > 0 && since_ns > d->si->State.LastTime))
 		return 0;
 	jsSubOptions_Init(&so);
 	so.Stream = d->c->cfg.dead_letter_stream;

@@ -205,19 +205,25 @@ ctl_send(struct env *e, struct model *m, char ts[CTL_USERS][4][48])
 static void
 ctl_check_list(struct env *e)
 {
-	struct ctl_run all, sel;
+	struct ctl_run all, sel, since;
 	size_t n, found = 0;
 	int bad = 0;
 	char why[512] = "";
 
+	memset(&sel, 0, sizeof(sel));
+	memset(&since, 0, sizeof(since));
 	if (ctl_run(e, &all, true, "dead-letter", "list", NULL) == -1 ||
-	    ctl_run(e, &sel, true, "dead-letter", "list", "--reason", "too_many_alarms", NULL) == -1) {
+	    ctl_run(e, &sel, true, "dead-letter", "list", "--reason", "too_many_alarms", NULL) == -1 ||
+	    ctl_run(e, &since, true, "dead-letter", "list", "--since", "1h", "--reason", "bad_json", NULL) == -1) {
 		tap_fail("ctl/dead_letter_list", "%s", harness_err());
-		return;
+		goto out;
 	}
-	if (!ctl_exit(&all, 0) || !ctl_exit(&sel, 0) || !json_object_is_type(all.json, json_type_array) ||
-	    !json_object_is_type(sel.json, json_type_array)) {
-		tap_fail("ctl/dead_letter_list", "alarmctl dead-letter list failed: %s%s", all.err, sel.err);
+	if (!ctl_exit(&all, 0) || !ctl_exit(&sel, 0) || !ctl_exit(&since, 0) ||
+	    !json_object_is_type(all.json, json_type_array) ||
+	    !json_object_is_type(sel.json, json_type_array) ||
+	    !json_object_is_type(since.json, json_type_array)) {
+		tap_fail("ctl/dead_letter_list", "alarmctl dead-letter list failed: %s%s%s", all.err,
+		    sel.err, since.err);
 		goto out;
 	}
 	n = json_object_array_length(all.json);
@@ -239,6 +245,10 @@ ctl_check_list(struct env *e)
 	else if (json_object_array_length(sel.json) != 2 * CTL_USERS)
 		snprintf(why, sizeof(why), "--reason too_many_alarms listed %zu, want %d",
 		    json_object_array_length(sel.json), 2 * CTL_USERS);
+	else if (json_object_array_length(since.json) != 1 ||
+	    strcmp(ctl_str(json_object_array_get_idx(since.json, 0), "reason"), "bad_json") != 0)
+		snprintf(why, sizeof(why), "--since 1h --reason bad_json listed %zu, want the one",
+		    json_object_array_length(since.json));
 	if (*why != '\0')
 		tap_fail("ctl/dead_letter_list", "%s", why);
 	else
@@ -246,6 +256,7 @@ ctl_check_list(struct env *e)
 out:
 	ctl_run_free(&all);
 	ctl_run_free(&sel);
+	ctl_run_free(&since);
 }
 
 static void
