@@ -53,17 +53,18 @@ int ctl_load_lenient(const char *path, struct config *cfg);
 /* "alarmctl: " + the message + "\n" on stderr. */
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* One option of a command, as getopt_long knows it (--name, with or without a value). */
+struct ctl_opt {
+	const char *name;
+	bool has_arg;
+	int val;
+};
 /*
  * The command's options: --json and --help are handled here (help
  * prints cmd's text and returns 0 with *done set); others go to on_opt
  * (getopt_long style, returns -1 on a bad value, after ctl_err).  Returns
  * the index of the first operand, or -1 after a usage line on stderr.
  */
-struct ctl_opt {
-	const char *name;
-	bool has_arg;
-	int val;
-};
 int ctl_getopt(struct ctl *c, const struct ctl_cmd *cmd, int argc, char *argv[],
     const struct ctl_opt *opts, int (*on_opt)(int val, const char *arg, void *arg2), void *arg2,
     bool *done);
