@@ -1,6 +1,6 @@
 # alarm-digest: build, test, run, bench.  See README.md.
 #
-#   make            build build/alarm-supervisor
+#   make            build build/alarm-supervisor and build/alarmctl
 #   make run        install missing Debian packages, start a local nats-server
 #                   if none is reachable, run the service in the foreground
 #   make test       install missing packages, run the whole suite twice:
@@ -31,6 +31,10 @@ endif
 SRCS      = $(wildcard cmd/*.c common/*.c supervisor/*.c worker/*.c reshard/*.c)
 OBJS      = $(SRCS:%.c=$(BUILD)/%.o)
 LIBOBJS   = $(filter-out $(BUILD)/cmd/%,$(OBJS))
+# alarmctl, the operator's tool: its own folder, linked with common/ only.
+CTL_SRCS  = $(wildcard ctl/*.c)
+CTL_OBJS  = $(CTL_SRCS:%.c=$(BUILD)/%.o)
+COMMON_OBJS = $(filter $(BUILD)/common/%,$(OBJS))
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ITEST_SRCS = $(wildcard tests/integration/*.c)
@@ -49,7 +53,7 @@ FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps run test check check-unit check-integration check-broken bench clean \
 	fuzz-build fuzz check-fuzz
-all: $(BUILD)/alarm-supervisor
+all: $(BUILD)/alarm-supervisor $(BUILD)/alarmctl
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -59,6 +63,10 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/%.o $(BUILD)/bench/%.o: CPPFLAGS += $(TEST_CPPFLAGS)
 
 $(BUILD)/alarm-supervisor: $(OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/alarmctl: $(CTL_OBJS) $(COMMON_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -105,7 +113,7 @@ test: deps
 	-$(MAKE) --no-print-directory check-fuzz
 	@scripts/summary.sh build/plain build/asan build/broken build/fuzz
 
-check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
+check: $(BUILD)/alarm-supervisor $(BUILD)/alarmctl $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
 	@scripts/check.sh $(BUILD)
 
 # Proof that the fault suite catches lost updates: in build/broken a worker reports a batch
@@ -160,6 +168,6 @@ check-fuzz: fuzz-build
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
+-include $(OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
 	$(BENCH_SRCS:%.c=$(BUILD)/%.d) $(BENCH_LIB_OBJS:.o=.d) $(FAULT_OBJS:.o=.d) $(TESTLIB_OBJS:.o=.d) \
 	$(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:=.d)
