@@ -1,6 +1,6 @@
 # alarm-digest: build, test, run, bench.  See README.md.
 #
-#   make            build build/alarm-supervisor
+#   make            build build/alarm-supervisor and build/alarmctl
 #   make run        install missing Debian packages, start a local nats-server
 #                   if none is reachable, run the service in the foreground
 #   make test       install missing packages, run the whole suite twice:
@@ -33,6 +33,10 @@ endif
 SRCS      = $(wildcard cmd/*.c common/*.c supervisor/*.c worker/*.c reshard/*.c)
 OBJS      = $(SRCS:%.c=$(BUILD)/%.o)
 LIBOBJS   = $(filter-out $(BUILD)/cmd/%,$(OBJS))
+# alarmctl, the operator's tool: its own folder, linked with common/ only.
+CTL_SRCS  = $(wildcard ctl/*.c)
+CTL_OBJS  = $(CTL_SRCS:%.c=$(BUILD)/%.o)
+COMMON_OBJS = $(filter $(BUILD)/common/%,$(OBJS))
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ITEST_SRCS = $(wildcard tests/integration/*.c)
@@ -51,7 +55,7 @@ FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps run test check check-unit check-integration check-broken bench clean \
 	fuzz-build fuzz check-fuzz install uninstall deb deps-pkg
-all: $(BUILD)/alarm-supervisor
+all: $(BUILD)/alarm-supervisor $(BUILD)/alarmctl
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -61,6 +65,10 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/%.o $(BUILD)/bench/%.o: CPPFLAGS += $(TEST_CPPFLAGS)
 
 $(BUILD)/alarm-supervisor: $(OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/alarmctl: $(CTL_OBJS) $(COMMON_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -107,7 +115,7 @@ test: deps deps-pkg
 	-$(MAKE) --no-print-directory check-fuzz
 	@scripts/summary.sh build/plain build/asan build/broken build/fuzz
 
-check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
+check: $(BUILD)/alarm-supervisor $(BUILD)/alarmctl $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
 	@scripts/check.sh $(BUILD)
 
 # Proof that the fault suite catches lost updates: in build/broken a worker reports a batch
@@ -169,10 +177,9 @@ MANDIR  ?= $(PREFIX)/share/man
 DOCDIR  ?= $(PREFIX)/share/doc/alarm-digest
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 INSTALL ?= install
-# alarmctl (ctl/) and the unit (dist/) come from their own folders: installed when present.
-CTL_BIN   = $(if $(wildcard ctl/*.c),$(BUILD)/alarmctl)
+# The unit (dist/) comes from its own folder: installed when present.
 UNIT_FILE = $(wildcard dist/alarm-supervisor.service)
-MAN8      = man/alarm-supervisor.8 $(if $(CTL_BIN),man/alarmctl.8)
+MAN8      = man/alarm-supervisor.8 man/alarmctl.8
 MAN5      = man/alarm-supervisor.conf.5
 # The unit's ExecStart=/ExecReload= name the programs by path: point them where they go.
 UNIT_SED  = s,/[^[:space:]=]*/(alarm-supervisor|alarmctl)([[:space:]]|$$),$(SBINDIR)/\1\2,g
@@ -180,7 +187,7 @@ UNIT_SED  = s,/[^[:space:]=]*/(alarm-supervisor|alarmctl)([[:space:]]|$$),$(SBIN
 install: all
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(DOCDIR)/examples
-	$(INSTALL) -m 0755 $(BUILD)/alarm-supervisor $(CTL_BIN) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 0755 $(BUILD)/alarm-supervisor $(BUILD)/alarmctl $(DESTDIR)$(SBINDIR)/
 	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 0644 conf/alarm-supervisor.conf $(DESTDIR)$(DOCDIR)/examples/
@@ -208,6 +215,6 @@ deb: deps-pkg
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
+-include $(OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
 	$(BENCH_SRCS:%.c=$(BUILD)/%.d) $(BENCH_LIB_OBJS:.o=.d) $(FAULT_OBJS:.o=.d) $(TESTLIB_OBJS:.o=.d) \
 	$(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:=.d)

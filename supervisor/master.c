@@ -16,6 +16,7 @@
 #include "../common/layout.h"
 #include "../common/lockfile.h"
 #include "../common/log.h"
+#include "../common/reloadstat.h"
 #include "../common/title.h"
 #include "ackq.h"
 #include "handoff.h"
@@ -317,11 +318,12 @@ master_route(struct master *m)
 	}
 }
 
+/* Logged, and recorded for alarmctl reload (arg: the reload's status, may be NULL). */
 static void
 master_log_change(const char *key, const char *old_value, const char *new_value,
     bool restart_needed, void *arg)
 {
-	(void)arg;
+	reloadstat_change(arg, key, old_value, new_value, restart_needed);
 	if (restart_needed)
 		log_warnx("reload: %s changed from \"%s\" to \"%s\": needs a restart; keeping \"%s\" until then",
 		    key, old_value, new_value, old_value);
@@ -330,25 +332,29 @@ master_log_change(const char *key, const char *old_value, const char *new_value,
 }
 
 static void
-master_reload(struct master *m)
+master_reload_apply(struct master *m, struct reloadstat *rs)
 {
 	struct config nc;
-	char err[1024];
+	char err[1024], why[1200];
 	int nslots;
 
 	log_info("SIGHUP: reloading %s", m->conf_path);
 	if (config_load(m->conf_path, &nc, err, sizeof(err)) == -1) {
 		log_errorx("reload failed, keeping the running configuration: %s", err);
+		reloadstat_fail(rs, err);
 		return;
 	}
-	config_diff(&m->cfg, &nc, master_log_change, NULL);
+	config_diff(&m->cfg, &nc, master_log_change, rs);
 	if (config_keep_restart_only(&nc, &m->cfg) == -1) {
-		if (errno == EINVAL)
-			log_errorx("reload: %s: with its restart-only settings kept at their running "
-			    "values, two subjects would be the same; keeping the running configuration",
-			    m->conf_path);
-		else
+		if (errno == EINVAL) {
+			snprintf(why, sizeof(why), "%s: with its restart-only settings kept at their "
+			    "running values, two subjects would be the same", m->conf_path);
+			log_errorx("reload: %s; keeping the running configuration", why);
+		} else {
 			log_error("reload: keeping restart-only settings; keeping the running configuration");
+			snprintf(why, sizeof(why), "keeping restart-only settings: %s", strerror(errno));
+		}
+		reloadstat_fail(rs, why);
 		config_free(&nc);
 		return;
 	}
@@ -369,6 +375,18 @@ master_reload(struct master *m)
 		m->target_slots = nslots;
 	}
 	master_title(m, true);
+}
+
+/* Apply, then tell whoever sent the SIGHUP how it went (alarmctl reload waits for it). */
+static void
+master_reload(struct master *m)
+{
+	struct reloadstat *rs = reloadstat_new();
+
+	master_reload_apply(m, rs);
+	if (rs != NULL)
+		reloadstat_write(rs, m->cfg.state_dir);
+	reloadstat_free(rs);
 }
 
 static void

@@ -512,10 +512,19 @@ worker_timeout(const struct worker *w)
 	return left <= 0 ? 0 : left > 1000 ? 1000 : (int)left;
 }
 
+/*
+ * How long a worker whose supervisor is gone (EOF or SIGTERM) keeps trying
+ * to finish a batch that cannot finish (NATS unreachable).  Nobody will
+ * ack its messages any more, so giving up loses nothing: the stream
+ * redelivers them to the next supervisor's worker.
+ */
+#define WORKER_ORPHAN_GRACE_MS 3000
+
 static void
 worker_loop(struct worker *w)
 {
 	bool eof = false;
+	int64_t eof_at = 0;
 
 	while (!w->stop) {
 		int64_t now = clock_mono_ms();
@@ -530,9 +539,19 @@ worker_loop(struct worker *w)
 			eof = true;  /* SIGTERM: finish what we hold, like an EOF */
 		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_receive(w) == 1)
 			eof = true;
-		if ((now = clock_mono_ms()) < publish_retry_at(w->pub)) {
+		now = clock_mono_ms();
+		if (eof && eof_at == 0)
+			eof_at = now;
+		if (eof && now - eof_at >= WORKER_ORPHAN_GRACE_MS) {
+			log_warnx("the supervisor is gone and %zu messages cannot finish (NATS unreachable): "
+			    "leaving them uncommitted for redelivery", chan_pending(w->ch));
+			break;
+		}
+		if (now < publish_retry_at(w->pub)) {
 			if (eof) {
 				int64_t left = publish_retry_at(w->pub) - now;
+				if (left > eof_at + WORKER_ORPHAN_GRACE_MS - now)
+					left = eof_at + WORKER_ORPHAN_GRACE_MS - now;
 				nanosleep(&(struct timespec){ left / 1000, (left % 1000) * 1000000 }, NULL);
 			}
 			continue;

@@ -143,5 +143,6 @@ void scn_security_tls(void);
 void scn_security_failures(void);
 void scn_security_permissions(void);
 void scn_security_reconnect(void);
+void scn_ctl(void);
 
 #endif

@@ -21,11 +21,9 @@ TMP="$BUILD/pkg-install"
 n=0
 failed=0
 
-# Which parts this tree has: alarmctl (ctl/) and the unit (dist/) land on
-# their own; the expected trees follow what is there.
-have_ctl=0
+# Whether this tree has the systemd unit (dist/), which lands on its own;
+# the expected trees follow what is there.
 have_unit=0
-ls ctl/*.c >/dev/null 2>&1 && have_ctl=1
 [ -f dist/alarm-supervisor.service ] && have_unit=1
 
 PLAN=19
@@ -154,9 +152,7 @@ options_match "man/alarm-supervisor.8 options are --help's" "$BUILD/alarm-superv
 # alarmctl(8): its options, then its commands (the second list), each with
 # the options its usage line names ("usage: alarmctl [-c FILE] CMD [--json] ARGS").
 name="man/alarmctl.8 options and commands are --help's"
-if [ "$have_ctl" -eq 0 ]; then
-	ok "$name # SKIP no ctl/ in this tree yet"
-elif ! "$BUILD/alarmctl" --help > "$TMP/help" 2>&1; then
+if ! "$BUILD/alarmctl" --help > "$TMP/help" 2>&1; then
 	not_ok "$name" "$BUILD/alarmctl --help failed" "$TMP/help"
 else
 	sed -n 's/^  *\(--*[a-z][-a-z]*\).*/\1/p' "$TMP/help" | sort -u > "$TMP/helpopts"
@@ -199,11 +195,11 @@ dest="$TMP/root"
 name="install: make install DESTDIR PREFIX=/usr installs the expected tree"
 {
 	echo usr/sbin/alarm-supervisor
-	[ "$have_ctl" -eq 1 ] && echo usr/sbin/alarmctl
+	echo usr/sbin/alarmctl
 	echo usr/share/doc/alarm-digest/examples/alarm-supervisor.conf
 	echo usr/share/man/man5/alarm-supervisor.conf.5
 	echo usr/share/man/man8/alarm-supervisor.8
-	[ "$have_ctl" -eq 1 ] && echo usr/share/man/man8/alarmctl.8
+	echo usr/share/man/man8/alarmctl.8
 	[ "$have_unit" -eq 1 ] && echo usr/lib/systemd/system/alarm-supervisor.service
 } | sort > "$TMP/want"
 if ! $MAKE --no-print-directory BUILD="$BUILD" DESTDIR="$TOP/$dest" PREFIX=/usr install \
@@ -217,7 +213,7 @@ fi
 
 name="install: the installed programs run (--version, --help)"
 why=""
-for prog in alarm-supervisor $( [ "$have_ctl" -eq 1 ] && echo alarmctl); do
+for prog in alarm-supervisor alarmctl; do
 	bin="$dest/usr/sbin/$prog"
 	if ! "$bin" --version > "$out" 2>&1; then
 		why="${why:+$why; }$prog --version failed"
@@ -276,7 +272,7 @@ if with_deb "$name"; then
 		echo etc/alarm-digest/alarm-supervisor.conf
 		[ "$have_unit" -eq 1 ] && echo lib/systemd/system/alarm-supervisor.service
 		echo usr/sbin/alarm-supervisor
-		[ "$have_ctl" -eq 1 ] && echo usr/sbin/alarmctl
+		echo usr/sbin/alarmctl
 		for f in DESIGN.md.gz PROTOCOL.md.gz README.Debian README.md.gz changelog.Debian.gz \
 		    copyright; do
 			echo "usr/share/doc/alarm-digest/$f"
@@ -284,7 +280,7 @@ if with_deb "$name"; then
 		echo usr/share/lintian/overrides/alarm-digest
 		echo usr/share/man/man5/alarm-supervisor.conf.5.gz
 		echo usr/share/man/man8/alarm-supervisor.8.gz
-		[ "$have_ctl" -eq 1 ] && echo usr/share/man/man8/alarmctl.8.gz
+		echo usr/share/man/man8/alarmctl.8.gz
 		echo var/lib/alarm-digest/
 	} | sort > "$TMP/want"
 	# Files, and the one directory that matters: the state directory.
