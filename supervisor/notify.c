@@ -109,9 +109,13 @@ notify_send(struct notify *n, const char *msg)
 {
 	if (n == NULL || n->fd == -1)
 		return;
-	if (sendto(n->fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&n->addr,
+	if (sendto(n->fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&n->addr,
 	    n->addr_len) == -1 && !n->warned) {
-		/* Once: a manager that is gone must neither stop nor flood us. */
+		/*
+		 * Once: a manager that is gone (or a reader that fell behind:
+		 * MSG_DONTWAIT, the main loop never blocks here) must neither
+		 * stop nor flood us.
+		 */
 		log_warn("notifying the service manager (\"%.*s\")", (int)strcspn(msg, "\n"), msg);
 		n->warned = true;
 	}

@@ -440,7 +440,8 @@ static const struct scenario {
 	{ "spec", scn_spec, true, 26, 3 },
 	{ "many_users", scn_many_users, true, 3, WHOLE },
 	{ "worker_kill", scn_worker_kill, true, 7, WHOLE },
-	{ "reload_workers", scn_reload_workers, true, 6, WHOLE },
+	/* 4_to_2, 2_to_3, progress moved/total, digests, shape, same pid; teardown is in env_down */
+	{ "reload_workers", scn_reload_workers, true, 7, WHOLE },
 	{ "reload_invalid", scn_reload_invalid, true, 7, WHOLE },
 	/* 129 cases; 5 checks of the whole run, teardown */
 	{ "malformed", scn_malformed, true, 135, 6 },
