@@ -487,7 +487,7 @@ master_notify(struct master *m)
 	if (!m->ready_due || m->phase != PHASE_RUN)
 		return;
 	pool_get_stats(m->pool, &ps);
-	if (ps.running < ps.slots)
+	if (ps.ready < ps.slots)
 		return;
 	master_title(m, true);
 	notify_ready(m->notify);

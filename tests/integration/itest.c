@@ -486,6 +486,10 @@ static const struct scenario {
 	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
 	/* credentials revoked while running: logged as such, one retry, exit non-zero */
 	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
+	/* scn_daemon.c: READY after the consumer, RELOADING then READY, watchdog, STATUS, STOPPING, teardown */
+	{ "sd_notify", scn_sd_notify, true, 6, WHOLE },
+	/* make run's script with a nats-server without JetStream: says so, digest answered, stops its own */
+	{ "first_run", scn_first_run, true, 3, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

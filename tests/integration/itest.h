@@ -141,5 +141,8 @@ void scn_security_tls(void);
 void scn_security_failures(void);
 void scn_security_permissions(void);
 void scn_security_reconnect(void);
+/* scn_daemon.c */
+void scn_sd_notify(void);
+void scn_first_run(void);
 
 #endif
