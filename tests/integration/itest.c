@@ -490,6 +490,8 @@ static const struct scenario {
 	{ "sd_notify", scn_sd_notify, true, 6, WHOLE },
 	/* make run's script with a nats-server without JetStream: says so, digest answered, stops its own */
 	{ "first_run", scn_first_run, true, 3, WHOLE },
+	/* systemd-analyze verify of dist/alarm-supervisor.service (a skip without systemd-analyze) */
+	{ "unit_file", scn_unit_file, false, 1, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -144,5 +144,6 @@ void scn_security_reconnect(void);
 /* scn_daemon.c */
 void scn_sd_notify(void);
 void scn_first_run(void);
+void scn_unit_file(void);
 
 #endif

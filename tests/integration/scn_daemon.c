@@ -321,6 +321,85 @@ out:
 	notes_close(&ns);
 }
 
+/* ---- unit_file ---- */
+
+/* A program on PATH (systemd-analyze lives in /usr/bin), into out; -1 if none. */
+static int
+find_program(const char *name, char *out, size_t cap)
+{
+	const char *path = getenv("PATH") != NULL ? getenv("PATH") : "/usr/bin:/bin";
+
+	while (*path != '\0') {
+		size_t len = strcspn(path, ":");
+		snprintf(out, cap, "%.*s/%s", (int)len, path, name);
+		if (access(out, X_OK) == 0)
+			return 0;
+		path += len + (path[len] == ':');
+	}
+	return -1;
+}
+
+/*
+ * systemd-analyze verify dist/alarm-supervisor.service, with ExecStart's
+ * binary replaced by the one under test (verify insists the binary
+ * exists).  Unknown keys and bad values only print a line and still exit
+ * 0, so any output fails the check too.
+ */
+void
+scn_unit_file(void)
+{
+	char analyze[PATH_MAX], dir[PATH_MAX], unit[PATH_MAX], out[PATH_MAX], bin[PATH_MAX], st[64];
+	char *text = NULL, *said = NULL;
+	int status;
+
+	if (find_program("systemd-analyze", analyze, sizeof(analyze)) == -1) {
+		tap_ok("unit_file/systemd_analyze_verify # SKIP systemd-analyze is not installed here");
+		return;
+	}
+	if (harness_tmpdir("unit_file", dir, sizeof(dir)) == -1 ||
+	    harness_path(unit, sizeof(unit), dir, "alarm-supervisor.service") == -1 ||
+	    harness_path(out, sizeof(out), dir, "verify.out") == -1) {
+		tap_fail("unit_file/systemd_analyze_verify", "%s", harness_err());
+		return;
+	}
+	if (realpath(itest_opts.bin, bin) == NULL ||
+	    (text = harness_read_file("dist/alarm-supervisor.service", NULL)) == NULL) {
+		tap_fail("unit_file/systemd_analyze_verify", "%s or dist/alarm-supervisor.service not readable "
+		    "(run itest from the repository's top directory)", itest_opts.bin);
+		goto out;
+	}
+	size_t cap = strlen(text) * 2 + 2 * strlen(bin) + 1, o = 0;
+	char *copy = malloc(cap);
+	const char *from = "/usr/local/bin/alarm-supervisor", *p = text, *at;
+	if (copy == NULL) {
+		tap_fail("unit_file/systemd_analyze_verify", "out of memory");
+		goto out;
+	}
+	while ((at = strstr(p, from)) != NULL) {
+		o += (size_t)snprintf(copy + o, cap - o, "%.*s%s", (int)(at - p), p, bin);
+		p = at + strlen(from);
+	}
+	snprintf(copy + o, cap - o, "%s", p);
+	int wrc = harness_write_file(unit, copy);
+	free(copy);
+	char *argv[] = { analyze, "verify", unit, NULL };
+	if (wrc == -1 || harness_run(argv, out, 60000, &status) == -1) {
+		tap_fail("unit_file/systemd_analyze_verify", "%s", harness_err());
+		goto out;
+	}
+	said = harness_read_file(out, NULL);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || said == NULL || said[0] != '\0')
+		tap_fail("unit_file/systemd_analyze_verify", "%s, saying: %s",
+		    harness_status_str(status, st, sizeof(st)), said ? said : "(no output file)");
+	else
+		tap_ok("unit_file/systemd_analyze_verify");
+out:
+	free(text);
+	free(said);
+	if (harness_tmpdir_remove(dir) == -1)
+		printf("# unit_file: %s\n", harness_err());
+}
+
 /* ---- first_run ---- */
 
 /* The INFO line a NATS server greets with on 127.0.0.1:port, into buf; -1 if none answers. */
