@@ -57,7 +57,7 @@ struct master {
 	int64_t last_title_ms, last_quiesce_log_ms;
 	int settle_ms;              /* when pool_settle wants to run again (-1: no hurry) */
 	struct notify *notify;      /* the service manager (systemd), if any */
-	bool ready_due;             /* READY=1 once the consumer is bound and every worker runs */
+	bool ready_due;             /* READY=1 once the consumer is bound and every worker said READY */
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -140,12 +140,14 @@ master_reshard_follow(struct master *m, struct chan *ch, int nslots)
 	for (;;) {
 		/* A long move is the loop's work now: it keeps the watchdog fed while progress comes. */
 		notify_watchdog(m->notify);
-		if (poll(&pfd, 1, notify_watchdog_due(m->notify)) == -1) {
+		if ((rc = poll(&pfd, 1, notify_watchdog_due(m->notify))) == -1) {
 			if (errno == EINTR)
 				continue;
 			log_error("poll on the reshard channel");
 			return;
 		}
+		if (rc == 0)
+			continue;   /* only the watchdog was due */
 		if ((rc = chan_fill(ch, 4096)) == -1) {
 			log_error("read from the reshard process");
 			return;
