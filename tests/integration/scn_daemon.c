@@ -634,6 +634,8 @@ scn_first_run(void)
 	else
 		tap_ok("first_run/stops_what_it_started");
 out:
+	/* The service logs into run.sh's output: an ASan build's report would land there. */
+	tap_check_sanitizers("first_run", runlog, 200);
 	if (tap_failures() > failures)
 		harness_dump_tail("run.sh output", runlog, 40);
 	free(said);
