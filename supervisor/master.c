@@ -30,6 +30,7 @@
 #include "spill.h"
 
 #define MASTER_MAX_FDS 1100
+#define MASTER_READY_WAIT_MS 60000   /* longest READY=1 waits for a slow worker */
 
 /* What the loop is doing besides routing. */
 enum master_phase {
@@ -58,6 +59,7 @@ struct master {
 	int settle_ms;              /* when pool_settle wants to run again (-1: no hurry) */
 	struct notify *notify;      /* the service manager (systemd), if any */
 	bool ready_due;             /* READY=1 once the consumer is bound and every worker said READY */
+	int64_t ready_due_ms;       /* since when */
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -438,6 +440,7 @@ master_on_signals(struct master *m)
 		notify_reloading(m->notify);
 		master_reload(m);
 		m->ready_due = true;
+		m->ready_due_ms = clock_mono_ms();
 	}
 	if (chld)
 		pool_reap(m->pool);
@@ -486,11 +489,22 @@ master_notify(struct master *m)
 	struct pool_stats ps;
 
 	notify_watchdog(m->notify);
-	if (!m->ready_due || m->phase != PHASE_RUN)
+	if (!m->ready_due || m->phase != PHASE_RUN || !notify_enabled(m->notify))
 		return;
 	pool_get_stats(m->pool, &ps);
-	if (ps.ready < ps.slots)
-		return;
+	/*
+	 * A parked slot will not get better by waiting, and one stuck before
+	 * its READY (a corrupt store parks there) delays only its own users:
+	 * the manager must not fail the whole service for it, so after a
+	 * while READY goes out anyway, saying so.
+	 */
+	if (ps.ready + ps.parked < ps.slots) {
+		if (clock_mono_ms() - m->ready_due_ms < MASTER_READY_WAIT_MS)
+			return;
+		log_warnx("telling the service manager READY with %d of %d workers not ready after %d s: "
+		    "their users wait (see their log lines)", ps.slots - ps.ready - ps.parked, ps.slots,
+		    MASTER_READY_WAIT_MS / 1000);
+	}
 	master_title(m, true);
 	notify_ready(m->notify);
 	m->ready_due = false;
@@ -651,6 +665,7 @@ master_main(const char *conf_path)
 	    m.cfg.state_dir);
 	master_title(&m, true);
 	m.ready_due = true;
+	m.ready_due_ms = clock_mono_ms();
 	rc = master_loop(&m) == 0 ? 0 : 1;
 	log_info("stopped");
 out:

@@ -121,6 +121,12 @@ notify_send(struct notify *n, const char *msg)
 	}
 }
 
+bool
+notify_enabled(const struct notify *n)
+{
+	return n != NULL && n->fd != -1;
+}
+
 void
 notify_ready(struct notify *n)
 {

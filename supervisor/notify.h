@@ -24,6 +24,8 @@ struct notify;
 struct notify *notify_open(void);
 void notify_close(struct notify *n);
 
+/* A service manager listens ($NOTIFY_SOCKET was set and usable). */
+bool notify_enabled(const struct notify *n);
 /* READY=1 (with the current STATUS=). */
 void notify_ready(struct notify *n);
 /* RELOADING=1 and MONOTONIC_USEC=: a reload began; READY=1 ends it. */
