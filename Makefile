@@ -176,9 +176,9 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR  ?= $(PREFIX)/share/man
 DOCDIR  ?= $(PREFIX)/share/doc/alarm-digest
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 INSTALL ?= install
-# The unit (dist/) comes from its own folder: installed when present.
-UNIT_FILE = $(wildcard dist/alarm-supervisor.service)
+UNIT_FILE = dist/alarm-supervisor.service
 MAN8      = man/alarm-supervisor.8 man/alarmctl.8
 MAN5      = man/alarm-supervisor.conf.5
 # The unit's ExecStart=/ExecReload= name the programs by path: point them where they go.
@@ -191,18 +191,17 @@ install: all
 	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
 	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 0644 conf/alarm-supervisor.conf $(DESTDIR)$(DOCDIR)/examples/
-ifneq ($(UNIT_FILE),)
-	$(INSTALL) -d $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
 	sed -E '$(UNIT_SED)' $(UNIT_FILE) > $(DESTDIR)$(UNITDIR)/alarm-supervisor.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/alarm-supervisor.service
-endif
+	$(INSTALL) -m 0644 dist/alarm-digest.sysusers $(DESTDIR)$(SYSUSERSDIR)/alarm-digest.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/alarm-supervisor $(DESTDIR)$(SBINDIR)/alarmctl \
 		$(DESTDIR)$(MANDIR)/man5/alarm-supervisor.conf.5 \
 		$(DESTDIR)$(MANDIR)/man8/alarm-supervisor.8 $(DESTDIR)$(MANDIR)/man8/alarmctl.8 \
 		$(DESTDIR)$(DOCDIR)/examples/alarm-supervisor.conf \
-		$(DESTDIR)$(UNITDIR)/alarm-supervisor.service
+		$(DESTDIR)$(UNITDIR)/alarm-supervisor.service $(DESTDIR)$(SYSUSERSDIR)/alarm-digest.conf
 	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 # The packaging tools are installed only for this (and make test): make run stays light.

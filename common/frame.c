@@ -240,21 +240,23 @@ frame_put_progress(struct buf *b, const struct frame_progress *pr)
 {
 	uint8_t *p;
 
-	if ((p = frame_begin(b, FRAME_PROGRESS, 0, 24)) == NULL)
+	if ((p = frame_begin(b, FRAME_PROGRESS, 0, 32)) == NULL)
 		return -1;
 	put_u64(p, pr->stores_done);
 	put_u64(p + 8, pr->stores);
 	put_u64(p + 16, pr->users_moved);
+	put_u64(p + 24, pr->users);
 	return 0;
 }
 
 int
 frame_get_progress(const struct frame *f, struct frame_progress *pr)
 {
-	if (f->type != FRAME_PROGRESS || f->body_len != 24)
+	if (f->type != FRAME_PROGRESS || f->body_len != 32)
 		return -1;
 	pr->stores_done = get_u64(f->body);
 	pr->stores = get_u64(f->body + 8);
 	pr->users_moved = get_u64(f->body + 16);
+	pr->users = get_u64(f->body + 24);
 	return 0;
 }

@@ -39,7 +39,7 @@ enum frame_type {
 	FRAME_DONE = 65,     /* id: every frame up to id is durable */
 	FRAME_STATS = 66,    /* body: 5 x u64: users, alarms, tombstones, bytes, msgs */
 	/* reshard -> supervisor */
-	FRAME_PROGRESS = 67, /* body: 3 x u64: stores done, stores in all, users moved */
+	FRAME_PROGRESS = 67, /* body: 4 x u64: stores done, stores in all, users moved, users in all */
 };
 
 struct frame {
@@ -55,6 +55,7 @@ struct frame_stats {
 
 struct frame_progress {
 	uint64_t stores_done, stores, users_moved;
+	uint64_t users;         /* in all stores before the move, so the master can show moved/total */
 };
 
 /*

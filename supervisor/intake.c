@@ -334,7 +334,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	struct natsconn_opts o = {
 		.servers = c->servers,
 		.cfg = c,
-		.name = "alarm-supervisor",
+		.name = "master",
 		/* One delivery thread for both core subscriptions keeps their order. */
 		.global_delivery = c->intake == INTAKE_CORE,
 		.reconnected_cb = intake_on_reconnected,

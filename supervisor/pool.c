@@ -92,6 +92,7 @@ slot_spawn(struct pool *p, struct slot *s)
 	close(sv[1]);
 	s->pid = pid;
 	s->state = SLOT_RUNNING;
+	s->ready = false;
 	s->started_ms = clock_mono_ms();
 	s->heard_ms = s->started_ms;
 	/* Whatever the last process had not finished goes to this one, first and in order. */
@@ -252,6 +253,7 @@ slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
 		break;
 	case FRAME_READY:
 		log_debug("worker %d ready", s->index);
+		s->ready = true;
 		break;
 	default:
 		log_warnx("worker %d sent unexpected frame type %u; killing it", s->index, f->type);
@@ -564,6 +566,8 @@ pool_get_stats(const struct pool *p, struct pool_stats *st)
 		const struct slot *s = &p->slots[i];
 		if (s->state == SLOT_RUNNING && s->pid > 0)
 			st->running++;
+		if (s->state == SLOT_RUNNING && s->pid > 0 && s->ready)
+			st->ready++;
 		if (s->state == SLOT_PARKED)
 			st->parked++;
 		if (holdback_held(s))

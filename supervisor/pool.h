@@ -32,6 +32,7 @@ typedef void (*pool_ack_fn)(void *ref, void *arg);
 
 struct pool_stats {
 	int slots, running, parked;
+	int ready;                /* running and said READY (store open, NATS connected) */
 	int held;                 /* slots holding back their users (see pool_slot_stats) */
 	uint64_t inflight;        /* frames queued to workers, not yet reported done */
 	uint64_t spilled;         /* messages in spills, not yet handed to their worker */

@@ -197,8 +197,9 @@ worker_open(struct worker *w)
 		return -1;
 	}
 	db_set_map_max(store_db(w->store), w->cfg.map_size_max_bytes);
-	struct natsconn_opts o = { .servers = w->cfg.servers, .cfg = &w->cfg,
-	    .name = "alarm-supervisor worker" };
+	char name[32];
+	snprintf(name, sizeof(name), "worker %u", w->slot);
+	struct natsconn_opts o = { .servers = w->cfg.servers, .cfg = &w->cfg, .name = name };
 	if ((w->nc = natsconn_connect(&o)) == NULL ||
 	    (w->overlimit = overlimit_new(w->nc, &w->cfg)) == NULL ||
 	    (w->pub = publish_new(w->nc, &w->cfg)) == NULL)

@@ -440,7 +440,8 @@ static const struct scenario {
 	{ "spec", scn_spec, true, 26, 3 },
 	{ "many_users", scn_many_users, true, 3, WHOLE },
 	{ "worker_kill", scn_worker_kill, true, 7, WHOLE },
-	{ "reload_workers", scn_reload_workers, true, 6, WHOLE },
+	/* 4_to_2, 2_to_3, progress moved/total, digests, shape, same pid; teardown is in env_down */
+	{ "reload_workers", scn_reload_workers, true, 7, WHOLE },
 	{ "reload_invalid", scn_reload_invalid, true, 7, WHOLE },
 	/* 129 cases; 5 checks of the whole run, teardown */
 	{ "malformed", scn_malformed, true, 135, 6 },
@@ -494,6 +495,12 @@ static const struct scenario {
 	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
 	/* scn_ctl.c: list, reload, replay, applied, replay again, exactly once, bad reload, stop, teardown */
 	{ "ctl", scn_ctl, true, 9, WHOLE },
+	/* scn_daemon.c: READY after the consumer, RELOADING then READY, watchdog, STATUS, STOPPING, teardown */
+	{ "sd_notify", scn_sd_notify, true, 6, WHOLE },
+	/* make run's script with a nats-server without JetStream: says so, digest answered, stops its own */
+	{ "first_run", scn_first_run, true, 3, WHOLE },
+	/* systemd-analyze verify of dist/alarm-supervisor.service (a skip without systemd-analyze) */
+	{ "unit_file", scn_unit_file, false, 1, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

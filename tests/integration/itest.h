@@ -144,5 +144,9 @@ void scn_security_failures(void);
 void scn_security_permissions(void);
 void scn_security_reconnect(void);
 void scn_ctl(void);
+/* scn_daemon.c */
+void scn_sd_notify(void);
+void scn_first_run(void);
+void scn_unit_file(void);
 
 #endif

@@ -21,11 +21,6 @@ TMP="$BUILD/pkg-install"
 n=0
 failed=0
 
-# Whether this tree has the systemd unit (dist/), which lands on its own;
-# the expected trees follow what is there.
-have_unit=0
-[ -f dist/alarm-supervisor.service ] && have_unit=1
-
 PLAN=19
 echo "1..$PLAN"
 
@@ -200,7 +195,8 @@ name="install: make install DESTDIR PREFIX=/usr installs the expected tree"
 	echo usr/share/man/man5/alarm-supervisor.conf.5
 	echo usr/share/man/man8/alarm-supervisor.8
 	echo usr/share/man/man8/alarmctl.8
-	[ "$have_unit" -eq 1 ] && echo usr/lib/systemd/system/alarm-supervisor.service
+	echo usr/lib/systemd/system/alarm-supervisor.service
+	echo usr/lib/sysusers.d/alarm-digest.conf
 } | sort > "$TMP/want"
 if ! $MAKE --no-print-directory BUILD="$BUILD" DESTDIR="$TOP/$dest" PREFIX=/usr install \
     > "$TMP/install.log" 2>&1; then
@@ -223,10 +219,12 @@ for prog in alarm-supervisor alarmctl; do
 	"$bin" --help > "$out" 2>&1 || why="${why:+$why; }$prog --help failed"
 done
 # The unit names the installed programs, wherever PREFIX put them.
-if [ "$have_unit" -eq 1 ]; then
-	unit="$dest/usr/lib/systemd/system/alarm-supervisor.service"
-	grep -q '^ExecStart=/usr/sbin/alarm-supervisor ' "$unit" ||
-	    why="${why:+$why; }the installed unit's ExecStart= is not /usr/sbin/alarm-supervisor"
+unit="$dest/usr/lib/systemd/system/alarm-supervisor.service"
+grep -q '^ExecStart=/usr/sbin/alarm-supervisor ' "$unit" ||
+    why="${why:+$why; }the installed unit's ExecStart= is not /usr/sbin/alarm-supervisor"
+if grep -n '^Exec.*=[^ ]*/\(alarm-supervisor\|alarmctl\)\( \|$\)' "$unit" |
+    grep -v '=/usr/sbin/\|=/bin/kill' > "$out"; then
+	why="${why:+$why; }the installed unit runs a program not in /usr/sbin: $(head -n 1 "$out")"
 fi
 if [ -z "$why" ]; then ok "$name"; else not_ok "$name" "$why"; fi
 
@@ -270,7 +268,8 @@ name="deb: dpkg-deb -c lists the expected files"
 if with_deb "$name"; then
 	{
 		echo etc/alarm-digest/alarm-supervisor.conf
-		[ "$have_unit" -eq 1 ] && echo lib/systemd/system/alarm-supervisor.service
+		echo lib/systemd/system/alarm-supervisor.service
+		echo usr/lib/sysusers.d/alarm-digest.conf
 		echo usr/sbin/alarm-supervisor
 		echo usr/sbin/alarmctl
 		for f in DESIGN.md.gz PROTOCOL.md.gz README.Debian README.md.gz changelog.Debian.gz \
@@ -352,15 +351,13 @@ fi
 name="deb: the unit is enabled, never started by the package"
 if with_deb "$name"; then
 	why=""
-	if [ "$have_unit" -eq 1 ]; then
-		grep -q 'deb-systemd-helper .*enable.*alarm-supervisor\.service' "$ctrl/postinst" ||
-		    why="postinst does not enable alarm-supervisor.service"
-		# An upgrade may restart a running service (try-restart), never start one.
-		grep -q 'deb-systemd-invoke try-restart .*alarm-supervisor\.service' \
-		    "$ctrl/postinst" || why="${why:+$why; }postinst does not try-restart it on upgrade"
-		grep -q 'deb-systemd-invoke stop alarm-supervisor\.service' "$ctrl/prerm" 2>/dev/null ||
-		    why="${why:+$why; }prerm does not stop it on removal"
-	fi
+	grep -q 'deb-systemd-helper .*enable.*alarm-supervisor\.service' "$ctrl/postinst" ||
+	    why="postinst does not enable alarm-supervisor.service"
+	# An upgrade may restart a running service (try-restart), never start one.
+	grep -q 'deb-systemd-invoke try-restart .*alarm-supervisor\.service' \
+	    "$ctrl/postinst" || why="${why:+$why; }postinst does not try-restart it on upgrade"
+	grep -q 'deb-systemd-invoke stop alarm-supervisor\.service' "$ctrl/prerm" 2>/dev/null ||
+	    why="${why:+$why; }prerm does not stop it on removal"
 	if grep -l 'deb-systemd-invoke[^|]* \(start\|restart\|\$_dh_action\)' "$ctrl"/* \
 	    > "$out" 2>/dev/null; then
 		why="${why:+$why; }a maintainer script may start the unit: $(tr '\n' ' ' < "$out")"

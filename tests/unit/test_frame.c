@@ -129,7 +129,7 @@ test_digest_hello_stats(void **state)
 	uint64_t seq;
 	uint32_t slot, n;
 	struct frame_stats st = { 1, 2, 3, 4, 5 }, st2;
-	struct frame_progress pr = { 3, 8, 1000 }, pr2;
+	struct frame_progress pr = { 3, 8, 1000, 4000 }, pr2;
 
 	(void)state;
 	assert_int_equal(frame_put_digest(&b, 7, 99, "u1", 2), 0);
@@ -161,6 +161,7 @@ test_digest_hello_stats(void **state)
 	assert_int_equal(pr2.stores_done, 3);
 	assert_int_equal(pr2.stores, 8);
 	assert_int_equal(pr2.users_moved, 1000);
+	assert_int_equal(pr2.users, 4000);
 	off += used;
 	assert_int_equal(off, b.len);
 	buf_free(&b);
