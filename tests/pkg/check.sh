@@ -273,7 +273,7 @@ if with_deb "$name"; then
 		echo usr/sbin/alarm-supervisor
 		echo usr/sbin/alarmctl
 		for f in DESIGN.md.gz PROTOCOL.md.gz README.Debian README.md.gz changelog.Debian.gz \
-		    copyright; do
+		    changelog.gz copyright; do
 			echo "usr/share/doc/alarm-digest/$f"
 		done
 		echo usr/share/lintian/overrides/alarm-digest
