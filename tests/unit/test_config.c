@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 50   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 51   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -142,6 +142,7 @@ static const struct {
 	{ "limits.max_message_bytes", false },
 	{ "limits.max_id_bytes", false }, { "limits.max_future", false },
 	{ "limits.max_alarms_per_user", false },
+	{ "http.listen", true },
 };
 
 /*
@@ -849,7 +850,9 @@ static const char all_changed[] =
 	"max_message_bytes = 1K\n"
 	"max_id_bytes = 64\n"
 	"max_future = 1h\n"
-	"max_alarms_per_user = 7\n";
+	"max_alarms_per_user = 7\n"
+	"[http]\n"
+	"listen = [::1]:9466\n";
 
 /* The reloadable values all_changed sets, as literals. */
 static void
