@@ -45,7 +45,7 @@ struct intake {
 	atomic_bool reset_wanted;
 	uint64_t last_consumer_seq;  /* callback thread only */
 	_Atomic uint64_t received, accepted, rejected, redelivered;
-	_Atomic uint64_t received_status, received_request;
+	_Atomic uint64_t received_status, received_request, rejected_status, rejected_request;
 	_Atomic uint64_t by_reason[MSG_E_COUNT];
 };
 
@@ -221,6 +221,7 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
 	    &limits, clock_wall_ms(), &am);
 	if (e != MSG_OK) {
+		atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->rejected_status : &in->rejected_request, 1);
 		intake_reject(in, m, e, validator_detail(in->validator), meta.stream_seq);
 		return;
 	}
@@ -519,6 +520,8 @@ intake_get_stats(struct intake *in, struct intake_stats *st)
 	st->redelivered = atomic_load(&in->redelivered);
 	st->received_status = atomic_load(&in->received_status);
 	st->received_request = atomic_load(&in->received_request);
+	st->rejected_status = atomic_load(&in->rejected_status);
+	st->rejected_request = atomic_load(&in->rejected_request);
 	for (int i = 0; i < MSG_E_COUNT; i++)
 		st->by_reason[i] = atomic_load(&in->by_reason[i]);
 }

@@ -40,6 +40,7 @@ struct intake_stats {
 	uint64_t redelivered;
 	uint64_t received_status;        /* of received: on the status subject */
 	uint64_t received_request;       /* on the request subject (the rest: neither) */
+	uint64_t rejected_status, rejected_request;  /* of rejected: by subject */
 	uint64_t by_reason[MSG_E_COUNT];
 };
 

@@ -25,6 +25,7 @@
 #include "priv.h"
 #include "proc.h"
 #include "spill.h"
+#include "telemetry.h"
 
 #define MASTER_MAX_FDS 1100
 
@@ -53,6 +54,7 @@ struct master {
 	int64_t deadline_ms;        /* shutdown bound */
 	int64_t last_title_ms, last_quiesce_log_ms;
 	int settle_ms;              /* when pool_settle wants to run again (-1: no hurry) */
+	struct telemetry *tel;      /* /metrics, /healthz, /readyz, $SRV */
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -133,6 +135,7 @@ master_reshard_follow(struct master *m, struct chan *ch, int nslots)
 				log_errorx("reshard process sent frame type %u where progress was expected", f.type);
 				return;
 			}
+			telemetry_reshard(m->tel, pr.stores_done, pr.stores);
 			title_set("master conf=%s resharding to %d workers: store %llu/%llu, %llu users moved",
 			    m->conf_path, nslots, (unsigned long long)pr.stores_done,
 			    (unsigned long long)pr.stores, (unsigned long long)pr.users_moved);
@@ -164,6 +167,7 @@ master_reshard(struct master *m, int nslots)
 	snprintf(n, sizeof(n), "%d", nslots);
 	snprintf(map, sizeof(map), "%lld", (long long)m->cfg.map_size_bytes);
 	title_set("master conf=%s resharding to %d workers", m->conf_path, nslots);
+	telemetry_reshard(m->tel, 0, 0);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_error("socketpair for the reshard process");
 		return -1;
@@ -426,6 +430,7 @@ master_act(struct master *m)
 		int old = pool_size(m->pool);
 		master_ack_floor(m);
 		pool_stop_wait(m->pool);
+		telemetry_pool_retire(m->tel, m->pool);
 		pool_free(m->pool, NULL);
 		m->pool = NULL;
 		if (master_reshard(m, m->target_slots) == 0) {
@@ -444,6 +449,22 @@ master_act(struct master *m)
 	m->phase = PHASE_RUN;
 	master_title(m, true);
 	return 0;
+}
+
+/* The phase as /readyz tells it. */
+static enum obs_phase
+master_obs_phase(const struct master *m)
+{
+	switch (m->phase) {
+	case PHASE_RUN:
+		return OBS_RUNNING;
+	case PHASE_QUIESCE:
+		return m->action == ACTION_RESHARD ? OBS_RESHARDING : OBS_RESETTING;
+	case PHASE_DRAIN:
+	case PHASE_STOPPING:
+		break;
+	}
+	return OBS_DRAINING;
 }
 
 static int
@@ -524,6 +545,7 @@ master_loop(struct master *m)
 			return 0;
 		}
 		master_title(m, false);
+		telemetry_update(m->tel, master_obs_phase(m), m->intake, m->pool);
 	}
 }
 
@@ -556,6 +578,9 @@ master_main(const char *conf_path)
 	if (proc_init() == -1 || (m.sigfd = master_signals()) == -1)
 		goto out;
 	title_set("master conf=%s starting", conf_path);
+	/* Before anything that may wait (NATS) or fail: a port taken is found at once. */
+	if ((m.tel = telemetry_open(&m.cfg)) == NULL)
+		goto out;
 	/* Root's work, then root no more: nothing below runs with more than the account has. */
 	if ((priv = priv_new(&m.cfg)) == NULL || priv_check(priv) == -1 ||
 	    priv_state_dir(priv, m.cfg.state_dir) == -1)
@@ -574,6 +599,7 @@ master_main(const char *conf_path)
 		goto out;
 	if ((m.intake = intake_open(&m.cfg, master_stop_check, NULL)) == NULL)
 		goto out;
+	telemetry_attach(m.tel, m.intake, &m.cfg);
 	if ((m.ackq = ackq_new(intake_release)) == NULL) {
 		log_error("allocating the ack queue");
 		goto out;
@@ -601,6 +627,7 @@ out:
 	handoff_batch_free(&m.batch);
 	pool_free(m.pool, NULL);
 	ackq_free(m.ackq);
+	telemetry_close(m.tel);
 	intake_close(m.intake);
 	if (m.sigfd != -1)
 		close(m.sigfd);
