@@ -25,17 +25,10 @@ lag_run(void *arg)
 
 	for (;;) {
 		uint64_t pending = 0, ack_pending = 0;
-		bool ok = jsetup_consumer_lag(l->js, &pending, &ack_pending) == 0;
 		struct timespec until;
+		bool ok;
 
-		if (!ok && !failing)
-			log_warnx("consumer info: cannot read the consumer's lag; /metrics leaves it out "
-			    "until it can (said once)");
-		else if (ok && failing)
-			log_info("consumer info: the consumer's lag can be read again");
-		failing = !ok;
-		obs_set_lag(l->obs, ok, pending, ack_pending);
-
+		/* Wait first: at start the consumer is created only after this thread is. */
 		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_sec += LAG_POLL_MS / 1000;
 		pthread_mutex_lock(&l->mu);
@@ -46,6 +39,15 @@ lag_run(void *arg)
 			return NULL;
 		}
 		pthread_mutex_unlock(&l->mu);
+
+		ok = jsetup_consumer_lag(l->js, &pending, &ack_pending) == 0;
+		if (!ok && !failing)
+			log_warnx("consumer info: cannot read the consumer's lag; /metrics leaves it out "
+			    "until it can (said once)");
+		else if (ok && failing)
+			log_info("consumer info: the consumer's lag can be read again");
+		failing = !ok;
+		obs_set_lag(l->obs, ok, pending, ack_pending);
 	}
 }
 

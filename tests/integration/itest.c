@@ -114,12 +114,16 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "\n"
 	    "[worker]\n"
 	    "commit_max_ms = 20ms\n"
-	    "%s",
+	    "%s"
+	    "\n"
+	    "[http]\n"
+	    "listen = %s\n",
 	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream",
 	    cfg->nats_extra != NULL ? cfg->nats_extra : "", e->dir, workers,
 	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10,
 	    cfg->service_extra != NULL ? cfg->service_extra : "",
-	    cfg->extra_conf != NULL ? cfg->extra_conf : "");
+	    cfg->extra_conf != NULL ? cfg->extra_conf : "",
+	    cfg->http_listen != NULL ? cfg->http_listen : "\"\"");
 	if (workers_line != NULL) {
 		*workers_line = 9;
 		for (const char *x = cfg->nats_extra; x != NULL && *x != '\0'; x++)
@@ -468,6 +472,11 @@ static const struct scenario {
 	{ "stalled_worker", scn_stalled_worker, true, 8, WHOLE },
 	{ "hung_worker", scn_hung_worker, true, 6, WHOLE },
 	{ "spill_crash", scn_spill_crash, true, 8, WHOLE },
+	/*
+	 * scn_http.c: starting, bind taken, ready, methods and format, received,
+	 * rejected, digests, $SRV ping/info/stats, parked, unparked, draining, teardown
+	 */
+	{ "http", scn_http, true, 14, WHOLE },
 	/*
 	 * scn_priv.c: master and workers as the user, state owned by it, the same
 	 * after a reshard, digests exact, JSON shape, teardown; 7 refusals

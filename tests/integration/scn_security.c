@@ -385,7 +385,7 @@ sec_expect_fail(const char *dir, const char *name, const char *url, const char *
 		return -1;
 	}
 	snprintf(text, sizeof(text), "[nats]\nservers = %s\n%s[service]\nstate_dir = %s/state-%s\n"
-	    "workers = 1\n", url, nats_lines, dir, name);
+	    "workers = 1\n[http]\nlisten = \"\"\n", url, nats_lines, dir, name);
 	if (harness_write_file(svc.conf, text) == -1 || chmod(svc.conf, 0600) == -1)
 		return -1;
 	t0 = harness_now_ms();
@@ -433,7 +433,7 @@ sec_unreadable_as_nobody(const char *dir, const char *url, const char *nats_line
 	    harness_path(out, sizeof(out), dir, "unreadable_secret.log") == -1)
 		return -1;
 	if (snprintf(text, sizeof(text), "[nats]\nservers = %s\n%s[service]\nstate_dir = %s/state-x\n"
-	    "workers = 1\n", url, nats_lines, dir) >= (int)sizeof(text)) {
+	    "workers = 1\n[http]\nlisten = \"\"\n", url, nats_lines, dir) >= (int)sizeof(text)) {
 		harness_seterr("config text too long");
 		return -1;
 	}
