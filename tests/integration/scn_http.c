@@ -105,6 +105,32 @@ http_counts(int port, struct http_counts *c)
 	return 0;
 }
 
+/*
+ * A baseline the readiness probe's digest no longer moves: workers report
+ * once a second, so two scrapes 1.5 s apart that agree.
+ */
+static int
+http_counts_settled(int port, struct http_counts *c)
+{
+	int64_t deadline = harness_now_ms() + 15000;
+	struct http_counts next;
+
+	if (http_counts(port, c) == -1)
+		return -1;
+	for (;;) {
+		harness_sleep_ms(1500);
+		if (http_counts(port, &next) == -1)
+			return -1;
+		if (memcmp(c, &next, sizeof(next)) == 0)
+			return 0;
+		*c = next;
+		if (harness_now_ms() >= deadline) {
+			harness_seterr("/metrics kept changing with no traffic");
+			return -1;
+		}
+	}
+}
+
 /* Nothing listens on the NATS port: the master waits to connect, and says it is starting. */
 static int
 http_check_starting(const char *dir)
@@ -460,7 +486,7 @@ scn_http(void)
 		tap_fail("http/ready_200", "%s", harness_err());
 	tap_report("http/methods_and_format", http_check_methods(port));
 
-	if (http_counts(port, &before) == -1 || http_send(&e) == -1) {
+	if (http_counts_settled(port, &before) == -1 || http_send(&e) == -1) {
 		tap_fail("http", "traffic: %s", harness_err());
 		goto out;
 	}
