@@ -545,6 +545,12 @@ test_errors_structure(void **state)
 	expect_error_str("[service]\nworkers = 4 # four\n",
 	    "x.conf:2: [service] workers: \"4 # four\" is not an integer "
 	    "(inline comments start with ';', not '#')");
+	/* [http] listen: numeric host:port, named in the error; "" turns it off. */
+	expect_error_str("[http]\nlisten = localhost:9465\n",
+	    "x.conf:2: [http] listen: \"localhost:9465\" has no numeric IPv4 address before the port "
+	    "(IPv6 goes in brackets)");
+	expect_error_str("[http]\nlisten = 127.0.0.1:0\n",
+	    "x.conf:2: [http] listen: \"127.0.0.1:0\" has a port that is not 1..65535");
 }
 
 /* inih would split an over-long line into pieces; we refuse it instead. */
