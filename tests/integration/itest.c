@@ -490,8 +490,8 @@ static const struct scenario {
 	{ "security_tls", scn_security_tls, true, 2, WHOLE },
 	/* wrong password, wrong CA, tls:// URL to an untrusted server, unreadable secret file */
 	{ "security_failures", scn_security_failures, true, 4, WHOLE },
-	/* round trip, agents cannot read the deliver subject, teardown */
-	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
+	/* round trip, agents cannot read the deliver subject, $SRV.PING answered, teardown */
+	{ "security_permissions", scn_security_permissions, true, 4, WHOLE },
 	/* credentials revoked while running: logged as such, one retry, exit non-zero */
 	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
 };

@@ -601,6 +601,27 @@ sec_agents_cannot_read(struct env *e)
 	return rc;
 }
 
+/* Service discovery works under the shipped permissions: $SRV.PING is answered, nothing violated. */
+static int
+sec_srv_ping(struct env *e)
+{
+	natsMsg *reply = NULL;
+	natsStatus s;
+	int rc = -1;
+
+	if ((s = natsConnection_RequestString(&reply, bus_conn(e->bus), "$SRV.PING.alarm-digest", "",
+	    5000)) != NATS_OK) {
+		harness_seterr("$SRV.PING.alarm-digest under the shipped permissions: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	if (strstr(natsMsg_GetData(reply), "io.nats.micro.v1.ping_response") == NULL)
+		harness_seterr("$SRV.PING reply: %.200s", natsMsg_GetData(reply));
+	else if ((rc = sec_file_lacks(e->svc.log, "Permissions Violation")) == 0)
+		rc = sec_file_lacks(e->svc.log, "Not Permitted");
+	natsMsg_Destroy(reply);
+	return rc;
+}
+
 static void
 sec_permissions(void)
 {
@@ -615,6 +636,7 @@ sec_permissions(void)
 	    (conf = sec_shipped_conf()) == NULL) {
 		tap_fail("security_permissions/round_trip", "setup: %s", harness_err());
 		tap_fail("security_permissions/agents_cannot_read", "setup");
+		tap_fail("security_permissions/srv_ping_answered", "setup");
 		return;
 	}
 	/* The file reads its passwords from nats-server's environment. */
@@ -631,6 +653,7 @@ sec_permissions(void)
 		rc = sec_file_lacks(e.svc.log, "Not Permitted");
 	tap_report("security_permissions/round_trip", rc);
 	tap_report("security_permissions/agents_cannot_read", rc == 0 ? sec_agents_cannot_read(&e) : -1);
+	tap_report("security_permissions/srv_ping_answered", rc == 0 ? sec_srv_ping(&e) : -1);
 	env_down(&e);
 	unsetenv("ALARM_DIGEST_PASSWORD");
 	unsetenv("ALARM_AGENTS_PASSWORD");
