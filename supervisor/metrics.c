@@ -91,7 +91,7 @@ metrics_sample_f(struct buf *b, const char *name, const char *label, const char 
 {
 	if (metrics_head(b, name, "", label, value, NULL) == -1)
 		return -1;
-	return metrics_printf(b, " %.9g\n", v);
+	return metrics_printf(b, " %.3f\n", v);
 }
 
 int
