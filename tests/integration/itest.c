@@ -474,7 +474,8 @@ static const struct scenario {
 	{ "spill_crash", scn_spill_crash, true, 8, WHOLE },
 	/*
 	 * scn_http.c: starting, bind taken, ready, methods and format, received,
-	 * rejected, digests, $SRV ping/info/stats, parked, unparked, draining, teardown
+	 * rejected, digests, $SRV ping/info/stats, parked, reload (unparks; listen
+	 * needs a restart, so the old port serves on; counters kept), draining, teardown
 	 */
 	{ "http", scn_http, true, 14, WHOLE },
 	/*
