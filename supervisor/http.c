@@ -16,6 +16,7 @@
 /* A scraper that stalls must not keep a connection for long, nor many of them. */
 #define HTTP_TIMEOUT_S 10
 #define HTTP_MAX_CONNS 32
+#define HTTP_TEXT "text/plain; charset=utf-8"
 
 struct http {
 	struct MHD_Daemon *d;
@@ -52,6 +53,7 @@ static enum MHD_Result
 http_reply(struct MHD_Connection *c, unsigned status, const char *type, const void *body, size_t len,
     bool allow)
 {
+	/* MUST_COPY: the body is ours to free as soon as the response is queued. */
 	struct MHD_Response *r;
 	enum MHD_Result rc;
 
@@ -69,10 +71,15 @@ http_reply(struct MHD_Connection *c, unsigned status, const char *type, const vo
 }
 
 static enum MHD_Result
+http_text(struct MHD_Connection *c, unsigned status, const char *msg, bool allow)
+{
+	return http_reply(c, status, HTTP_TEXT, msg, strlen(msg), allow);
+}
+
+static enum MHD_Result
 http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
     const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
-	static const char text[] = "text/plain; charset=utf-8";
 	struct http *h = cls;
 	struct http_page pg = { .kind = PAGE_METRICS };
 	enum MHD_Result rc;
@@ -83,8 +90,7 @@ http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char
 	*upload_data_size = 0;
 	*con_cls = NULL;
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return http_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, text, "method not allowed: GET or HEAD\n",
-		    32, true);
+		return http_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: GET or HEAD\n", true);
 	if (strcmp(url, "/metrics") == 0)
 		pg.kind = PAGE_METRICS;
 	else if (strcmp(url, "/healthz") == 0)
@@ -92,14 +98,13 @@ http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char
 	else if (strcmp(url, "/readyz") == 0)
 		pg.kind = PAGE_READY;
 	else
-		return http_reply(c, MHD_HTTP_NOT_FOUND, text, "not found: /metrics, /healthz or /readyz\n",
-		    41, false);
+		return http_text(c, MHD_HTTP_NOT_FOUND, "not found: /metrics, /healthz or /readyz\n", false);
 	obs_read(h->obs, http_render, &pg);
 	if (pg.failed) {
 		log_warnx("http: out of memory rendering %s", url);
-		rc = http_reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, text, "out of memory\n", 14, false);
+		rc = http_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n", false);
 	} else {
-		rc = http_reply(c, pg.status, pg.kind == PAGE_METRICS ? METRICS_CONTENT_TYPE : text,
+		rc = http_reply(c, pg.status, pg.kind == PAGE_METRICS ? METRICS_CONTENT_TYPE : HTTP_TEXT,
 		    pg.body.data, pg.body.len, false);
 	}
 	buf_free(&pg.body);

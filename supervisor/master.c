@@ -191,6 +191,8 @@ master_reshard(struct master *m, int nslots)
 			return -1;
 		}
 	}
+	/* Workers start next: /readyz says "starting" until the loop runs. */
+	telemetry_update(m->tel, OBS_STARTING, NULL, NULL);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char why[128];
 		log_errorx("reshard to %d workers %s", nslots, proc_status_str(status, why, sizeof(why)));

@@ -73,9 +73,9 @@ struct obs *obs_new(const struct config *c);
 void obs_free(struct obs *o);
 
 /*
- * Main loop: take the numbers of intake and pool (pool may be NULL while
- * none exists) if OBS_UPDATE_MS passed or the phase changed.  nc is read
- * for the connection state.
+ * Main loop: take the numbers of intake (its connection's state too) and
+ * pool, if OBS_UPDATE_MS passed or the phase changed.  Either may be NULL:
+ * what it would give stays as last taken.
  */
 void obs_update(struct obs *o, enum obs_phase phase, struct intake *in, struct pool *p, bool force);
 /* Main thread: p is about to be freed (a reshard replaces it); keep what it counted. */

@@ -94,6 +94,8 @@ srv_reply(const struct srv *s, enum srv_verb verb)
 	struct srv_numbers n;
 	char started[64];
 
+	if (o == NULL)
+		return NULL;
 	srv_add_str(o, "type", srv_types[verb]);
 	srv_add_str(o, "name", SRV_NAME);
 	srv_add_str(o, "id", s->id);
