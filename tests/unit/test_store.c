@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -21,6 +22,7 @@
 #include <uuid/uuid.h>
 
 #include "digest.h"
+#include "rec.h"
 #include "spec_ref.h"
 #include "store.h"
 
@@ -1425,6 +1427,304 @@ test_bytes_per_alarm(void **state)
 	assert_stats(f->s, USERS, USERS * PER_USER, 0);
 }
 
+
+/* ---- cost per update ------------------------------------------------------------------ */
+
+/* Bytes of cells one update of an existing alarm writes, for a user holding n alarms. */
+static uint64_t
+bytes_per_update(struct fx *f, const char *user, int n)
+{
+	struct store_stats a, b;
+	char alarm[32];
+
+	assert_int_equal(store_begin(f->s), 0);
+	for (int i = 0; i < n; i++) {
+		size_t len = (size_t)snprintf(alarm, sizeof(alarm), "alarm-%06d", i);
+
+		assert_int_equal(apply_n(f->s, user, strlen(user), alarm, len, STATUS_WARNING,
+		    "2021-08-17T12:00:00Z", f->now_ms), STATE_NEW);
+	}
+	assert_int_equal(store_commit(f->s), 0);
+	store_get_stats(f->s, &a);
+	/* A status change (head and cell) and a refresh (cell only), in the middle of the user. */
+	snprintf(alarm, sizeof(alarm), "alarm-%06d", n / 2);
+	assert_int_equal(apply1(f, user, alarm, STATUS_CRITICAL, "2021-08-17T12:00:01Z"), STATE_CHANGED);
+	assert_int_equal(apply1(f, user, alarm, STATUS_CRITICAL, "2021-08-17T12:00:02Z"), STATE_REFRESHED);
+	store_get_stats(f->s, &b);
+	return b.written - a.written;
+}
+
+/* An update touches one cell and the head, however many alarms the user holds. */
+static void
+test_update_cost_flat(void **state)
+{
+	struct fx *f = *state;
+	uint64_t small = bytes_per_update(f, "small", 10);
+	uint64_t big = bytes_per_update(f, "big", 20000);
+	struct store_stats st, st2;
+
+	print_message("cell bytes written by 2 updates: user of 10 alarms %llu, of 20000 alarms %llu\n",
+	    (unsigned long long)small, (unsigned long long)big);
+	assert_true(small > 0 && small < 64);
+	assert_int_equal(small, big);
+	/* Once all are delivered, a digest of the one alarm changed since writes its cell and the head. */
+	take_json(f, "big");
+	assert_int_equal(f->d.n, 20000);
+	assert_int_equal(apply1(f, "big", "alarm-000007", STATUS_CRITICAL, "2021-08-17T12:00:03Z"),
+	    STATE_CHANGED);
+	store_get_stats(f->s, &st);
+	assert_string_equal(take_json(f, "big"), DIGEST("big", ITEM("alarm-000007", "CRITICAL",
+	    "2021-08-17T12:00:03Z")));
+	store_get_stats(f->s, &st2);
+	assert_true(st2.written - st.written < 40);
+	/* With nothing pending, the head alone answers: nothing written. */
+	assert_string_equal(take_json(f, "big"), DIGEST("big", ""));
+	store_get_stats(f->s, &st);
+	assert_int_equal(st.written, st2.written);
+}
+
+/* ---- reading for operators ---------------------------------------------------------------- */
+
+struct listing {
+	char text[2048];
+	size_t len;
+};
+
+static int
+list_alarm(void *arg, const struct store_alarm *a)
+{
+	struct listing *l = arg;
+	char ts[RFC3339_MAXLEN + 1];
+
+	rfc3339_format(&a->changed_at, ts, sizeof(ts));
+	l->len += (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, "%.*s %s %s%s%s;",
+	    (int)a->id_len, a->id, alarm_status_name(a->status), ts, a->delivered ? " delivered" : "",
+	    a->tombstone ? " tombstone" : "");
+	return 0;
+}
+
+static const char *
+listing(struct store *s, const char *user, uint64_t *last)
+{
+	static struct listing l;
+
+	l.len = 0;
+	l.text[0] = '\0';
+	assert_int_equal(store_user_alarms(s, user, strlen(user), list_alarm, &l, last), 0);
+	return l.text;
+}
+
+static const char *const user_alarms_want =
+    "c CRITICAL 2021-08-17T14:00:00+03:00 delivered;"
+    "a WARNING 2021-08-17T12:00:00Z delivered;"
+    "b CLEARED 2021-08-17T12:00:00Z tombstone;"
+    "6F1C8A3E-9C1E-4B8E-8D4A-2F0E5B6C7D8E WARNING 2021-08-17T13:00:00.5Z;";
+
+/* The read-only open, in a child while the parent holds the store open for writing. */
+static int
+readonly_child(const char *dir)
+{
+	char err[256];
+	struct store *ro = store_open_readonly(dir, err, sizeof(err));
+	struct store_stats st;
+	uint64_t last = 0;
+	int bad = 0;
+
+	if (ro == NULL) {
+		fprintf(stderr, "store_open_readonly: %s\n", err);
+		return 1;
+	}
+	store_get_stats(ro, &st);
+	bad |= st.users != 2 || st.alarms != 5 || st.tombstones != 1;
+	bad |= strcmp(listing(ro, "u", &last), user_alarms_want) != 0 || last != 77;
+	bad |= strcmp(listing(ro, "nobody", &last), "") != 0 || last != 0;
+	/* Never writes. */
+	bad |= store_begin(ro) != -1;
+	store_close(ro);
+	return bad ? 2 : 0;
+}
+
+static void
+test_user_alarms_readonly(void **state)
+{
+	struct fx *f = *state;
+	uint64_t last = 1;
+	char err[256], path[200];
+	struct capture cap;
+	struct buf log = { 0 };
+	struct stat before, after;
+	pid_t pid;
+	int status;
+
+	apply1(f, "u", "a", STATUS_WARNING, "2021-08-17T12:00:00Z");
+	apply1(f, "u", "b", STATUS_CLEARED, "2021-08-17T12:00:00Z");
+	apply1(f, "u", "c", STATUS_CRITICAL, "2021-08-17T14:00:00+03:00");
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(digest_take(f->s, "u", 1, 77, &f->d, &f->replayed), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	apply1(f, "u", "6F1C8A3E-9C1E-4B8E-8D4A-2F0E5B6C7D8E", STATUS_WARNING, "2021-08-17T13:00:00.5Z");
+	apply1(f, "v", "x", STATUS_WARNING, "2021-08-17T13:00:00Z");
+	/* Digest order, tombstones included, through the writer's own handle too. */
+	assert_string_equal(listing(f->s, "u", &last), user_alarms_want);
+	assert_int_equal(last, 77);
+
+	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+	assert_int_equal(stat(path, &before), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(readonly_child(f->dir));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(stat(path, &after), 0);
+	assert_int_equal(before.st_size, after.st_size);
+	assert_int_equal(before.st_mtim.tv_sec, after.st_mtim.tv_sec);
+	assert_int_equal(before.st_mtim.tv_nsec, after.st_mtim.tv_nsec);
+	/* The writer goes on while a reader has been there. */
+	apply1(f, "v", "y", STATUS_WARNING, "2021-08-17T13:00:00Z");
+
+	/* A directory with no store is refused, and not created. */
+	snprintf(path, sizeof(path), "%s/none", f->root);
+	assert_null(store_open_readonly(path, err, sizeof(err)));
+	assert_non_null(strstr(err, path));
+	assert_int_equal(stat(path, &before), -1);
+	capture_start(&cap, f->root);
+	capture_stop(&cap, &log);
+	buf_free(&log);
+}
+
+/* ---- migration from format 1 --------------------------------------------------------------- */
+
+/* Write a format 1 store: one record per user in the main database, as the old store did. */
+static void
+old_put(MDB_txn *txn, MDB_dbi dbi, const char *user, struct rec *r)
+{
+	static const struct rec_keep all = { false, 0, 0 };
+	struct rec_counts c;
+	struct buf b = { 0 };
+	char key[300];
+	MDB_val k, v;
+
+	key[0] = 0;   /* ID_RAW */
+	memcpy(key + 1, user, strlen(user));
+	k = (MDB_val){ 1 + strlen(user), key };
+	assert_int_equal(rec_encode(r, &all, &b, &c), 0);
+	v = (MDB_val){ b.len, b.data };
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	buf_free(&b);
+}
+
+static void
+old_store(const char *dir, int users)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	struct rec *r = rec_new();
+	enum state_result res;
+	struct rfc3339_time t = ts("2021-08-17T12:00:00Z");
+	MDB_val k = { 4, "\x00" "bad" }, v = { 3, "\x07xx" };
+
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_mapsize(env, MAP_SIZE), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	for (int u = 0; u < users; u++) {
+		char user[16], alarm[16];
+
+		rec_clear(r);
+		t = ts("2021-08-17T12:00:00Z");
+		for (int a = 0; a < 3; a++) {
+			snprintf(alarm, sizeof(alarm), "a%d", a);
+			t.sec++;
+			assert_int_equal(rec_apply(r, alarm, strlen(alarm), (enum alarm_status)a, &t, &res), 1);
+		}
+		assert_int_equal(rec_apply(r, "6f1c8a3e-9c1e-4b8e-8d4a-2f0e5b6c7d8e", 36, STATUS_CRITICAL,
+		    &t, &res), 1);
+		if (u % 2 == 1)
+			rec_set_last_request(r, 1000 + (uint64_t)u);
+		snprintf(user, sizeof(user), "user%04d", u);
+		old_put(txn, dbi, user, r);
+	}
+	/* One delivered already, one user with only a request answered. */
+	rec_clear(r);
+	rec_set_last_request(r, 5);
+	old_put(txn, dbi, "asked", r);
+	/* A corrupt record: saved aside, its user starts afresh. */
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	rec_free(r);
+}
+
+static void
+test_migrate_format1(void **state)
+{
+	struct fx *f = *state;
+	enum { USERS = 2500 };
+	char dir[200], err[256];
+	struct capture cap;
+	struct buf log = { 0 };
+	uint64_t last;
+	struct store *s;
+
+	snprintf(dir, sizeof(dir), "%s/old", f->root);
+	old_store(dir, USERS);
+	/* A reader cannot migrate: told what to do. */
+	assert_null(store_open_readonly(dir, err, sizeof(err)));
+	assert_non_null(strstr(err, "store format 1"));
+	assert_non_null(strstr(err, dir));
+
+	capture_start(&cap, f->root);
+	s = open_at(dir);
+	capture_stop(&cap, &log);
+	assert_int_equal(count_lines_with(&log, "migrating 2502 users from store format 1"), 1);
+	assert_int_equal(count_lines_with(&log, "migrated 1000 of 2502 users"), 1);
+	assert_int_equal(count_lines_with(&log, "migrated 2000 of 2502 users"), 1);
+	assert_int_equal(count_lines_with(&log, "migrated 2502 of 2502 users"), 1);
+	assert_int_equal(count_lines_with(&log, "migration to store format 2 done"), 1);
+	assert_int_equal(count_lines_with(&log, "corrupt record for user \"bad\""), 1);
+	assert_int_equal(count_lines_with(&log, "corrupt record saved to "), 1);
+	/* Users with alarms, and "asked"; "bad" started afresh. */
+	assert_stats(s, USERS + 1, USERS * 4, USERS);
+	store_close(s);
+	f->s = (store_close(f->s), open_at(dir));
+	strcpy(f->dir, dir);
+	assert_stats(f->s, USERS + 1, USERS * 4, USERS);
+	/* Every alarm, state and the answered request came across. */
+	assert_string_equal(listing(f->s, "user0007", &last),
+	    "a0 CLEARED 2021-08-17T12:00:01Z tombstone;a1 WARNING 2021-08-17T12:00:02Z;"
+	    "6f1c8a3e-9c1e-4b8e-8d4a-2f0e5b6c7d8e CRITICAL 2021-08-17T12:00:03Z;"
+	    "a2 CRITICAL 2021-08-17T12:00:03Z;");
+	assert_int_equal(last, 1007);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(digest_take(f->s, "user0007", 8, 1007, &f->d, &f->replayed), 0);
+	assert_true(f->replayed);
+	assert_int_equal(digest_take(f->s, "asked", 5, 5, &f->d, &f->replayed), 0);
+	assert_true(f->replayed);
+	assert_int_equal(digest_take(f->s, "user0008", 8, 0, &f->d, &f->replayed), 0);
+	assert_int_equal(f->d.n, 3);
+	assert_int_equal(store_commit(f->s), 0);
+	/* The old tombstone still rejects a stale raise. */
+	assert_int_equal(apply1(f, "user0001", "a0", STATUS_WARNING, "2021-08-17T12:00:00Z"), STATE_STALE);
+	/* A second open finds nothing left to migrate; a reader is welcome now. */
+	capture_start(&cap, f->root);
+	reopen(f);
+	capture_stop(&cap, &log);
+	assert_int_equal(count_lines_with(&log, "migrat"), 0);
+	store_close(f->s);
+	f->s = store_open_readonly(dir, err, sizeof(err));
+	if (f->s == NULL)
+		fail_msg("%s", err);
+	store_close(f->s);
+	f->s = open_at(dir);
+	buf_free(&log);
+}
+
 int
 main(void)
 {
@@ -1449,6 +1749,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_decode_fuzz, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bytes_per_alarm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_update_cost_flat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_user_alarms_readonly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_format1, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
