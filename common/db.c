@@ -571,28 +571,41 @@ db_max_key(const struct db *db)
 int
 db_bytes(struct db *db, uint64_t *out)
 {
-	MDB_stat st, ast;
+	MDB_envinfo info;
+	MDB_stat st;
 	MDB_txn *txn = db->txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t free_pages = 0;
 	int rc;
 
-	/* The main database's pages, and the alarms' (a named database counts apart). */
-	if ((rc = mdb_env_stat(db->env, &st)) != 0) {
-		log_errorx("mdb_env_stat: %s: %s", db->dir, mdb_strerror(rc));
+	/*
+	 * The pages the file holds less the free ones (and the two meta
+	 * pages): mdb_stat's counts leave out the pages of a user's
+	 * duplicates once they outgrow a sub-page into a tree of their own.
+	 */
+	if ((rc = mdb_env_info(db->env, &info)) != 0 || (rc = mdb_env_stat(db->env, &st)) != 0) {
+		log_errorx("mdb_env_info: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
-	*out = (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) * st.ms_psize;
-	if (!db->has_alarms)
-		return 0;
 	if (txn == NULL && db_read_begin(db, &txn) == -1)
 		return -1;
-	rc = mdb_stat(txn, db->alarms, &ast);
+	if ((rc = mdb_cursor_open(txn, 0, &cur)) == 0) {
+		for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0;
+		    op = MDB_NEXT)
+			if (v.mv_size >= sizeof(size_t))
+				free_pages += *(const size_t *)v.mv_data;
+		mdb_cursor_close(cur);
+	}
 	if (txn != db->txn)
 		mdb_txn_abort(txn);
-	if (rc != 0) {
-		log_errorx("mdb_stat %s: %s: %s", DB_ALARMS, db->dir, mdb_strerror(rc));
+	if (rc != MDB_NOTFOUND) {
+		log_errorx("reading the free list: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
-	*out += (uint64_t)(ast.ms_branch_pages + ast.ms_leaf_pages + ast.ms_overflow_pages) * ast.ms_psize;
+	free_pages += 2;   /* the meta pages */
+	*out = info.me_last_pgno + 1 > free_pages ?
+	    (uint64_t)(info.me_last_pgno + 1 - free_pages) * st.ms_psize : 0;
 	return 0;
 }
 
