@@ -712,6 +712,12 @@ store_apply(struct store *s, const struct alarm_msg *m, int64_t now_ms,
 		return 0;   /* nothing to write: the common duplicate costs two reads */
 	if (found)
 		head_add(&h, &was, -1);
+	if (state_expired(&st, now_ms, tombstone_retention_ms)) {
+		/* A CLEARED already past the retention leaves no tombstone. */
+		if (found && db_dup_del(s->db, s->key.data, s->key.len, s->prefix.data, s->prefix.len) == -1)
+			return -1;
+		return store_put_head(s, &old, exists, &h, false);
+	}
 	head_add(&h, &st, 1);
 	if (store_put_cell(s, e.kind, e.bytes, e.len, &st) == -1)
 		return -1;
