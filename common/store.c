@@ -812,8 +812,8 @@ store_take_pending(struct store *s, const char *user, size_t user_len, uint64_t 
 		h.last_request = request_seq;
 	if (store_put_head(s, &old, exists, &h, false) == -1)
 		return -1;
-	if (t.bad > 0 && (exists = true, store_recount(s, user, user_len, t.why, &keep_all, &h,
-	    &exists)) == -1)
+	/* Corrupt cells the walk met: set aside, and the head counted again. */
+	if (t.bad > 0 && store_recount(s, user, user_len, t.why, &keep_all, &h, &exists) == -1)
 		return -1;
 	return 0;
 }
