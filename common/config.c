@@ -183,7 +183,7 @@ static const struct key_def config_keys[] = {
 
 	ROW("limits", "max_message_bytes", KIND_SIZE, 0, I64(max_message_bytes),
 	    64, 8 * MIB, "65536"),
-	ROW("limits", "max_id_bytes", KIND_INT, 0, I64(max_id_bytes), 1, 500, "256"),
+	ROW("limits", "max_id_bytes", KIND_INT, 0, I64(max_id_bytes), 1, 480, "256"),
 	ROW("limits", "max_future", KIND_DURATION, 0, I64(max_future_ms), 0, 3650 * MS_DAY, "24h"),
 	/* Read by the workers: only they know what a user holds. */
 	ROW("limits", "max_alarms_per_user", KIND_INT, 0, I64(max_alarms_per_user),

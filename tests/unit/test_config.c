@@ -757,7 +757,7 @@ test_bounds(void **state)
 		{ "worker", "map_size_max", "1MiB", "16384G", "1048575", "16385G" },
 		{ "worker", "tombstone_retention", "1s", "3650d", "999ms", "3651d" },
 		{ "limits", "max_message_bytes", "64", "8MiB", "63", "8388609" },
-		{ "limits", "max_id_bytes", "1", "500", "0", "501" },
+		{ "limits", "max_id_bytes", "1", "480", "0", "481" },
 		{ "limits", "max_future", "0", "3650d", NULL, "3651d" },
 		{ "limits", "max_alarms_per_user", "1", "100000000", "0", "100000001" },
 	};
