@@ -13,7 +13,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS     = libnats json-c uuid lmdb libbsd inih libcrypto
+PKGS     = libnats json-c uuid lmdb libbsd inih libcrypto libmicrohttpd
 # The service's own sources include each other by relative path ("../common/x.h"), so a
 # role's folder reaching into another's shows in its #include lines; only tests and bench
 # get the folders on the include path.
@@ -23,7 +23,7 @@ TEST_CPPFLAGS = -Icommon -Iworker -Isupervisor -Ireshard
 CPPFLAGS += $(BREAK_DEFS)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread
-LDLIBS   = -lnats -ljson-c -luuid -llmdb -lbsd -linih -lcrypto -lpthread
+LDLIBS   = -lnats -ljson-c -luuid -llmdb -lbsd -linih -lcrypto -lmicrohttpd -lpthread
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

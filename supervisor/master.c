@@ -29,6 +29,7 @@
 #include "priv.h"
 #include "proc.h"
 #include "spill.h"
+#include "telemetry.h"
 
 #define MASTER_MAX_FDS 1100
 #define MASTER_READY_WAIT_MS 60000   /* longest READY=1 waits for a slow worker */
@@ -61,6 +62,7 @@ struct master {
 	struct notify *notify;      /* the service manager (systemd), if any */
 	bool ready_due;             /* READY=1 once the consumer is bound and every worker said READY */
 	int64_t ready_due_ms;       /* since when */
+	struct telemetry *tel;      /* /metrics, /healthz, /readyz, $SRV */
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -160,6 +162,7 @@ master_reshard_follow(struct master *m, struct chan *ch, int nslots)
 				log_errorx("reshard process sent frame type %u where progress was expected", f.type);
 				return;
 			}
+			telemetry_reshard(m->tel, pr.stores_done, pr.stores);
 			int64_t ms = clock_mono_ms() - t0;
 			unsigned long long rate = ms > 0 ? pr.users_moved * 1000 / (uint64_t)ms : 0;
 			master_show(m, true, "master conf=%s resharding to %d workers: store %llu/%llu, "
@@ -195,6 +198,7 @@ master_reshard(struct master *m, int nslots)
 	snprintf(n, sizeof(n), "%d", nslots);
 	snprintf(map, sizeof(map), "%lld", (long long)m->cfg.map_size_bytes);
 	master_show(m, true, "master conf=%s resharding to %d workers", m->conf_path, nslots);
+	telemetry_reshard(m->tel, 0, 0);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_error("socketpair for the reshard process");
 		return -1;
@@ -218,6 +222,8 @@ master_reshard(struct master *m, int nslots)
 			return -1;
 		}
 	}
+	/* Workers start next: /readyz says "starting" until the loop runs. */
+	telemetry_update(m->tel, OBS_STARTING, NULL, NULL);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char why[128];
 		log_errorx("reshard to %d workers %s", nslots, proc_status_str(status, why, sizeof(why)));
@@ -480,6 +486,7 @@ master_act(struct master *m)
 		int old = pool_size(m->pool);
 		master_ack_floor(m);
 		pool_stop_wait(m->pool);
+		telemetry_pool_retire(m->tel, m->pool);
 		pool_free(m->pool, NULL);
 		m->pool = NULL;
 		if (master_reshard(m, m->target_slots) == 0) {
@@ -526,6 +533,22 @@ master_notify(struct master *m)
 	master_title(m, true);
 	notify_ready(m->notify);
 	m->ready_due = false;
+}
+
+/* The phase as /readyz tells it. */
+static enum obs_phase
+master_obs_phase(const struct master *m)
+{
+	switch (m->phase) {
+	case PHASE_RUN:
+		return OBS_RUNNING;
+	case PHASE_QUIESCE:
+		return m->action == ACTION_RESHARD ? OBS_RESHARDING : OBS_RESETTING;
+	case PHASE_DRAIN:
+	case PHASE_STOPPING:
+		break;
+	}
+	return OBS_DRAINING;
 }
 
 static int
@@ -609,6 +632,7 @@ master_loop(struct master *m)
 		}
 		master_notify(m);
 		master_title(m, false);
+		telemetry_update(m->tel, master_obs_phase(m), m->intake, m->pool);
 	}
 }
 
@@ -645,6 +669,9 @@ master_main(const char *conf_path)
 	if (proc_init() == -1 || (m.sigfd = master_signals()) == -1)
 		goto out;
 	master_show(&m, true, "master conf=%s starting", conf_path);
+	/* Before anything that may wait (NATS) or fail: a port taken is found at once. */
+	if ((m.tel = telemetry_open(&m.cfg)) == NULL)
+		goto out;
 	/* Root's work, then root no more: nothing below runs with more than the account has. */
 	if ((priv = priv_new(&m.cfg)) == NULL || priv_check(priv) == -1 ||
 	    priv_state_dir(priv, m.cfg.state_dir) == -1)
@@ -663,6 +690,7 @@ master_main(const char *conf_path)
 		goto out;
 	if ((m.intake = intake_open(&m.cfg, master_stop_check, NULL)) == NULL)
 		goto out;
+	telemetry_attach(m.tel, m.intake, &m.cfg);
 	if ((m.ackq = ackq_new(intake_release)) == NULL) {
 		log_error("allocating the ack queue");
 		goto out;
@@ -692,6 +720,7 @@ out:
 	handoff_batch_free(&m.batch);
 	pool_free(m.pool, NULL);
 	ackq_free(m.ackq);
+	telemetry_close(m.tel);
 	intake_close(m.intake);
 	if (m.sigfd != -1)
 		close(m.sigfd);

@@ -36,6 +36,8 @@ struct slot {
 	int64_t started_ms, next_start_ms, backoff_ms;
 	int quick_deaths;
 	struct frame_stats stats;
+	struct frame_stats carry;  /* counters of the slot's earlier processes (pool_get_slot_report) */
+	char exit_why[128];        /* how its last process ended ("" while none has) */
 
 	/*
 	 * Isolation (holdback.c).  Queue entries up to id `copied` are in the

@@ -114,12 +114,16 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "\n"
 	    "[worker]\n"
 	    "commit_max_ms = 20ms\n"
-	    "%s",
+	    "%s"
+	    "\n"
+	    "[http]\n"
+	    "listen = %s\n",
 	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream",
 	    cfg->nats_extra != NULL ? cfg->nats_extra : "", e->dir, workers,
 	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10,
 	    cfg->service_extra != NULL ? cfg->service_extra : "",
-	    cfg->extra_conf != NULL ? cfg->extra_conf : "");
+	    cfg->extra_conf != NULL ? cfg->extra_conf : "",
+	    cfg->http_listen != NULL ? cfg->http_listen : "\"\"");
 	if (workers_line != NULL) {
 		*workers_line = 9;
 		for (const char *x = cfg->nats_extra; x != NULL && *x != '\0'; x++)
@@ -470,6 +474,12 @@ static const struct scenario {
 	{ "hung_worker", scn_hung_worker, true, 6, WHOLE },
 	{ "spill_crash", scn_spill_crash, true, 8, WHOLE },
 	/*
+	 * scn_http.c: starting, bind taken, ready, methods and format, received,
+	 * rejected, digests, $SRV ping/info/stats, parked, reload (unparks; listen
+	 * needs a restart, so the old port serves on; counters kept), draining, teardown
+	 */
+	{ "http", scn_http, true, 14, WHOLE },
+	/*
 	 * scn_priv.c: master and workers as the user, state owned by it, the same
 	 * after a reshard, digests exact, JSON shape, teardown; 7 refusals
 	 */
@@ -489,8 +499,8 @@ static const struct scenario {
 	 * password and creds files
 	 */
 	{ "security_failures", scn_security_failures, true, 5, WHOLE },
-	/* round trip, agents cannot read the deliver subject, teardown */
-	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
+	/* round trip, agents cannot read the deliver subject, $SRV.PING answered, teardown */
+	{ "security_permissions", scn_security_permissions, true, 4, WHOLE },
 	/* credentials revoked while running: logged as such, one retry, exit non-zero */
 	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
 	/* scn_ctl.c: list, reload, replay, applied, replay again, exactly once, bad reload, stop, teardown */

@@ -399,7 +399,7 @@ sec_expect_fail(const char *dir, const char *name, const char *url, const char *
 		return -1;
 	}
 	snprintf(text, sizeof(text), "[nats]\nservers = %s\n%s[service]\nstate_dir = %s/state-%s\n"
-	    "workers = 1\n", url, nats_lines, dir, name);
+	    "workers = 1\n[http]\nlisten = \"\"\n", url, nats_lines, dir, name);
 	if (harness_write_file(svc.conf, text) == -1 || chmod(svc.conf, 0600) == -1)
 		return -1;
 	t0 = harness_now_ms();
@@ -462,7 +462,7 @@ sec_unreadable_as_nobody(const char *dir, const char *name, const char *url,
 	if (harness_path(out, sizeof(out), dir, file) == -1)
 		return -1;
 	if (snprintf(text, sizeof(text), "[nats]\nservers = %s\n%s[service]\nstate_dir = %s/state-x\n"
-	    "workers = 1\n", url, nats_lines, dir) >= (int)sizeof(text)) {
+	    "workers = 1\n[http]\nlisten = \"\"\n", url, nats_lines, dir) >= (int)sizeof(text)) {
 		harness_seterr("config text too long");
 		return -1;
 	}
@@ -849,6 +849,27 @@ sec_agents_cannot_read(struct env *e)
 	return rc;
 }
 
+/* Service discovery works under the shipped permissions: $SRV.PING is answered, nothing violated. */
+static int
+sec_srv_ping(struct env *e)
+{
+	natsMsg *reply = NULL;
+	natsStatus s;
+	int rc = -1;
+
+	if ((s = natsConnection_RequestString(&reply, bus_conn(e->bus), "$SRV.PING.alarm-digest", "",
+	    5000)) != NATS_OK) {
+		harness_seterr("$SRV.PING.alarm-digest under the shipped permissions: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	if (strstr(natsMsg_GetData(reply), "io.nats.micro.v1.ping_response") == NULL)
+		harness_seterr("$SRV.PING reply: %.200s", natsMsg_GetData(reply));
+	else if ((rc = sec_file_lacks(e->svc.log, "Permissions Violation")) == 0)
+		rc = sec_file_lacks(e->svc.log, "Not Permitted");
+	natsMsg_Destroy(reply);
+	return rc;
+}
+
 static void
 sec_permissions(void)
 {
@@ -863,6 +884,7 @@ sec_permissions(void)
 	    (conf = sec_shipped_conf()) == NULL) {
 		tap_fail("security_permissions/round_trip", "setup: %s", harness_err());
 		tap_fail("security_permissions/agents_cannot_read", "setup");
+		tap_fail("security_permissions/srv_ping_answered", "setup");
 		return;
 	}
 	/* The file reads its passwords from nats-server's environment. */
@@ -879,6 +901,7 @@ sec_permissions(void)
 		rc = sec_file_lacks(e.svc.log, "Not Permitted");
 	tap_report("security_permissions/round_trip", rc);
 	tap_report("security_permissions/agents_cannot_read", rc == 0 ? sec_agents_cannot_read(&e) : -1);
+	tap_report("security_permissions/srv_ping_answered", rc == 0 ? sec_srv_ping(&e) : -1);
 	env_down(&e);
 	unsetenv("ALARM_DIGEST_PASSWORD");
 	unsetenv("ALARM_AGENTS_PASSWORD");
