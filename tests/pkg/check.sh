@@ -186,7 +186,8 @@ fi
 
 # ---- make install / uninstall ----
 
-dest="$TMP/root"
+# Absolute: make runs the install from the top of the tree, BUILD may be either.
+dest="$(cd "$TMP" && pwd)/root"
 name="install: make install DESTDIR PREFIX=/usr installs the expected tree"
 {
 	echo usr/sbin/alarm-supervisor
@@ -198,7 +199,7 @@ name="install: make install DESTDIR PREFIX=/usr installs the expected tree"
 	echo usr/lib/systemd/system/alarm-supervisor.service
 	echo usr/lib/sysusers.d/alarm-digest.conf
 } | sort > "$TMP/want"
-if ! $MAKE --no-print-directory BUILD="$BUILD" DESTDIR="$TOP/$dest" PREFIX=/usr install \
+if ! $MAKE --no-print-directory BUILD="$BUILD" DESTDIR="$dest" PREFIX=/usr install \
     > "$TMP/install.log" 2>&1; then
 	not_ok "$name" "make install failed" "$TMP/install.log"
 elif (cd "$dest" && find . ! -type d | sed 's,^\./,,' | sort) | diff -u "$TMP/want" - > "$out"; then
@@ -229,7 +230,7 @@ fi
 if [ -z "$why" ]; then ok "$name"; else not_ok "$name" "$why"; fi
 
 name="install: make uninstall removes every file make install put there"
-if ! $MAKE --no-print-directory BUILD="$BUILD" DESTDIR="$TOP/$dest" PREFIX=/usr uninstall \
+if ! $MAKE --no-print-directory BUILD="$BUILD" DESTDIR="$dest" PREFIX=/usr uninstall \
     > "$TMP/uninstall.log" 2>&1; then
 	not_ok "$name" "make uninstall failed" "$TMP/uninstall.log"
 elif (cd "$dest" && find . ! -type d) > "$out" && [ -s "$out" ]; then
