@@ -115,7 +115,7 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "[worker]\n"
 	    "commit_max_ms = 20ms\n"
 	    "%s",
-	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream",
+	    e->tag, cfg->servers != NULL ? cfg->servers : e->nats.url, cfg->core ? "core" : "jetstream",
 	    cfg->nats_extra != NULL ? cfg->nats_extra : "", e->dir, workers,
 	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10,
 	    cfg->service_extra != NULL ? cfg->service_extra : "",
@@ -276,9 +276,9 @@ env_up(struct env *e, const char *tag, const struct env_config *cfg)
 	if (harness_path(e->svc.conf, sizeof(e->svc.conf), e->dir, "alarm-supervisor.conf") == -1 ||
 	    harness_path(e->svc.log, sizeof(e->svc.log), e->dir, "service.log") == -1)
 		return -1;
-	if (harness_nats_start_conf(&e->nats, e->dir, cfg->nats_conf) == -1)
+	if (cfg->servers == NULL && harness_nats_start_conf(&e->nats, e->dir, cfg->nats_conf) == -1)
 		return -1;
-	if ((e->bus = bus_open(e->nats.url, !cfg->core)) == NULL)
+	if ((e->bus = bus_open(cfg->servers != NULL ? cfg->servers : e->nats.url, !cfg->core)) == NULL)
 		return -1;
 	if ((e->digests = collector_new(e->bus, "AlarmDigest")) == NULL)
 		return -1;
@@ -492,6 +492,10 @@ static const struct scenario {
 	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
 	/* credentials revoked while running: logged as such, one retry, exit non-zero */
 	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
+	/* scn_cluster.c, 3-node JetStream cluster: digests exact, JSON shape, teardown */
+	{ "cluster_r3", scn_cluster_r3, true, 3, WHOLE },
+	/* one node stopped and started under load: still up, digests exact, JSON shape, teardown */
+	{ "cluster_node_restart", scn_cluster_node_restart, true, 4, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

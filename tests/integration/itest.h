@@ -46,6 +46,7 @@ struct env_config {
 	const char *nats_extra;   /* more [nats] lines, each ending in \n (may be NULL) */
 	const char *service_extra; /* more [service] lines, the same */
 	bool dir_shared;          /* temp dir 0711, config 0644: a [service] user can reach them */
+	const char *servers;      /* when set: env_up starts no nats-server; these URLs (a cluster) */
 };
 
 struct env {
@@ -143,5 +144,7 @@ void scn_security_tls(void);
 void scn_security_failures(void);
 void scn_security_permissions(void);
 void scn_security_reconnect(void);
+void scn_cluster_r3(void);
+void scn_cluster_node_restart(void);
 
 #endif
