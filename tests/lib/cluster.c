@@ -50,7 +50,11 @@ cluster_pick_ports(int *ports, int n)
 	return rc;
 }
 
-/* Node i's config: its name, its route port, routes to all (itself included), its store. */
+/*
+ * Node i's config: its name, its route port, routes to all (itself
+ * included).  JetStream and its store (DIR/js) come from the command line
+ * harness_nats_start_conf builds; the file must not repeat them.
+ */
 static int
 cluster_conf_text(const struct cluster *c, int i, char *buf, size_t cap)
 {
@@ -60,10 +64,8 @@ cluster_conf_text(const struct cluster *c, int i, char *buf, size_t cap)
 	    "  name: " CLUSTER_NAME "\n"
 	    "  listen: \"127.0.0.1:%d\"\n"
 	    "  routes: [ nats://127.0.0.1:%d, nats://127.0.0.1:%d, nats://127.0.0.1:%d ]\n"
-	    "}\n"
-	    "jetstream { store_dir: \"%s/js\" }\n",
-	    i + 1, c->route_port[i], c->route_port[0], c->route_port[1], c->route_port[2],
-	    c->node[i].dir);
+	    "}\n",
+	    i + 1, c->route_port[i], c->route_port[0], c->route_port[1], c->route_port[2]);
 
 	if (n < 0 || (size_t)n >= cap) {
 		harness_seterr("config of cluster node n%d does not fit in %zu bytes", i + 1, cap);
@@ -72,9 +74,9 @@ cluster_conf_text(const struct cluster *c, int i, char *buf, size_t cap)
 	return 0;
 }
 
-/* One $JS.API.INFO round trip to node i; 0 when it answered without an error. */
+/* One JetStream API request to node i; 0 when it answered without an error. */
 static int
-cluster_node_ready(const struct cluster *c, int i)
+cluster_node_api(const struct cluster *c, int i, const char *subject, const char *body)
 {
 	natsOptions *o = NULL;
 	natsConnection *nc = NULL;
@@ -87,12 +89,12 @@ cluster_node_ready(const struct cluster *c, int i)
 	if (s == NATS_OK) s = natsOptions_SetTimeout(o, 1000);
 	if (s == NATS_OK) s = natsOptions_SetAllowReconnect(o, false);
 	if (s == NATS_OK) s = natsConnection_Connect(&nc, o);
-	if (s == NATS_OK) s = natsConnection_RequestString(&reply, nc, "$JS.API.INFO", "", 1000);
+	if (s == NATS_OK) s = natsConnection_RequestString(&reply, nc, subject, body, 2000);
 	if (s != NATS_OK) {
-		harness_seterr("$JS.API.INFO on node n%d (%s): %s", i + 1, c->node[i].url,
+		harness_seterr("%s on node n%d (%s): %s", subject, i + 1, c->node[i].url,
 		    natsStatus_GetText(s));
 	} else if (strstr(natsMsg_GetData(reply), "\"error\"") != NULL) {
-		harness_seterr("$JS.API.INFO on node n%d (%s): %.300s", i + 1, c->node[i].url,
+		harness_seterr("%s on node n%d (%s): %.300s", subject, i + 1, c->node[i].url,
 		    natsMsg_GetData(reply));
 	} else {
 		rc = 0;
@@ -101,6 +103,22 @@ cluster_node_ready(const struct cluster *c, int i)
 	natsConnection_Destroy(nc);
 	natsOptions_Destroy(o);
 	return rc;
+}
+
+/*
+ * A metadata leader is not enough for a replicated stream: it must also
+ * count every peer as current, or a create fails with "no suitable peers
+ * for placement".  Creating (and deleting) a small R3 stream is the one
+ * test that says so.
+ */
+static int
+cluster_probe_r3(const struct cluster *c)
+{
+	if (cluster_node_api(c, 0, "$JS.API.STREAM.CREATE.ITEST_CLUSTER_PROBE",
+	    "{\"name\":\"ITEST_CLUSTER_PROBE\",\"subjects\":[\"itest.cluster.probe\"],"
+	    "\"storage\":\"memory\",\"num_replicas\":3}") == -1)
+		return -1;
+	return cluster_node_api(c, 0, "$JS.API.STREAM.DELETE.ITEST_CLUSTER_PROBE", "");
 }
 
 int
@@ -115,11 +133,12 @@ cluster_wait_ready(struct cluster *c, int64_t timeout_ms)
 			if (c->node[i].proc.pid <= 0 || c->node[i].proc.reaped)
 				continue;
 			running++;
-			if (cluster_node_ready(c, i) == -1)
+			if (cluster_node_api(c, i, "$JS.API.INFO", "") == -1)
 				break;
 			ready++;
 		}
-		if (running > 0 && ready == running)
+		if (running > 0 && ready == running &&
+		    (running < CLUSTER_NODES || cluster_probe_r3(c) == 0))
 			return 0;
 		if (harness_now_ms() >= deadline) {
 			char why[1024];

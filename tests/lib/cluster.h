@@ -32,8 +32,9 @@ struct cluster {
 /* Start all nodes (configs and stores under dir) and wait for a meta leader. */
 int cluster_start(struct cluster *c, const char *dir, int64_t timeout_ms);
 /*
- * Wait until every running node answers $JS.API.INFO without an error:
- * the cluster has a metadata leader and each node knows it.
+ * Wait until every running node answers $JS.API.INFO without an error
+ * (the cluster has a metadata leader and each node knows it) and, when
+ * all nodes run, an R3 stream can be created (every peer is current).
  */
 int cluster_wait_ready(struct cluster *c, int64_t timeout_ms);
 int cluster_node_stop(struct cluster *c, int i);
