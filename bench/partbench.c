@@ -140,6 +140,8 @@ js_of(natsConnection *nc)
 
 	jsOptions_Init(&jo);
 	jo.PublishAsync.MaxPending = 4096;
+	/* At MaxPending a publish waits for acks; the default 200 ms is too short on busy cores. */
+	jo.PublishAsync.StallWait = 10000;
 	jo.PublishAsync.ErrHandler = on_pub_err;
 	if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK) {
 		harness_seterr("JetStream context: %s", natsStatus_GetText(s));
