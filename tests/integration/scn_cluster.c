@@ -203,8 +203,8 @@ scn_cluster_node_restart(void)
 		k = 0;
 	}
 	t0 = harness_now_ms();
-	printf("# cluster_node_restart: stopping n%d (%s), the service's node\n", k + 1,
-	    ce.c.node[k].url);
+	printf("# cluster_node_restart: stopping n%d (%s), the service's node; metadata leader "
+	    "n%d\n", k + 1, ce.c.node[k].url, cluster_meta_leader(&ce.c) + 1);
 	if (cluster_node_stop(&ce.c, k) == -1 || runner_wait_sent(&r, 300, 30000) == -1) {
 		tap_fail("cluster_node_restart", "publishing through the other nodes: %s",
 		    harness_err());

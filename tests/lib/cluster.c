@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -201,6 +202,37 @@ cluster_node_start(struct cluster *c, int i, int64_t timeout_ms)
 	if (harness_nats_restart(&c->node[i]) == -1)
 		return -1;
 	return cluster_wait_ready(c, timeout_ms);
+}
+
+int
+cluster_meta_leader(const struct cluster *c)
+{
+	static const char self[] = "Self is new JetStream cluster metadata leader";
+	static const char other[] = "JetStream cluster new metadata leader: n";
+
+	for (int i = 0; i < CLUSTER_NODES; i++) {
+		char *log, *p, *last = NULL;
+		int leader = -1;
+
+		if (c->node[i].proc.pid <= 0 || c->node[i].proc.reaped ||
+		    (log = harness_read_file(c->node[i].log, NULL)) == NULL)
+			continue;
+		/* The latest of either line is this node's current view. */
+		for (p = log; (p = strstr(p, "metadata leader")) != NULL; p++)
+			last = p;
+		if (last != NULL) {
+			while (last > log && last[-1] != '\n')
+				last--;
+			if ((p = strstr(last, self)) != NULL && strchr(last, '\n') > p)
+				leader = i;
+			else if ((p = strstr(last, other)) != NULL)
+				leader = atoi(p + sizeof(other) - 1) - 1;
+		}
+		free(log);
+		if (leader >= 0 && leader < CLUSTER_NODES)
+			return leader;
+	}
+	return -1;
 }
 
 int

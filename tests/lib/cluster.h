@@ -40,6 +40,11 @@ int cluster_wait_ready(struct cluster *c, int64_t timeout_ms);
 int cluster_node_stop(struct cluster *c, int i);
 /* Start a stopped node again (same ports, same store) and wait until it is ready. */
 int cluster_node_start(struct cluster *c, int i, int64_t timeout_ms);
+/*
+ * The JetStream metadata leader as the first running node's log last
+ * named it (0-based), or -1: for messages, and to pick a node to stop.
+ */
+int cluster_meta_leader(const struct cluster *c);
 /* The node listening for clients on port, or -1. */
 int cluster_node_of_port(const struct cluster *c, int port);
 /* Stop every node (SIGTERM, then SIGKILL after a bound); the dirs stay. */
