@@ -172,8 +172,6 @@ cluster_start(struct cluster *c, const char *dir, int64_t timeout_ms)
 			harness_seterr("mkdir %s: %s", nodedir, strerror(errno));
 			return -1;
 		}
-		/* harness_nats_start_conf sets dir; the config needs it first. */
-		snprintf(c->node[i].dir, sizeof(c->node[i].dir), "%s", nodedir);
 		if (cluster_conf_text(c, i, conf, sizeof(conf)) == -1 ||
 		    harness_nats_start_conf(&c->node[i], nodedir, conf) == -1) {
 			char why[1024];
