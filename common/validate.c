@@ -729,7 +729,9 @@ text_decode(char *d, const unsigned char *s, size_t n)
 /*
  * A value of another type than string, for a detail line: its text as it
  * arrived with the blanks outside strings left out ({"a": [1]} shows as
- * {"a":[1]}), cut where quote_bytes would cut it anyway.
+ * {"a":[1]}, as json-c printed it), cut where quote_bytes would cut it
+ * anyway.  Unlike json-c's, numbers are not reformatted (-0 stays -0) and
+ * escapes in nested strings are not decoded.
  */
 static const char *
 msg_shown_value(char *shown, size_t cap, const unsigned char *s, size_t n)
