@@ -21,7 +21,6 @@
  * lone surrogate (json-c writes U+FFFD, so two different IDs would become
  * one) and a field name given twice (json-c keeps the last).
  */
-#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
