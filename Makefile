@@ -1,6 +1,6 @@
 # alarm-digest: build, test, run, bench.  See README.md.
 #
-#   make            build build/alarm-supervisor
+#   make            build build/alarm-supervisor and build/alarmctl
 #   make run        install missing Debian packages, start a local nats-server
 #                   if none is reachable, run the service in the foreground
 #   make test       install missing packages, run the whole suite twice:
@@ -11,7 +11,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS     = libnats json-c uuid lmdb libbsd inih libcrypto
+PKGS     = libnats json-c uuid lmdb libbsd inih libcrypto libmicrohttpd
 # The service's own sources include each other by relative path ("../common/x.h"), so a
 # role's folder reaching into another's shows in its #include lines; only tests and bench
 # get the folders on the include path.
@@ -21,7 +21,7 @@ TEST_CPPFLAGS = -Icommon -Iworker -Isupervisor -Ireshard
 CPPFLAGS += $(BREAK_DEFS)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread
-LDLIBS   = -lnats -ljson-c -luuid -llmdb -lbsd -linih -lcrypto -lpthread
+LDLIBS   = -lnats -ljson-c -luuid -llmdb -lbsd -linih -lcrypto -lmicrohttpd -lpthread
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -31,6 +31,10 @@ endif
 SRCS      = $(wildcard cmd/*.c common/*.c supervisor/*.c worker/*.c reshard/*.c)
 OBJS      = $(SRCS:%.c=$(BUILD)/%.o)
 LIBOBJS   = $(filter-out $(BUILD)/cmd/%,$(OBJS))
+# alarmctl, the operator's tool: its own folder, linked with common/ only.
+CTL_SRCS  = $(wildcard ctl/*.c)
+CTL_OBJS  = $(CTL_SRCS:%.c=$(BUILD)/%.o)
+COMMON_OBJS = $(filter $(BUILD)/common/%,$(OBJS))
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ITEST_SRCS = $(wildcard tests/integration/*.c)
@@ -49,7 +53,7 @@ FAULT_OBJS = $(FAULT_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps run test check check-unit check-integration check-broken bench clean \
 	fuzz-build fuzz check-fuzz
-all: $(BUILD)/alarm-supervisor
+all: $(BUILD)/alarm-supervisor $(BUILD)/alarmctl
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -62,10 +66,16 @@ $(BUILD)/alarm-supervisor: $(OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/alarmctl: $(CTL_OBJS) $(COMMON_OBJS)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+# The suite's JWT signer lives in tests/lib; its unit test links it.
+$(BUILD)/tests/test_jwt: $(BUILD)/tests/lib/jwt.o
 
 $(BUILD)/tests/itest: $(ITEST_OBJS) $(TESTLIB_OBJS) $(LIBOBJS)
 	@mkdir -p $(dir $@)
@@ -103,7 +113,7 @@ test: deps
 	-$(MAKE) --no-print-directory check-fuzz
 	@scripts/summary.sh build/plain build/asan build/broken build/fuzz
 
-check: $(BUILD)/alarm-supervisor $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
+check: $(BUILD)/alarm-supervisor $(BUILD)/alarmctl $(UNIT_BINS) $(BUILD)/tests/itest $(BUILD)/tests/faulttest
 	@scripts/check.sh $(BUILD)
 
 # Proof that the fault suite catches lost updates: in build/broken a worker reports a batch
@@ -158,6 +168,6 @@ check-fuzz: fuzz-build
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
+-include $(OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(ITEST_OBJS:.o=.d) \
 	$(BENCH_SRCS:%.c=$(BUILD)/%.d) $(BENCH_LIB_OBJS:.o=.d) $(FAULT_OBJS:.o=.d) $(TESTLIB_OBJS:.o=.d) \
 	$(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:=.d)

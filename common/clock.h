@@ -6,5 +6,7 @@
 
 int64_t clock_mono_ms(void);
 int64_t clock_wall_ms(void);
+int64_t clock_mono_us(void);
+int64_t clock_wall_us(void);   /* the DIGEST frame's receive time (frame.h) */
 
 #endif

@@ -30,6 +30,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "listen.h"
 #include "quote.h"
 
 /*
@@ -60,6 +61,7 @@ enum key_kind {
 	KIND_LOG_LEVEL, /* enum log_level */
 	KIND_WORD,      /* char *, no blanks (a user name) */
 	KIND_BOOL,      /* bool, yes or no */
+	KIND_LISTEN,    /* char *, host:port to bind (listen.h) */
 };
 
 #define KEY_RESTART       0x01u  /* read at start only; SIGHUP cannot apply it */
@@ -181,11 +183,14 @@ static const struct key_def config_keys[] = {
 
 	ROW("limits", "max_message_bytes", KIND_SIZE, 0, I64(max_message_bytes),
 	    64, 8 * MIB, "65536"),
-	ROW("limits", "max_id_bytes", KIND_INT, 0, I64(max_id_bytes), 1, 500, "256"),
+	ROW("limits", "max_id_bytes", KIND_INT, 0, I64(max_id_bytes), 1, 480, "256"),
 	ROW("limits", "max_future", KIND_DURATION, 0, I64(max_future_ms), 0, 3650 * MS_DAY, "24h"),
 	/* Read by the workers: only they know what a user holds. */
 	ROW("limits", "max_alarms_per_user", KIND_INT, 0, I64(max_alarms_per_user),
 	    1, 100000000, "100000"),
+
+	/* Restart-only: the HTTP thread binds once, before privileges are dropped. */
+	ROW("http", "listen", KIND_LISTEN, R | KEY_EMPTY_OK, STR(http_listen), 0, 0, "127.0.0.1:9465"),
 };
 
 #undef R
@@ -252,7 +257,7 @@ static bool
 kind_is_string(enum key_kind kind)
 {
 	return kind == KIND_SERVERS || kind == KIND_NAME || kind == KIND_SUBJECT ||
-	    kind == KIND_PATH || kind == KIND_ACCOUNT || kind == KIND_WORD;
+	    kind == KIND_PATH || kind == KIND_ACCOUNT || kind == KIND_WORD || kind == KIND_LISTEN;
 }
 
 static bool
@@ -502,6 +507,12 @@ string_complaint(const struct key_def *k, const char *s)
 		return subject_complaint(s);
 	case KIND_ACCOUNT:
 		return account_complaint(s);
+	case KIND_LISTEN: {
+		struct sockaddr_storage ss;
+		socklen_t sslen;
+		const char *why;
+		return listen_parse(s, &ss, &sslen, &why) == -1 ? why : NULL;
+	}
 	case KIND_SERVERS:
 		if (*s == ',' || s[strlen(s) - 1] == ',' || strstr(s, ",,") != NULL)
 			return "has an empty server URL";

@@ -83,6 +83,9 @@ struct config {
 	int64_t max_id_bytes;            /* default 256, at most 500 */
 	int64_t max_future_ms;           /* ChangedAt allowance past the clock; default 24h */
 	int64_t max_alarms_per_user;     /* tombstones included; default 100000 */
+
+	/* [http] */
+	char *http_listen;               /* host:port for /metrics, /healthz, /readyz; "" = off */
 };
 
 /* Fill every field with its default (strings allocated). 0 or -1 (ENOMEM). */

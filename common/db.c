@@ -16,10 +16,17 @@
 /* An EIO with less than this free on the file system was a short write for want of space. */
 #define DB_DISK_LOW (1u << 20)
 
+/* The named database of sorted duplicates (cell.h); the main one holds only it, or format 1 records. */
+#define DB_ALARMS "alarms"
+
 struct db {
 	MDB_env *env;
-	MDB_dbi dbi;
+	MDB_dbi dbi;            /* the main database */
+	MDB_dbi alarms;         /* DB_ALARMS */
+	bool has_alarms;        /* false only in a read-only store that never had one */
+	bool readonly;
 	MDB_txn *txn;           /* the open write transaction, if any */
+	MDB_cursor *cur;        /* on the alarms in txn, opened at first use; LMDB frees it with txn */
 	size_t max_key;
 	int64_t map_size, map_max;
 	enum db_fault fault;    /* of the last failed call */
@@ -77,6 +84,8 @@ db_error(struct db *db, const char *call, int rc)
 		break;
 	}
 }
+
+static int db_read_begin(struct db *db, MDB_txn **txn);
 
 static int
 db_need_txn(const struct db *db, const char *fn)
@@ -138,16 +147,25 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 		snprintf(err, errlen, "mdb_env_create: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
-	if ((rc = mdb_env_set_mapsize(db->env, (size_t)map_size_bytes)) != 0) {
+	/* 0 for a reader: the size the writer gave the map. */
+	if (map_size_bytes > 0 && (rc = mdb_env_set_mapsize(db->env, (size_t)map_size_bytes)) != 0) {
 		snprintf(err, errlen, "mdb_env_set_mapsize: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
-	/* Default flags: every commit is synced, which is the durability contract. */
-	if ((rc = mdb_env_open(db->env, db->dir, 0, 0600)) != 0) {
+	if ((rc = mdb_env_set_maxdbs(db->env, 2)) != 0) {
+		snprintf(err, errlen, "mdb_env_set_maxdbs: %s: %s", db->dir, mdb_strerror(rc));
+		return -1;
+	}
+	/*
+	 * Default flags: every commit is synced, which is the durability
+	 * contract.  A reader shares LMDB's lock file with the writer (its
+	 * reader table is what keeps the pages it reads from being reused).
+	 */
+	if ((rc = mdb_env_open(db->env, db->dir, db->readonly ? MDB_RDONLY : 0, 0600)) != 0) {
 		snprintf(err, errlen, "mdb_env_open: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
-	if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) != 0) {
+	if ((rc = mdb_txn_begin(db->env, NULL, db->readonly ? MDB_RDONLY : 0, &txn)) != 0) {
 		snprintf(err, errlen, "mdb_txn_begin: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
@@ -156,6 +174,13 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 		mdb_txn_abort(txn);
 		return -1;
 	}
+	rc = mdb_dbi_open(txn, DB_ALARMS, MDB_DUPSORT | (db->readonly ? 0 : MDB_CREATE), &db->alarms);
+	if (rc != 0 && !(rc == MDB_NOTFOUND && db->readonly)) {
+		snprintf(err, errlen, "mdb_dbi_open %s: %s: %s", DB_ALARMS, db->dir, mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	db->has_alarms = rc == 0;
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		snprintf(err, errlen, "mdb_txn_commit: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
@@ -201,8 +226,10 @@ db_check_say(int fd, int code, const char *fmt, ...)
  * count, or kills the process, which the parent reports.
  */
 static int
-db_check_walk(MDB_txn *txn, MDB_dbi dbi, size_t last_pg, int fd)
+db_check_walk(MDB_txn *txn, MDB_dbi dbi, bool dups, size_t last_pg, int fd)
 {
+	unsigned char prevv[512];
+	size_t prevvlen = 0;
 	MDB_cursor *cur;
 	MDB_stat st;
 	MDB_val k, v;
@@ -229,8 +256,25 @@ db_check_walk(MDB_txn *txn, MDB_dbi dbi, size_t last_pg, int fd)
 			return db_check_say(fd, DB_CHECK_CORRUPT, "record %zu has a key of %zu bytes", n,
 			    k.mv_size);
 		cmp = memcmp(prev, k.mv_data, prevlen < k.mv_size ? prevlen : k.mv_size);
-		if (n > 1 && (cmp > 0 || (cmp == 0 && prevlen >= k.mv_size)))
+		if (cmp == 0)
+			cmp = (prevlen > k.mv_size) - (prevlen < k.mv_size);
+		if (n > 1 && (cmp > 0 || (cmp == 0 && !dups)))
 			return db_check_say(fd, DB_CHECK_CORRUPT, "record %zu is out of key order", n);
+		/* Duplicates of one key: strictly ascending, and no longer than a key. */
+		if (dups && v.mv_size > maxkey)
+			return db_check_say(fd, DB_CHECK_CORRUPT, "record %zu has a duplicate of %zu "
+			    "bytes", n, v.mv_size);
+		if (dups && n > 1 && cmp == 0) {
+			int vc = memcmp(prevv, v.mv_data, prevvlen < v.mv_size ? prevvlen : v.mv_size);
+
+			if (vc > 0 || (vc == 0 && prevvlen >= v.mv_size))
+				return db_check_say(fd, DB_CHECK_CORRUPT, "record %zu is out of "
+				    "duplicate order", n);
+		}
+		if (dups) {
+			memcpy(prevv, v.mv_data, v.mv_size);
+			prevvlen = v.mv_size;
+		}
 		memcpy(prev, k.mv_data, k.mv_size);
 		prevlen = k.mv_size;
 		/* A byte of every page the value spans: enough to fault in a page outside the file. */
@@ -291,7 +335,7 @@ db_check_child(const char *dir, off_t size, int fd)
 	MDB_dbi dbi;
 	int rc;
 
-	if ((rc = mdb_env_create(&env)) != 0)
+	if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 2)) != 0)
 		return db_check_say(fd, DB_CHECK_FAILED, "mdb_env_create: %s", mdb_strerror(rc));
 	/* The whole file, mapped: a page number past it is LMDB's to refuse. */
 	if ((rc = mdb_env_set_mapsize(env, (size_t)size + (1u << 20))) != 0)
@@ -311,9 +355,17 @@ db_check_child(const char *dir, off_t size, int fd)
 		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_txn_begin: %s", mdb_strerror(rc));
 	if ((rc = mdb_dbi_open(txn, NULL, 0, &dbi)) != 0)
 		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_dbi_open: %s", mdb_strerror(rc));
-	if ((rc = db_check_walk(txn, dbi, info.me_last_pgno, fd)) != 0 ||
+	if ((rc = db_check_walk(txn, dbi, false, info.me_last_pgno, fd)) != 0 ||
 	    (rc = db_check_free(txn, info.me_last_pgno, fd)) != 0)
 		return rc;
+	/* The alarms, when the store has them (format 1 kept everything in the main database). */
+	if ((rc = mdb_dbi_open(txn, DB_ALARMS, MDB_DUPSORT, &dbi)) == 0) {
+		if ((rc = db_check_walk(txn, dbi, true, info.me_last_pgno, fd)) != 0)
+			return rc;
+	} else if (rc != MDB_NOTFOUND) {
+		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_dbi_open %s: %s", DB_ALARMS,
+		    mdb_strerror(rc));
+	}
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
 	return 0;
@@ -391,6 +443,30 @@ db_check(const char *dir, char *err, size_t errlen)
 		    path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 		return 0;
 	}
+}
+
+struct db *
+db_open_readonly(const char *dir, char *err, size_t errlen)
+{
+	struct db *db;
+	struct stat sb;
+
+	/* Never creates anything: a reader of a store that is not there is told so. */
+	if (stat(dir, &sb) == -1) {
+		snprintf(err, errlen, "stat %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	if ((db = calloc(1, sizeof(*db))) == NULL || (db->dir = strdup(dir)) == NULL) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		free(db);
+		return NULL;
+	}
+	db->readonly = true;
+	if (db_open_env(db, 0, err, errlen) == -1) {
+		db_close(db);
+		return NULL;
+	}
+	return db;
 }
 
 struct db *
@@ -493,16 +569,43 @@ db_max_key(const struct db *db)
 }
 
 int
-db_bytes(const struct db *db, uint64_t *out)
+db_bytes(struct db *db, uint64_t *out)
 {
+	MDB_envinfo info;
 	MDB_stat st;
+	MDB_txn *txn = db->txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t free_pages = 0;
 	int rc;
 
-	if ((rc = mdb_env_stat(db->env, &st)) != 0) {
-		log_errorx("mdb_env_stat: %s: %s", db->dir, mdb_strerror(rc));
+	/*
+	 * The pages the file holds less the free ones (and the two meta
+	 * pages): mdb_stat's counts leave out the pages of a user's
+	 * duplicates once they outgrow a sub-page into a tree of their own.
+	 */
+	if ((rc = mdb_env_info(db->env, &info)) != 0 || (rc = mdb_env_stat(db->env, &st)) != 0) {
+		log_errorx("mdb_env_info: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
-	*out = (uint64_t)(st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages) * st.ms_psize;
+	if (txn == NULL && db_read_begin(db, &txn) == -1)
+		return -1;
+	if ((rc = mdb_cursor_open(txn, 0, &cur)) == 0) {
+		for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0;
+		    op = MDB_NEXT)
+			if (v.mv_size >= sizeof(size_t))
+				free_pages += *(const size_t *)v.mv_data;
+		mdb_cursor_close(cur);
+	}
+	if (txn != db->txn)
+		mdb_txn_abort(txn);
+	if (rc != MDB_NOTFOUND) {
+		log_errorx("reading the free list: %s: %s", db->dir, mdb_strerror(rc));
+		return -1;
+	}
+	free_pages += 2;   /* the meta pages */
+	*out = info.me_last_pgno + 1 > free_pages ?
+	    (uint64_t)(info.me_last_pgno + 1 - free_pages) * st.ms_psize : 0;
 	return 0;
 }
 
@@ -515,6 +618,10 @@ db_begin(struct db *db)
 
 	if (db->txn != NULL) {
 		log_errorx("%s: db_begin: a write transaction is already open", db->dir);
+		return -1;
+	}
+	if (db->readonly) {
+		log_errorx("%s: db_begin: the store is open read-only", db->dir);
 		return -1;
 	}
 	db->fault = DB_FAULT_NONE;
@@ -536,6 +643,7 @@ db_commit(struct db *db)
 	/* mdb_txn_commit frees the transaction whether or not it succeeds. */
 	rc = mdb_txn_commit(db->txn);
 	db->txn = NULL;
+	db->cur = NULL;
 	if (rc != 0) {
 		db_error(db, "mdb_txn_commit", rc);
 		return -1;
@@ -551,6 +659,7 @@ db_abort(struct db *db)
 		return;
 	mdb_txn_abort(db->txn);
 	db->txn = NULL;
+	db->cur = NULL;
 }
 
 bool
@@ -621,10 +730,8 @@ db_walk(struct db *db, const void *from, size_t fromlen, db_walk_fn fn, void *ar
 	MDB_cursor_op op = fromlen > 0 ? MDB_SET_RANGE : MDB_FIRST;
 	int rc, ret = 0;
 
-	if (txn == NULL && (rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) != 0) {
-		db_error(db, "mdb_txn_begin", rc);
+	if (txn == NULL && db_read_begin(db, &txn) == -1)
 		return -1;
-	}
 	if ((rc = mdb_cursor_open(txn, db->dbi, &cur)) != 0) {
 		db_error(db, "mdb_cursor_open", rc);
 		if (txn != db->txn)
@@ -633,6 +740,191 @@ db_walk(struct db *db, const void *from, size_t fromlen, db_walk_fn fn, void *ar
 	}
 	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
 		op = MDB_NEXT;
+		if ((ret = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
+			break;
+	}
+	if (ret == 0 && rc != MDB_NOTFOUND) {
+		db_error(db, "mdb_cursor_get", rc);
+		ret = -1;
+	}
+	mdb_cursor_close(cur);
+	if (txn != db->txn)
+		mdb_txn_abort(txn);
+	return ret;
+}
+
+/* ---- the alarms: sorted duplicates under each user's key --------------------- */
+
+/*
+ * A read transaction of its own, for a walk with no write transaction
+ * open.  A writer that grew the map makes a reader's begin fail with
+ * MDB_MAP_RESIZED; adopting the new size (which LMDB allows only with no
+ * transaction of ours open, as here) and retrying is LMDB's documented
+ * answer.
+ */
+static int
+db_read_begin(struct db *db, MDB_txn **txn)
+{
+	int rc;
+
+	if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, txn)) == MDB_MAP_RESIZED &&
+	    (rc = mdb_env_set_mapsize(db->env, 0)) == 0)
+		rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, txn);
+	if (rc != 0) {
+		db_error(db, "mdb_txn_begin", rc);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+db_need_alarms(struct db *db, const char *fn)
+{
+	if (db_need_txn(db, fn) == -1)
+		return -1;
+	if (!db->has_alarms) {
+		log_errorx("%s: %s: the store has no %s database", db->dir, fn, DB_ALARMS);
+		return -1;
+	}
+	return 0;
+}
+
+/* Position cur on the first duplicate of key >= prefix: 1 when it starts with prefix. */
+static int
+db_dup_seek(struct db *db, MDB_cursor *cur, const void *key, size_t klen, const void *prefix,
+    size_t plen, MDB_val *v)
+{
+	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
+	int rc;
+
+	v->mv_size = plen;
+	v->mv_data = (void *)prefix;
+	/* LMDB refuses an empty duplicate to search by: the empty prefix is the first duplicate. */
+	rc = mdb_cursor_get(cur, &k, v, plen > 0 ? MDB_GET_BOTH_RANGE : MDB_SET_KEY);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0) {
+		db_error(db, "mdb_cursor_get", rc);
+		return -1;
+	}
+	return v->mv_size >= plen && memcmp(v->mv_data, prefix, plen) == 0;
+}
+
+static int
+db_dup_cursor(struct db *db, const char *fn, MDB_cursor **cur)
+{
+	int rc;
+
+	if (db_need_alarms(db, fn) == -1)
+		return -1;
+	if (db->cur == NULL && (rc = mdb_cursor_open(db->txn, db->alarms, &db->cur)) != 0) {
+		db->cur = NULL;
+		db_error(db, "mdb_cursor_open", rc);
+		return -1;
+	}
+	*cur = db->cur;
+	return 0;
+}
+
+int
+db_dup_find(struct db *db, const void *key, size_t klen, const void *prefix, size_t plen,
+    const void **val, size_t *vlen)
+{
+	MDB_cursor *cur;
+	MDB_val v;
+	int rc;
+
+	if (db_dup_cursor(db, "db_dup_find", &cur) == -1)
+		return -1;
+	if ((rc = db_dup_seek(db, cur, key, klen, prefix, plen, &v)) == 1) {
+		*val = v.mv_data;
+		*vlen = v.mv_size;
+	}
+	return rc;
+}
+
+int
+db_dup_set(struct db *db, const void *key, size_t klen, size_t plen, const void *val, size_t vlen)
+{
+	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
+	MDB_val v, nv = { .mv_size = vlen, .mv_data = (void *)val };
+	MDB_cursor *cur;
+	int rc;
+
+	if (db_dup_cursor(db, "db_dup_set", &cur) == -1)
+		return -1;
+	if ((rc = db_dup_seek(db, cur, key, klen, val, plen, &v)) == 1) {
+		/* Unchanged: no write at all. */
+		if (v.mv_size == vlen && memcmp(v.mv_data, val, vlen) == 0)
+			return 0;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+			db_error(db, "mdb_cursor_del", rc);
+			return -1;
+		}
+	}
+	if (rc != -1 && (rc = mdb_cursor_put(cur, &k, &nv, 0)) != 0) {
+		db_error(db, "mdb_cursor_put", rc);
+		rc = -1;
+	}
+	return rc == -1 ? -1 : 0;
+}
+
+int
+db_dup_del(struct db *db, const void *key, size_t klen, const void *prefix, size_t plen)
+{
+	MDB_cursor *cur;
+	MDB_val v;
+	int rc;
+
+	if (db_dup_cursor(db, "db_dup_del", &cur) == -1)
+		return -1;
+	if ((rc = db_dup_seek(db, cur, key, klen, prefix, plen, &v)) == 1 &&
+	    (rc = mdb_cursor_del(cur, 0)) != 0) {
+		db_error(db, "mdb_cursor_del", rc);
+		rc = -1;
+	}
+	return rc == -1 ? -1 : 0;
+}
+
+int
+db_dup_del_key(struct db *db, const void *key, size_t klen)
+{
+	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
+	int rc;
+
+	if (db_need_alarms(db, "db_dup_del_key") == -1)
+		return -1;
+	if ((rc = mdb_del(db->txn, db->alarms, &k, NULL)) != 0 && rc != MDB_NOTFOUND) {
+		db_error(db, "mdb_del", rc);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_dup_walk(struct db *db, const void *from, size_t fromlen, enum db_dup_walk how, db_walk_fn fn,
+    void *arg)
+{
+	MDB_txn *txn = db->txn;
+	MDB_cursor *cur;
+	MDB_val k = { .mv_size = fromlen, .mv_data = (void *)from }, v;
+	MDB_cursor_op op = how == DB_DUP_ONE_KEY ? MDB_SET_KEY : fromlen > 0 ? MDB_SET_RANGE : MDB_FIRST;
+	MDB_cursor_op next = how == DB_DUP_ONE_KEY ? MDB_NEXT_DUP : how == DB_DUP_FIRSTS ?
+	    MDB_NEXT_NODUP : MDB_NEXT;
+	int rc, ret = 0;
+
+	if (!db->has_alarms)
+		return 0;   /* a reader's view of a store that never had alarms */
+	if (txn == NULL && db_read_begin(db, &txn) == -1)
+		return -1;
+	if ((rc = mdb_cursor_open(txn, db->alarms, &cur)) != 0) {
+		db_error(db, "mdb_cursor_open", rc);
+		if (txn != db->txn)
+			mdb_txn_abort(txn);
+		return -1;
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = next;
 		if ((ret = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
 			break;
 	}

@@ -1,6 +1,9 @@
 /*
- * db: the LMDB environment under one state directory: one unnamed
- * database, and at most one write transaction at a time.
+ * db: the LMDB environment under one state directory, and at most one
+ * write transaction at a time.  Two databases: the main one (format 1
+ * stores kept one record per user there; db_get/db_put/db_del/db_walk
+ * reach it, for migrating them), and "alarms", sorted duplicates under
+ * each key (the db_dup_* calls; cell.h says what the store keeps there).
  *
  * db_commit returns only when the transaction is on disk (LMDB's default
  * flags sync every commit), which is what lets a worker report "durable
@@ -25,6 +28,13 @@ struct db;
  * and err naming the file, so it never reaches LMDB's assertions here.
  */
 struct db *db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen);
+/*
+ * Open an existing store to read while its worker runs: LMDB's
+ * MDB_RDONLY, sharing LMDB's lock file (its reader table) with the
+ * writer, no check, no directory created, no write transaction ever.
+ * NULL on error, with err filled.
+ */
+struct db *db_open_readonly(const char *dir, char *err, size_t errlen);
 void db_close(struct db *db);   /* aborts an open write transaction */
 
 /*
@@ -71,7 +81,7 @@ const char *db_dir(const struct db *db);
 /* The longest key the database takes. */
 size_t db_max_key(const struct db *db);
 /* Bytes of pages in use, into *out: 0, or -1. */
-int db_bytes(const struct db *db, uint64_t *out);
+int db_bytes(struct db *db, uint64_t *out);
 
 int db_begin(struct db *db);
 int db_commit(struct db *db);
@@ -93,5 +103,31 @@ int db_del(struct db *db, const void *key, size_t klen);
  */
 typedef int (*db_walk_fn)(void *arg, const void *key, size_t klen, const void *val, size_t vlen);
 int db_walk(struct db *db, const void *from, size_t fromlen, db_walk_fn fn, void *arg);
+
+/*
+ * The alarms database.  A prefix names one duplicate: no duplicate's
+ * prefix may be the prefix of another's (cell.h).  Inside the write
+ * transaction; values got are valid until the next change.
+ *
+ * db_dup_find: 1 with the key's duplicate that starts with prefix, 0 when
+ * there is none, -1 on error.  db_dup_set: replace the duplicate that
+ * starts with val's first plen bytes by val, or add val (nothing is
+ * written when it is there already).  db_dup_del: remove the duplicate
+ * starting with prefix, if any.  db_dup_del_key: remove the key and all
+ * its duplicates, if any.
+ */
+int db_dup_find(struct db *db, const void *key, size_t klen, const void *prefix, size_t plen,
+    const void **val, size_t *vlen);
+int db_dup_set(struct db *db, const void *key, size_t klen, size_t plen, const void *val, size_t vlen);
+int db_dup_del(struct db *db, const void *key, size_t klen, const void *prefix, size_t plen);
+int db_dup_del_key(struct db *db, const void *key, size_t klen);
+/*
+ * Walk (key, duplicate) pairs in order, as db_walk does: every pair from
+ * the first key >= from, only the first duplicate of each such key, or
+ * only the duplicates of the key `from`.
+ */
+enum db_dup_walk { DB_DUP_ALL, DB_DUP_FIRSTS, DB_DUP_ONE_KEY };
+int db_dup_walk(struct db *db, const void *from, size_t fromlen, enum db_dup_walk how,
+    db_walk_fn fn, void *arg);
 
 #endif

@@ -42,13 +42,14 @@ frame_next(const uint8_t *p, size_t len, struct frame *f, size_t *used, const ch
 		*err = "unknown frame type";
 		return -1;
 	}
-	if (get_u16(p + 6) != 0) {
+	if (get_u16(p + 6) != 0 && (type != FRAME_DIGEST || get_u16(p + 6) != FRAME_F_RECV_TIME)) {
 		*err = "reserved frame flags set";
 		return -1;
 	}
 	if (len < flen)
 		return 0;
 	f->type = type;
+	f->flags = get_u16(p + 6);
 	f->id = get_u64(p + 8);
 	f->body = p + FRAME_HDR_LEN;
 	f->body_len = flen - FRAME_HDR_LEN;
@@ -197,41 +198,93 @@ frame_put_digest(struct buf *b, uint64_t id, uint64_t stream_seq, const char *us
 }
 
 int
+frame_put_digest_at(struct buf *b, uint64_t id, uint64_t stream_seq, int64_t received,
+    const char *user, size_t user_len)
+{
+	uint8_t *p;
+
+	if ((p = frame_begin(b, FRAME_DIGEST, id, 16 + user_len)) == NULL)
+		return -1;
+	put_u16(p - FRAME_HDR_LEN + 6, FRAME_F_RECV_TIME);
+	put_u64(p, stream_seq);
+	put_u64(p + 8, (uint64_t)received);
+	memcpy(p + 16, user, user_len);
+	return 0;
+}
+
+int
 frame_get_digest(const struct frame *f, uint64_t *stream_seq, const char **user, size_t *user_len)
 {
-	if (f->type != FRAME_DIGEST || f->body_len <= 8)
+	size_t fixed = (f->flags & FRAME_F_RECV_TIME) ? 16 : 8;
+
+	if (f->type != FRAME_DIGEST || f->body_len <= fixed)
 		return -1;
 	*stream_seq = get_u64(f->body);
-	*user = (const char *)f->body + 8;
-	*user_len = f->body_len - 8;
+	*user = (const char *)f->body + fixed;
+	*user_len = f->body_len - fixed;
 	return 0;
+}
+
+int64_t
+frame_digest_received(const struct frame *f)
+{
+	if (f->type != FRAME_DIGEST || !(f->flags & FRAME_F_RECV_TIME) || f->body_len <= 16)
+		return 0;
+	return (int64_t)get_u64(f->body + 8);
+}
+
+static uint8_t *
+put_histo(uint8_t *p, const struct histo *h)
+{
+	for (int i = 0; i < HISTO_BUCKETS; i++, p += 8)
+		put_u64(p, h->bucket[i]);
+	put_u64(p, h->sum_us);
+	return p + 8;
+}
+
+static const uint8_t *
+get_histo(const uint8_t *p, struct histo *h)
+{
+	for (int i = 0; i < HISTO_BUCKETS; i++, p += 8)
+		h->bucket[i] = get_u64(p);
+	h->sum_us = get_u64(p);
+	return p + 8;
 }
 
 int
 frame_put_stats(struct buf *b, const struct frame_stats *st)
 {
+	const uint64_t v[11] = { st->users, st->alarms, st->tombstones, st->bytes, st->msgs,
+	    st->map_size, st->commits, st->digests, st->digest_parts, st->digest_bytes, st->overlimit };
 	uint8_t *p;
 
-	if ((p = frame_begin(b, FRAME_STATS, 0, 40)) == NULL)
+	if ((p = frame_begin(b, FRAME_STATS, 0, FRAME_STATS_LEN)) == NULL)
 		return -1;
-	put_u64(p, st->users);
-	put_u64(p + 8, st->alarms);
-	put_u64(p + 16, st->tombstones);
-	put_u64(p + 24, st->bytes);
-	put_u64(p + 32, st->msgs);
+	for (int i = 0; i < 11; i++, p += 8)
+		put_u64(p, v[i]);
+	p = put_histo(p, &st->commit_latency);
+	put_histo(p, &st->digest_latency);
 	return 0;
 }
 
+/* The 40-byte body of older workers, or the whole one: nothing in between. */
 int
 frame_get_stats(const struct frame *f, struct frame_stats *st)
 {
-	if (f->type != FRAME_STATS || f->body_len != 40)
+	uint64_t *v[11] = { &st->users, &st->alarms, &st->tombstones, &st->bytes, &st->msgs,
+	    &st->map_size, &st->commits, &st->digests, &st->digest_parts, &st->digest_bytes,
+	    &st->overlimit };
+	const uint8_t *p = f->body;
+
+	if (f->type != FRAME_STATS || (f->body_len != 40 && f->body_len != FRAME_STATS_LEN))
 		return -1;
-	st->users = get_u64(f->body);
-	st->alarms = get_u64(f->body + 8);
-	st->tombstones = get_u64(f->body + 16);
-	st->bytes = get_u64(f->body + 24);
-	st->msgs = get_u64(f->body + 32);
+	memset(st, 0, sizeof(*st));
+	for (int i = 0; i < (f->body_len == 40 ? 5 : 11); i++, p += 8)
+		*v[i] = get_u64(p);
+	if (f->body_len == 40)
+		return 0;
+	p = get_histo(p, &st->commit_latency);
+	get_histo(p, &st->digest_latency);
 	return 0;
 }
 
@@ -240,21 +293,23 @@ frame_put_progress(struct buf *b, const struct frame_progress *pr)
 {
 	uint8_t *p;
 
-	if ((p = frame_begin(b, FRAME_PROGRESS, 0, 24)) == NULL)
+	if ((p = frame_begin(b, FRAME_PROGRESS, 0, 32)) == NULL)
 		return -1;
 	put_u64(p, pr->stores_done);
 	put_u64(p + 8, pr->stores);
 	put_u64(p + 16, pr->users_moved);
+	put_u64(p + 24, pr->users);
 	return 0;
 }
 
 int
 frame_get_progress(const struct frame *f, struct frame_progress *pr)
 {
-	if (f->type != FRAME_PROGRESS || f->body_len != 24)
+	if (f->type != FRAME_PROGRESS || f->body_len != 32)
 		return -1;
 	pr->stores_done = get_u64(f->body);
 	pr->stores = get_u64(f->body + 8);
 	pr->users_moved = get_u64(f->body + 16);
+	pr->users = get_u64(f->body + 24);
 	return 0;
 }

@@ -5,7 +5,7 @@
  *
  *     uint32 len    total length, header included (checked before any use)
  *     uint16 type   enum frame_type; an unknown type is fatal to the channel
- *     uint16 flags  reserved, 0
+ *     uint16 flags  0, or FRAME_F_RECV_TIME on a DIGEST (nothing else is accepted)
  *     uint64 id     supervisor-assigned, strictly increasing per channel
  *
  * little-endian (both ends are the same host).  Bodies are fixed binary
@@ -20,6 +20,7 @@
 
 #include "alarm.h"
 #include "buf.h"
+#include "histo.h"
 
 /* Where a worker finds its channel to the supervisor. */
 #define FRAME_CHANNEL_FD 3
@@ -31,30 +32,53 @@ enum frame_type {
 	/* supervisor -> worker */
 	FRAME_HELLO = 1,     /* body: u32 slot, u32 nslots, config text */
 	FRAME_UPDATE = 2,    /* body: an AlarmStatusChanged, see frame_put_update */
-	FRAME_DIGEST = 3,    /* body: u64 stream_seq (0: none), user */
+	FRAME_DIGEST = 3,    /* body: u64 stream_seq (0: none), [u64 received, wall us,] user */
 	FRAME_CONFIG = 4,    /* body: config text (SIGHUP) */
 	FRAME_STOP = 5,      /* empty: finish, commit, report, exit */
 	/* worker -> supervisor */
 	FRAME_READY = 64,    /* empty: store open, NATS connected */
 	FRAME_DONE = 65,     /* id: every frame up to id is durable */
-	FRAME_STATS = 66,    /* body: 5 x u64: users, alarms, tombstones, bytes, msgs */
+	FRAME_STATS = 66,    /* body: see struct frame_stats (40 bytes, or FRAME_STATS_LEN) */
 	/* reshard -> supervisor */
-	FRAME_PROGRESS = 67, /* body: 3 x u64: stores done, stores in all, users moved */
+	FRAME_PROGRESS = 67, /* body: 4 x u64: stores done, stores in all, users moved, users in all */
 };
+
+/*
+ * A DIGEST whose body carries the wall-clock time the supervisor received
+ * the request, for the digest latency histogram.  A flag rather than a new
+ * layout: DIGEST frames written to a spill by an older supervisor (flags
+ * 0) still decode.
+ */
+#define FRAME_F_RECV_TIME 0x0001
 
 struct frame {
 	uint16_t type;
+	uint16_t flags;
 	uint64_t id;
 	const uint8_t *body;
 	uint32_t body_len;
 };
 
+/*
+ * What a worker reports about itself.  The first five are the original
+ * 40-byte body; an older worker's 40-byte frame still decodes, with the
+ * rest 0.  Counters count since the worker process started (the pool adds
+ * up a slot's processes).
+ */
 struct frame_stats {
 	uint64_t users, alarms, tombstones, bytes, msgs;
+	uint64_t map_size;        /* LMDB map size now (bytes is what is in use) */
+	uint64_t commits;         /* batches committed */
+	uint64_t digests, digest_parts, digest_bytes;  /* published: digests, messages, payload bytes */
+	uint64_t overlimit;       /* updates refused as over max_alarms_per_user */
+	struct histo commit_latency;  /* commit of a batch: store commit and digest flush */
+	struct histo digest_latency;  /* request received by the supervisor -> digest published */
 };
+#define FRAME_STATS_LEN (11 * 8 + 2 * 8 * (HISTO_BUCKETS + 1))
 
 struct frame_progress {
 	uint64_t stores_done, stores, users_moved;
+	uint64_t users;         /* in all stores before the move, so the master can show moved/total */
 };
 
 /*
@@ -69,6 +93,9 @@ int frame_put(struct buf *b, enum frame_type type, uint64_t id, const void *body
 int frame_put_hello(struct buf *b, uint32_t slot, uint32_t nslots, const char *conf, size_t conf_len);
 int frame_put_update(struct buf *b, uint64_t id, const struct alarm_msg *m);
 int frame_put_digest(struct buf *b, uint64_t id, uint64_t stream_seq, const char *user, size_t user_len);
+/* The same, with FRAME_F_RECV_TIME: received is wall-clock microseconds. */
+int frame_put_digest_at(struct buf *b, uint64_t id, uint64_t stream_seq, int64_t received,
+    const char *user, size_t user_len);
 int frame_put_stats(struct buf *b, const struct frame_stats *st);
 int frame_put_progress(struct buf *b, const struct frame_progress *pr);
 
@@ -80,6 +107,8 @@ int frame_get_hello(const struct frame *f, uint32_t *slot, uint32_t *nslots,
     const char **conf, size_t *conf_len);
 int frame_get_update(const struct frame *f, struct alarm_msg *m);
 int frame_get_digest(const struct frame *f, uint64_t *stream_seq, const char **user, size_t *user_len);
+/* When the supervisor received a DIGEST's request (wall us), or 0 when the frame does not say. */
+int64_t frame_digest_received(const struct frame *f);
 int frame_get_stats(const struct frame *f, struct frame_stats *st);
 int frame_get_progress(const struct frame *f, struct frame_progress *pr);
 

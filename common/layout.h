@@ -1,7 +1,8 @@
 /*
  * layout: what lives where in the state directory, in one place.
  *
- *     STATE_DIR/supervisor.lock   held by the one supervisor using STATE_DIR
+ *     STATE_DIR/supervisor.lock   held by the one supervisor using STATE_DIR (its pid inside)
+ *     STATE_DIR/reload-status     the last SIGHUP's outcome (common/reloadstat.h)
  *     STATE_DIR/LAYOUT            "workers N": the worker count the stores are
  *                                 laid out for (every user in worker-(hash % N))
  *     STATE_DIR/worker-K/         slot K's LMDB store and its worker.lock

@@ -1,7 +1,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -10,8 +12,30 @@
 /* Process-wide logging settings: set once per process, read everywhere. */
 static char log_role[64] = "main";
 static enum log_level log_level = LL_INFO;
+/* stderr is the journal: lines carry a syslog priority and no timestamp of their own. */
+static int log_journal;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+/*
+ * systemd sets JOURNAL_STREAM=DEV:INO for the stream it connects to
+ * stderr; comparing it with stderr itself tells a redirect (2>file under
+ * systemd) apart from the journal, as sd_journal_stream_fd(3) advises.
+ */
+static int
+log_stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char tail;
+
+	if (env == NULL || sscanf(env, "%llu:%llu%c", &dev, &ino, &tail) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) == -1)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void
 log_set_role(const char *fmt, ...)
@@ -21,6 +45,7 @@ log_set_role(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(log_role, sizeof(log_role), fmt, ap);
 	va_end(ap);
+	log_journal = log_stderr_is_journal();
 }
 
 void
@@ -57,9 +82,23 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 	struct tm tm;
 	int n;
 
+	/* SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG of sd-daemon.h, by level. */
+	static const char prio[] = { '3', '4', '6', '7' };
+
 	if (level > log_level)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_journal) {
+		/* The journal stamps each line itself; a second time would only be noise. */
+		if (errnum != 0)
+			n = snprintf(line, sizeof(line), "<%c>alarm-supervisor[%ld] %s: %s: %s: %s\n",
+			    prio[level], (long)getpid(), log_role, level_names[level], msg,
+			    strerror(errnum));
+		else
+			n = snprintf(line, sizeof(line), "<%c>alarm-supervisor[%ld] %s: %s: %s\n",
+			    prio[level], (long)getpid(), log_role, level_names[level], msg);
+		goto write;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	if (errnum != 0)
@@ -74,6 +113,7 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 		    tm.tm_sec, ts.tv_nsec / 1000000, (long)getpid(), log_role,
 		    level_names[level], msg);
+write:
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {

@@ -1,5 +1,6 @@
 /*
- * log: one line per event on stderr, with timestamp, level and role.
+ * log: one line per event on stderr, with timestamp (or, to the journal,
+ * a priority prefix), level and role.
  *
  * Modelled on OpenBSD's log.c: log_warn() appends strerror(errno),
  * log_warnx() does not.  errno is preserved across every call so a caller
@@ -12,7 +13,13 @@
 
 enum log_level { LL_ERROR = 0, LL_WARN = 1, LL_INFO = 2, LL_DEBUG = 3 };
 
-/* Role appears in every line: "master", "worker 2/4", "reshard". */
+/*
+ * Role appears in every line: "master", "worker 2/4", "reshard".  Each
+ * process calls it first; it also looks whether stderr is the journal
+ * (JOURNAL_STREAM names stderr's device and inode): then lines start with
+ * a syslog priority ("<3>" error, "<4>" warn, "<6>" info, "<7>" debug)
+ * and carry no timestamp, so `journalctl -p warning` selects by level.
+ */
 void log_set_role(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_set_level(enum log_level level);
 /* "error", "warn", "info", "debug"; returns 0 or -1 for an unknown name. */

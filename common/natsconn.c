@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "natsconn.h"
 #include "nkey.h"
+#include "version.h"
 
 #define NATSCONN_MAX_SERVERS 32
 #define SECRET_MAX 4096
@@ -273,7 +275,10 @@ natsconn_options(natsOptions **opts, const struct natsconn_opts *o, char *list, 
 		return NATS_INVALID_ARG;
 	s = natsOptions_Create(opts);
 	if (s == NATS_OK) s = natsOptions_SetServers(*opts, urls, n);
-	if (s == NATS_OK) s = natsOptions_SetName(*opts, o->name);
+	/* "alarm-digest/1.0.0 worker 3": the server's connz shows who and which release. */
+	char name[128];
+	snprintf(name, sizeof(name), "alarm-digest/%s %s", ALARM_DIGEST_VERSION, o->name);
+	if (s == NATS_OK) s = natsOptions_SetName(*opts, name);
 	if (s == NATS_OK) s = natsOptions_SetMaxReconnect(*opts, -1);
 	if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(*opts, natsconn_reconnect_delay, NULL);
 	/* Enough to ride out a broker restart under load without dropping publishes. */

@@ -14,7 +14,7 @@ struct config;
 struct natsconn_opts {
 	const char *servers;          /* comma-separated URLs */
 	const struct config *cfg;     /* [nats] authentication and TLS; NULL = none */
-	const char *name;             /* connection name shown by the server */
+	const char *name;             /* role: the server shows "alarm-digest/VERSION <name>" */
 	bool global_delivery;         /* one shared delivery thread for all subscriptions */
 	natsConnectionHandler reconnected_cb;
 	void *closure;

@@ -17,8 +17,10 @@
 
 #include "nkey.h"
 
-#define PREFIX_SEED (18 << 3)   /* 'S' */
-#define PREFIX_USER (20 << 3)   /* 'U' */
+#define PREFIX_SEED     (18 << 3)   /* 'S' */
+#define PREFIX_OPERATOR (14 << 3)   /* 'O' */
+#define PREFIX_ACCOUNT  (0 << 3)    /* 'A' */
+#define PREFIX_USER     (20 << 3)   /* 'U' */
 #define SEED_RAW    36
 #define PUB_RAW     35
 
@@ -95,12 +97,12 @@ nkey_ed25519_public(const unsigned char seed[32], unsigned char pub[32])
 }
 
 static void
-nkey_encode_public(const unsigned char key[32], char pub[NKEY_PUBLIC_LEN + 1])
+nkey_encode_public(int prefix, const unsigned char key[32], char pub[NKEY_PUBLIC_LEN + 1])
 {
 	unsigned char raw[PUB_RAW];
 	uint16_t crc;
 
-	raw[0] = PREFIX_USER;
+	raw[0] = (unsigned char)prefix;
 	memcpy(raw + 1, key, 32);
 	crc = nkey_crc16(raw, 33);
 	raw[33] = (unsigned char)(crc & 0xff);
@@ -133,7 +135,7 @@ nkey_public_from_seed(const char *seed, char *pub, char *why, size_t whylen)
 		snprintf(why, whylen, "deriving the ed25519 public key failed");
 		goto out;
 	}
-	nkey_encode_public(key, pub);
+	nkey_encode_public(PREFIX_USER, key, pub);
 	rc = 0;
 out:
 	explicit_bzero(raw, sizeof(raw));
@@ -141,21 +143,42 @@ out:
 }
 
 int
-nkey_user_from_raw(const unsigned char seedbytes[32], char seed[59], char pub[NKEY_PUBLIC_LEN + 1])
+nkey_from_raw(char type, const unsigned char seedbytes[32], char seed[59],
+    char pub[NKEY_PUBLIC_LEN + 1])
 {
 	unsigned char raw[SEED_RAW], key[32];
 	uint16_t crc;
+	int prefix;
 
+	switch (type) {
+	case 'O':
+		prefix = PREFIX_OPERATOR;
+		break;
+	case 'A':
+		prefix = PREFIX_ACCOUNT;
+		break;
+	case 'U':
+		prefix = PREFIX_USER;
+		break;
+	default:
+		return -1;
+	}
 	if (nkey_ed25519_public(seedbytes, key) == -1)
 		return -1;
-	raw[0] = (unsigned char)(PREFIX_SEED | (PREFIX_USER >> 5));
-	raw[1] = (unsigned char)((PREFIX_USER & 31) << 3);
+	raw[0] = (unsigned char)(PREFIX_SEED | (prefix >> 5));
+	raw[1] = (unsigned char)((prefix & 31) << 3);
 	memcpy(raw + 2, seedbytes, 32);
 	crc = nkey_crc16(raw, 34);
 	raw[34] = (unsigned char)(crc & 0xff);
 	raw[35] = (unsigned char)(crc >> 8);
 	nkey_b32_encode(raw, sizeof(raw), seed);
 	explicit_bzero(raw, sizeof(raw));
-	nkey_encode_public(key, pub);
+	nkey_encode_public(prefix, key, pub);
 	return 0;
+}
+
+int
+nkey_user_from_raw(const unsigned char seedbytes[32], char seed[59], char pub[NKEY_PUBLIC_LEN + 1])
+{
+	return nkey_from_raw('U', seedbytes, seed, pub);
 }

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#define NKEY_PUBLIC_LEN 56   /* "U" + 55 base32 characters */
+#define NKEY_PUBLIC_LEN 56   /* "U" (or "O", "A") + 55 base32 characters */
 
 /*
  * Write the user public key ("U...") of seed into pub (NKEY_PUBLIC_LEN + 1
@@ -22,5 +22,12 @@ int nkey_public_from_seed(const char *seed, char *pub, char *why, size_t whylen)
  * bytes; for tests that make a user at run time.  0 or -1.
  */
 int nkey_user_from_raw(const unsigned char raw[32], char seed[59], char pub[NKEY_PUBLIC_LEN + 1]);
+/*
+ * The same for a key of any type the JWT trust chain uses: 'O' operator
+ * ("SO..."/"O..."), 'A' account ("SA..."/"A..."), 'U' user.  -1 for any
+ * other type.
+ */
+int nkey_from_raw(char type, const unsigned char raw[32], char seed[59],
+    char pub[NKEY_PUBLIC_LEN + 1]);
 
 #endif

@@ -40,5 +40,5 @@ quarantine_save(const char *dir, const void *data, size_t len)
 	if (write(fd, data, len) != (ssize_t)len)
 		log_error("write %s", path);
 	close(fd);
-	log_errorx("%s: corrupt record saved to %s (%zu bytes); that user starts afresh", dir, path, len);
+	log_errorx("%s: corrupt record saved to %s (%zu bytes); what it held is dropped", dir, path, len);
 }

@@ -1,5 +1,5 @@
 /*
- * quarantine: what becomes of a corrupt record.  Each sighting is logged,
+ * quarantine: what becomes of a corrupt record or cell (store.c).  Each sighting is logged,
  * naming the store and the user (quoted: UserIDs come from the wire);
  * when the store gives up on a record, its bytes are saved under
  * DIR/quarantine/ first, so nothing is lost unseen.  Retrying cannot fix

@@ -419,6 +419,35 @@ rec_count(const struct rec *rec, struct rec_counts *c)
 			c->tombstones++;
 }
 
+size_t
+rec_size(const struct rec *rec)
+{
+	return rec->n;
+}
+
+void
+rec_at(const struct rec *rec, size_t i, struct rec_item *out)
+{
+	const struct rec_alarm *x = &rec->a[i];
+
+	out->kind = x->kind;
+	out->id = rec->ids.data + x->id_off;
+	out->id_len = x->id_len;
+	out->st = x->st;
+}
+
+int
+rec_add(struct rec *rec, const struct rec_item *it)
+{
+	size_t pos = rec->n;
+
+	/* In order, the common case, costs no search. */
+	if (rec->n > 0 && rec_alarm_cmp(rec, &rec->a[rec->n - 1], it->kind, it->id, it->id_len) >= 0 &&
+	    rec_find(rec, it->kind, it->id, it->id_len, &pos))
+		return 0;
+	return rec_insert(rec, pos, it->kind, it->id, it->id_len, &it->st);
+}
+
 bool
 rec_any_dropped(const struct rec *rec, const struct rec_keep *keep)
 {

@@ -1,5 +1,10 @@
 /*
- * rec: the record codec.  A record holds one user's alarms, sorted by
+ * rec: the record codec of store format 1.  The store keeps cells now
+ * (cell.h); a record is what format 1 kept per user, read once when an
+ * old state directory is migrated, and the form a user travels in from
+ * one store to another (store_foreach_user / store_merge_user).
+ *
+ * A record holds one user's alarms, sorted by
  * stored AlarmID (id.h), and the stream sequence of the last digest
  * request answered for that user.  A struct rec is a decoded record,
  * reused from call to call, so steady state allocates nothing.
@@ -70,6 +75,18 @@ int rec_encode(const struct rec *rec, const struct rec_keep *keep, struct buf *o
     struct rec_counts *kept);
 
 void rec_count(const struct rec *rec, struct rec_counts *c);
+
+/* One alarm of a record, in its stored form; id valid until the record changes. */
+struct rec_item {
+	uint8_t kind;
+	const uint8_t *id;
+	size_t id_len;
+	struct alarm_state st;
+};
+size_t rec_size(const struct rec *rec);
+void rec_at(const struct rec *rec, size_t i, struct rec_item *out);
+/* Add an alarm the record does not hold (the store's walk gives them in order): 0, or -1 on ENOMEM. */
+int rec_add(struct rec *rec, const struct rec_item *it);
 /* Would encoding with keep drop an alarm? */
 bool rec_any_dropped(const struct rec *rec, const struct rec_keep *keep);
 /* How many alarms (tombstones included) encoding with keep would keep. */

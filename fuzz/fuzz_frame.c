@@ -7,6 +7,7 @@
  * frame.  A body a decoder accepts is encoded again and must decode to the
  * same values.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,13 +90,19 @@ check_digest(const struct frame *f)
 	const char *user, *user2;
 	size_t len, len2;
 
+	/* With FRAME_F_RECV_TIME the receive time sits between the sequence and the user. */
+	bool timed = (f->flags & FRAME_F_RECV_TIME) != 0;
+	int64_t received = frame_digest_received(f);
+
 	if (frame_get_digest(f, &seq, &user, &len) != 0)
 		return;
-	FUZZ_CHECK(len > 0 && len == f->body_len - 8, "digest: user of %zu bytes", len);
-	FUZZ_CHECK(frame_put_digest(&b, f->id, seq, user, len) == 0, "frame_put_digest failed");
+	FUZZ_CHECK(len > 0 && len == f->body_len - (timed ? 16 : 8), "digest: user of %zu bytes", len);
+	FUZZ_CHECK((timed ? frame_put_digest_at(&b, f->id, seq, received, user, len) :
+	    frame_put_digest(&b, f->id, seq, user, len)) == 0, "frame_put_digest failed");
 	reread(&b, &g);
 	FUZZ_CHECK(frame_get_digest(&g, &seq2, &user2, &len2) == 0 && seq2 == seq &&
-	    len2 == len && memcmp(user2, user, len) == 0, "digest does not survive a round trip");
+	    len2 == len && memcmp(user2, user, len) == 0 && frame_digest_received(&g) == received,
+	    "digest does not survive a round trip");
 	buf_free(&b);
 }
 

@@ -43,9 +43,9 @@ reshard_report(struct reshard *r)
 {
 	const struct frame_progress *pr = &r->progress;
 
-	title_set("reshard to %d workers: store %llu/%llu, %llu users moved", r->nslots,
+	title_set("reshard to %d workers: store %llu/%llu, %llu/%llu users moved", r->nslots,
 	    (unsigned long long)pr->stores_done, (unsigned long long)pr->stores,
-	    (unsigned long long)pr->users_moved);
+	    (unsigned long long)pr->users_moved, (unsigned long long)pr->users);
 	if (r->chan == NULL)
 		return;
 	if (frame_put_progress(chan_out(r->chan), pr) == -1 || chan_flush_wait(r->chan) == -1) {
@@ -180,6 +180,26 @@ reshard_remove_store(struct reshard *r, int slot)
 	return 0;
 }
 
+/*
+ * Users in all stores, from each store's statistics (no scan), so progress
+ * reads moved/total from the first report on.  Opening every store now
+ * also takes every lock before anything moves.
+ */
+static int
+reshard_count(struct reshard *r, const int *slots, int n)
+{
+	struct store_stats st;
+	struct store *s;
+
+	for (int i = 0; i < n; i++) {
+		if ((s = reshard_store(r, slots[i])) == NULL)
+			return -1;
+		store_get_stats(s, &st);
+		r->progress.users += st.users;
+	}
+	return 0;
+}
+
 static int
 reshard_slot(struct reshard *r, int from)
 {
@@ -238,6 +258,8 @@ reshard_main(const char *dir, int nslots, int64_t map_size)
 		goto out;
 	log_info("laying out %s for %d workers (%d stores present)", dir, nslots, n);
 	r.progress.stores = (uint64_t)n;
+	if (reshard_count(&r, slots, n) == -1)
+		goto out;
 	reshard_report(&r);
 	for (int i = 0; i < n; i++) {
 		if (reshard_slot(&r, slots[i]) == -1)
@@ -247,8 +269,8 @@ reshard_main(const char *dir, int nslots, int64_t map_size)
 	}
 	if (layout_write(dir, nslots) == -1)
 		goto out;
-	log_info("done: %s is laid out for %d workers, %llu users moved", dir, nslots,
-	    (unsigned long long)r.progress.users_moved);
+	log_info("done: %s is laid out for %d workers, %llu of %llu users moved", dir, nslots,
+	    (unsigned long long)r.progress.users_moved, (unsigned long long)r.progress.users);
 	rc = 0;
 out:
 	if (r.chan != NULL)

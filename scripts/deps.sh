@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="build-essential pkg-config libnats-dev libjson-c-dev uuid-dev liblmdb-dev
-libbsd-dev libinih-dev libcmocka-dev libssl-dev nats-server procps bash openssl
+libbsd-dev libinih-dev libcmocka-dev libssl-dev libmicrohttpd-dev nats-server procps bash openssl
 clang libclang-rt-14-dev"
 
 missing=""

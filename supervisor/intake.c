@@ -53,6 +53,7 @@ struct intake {
 	atomic_bool reset_wanted;
 	uint64_t last_consumer_seq;  /* callback thread only */
 	_Atomic uint64_t received, accepted, rejected, redelivered;
+	_Atomic uint64_t received_status, received_request, rejected_status, rejected_request;
 	_Atomic uint64_t by_reason[MSG_E_COUNT];
 };
 
@@ -98,6 +99,7 @@ intake_printable(char *dst, size_t dstlen, const char *src)
 struct intake_frame {
 	const struct alarm_msg *am;
 	uint64_t stream_seq;
+	int64_t received_us;        /* wall clock: the worker measures digest latency from it */
 };
 
 static int
@@ -107,7 +109,7 @@ intake_encode(struct buf *frames, const void *arg)
 
 	if (f->am->kind == MSG_STATUS_CHANGED)
 		return frame_put_update(frames, 0, f->am);
-	return frame_put_digest(frames, 0, f->stream_seq, f->am->user, f->am->user_len);
+	return frame_put_digest_at(frames, 0, f->stream_seq, f->received_us, f->am->user, f->am->user_len);
 }
 
 /* Release the core messages put aside by intake_spend. */
@@ -146,7 +148,7 @@ static void
 intake_queue(struct intake *in, natsSubscription *sub, const struct alarm_msg *am,
     uint64_t stream_seq, natsMsg *m)
 {
-	struct intake_frame f = { am, stream_seq };
+	struct intake_frame f = { am, stream_seq, clock_wall_us() };
 	/* Core intake has nothing to ack, so nothing to hold. */
 	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
 	bool more = intake_more(sub);
@@ -241,11 +243,13 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		in->last_consumer_seq = meta.consumer_seq;
 	}
 	/* The stream's subject is what tells the two kinds apart. */
-	if (strcmp(subject, in->subject_status) == 0)
+	if (strcmp(subject, in->subject_status) == 0) {
 		kind = MSG_STATUS_CHANGED;
-	else if (strcmp(subject, in->subject_request) == 0)
+		atomic_fetch_add(&in->received_status, 1);
+	} else if (strcmp(subject, in->subject_request) == 0) {
 		kind = MSG_DIGEST_REQUEST;
-	else {
+		atomic_fetch_add(&in->received_request, 1);
+	} else {
 		intake_reject(in, sub, m, MSG_E_JSON, "subject is neither the status nor the request subject",
 		    meta.stream_seq);
 		return;
@@ -258,6 +262,7 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
 	    &limits, clock_wall_ms(), &am);
 	if (e != MSG_OK) {
+		atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->rejected_status : &in->rejected_request, 1);
 		intake_reject(in, sub, m, e, validator_detail(in->validator), meta.stream_seq);
 		return;
 	}
@@ -375,7 +380,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	struct natsconn_opts o = {
 		.servers = c->servers,
 		.cfg = c,
-		.name = "alarm-supervisor",
+		.name = "master",
 		/* One delivery thread for both core subscriptions keeps their order. */
 		.global_delivery = c->intake == INTAKE_CORE,
 		.reconnected_cb = intake_on_reconnected,
@@ -494,6 +499,24 @@ intake_drain_done(struct intake *in)
 	return true;
 }
 
+natsConnection *
+intake_conn(struct intake *in)
+{
+	return in->nc;
+}
+
+struct jsetup *
+intake_jsetup(struct intake *in)
+{
+	return in->jsetup;
+}
+
+bool
+intake_bound(struct intake *in)
+{
+	return in->nsubs > 0;
+}
+
 struct handoff *
 intake_handoff(struct intake *in)
 {
@@ -536,6 +559,10 @@ intake_get_stats(struct intake *in, struct intake_stats *st)
 	st->dead_letter_truncated = ds.truncated;
 	st->dead_letter_failed = ds.failed;
 	st->redelivered = atomic_load(&in->redelivered);
+	st->received_status = atomic_load(&in->received_status);
+	st->received_request = atomic_load(&in->received_request);
+	st->rejected_status = atomic_load(&in->rejected_status);
+	st->rejected_request = atomic_load(&in->rejected_request);
 	for (int i = 0; i < MSG_E_COUNT; i++)
 		st->by_reason[i] = atomic_load(&in->by_reason[i]);
 }

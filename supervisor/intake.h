@@ -28,6 +28,7 @@
 
 struct intake;
 struct handoff;
+struct jsetup;
 
 struct intake_stats {
 	uint64_t received;
@@ -37,6 +38,9 @@ struct intake_stats {
 	uint64_t dead_letter_truncated;  /* copies that kept only the first bytes (Alarm-Original-Size) */
 	uint64_t dead_letter_failed;     /* copies not kept; their originals are acked all the same */
 	uint64_t redelivered;
+	uint64_t received_status;        /* of received: on the status subject */
+	uint64_t received_request;       /* on the request subject (the rest: neither) */
+	uint64_t rejected_status, rejected_request;  /* of rejected: by subject */
 	uint64_t by_reason[MSG_E_COUNT];
 };
 
@@ -58,6 +62,12 @@ int intake_reset(struct intake *in);
 /* Graceful stop: let already-received messages through, then no more. */
 int intake_drain_begin(struct intake *in);
 bool intake_drain_done(struct intake *in);
+
+/* The supervisor's NATS connection (for $SRV replies, srv.h), and its JetStream setup (NULL: core). */
+natsConnection *intake_conn(struct intake *in);
+struct jsetup *intake_jsetup(struct intake *in);
+/* Subscribed: messages are delivered (the consumer is bound, in jetstream mode).  Main thread. */
+bool intake_bound(struct intake *in);
 
 /* Where the main thread takes the accepted messages from; owned by intake. */
 struct handoff *intake_handoff(struct intake *in);

@@ -437,3 +437,22 @@ jsetup_close(struct jsetup *js)
 	free(js->deliver_subject);
 	free(js);
 }
+
+int
+jsetup_consumer_lag(struct jsetup *js, uint64_t *pending, uint64_t *ack_pending)
+{
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	s = js_GetConsumerInfo(&ci, js->js, js->stream, js->consumer, NULL, &jerr);
+	if (s != NATS_OK) {
+		log_debug("consumer info of %s on stream %s: %s (error code %d)", js->consumer, js->stream,
+		    natsStatus_GetText(s), (int)jerr);
+		return -1;
+	}
+	*pending = ci->NumPending;
+	*ack_pending = ci->NumAckPending < 0 ? 0 : (uint64_t)ci->NumAckPending;
+	jsConsumerInfo_Destroy(ci);
+	return 0;
+}

@@ -49,4 +49,13 @@ bool jsetup_dead_letter_stream(const struct jsetup *js);
  */
 int64_t jsetup_dead_letter_max_msg(const struct jsetup *js);
 
+/*
+ * The consumer's lag, from the server: messages not yet delivered, and
+ * delivered but not acked.  A request to the server (up to the connection's
+ * timeout): call it from a thread that may wait, never the main loop.
+ * Safe beside the main thread's use of js (cnats locks the context).
+ * 0, or -1 (logged at debug: the poller says it once).
+ */
+int jsetup_consumer_lag(struct jsetup *js, uint64_t *pending, uint64_t *ack_pending);
+
 #endif

@@ -2,6 +2,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,22 @@
 #include "../common/layout.h"
 #include "../common/lockfile.h"
 #include "../common/log.h"
+#include "../common/reloadstat.h"
 #include "../common/title.h"
+#include "../common/version.h"
 #include "ackq.h"
 #include "handoff.h"
 #include "intake.h"
 #include "master.h"
+#include "notify.h"
 #include "pool.h"
 #include "priv.h"
 #include "proc.h"
 #include "spill.h"
+#include "telemetry.h"
 
 #define MASTER_MAX_FDS 1100
+#define MASTER_READY_WAIT_MS 60000   /* longest READY=1 waits for a slow worker */
 
 /* What the loop is doing besides routing. */
 enum master_phase {
@@ -53,6 +59,10 @@ struct master {
 	int64_t deadline_ms;        /* shutdown bound */
 	int64_t last_title_ms, last_quiesce_log_ms;
 	int settle_ms;              /* when pool_settle wants to run again (-1: no hurry) */
+	struct notify *notify;      /* the service manager (systemd), if any */
+	bool ready_due;             /* READY=1 once the consumer is bound and every worker said READY */
+	int64_t ready_due_ms;       /* since when */
+	struct telemetry *tel;      /* /metrics, /healthz, /readyz, $SRV */
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -77,6 +87,20 @@ master_ack_floor(struct master *m)
 		intake_ack(m->intake, msg);
 		intake_release(msg);
 	}
+}
+
+/* The title, mirrored to the service manager's STATUS= (rate-limited there unless forced). */
+static void __attribute__((format(printf, 3, 4)))
+master_show(struct master *m, bool force, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	title_set("%s", text);
+	notify_status(m->notify, text, force);
 }
 
 /* Signals arrive on a signalfd; nothing runs in signal context. */
@@ -115,15 +139,20 @@ master_reshard_follow(struct master *m, struct chan *ch, int nslots)
 	struct frame_progress pr;
 	struct frame f;
 	const char *err;
+	int64_t t0 = clock_mono_ms();
 	int rc;
 
 	for (;;) {
-		if (poll(&pfd, 1, -1) == -1) {
+		/* A long move is the loop's work now: it keeps the watchdog fed while progress comes. */
+		notify_watchdog(m->notify);
+		if ((rc = poll(&pfd, 1, notify_watchdog_due(m->notify))) == -1) {
 			if (errno == EINTR)
 				continue;
 			log_error("poll on the reshard channel");
 			return;
 		}
+		if (rc == 0)
+			continue;   /* only the watchdog was due */
 		if ((rc = chan_fill(ch, 4096)) == -1) {
 			log_error("read from the reshard process");
 			return;
@@ -133,13 +162,18 @@ master_reshard_follow(struct master *m, struct chan *ch, int nslots)
 				log_errorx("reshard process sent frame type %u where progress was expected", f.type);
 				return;
 			}
-			title_set("master conf=%s resharding to %d workers: store %llu/%llu, %llu users moved",
-			    m->conf_path, nslots, (unsigned long long)pr.stores_done,
-			    (unsigned long long)pr.stores, (unsigned long long)pr.users_moved);
+			telemetry_reshard(m->tel, pr.stores_done, pr.stores);
+			int64_t ms = clock_mono_ms() - t0;
+			unsigned long long rate = ms > 0 ? pr.users_moved * 1000 / (uint64_t)ms : 0;
+			master_show(m, true, "master conf=%s resharding to %d workers: store %llu/%llu, "
+			    "%llu/%llu users moved, %llu users/s", m->conf_path, nslots,
+			    (unsigned long long)pr.stores_done, (unsigned long long)pr.stores,
+			    (unsigned long long)pr.users_moved, (unsigned long long)pr.users, rate);
 			if (pr.stores_done > 0)
-				log_info("reshard to %d workers: %llu of %llu stores done, %llu users moved",
-				    nslots, (unsigned long long)pr.stores_done, (unsigned long long)pr.stores,
-				    (unsigned long long)pr.users_moved);
+				log_info("reshard to %d workers: %llu of %llu stores done, %llu of %llu users "
+				    "moved, %llu users/s", nslots, (unsigned long long)pr.stores_done,
+				    (unsigned long long)pr.stores, (unsigned long long)pr.users_moved,
+				    (unsigned long long)pr.users, rate);
 		}
 		chan_consume(ch);
 		if (rc == -1) {
@@ -163,7 +197,8 @@ master_reshard(struct master *m, int nslots)
 
 	snprintf(n, sizeof(n), "%d", nslots);
 	snprintf(map, sizeof(map), "%lld", (long long)m->cfg.map_size_bytes);
-	title_set("master conf=%s resharding to %d workers", m->conf_path, nslots);
+	master_show(m, true, "master conf=%s resharding to %d workers", m->conf_path, nslots);
+	telemetry_reshard(m->tel, 0, 0);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_error("socketpair for the reshard process");
 		return -1;
@@ -187,6 +222,8 @@ master_reshard(struct master *m, int nslots)
 			return -1;
 		}
 	}
+	/* Workers start next: /readyz says "starting" until the loop runs. */
+	telemetry_update(m->tel, OBS_STARTING, NULL, NULL);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char why[128];
 		log_errorx("reshard to %d workers %s", nslots, proc_status_str(status, why, sizeof(why)));
@@ -282,7 +319,7 @@ master_title(struct master *m, bool force)
 	 * The slot details come early: a long conf path must not push them past
 	 * the title's end.  dlfail: dead-letter copies not kept (shown once there is one).
 	 */
-	title_set("master conf=%s workers %d/%d%s%s users=%llu alarms=%llu in=%llu bad=%llu%s%.0llu inflight=%llu%s",
+	master_show(m, force, "master conf=%s workers %d/%d%s%s users=%llu alarms=%llu in=%llu bad=%llu%s%.0llu inflight=%llu%s",
 	    m->conf_path, ps.running, ps.slots, ps.parked ? " PARKED" : "", slots,
 	    (unsigned long long)ps.users, (unsigned long long)ps.alarms,
 	    (unsigned long long)is.received, (unsigned long long)is.rejected,
@@ -317,11 +354,12 @@ master_route(struct master *m)
 	}
 }
 
+/* Logged, and recorded for alarmctl reload (arg: the reload's status, may be NULL). */
 static void
 master_log_change(const char *key, const char *old_value, const char *new_value,
     bool restart_needed, void *arg)
 {
-	(void)arg;
+	reloadstat_change(arg, key, old_value, new_value, restart_needed);
 	if (restart_needed)
 		log_warnx("reload: %s changed from \"%s\" to \"%s\": needs a restart; keeping \"%s\" until then",
 		    key, old_value, new_value, old_value);
@@ -330,25 +368,29 @@ master_log_change(const char *key, const char *old_value, const char *new_value,
 }
 
 static void
-master_reload(struct master *m)
+master_reload_apply(struct master *m, struct reloadstat *rs)
 {
 	struct config nc;
-	char err[1024];
+	char err[1024], why[1200];
 	int nslots;
 
 	log_info("SIGHUP: reloading %s", m->conf_path);
 	if (config_load(m->conf_path, &nc, err, sizeof(err)) == -1) {
 		log_errorx("reload failed, keeping the running configuration: %s", err);
+		reloadstat_fail(rs, err);
 		return;
 	}
-	config_diff(&m->cfg, &nc, master_log_change, NULL);
+	config_diff(&m->cfg, &nc, master_log_change, rs);
 	if (config_keep_restart_only(&nc, &m->cfg) == -1) {
-		if (errno == EINVAL)
-			log_errorx("reload: %s: with its restart-only settings kept at their running "
-			    "values, two subjects would be the same; keeping the running configuration",
-			    m->conf_path);
-		else
+		if (errno == EINVAL) {
+			snprintf(why, sizeof(why), "%s: with its restart-only settings kept at their "
+			    "running values, two subjects would be the same", m->conf_path);
+			log_errorx("reload: %s; keeping the running configuration", why);
+		} else {
 			log_error("reload: keeping restart-only settings; keeping the running configuration");
+			snprintf(why, sizeof(why), "keeping restart-only settings: %s", strerror(errno));
+		}
+		reloadstat_fail(rs, why);
 		config_free(&nc);
 		return;
 	}
@@ -371,6 +413,18 @@ master_reload(struct master *m)
 	master_title(m, true);
 }
 
+/* Apply, then tell whoever sent the SIGHUP how it went (alarmctl reload waits for it). */
+static void
+master_reload(struct master *m)
+{
+	struct reloadstat *rs = reloadstat_new();
+
+	master_reload_apply(m, rs);
+	if (rs != NULL)
+		reloadstat_write(rs, m->cfg.state_dir);
+	reloadstat_free(rs);
+}
+
 static void
 master_shutdown(struct master *m, int sig)
 {
@@ -383,6 +437,7 @@ master_shutdown(struct master *m, int sig)
 	    (long long)m->cfg.shutdown_timeout_ms);
 	m->deadline_ms = clock_mono_ms() + m->cfg.shutdown_timeout_ms;
 	m->phase = PHASE_DRAIN;
+	notify_stopping(m->notify);
 	intake_drain_begin(m->intake);
 }
 
@@ -404,8 +459,13 @@ master_on_signals(struct master *m)
 	/* Shutdown wins over reload, reload over child exits. */
 	if (term)
 		master_shutdown(m, term);
-	else if (hup)
+	else if (hup) {
+		/* READY=1 follows from the loop once the reload (and any reshard) is done. */
+		notify_reloading(m->notify);
 		master_reload(m);
+		m->ready_due = true;
+		m->ready_due_ms = clock_mono_ms();
+	}
 	if (chld)
 		pool_reap(m->pool);
 }
@@ -426,6 +486,7 @@ master_act(struct master *m)
 		int old = pool_size(m->pool);
 		master_ack_floor(m);
 		pool_stop_wait(m->pool);
+		telemetry_pool_retire(m->tel, m->pool);
 		pool_free(m->pool, NULL);
 		m->pool = NULL;
 		if (master_reshard(m, m->target_slots) == 0) {
@@ -444,6 +505,50 @@ master_act(struct master *m)
 	m->phase = PHASE_RUN;
 	master_title(m, true);
 	return 0;
+}
+
+/* Each pass of a loop that runs: feed the watchdog; say READY when there is reason to. */
+static void
+master_notify(struct master *m)
+{
+	struct pool_stats ps;
+
+	notify_watchdog(m->notify);
+	if (!m->ready_due || m->phase != PHASE_RUN || !notify_enabled(m->notify))
+		return;
+	pool_get_stats(m->pool, &ps);
+	/*
+	 * A parked slot will not get better by waiting, and one stuck before
+	 * its READY (a corrupt store parks there) delays only its own users:
+	 * the manager must not fail the whole service for it, so after a
+	 * while READY goes out anyway, saying so.
+	 */
+	if (ps.ready + ps.parked < ps.slots) {
+		if (clock_mono_ms() - m->ready_due_ms < MASTER_READY_WAIT_MS)
+			return;
+		log_warnx("telling the service manager READY with %d of %d workers not ready after %d s: "
+		    "their users wait (see their log lines)", ps.slots - ps.ready - ps.parked, ps.slots,
+		    MASTER_READY_WAIT_MS / 1000);
+	}
+	master_title(m, true);
+	notify_ready(m->notify);
+	m->ready_due = false;
+}
+
+/* The phase as /readyz tells it. */
+static enum obs_phase
+master_obs_phase(const struct master *m)
+{
+	switch (m->phase) {
+	case PHASE_RUN:
+		return OBS_RUNNING;
+	case PHASE_QUIESCE:
+		return m->action == ACTION_RESHARD ? OBS_RESHARDING : OBS_RESETTING;
+	case PHASE_DRAIN:
+	case PHASE_STOPPING:
+		break;
+	}
+	return OBS_DRAINING;
 }
 
 static int
@@ -465,6 +570,8 @@ master_loop(struct master *m)
 			timeout = m->settle_ms;
 		if (m->phase != PHASE_RUN)
 			timeout = timeout > 50 ? 50 : timeout;
+		if ((due = notify_watchdog_due(m->notify)) >= 0 && due < timeout)
+			timeout = due;
 		if (poll(fds, (nfds_t)n, timeout) == -1 && errno != EINTR) {
 			log_error("poll");
 			return -1;
@@ -523,7 +630,9 @@ master_loop(struct master *m)
 			master_ack_floor(m);
 			return 0;
 		}
+		master_notify(m);
 		master_title(m, false);
+		telemetry_update(m->tel, master_obs_phase(m), m->intake, m->pool);
 	}
 }
 
@@ -553,9 +662,16 @@ master_main(const char *conf_path)
 		return 1;
 	}
 	log_set_level(m.cfg.log_level);
+	log_info("alarm-supervisor %s starting with %s", ALARM_DIGEST_VERSION, conf_path);
+	/* Before cnats starts threads: it unsets the manager's variables (setenv is not thread-safe). */
+	if ((m.notify = notify_open()) == NULL)
+		goto out;
 	if (proc_init() == -1 || (m.sigfd = master_signals()) == -1)
 		goto out;
-	title_set("master conf=%s starting", conf_path);
+	master_show(&m, true, "master conf=%s starting", conf_path);
+	/* Before anything that may wait (NATS) or fail: a port taken is found at once. */
+	if ((m.tel = telemetry_open(&m.cfg)) == NULL)
+		goto out;
 	/* Root's work, then root no more: nothing below runs with more than the account has. */
 	if ((priv = priv_new(&m.cfg)) == NULL || priv_check(priv) == -1 ||
 	    priv_state_dir(priv, m.cfg.state_dir) == -1)
@@ -574,6 +690,7 @@ master_main(const char *conf_path)
 		goto out;
 	if ((m.intake = intake_open(&m.cfg, master_stop_check, NULL)) == NULL)
 		goto out;
+	telemetry_attach(m.tel, m.intake, &m.cfg);
 	if ((m.ackq = ackq_new(intake_release)) == NULL) {
 		log_error("allocating the ack queue");
 		goto out;
@@ -593,6 +710,8 @@ master_main(const char *conf_path)
 	    m.cfg.intake == INTAKE_JETSTREAM ? "jetstream" : "core (not durable)", servers,
 	    m.cfg.state_dir);
 	master_title(&m, true);
+	m.ready_due = true;
+	m.ready_due_ms = clock_mono_ms();
 	rc = master_loop(&m) == 0 ? 0 : 1;
 	log_info("stopped");
 out:
@@ -601,6 +720,7 @@ out:
 	handoff_batch_free(&m.batch);
 	pool_free(m.pool, NULL);
 	ackq_free(m.ackq);
+	telemetry_close(m.tel);
 	intake_close(m.intake);
 	if (m.sigfd != -1)
 		close(m.sigfd);
@@ -608,6 +728,7 @@ out:
 		close(m.lock_fd);
 	config_free(&m.cfg);
 	priv_free(priv);
+	notify_close(m.notify);
 	nats_Close();
 	return rc;
 }

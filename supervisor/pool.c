@@ -61,6 +61,29 @@ slot_close(struct slot *s)
 	s->ch = NULL;
 }
 
+/*
+ * A new process counts from 0: keep what the last one counted, so the
+ * slot's counters only grow (Prometheus counters must not go back).
+ * Gauges (users, alarms, map) stay until the new process reports.
+ */
+static void
+slot_carry(struct slot *s)
+{
+	struct frame_stats *c = &s->carry, *st = &s->stats;
+
+	c->msgs += st->msgs;
+	c->commits += st->commits;
+	c->digests += st->digests;
+	c->digest_parts += st->digest_parts;
+	c->digest_bytes += st->digest_bytes;
+	c->overlimit += st->overlimit;
+	histo_add(&c->commit_latency, &st->commit_latency);
+	histo_add(&c->digest_latency, &st->digest_latency);
+	st->msgs = st->commits = st->digests = st->digest_parts = st->digest_bytes = st->overlimit = 0;
+	memset(&st->commit_latency, 0, sizeof(st->commit_latency));
+	memset(&st->digest_latency, 0, sizeof(st->digest_latency));
+}
+
 static int
 slot_spawn(struct pool *p, struct slot *s)
 {
@@ -90,8 +113,10 @@ slot_spawn(struct pool *p, struct slot *s)
 		return -1;
 	}
 	close(sv[1]);
+	slot_carry(s);
 	s->pid = pid;
 	s->state = SLOT_RUNNING;
+	s->ready = false;
 	s->started_ms = clock_mono_ms();
 	s->heard_ms = s->started_ms;
 	/* Whatever the last process had not finished goes to this one, first and in order. */
@@ -252,6 +277,7 @@ slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
 		break;
 	case FRAME_READY:
 		log_debug("worker %d ready", s->index);
+		s->ready = true;
 		break;
 	default:
 		log_warnx("worker %d sent unexpected frame type %u; killing it", s->index, f->type);
@@ -344,6 +370,7 @@ slot_on_exit(struct pool *p, struct slot *s, int status)
 		snprintf(why + l, sizeof(why) - l, " (stalled)");
 		s->stalled = false;
 	}
+	snprintf(s->exit_why, sizeof(s->exit_why), "%s", why);
 	/* Collect what it wrote before dying: its last DONE may be in there. */
 	if (s->ch != NULL)
 		slot_receive(p, s);
@@ -564,6 +591,8 @@ pool_get_stats(const struct pool *p, struct pool_stats *st)
 		const struct slot *s = &p->slots[i];
 		if (s->state == SLOT_RUNNING && s->pid > 0)
 			st->running++;
+		if (s->state == SLOT_RUNNING && s->pid > 0 && s->ready)
+			st->ready++;
 		if (s->state == SLOT_PARKED)
 			st->parked++;
 		if (holdback_held(s))
@@ -584,6 +613,28 @@ pool_settle(struct pool *p)
 {
 	p->now_ms = clock_mono_ms();
 	return holdback_settle(p->h, p->slots, p->n, p->now_ms);
+}
+
+void
+pool_get_slot_report(const struct pool *p, int slot, struct pool_slot_report *r)
+{
+	const struct slot *s = &p->slots[slot];
+	struct frame_stats *t = &r->stats;
+
+	r->running = s->state == SLOT_RUNNING && s->pid > 0;
+	r->parked = s->state == SLOT_PARKED;
+	r->queued = outq_count(s->q);
+	snprintf(r->exit_why, sizeof(r->exit_why), "%s", s->exit_why);
+	*t = s->stats;
+	t->msgs += s->carry.msgs;
+	t->commits += s->carry.commits;
+	t->digests += s->carry.digests;
+	t->digest_parts += s->carry.digest_parts;
+	t->digest_bytes += s->carry.digest_bytes;
+	t->overlimit += s->carry.overlimit;
+	histo_add(&t->commit_latency, &s->carry.commit_latency);
+	histo_add(&t->digest_latency, &s->carry.digest_latency);
+	holdback_slot_stats(s, &r->hold);
 }
 
 void

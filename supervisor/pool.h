@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "../common/config.h"
+#include "../common/frame.h"
 
 struct pool;
 
@@ -32,6 +33,7 @@ typedef void (*pool_ack_fn)(void *ref, void *arg);
 
 struct pool_stats {
 	int slots, running, parked;
+	int ready;                /* running and said READY (store open, NATS connected) */
 	int held;                 /* slots holding back their users (see pool_slot_stats) */
 	uint64_t inflight;        /* frames queued to workers, not yet reported done */
 	uint64_t spilled;         /* messages in spills, not yet handed to their worker */
@@ -44,6 +46,16 @@ struct pool_slot_stats {
 	uint64_t waiting;         /* messages routed to it that its worker has not finished */
 	uint64_t spilled;         /* of those, the ones in its spill (acked, on disk) */
 	uint64_t stall_kills;
+};
+
+/* One slot as /metrics shows it (obs.h). */
+struct pool_slot_report {
+	bool running, parked;
+	uint64_t queued;          /* frames queued to its worker, not yet done */
+	char exit_why[128];       /* how its last process ended; "" if none has */
+	struct pool_slot_stats hold;
+	/* Its worker's last STATS; counters summed over the slot's processes. */
+	struct frame_stats stats;
 };
 
 /* Start nslots workers.  NULL on error (logged). */
@@ -90,5 +102,6 @@ void pool_kill(struct pool *p);
 void pool_reload(struct pool *p, const struct config *c);
 void pool_get_stats(const struct pool *p, struct pool_stats *st);
 void pool_get_slot_stats(const struct pool *p, int slot, struct pool_slot_stats *st);
+void pool_get_slot_report(const struct pool *p, int slot, struct pool_slot_report *r);
 
 #endif

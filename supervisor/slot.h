@@ -30,11 +30,14 @@ struct slot {
 	pid_t pid;
 	struct chan *ch;          /* our end of the channel (its queue: the HELLO), NULL when closed */
 	bool stopping;            /* STOP queued: an exit is expected */
+	bool ready;               /* this process sent READY: store open, connected to NATS */
 	struct outq *q;
 	uint64_t next_id;
 	int64_t started_ms, next_start_ms, backoff_ms;
 	int quick_deaths;
 	struct frame_stats stats;
+	struct frame_stats carry;  /* counters of the slot's earlier processes (pool_get_slot_report) */
+	char exit_why[128];        /* how its last process ended ("" while none has) */
 
 	/*
 	 * Isolation (holdback.c).  Queue entries up to id `copied` are in the

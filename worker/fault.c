@@ -144,7 +144,7 @@ fault_retry_min_ms(const struct fault *ft)
 static void
 fault_report_parked(struct chan *ch)
 {
-	struct frame_stats fs = { 0, 0, 0, 0, 0 };
+	static const struct frame_stats fs;  /* all zero */
 
 	if (frame_put_stats(chan_out(ch), &fs) == -1 || chan_flush_wait(ch) == -1)
 		log_error("sending STATS to the supervisor");

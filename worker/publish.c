@@ -43,7 +43,7 @@ struct publish {
 		int64_t since_ms, logged_ms, next_ms;   /* monotonic */
 	} retry;
 	struct log_limit undeliverable_log;
-	uint64_t digests, digest_parts, undeliverable;
+	uint64_t digests, digest_parts, digest_bytes, undeliverable;
 };
 
 struct publish *
@@ -212,6 +212,7 @@ publish_parts(struct publish *p, size_t frames, uint64_t stream_seq, const char 
 			return publish_failed(p, frames, s, max_payload, user, user_len, msgid, &pm);
 		/* Even if a later part fails, this one went out: the commit must flush it. */
 		p->published = true;
+		p->digest_bytes += pm.len;
 	}
 	if (n > 1)
 		log_debug("digest %s of %zu alarms published in %zu parts (max_payload %lld)", msgid,
@@ -394,5 +395,6 @@ publish_get_counts(const struct publish *p, struct publish_counts *c)
 {
 	c->digests = p->digests;
 	c->parts = p->digest_parts;
+	c->bytes = p->digest_bytes;
 	c->undeliverable = p->undeliverable;
 }

@@ -49,6 +49,7 @@ struct publish;
 struct publish_counts {
 	uint64_t digests;         /* published */
 	uint64_t parts;           /* messages they took */
+	uint64_t bytes;           /* payload bytes of those messages */
 	uint64_t undeliverable;   /* skipped for good */
 };
 

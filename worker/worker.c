@@ -68,6 +68,8 @@ struct worker {
 	/* Counted when the batch commits: a rewound batch is applied again and must not count twice. */
 	struct worker_counts { uint64_t msgs, stale, duplicates, overlimit; } done, batch;
 	uint64_t bad_frames;
+	uint64_t commits;
+	struct histo commit_latency, digest_latency;   /* for the supervisor's /metrics */
 	int64_t last_report_ms;
 	int64_t wall_ms;          /* wall clock, read once per chunk of frames: tombstone age only */
 	struct sweep *sweep;
@@ -99,7 +101,11 @@ worker_report(struct worker *w)
 
 	store_get_stats(w->store, &ss);
 	publish_get_counts(w->pub, &pc);
-	fs = (struct frame_stats){ ss.users, ss.alarms, ss.tombstones, ss.bytes, w->done.msgs };
+	fs = (struct frame_stats){ .users = ss.users, .alarms = ss.alarms, .tombstones = ss.tombstones,
+	    .bytes = ss.bytes, .msgs = w->done.msgs, .map_size = (uint64_t)db_map_size(store_db(w->store)),
+	    .commits = w->commits, .digests = pc.digests, .digest_parts = pc.parts, .digest_bytes = pc.bytes,
+	    .overlimit = w->done.overlimit, .commit_latency = w->commit_latency,
+	    .digest_latency = w->digest_latency };
 	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
 		log_error("sending STATS to the supervisor");
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
@@ -197,8 +203,9 @@ worker_open(struct worker *w)
 		return -1;
 	}
 	db_set_map_max(store_db(w->store), w->cfg.map_size_max_bytes);
-	struct natsconn_opts o = { .servers = w->cfg.servers, .cfg = &w->cfg,
-	    .name = "alarm-supervisor worker" };
+	char name[32];
+	snprintf(name, sizeof(name), "worker %u", w->slot);
+	struct natsconn_opts o = { .servers = w->cfg.servers, .cfg = &w->cfg, .name = name };
 	if ((w->nc = natsconn_connect(&o)) == NULL ||
 	    (w->overlimit = overlimit_new(w->nc, &w->cfg)) == NULL ||
 	    (w->pub = publish_new(w->nc, &w->cfg)) == NULL)
@@ -286,6 +293,7 @@ worker_apply(struct worker *w, const struct frame *f)
 	const char *user;
 	size_t ulen;
 	enum publish_result r;
+	struct publish_counts before, after;
 
 	switch (f->type) {
 	case FRAME_UPDATE:
@@ -313,7 +321,12 @@ worker_apply(struct worker *w, const struct frame *f)
 		if (frame_get_digest(f, &seq, &user, &ulen) == -1)
 			goto bad;
 		worker_begin(w);
+		publish_get_counts(w->pub, &before);
 		r = publish_digest(w->pub, w->store, f->id, seq, user, ulen, w->txn_frames);
+		publish_get_counts(w->pub, &after);
+		/* Published just now (not empty, not skipped): how long since the supervisor got the request. */
+		if (after.digests > before.digests && frame_digest_received(f) > 0)
+			histo_observe(&w->digest_latency, clock_wall_us() - frame_digest_received(f));
 		if (r == PUB_STORE)
 			return worker_store_fault(w, "collecting a digest");
 		if (r != PUB_OK)
@@ -359,6 +372,8 @@ worker_rewind(struct worker *w, bool keep_handed)
 static int
 worker_commit(struct worker *w)
 {
+	int64_t start_us = clock_mono_us();
+
 	if (chan_pending(w->ch) == 0)
 		return 0;
 	if (publish_flush(w->pub, w->txn_frames) == -1) {
@@ -386,6 +401,8 @@ worker_commit(struct worker *w)
 	w->done.duplicates += w->batch.duplicates;
 	w->done.overlimit += w->batch.overlimit;
 	w->batch = (struct worker_counts){ 0, 0, 0, 0 };
+	w->commits++;
+	histo_observe(&w->commit_latency, clock_mono_us() - start_us);
 	return worker_send(w, FRAME_DONE, w->last_id);
 }
 
@@ -512,10 +529,19 @@ worker_timeout(const struct worker *w)
 	return left <= 0 ? 0 : left > 1000 ? 1000 : (int)left;
 }
 
+/*
+ * How long a worker whose supervisor is gone (EOF or SIGTERM) keeps trying
+ * to finish a batch that cannot finish (NATS unreachable).  Nobody will
+ * ack its messages any more, so giving up loses nothing: the stream
+ * redelivers them to the next supervisor's worker.
+ */
+#define WORKER_ORPHAN_GRACE_MS 3000
+
 static void
 worker_loop(struct worker *w)
 {
 	bool eof = false;
+	int64_t eof_at = 0;
 
 	while (!w->stop) {
 		int64_t now = clock_mono_ms();
@@ -530,9 +556,19 @@ worker_loop(struct worker *w)
 			eof = true;  /* SIGTERM: finish what we hold, like an EOF */
 		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_receive(w) == 1)
 			eof = true;
-		if ((now = clock_mono_ms()) < publish_retry_at(w->pub)) {
+		now = clock_mono_ms();
+		if (eof && eof_at == 0)
+			eof_at = now;
+		if (eof && now - eof_at >= WORKER_ORPHAN_GRACE_MS) {
+			log_warnx("the supervisor is gone and %zu messages cannot finish (NATS unreachable): "
+			    "leaving them uncommitted for redelivery", chan_pending(w->ch));
+			break;
+		}
+		if (now < publish_retry_at(w->pub)) {
 			if (eof) {
 				int64_t left = publish_retry_at(w->pub) - now;
+				if (left > eof_at + WORKER_ORPHAN_GRACE_MS - now)
+					left = eof_at + WORKER_ORPHAN_GRACE_MS - now;
 				nanosleep(&(struct timespec){ left / 1000, (left % 1000) * 1000000 }, NULL);
 			}
 			continue;
@@ -558,7 +594,7 @@ worker_main(void)
 {
 	struct worker w = { .lock_fd = -1 };
 	struct sigaction sa = { 0 };
-	struct publish_counts pc = { 0, 0, 0 };
+	struct publish_counts pc = { 0, 0, 0, 0 };
 	int rc = 1;
 
 	log_set_role("worker");

@@ -19,7 +19,8 @@ svc_write_conf(struct svc_run *r)
 	n = snprintf(text, sizeof(text),
 	    "# written by bench\n"
 	    "[nats]\nservers = %s\nintake = %s\n"
-	    "[service]\nworkers = %d\nstate_dir = %s\nlog_level = info\n",
+	    "[service]\nworkers = %d\nstate_dir = %s\nlog_level = info\n"
+	    "[http]\nlisten = \"\"\n",
 	    r->nats.url, r->core ? "core" : "jetstream", r->workers, r->state);
 	if (n < 0 || (size_t)n >= sizeof(text)) {
 		harness_seterr("config text for %s does not fit", r->state);

@@ -147,7 +147,10 @@ fenv_write_config(struct fenv *e, int workers)
 	    "\n"
 	    "[worker]\n"
 	    "commit_max_ms = 20ms\n"
-	    "map_size = 256M\n",
+	    "map_size = 256M\n"
+	    "\n"
+	    "[http]\n"
+	    "listen = \"\"\n",
 	    e->tag, e->nats.url, e->dir, workers);
 	if (n < 0 || (size_t)n >= sizeof(text)) {
 		harness_seterr("config text for %s too long", e->tag);

@@ -114,12 +114,16 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "\n"
 	    "[worker]\n"
 	    "commit_max_ms = 20ms\n"
-	    "%s",
+	    "%s"
+	    "\n"
+	    "[http]\n"
+	    "listen = %s\n",
 	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream",
 	    cfg->nats_extra != NULL ? cfg->nats_extra : "", e->dir, workers,
 	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10,
 	    cfg->service_extra != NULL ? cfg->service_extra : "",
-	    cfg->extra_conf != NULL ? cfg->extra_conf : "");
+	    cfg->extra_conf != NULL ? cfg->extra_conf : "",
+	    cfg->http_listen != NULL ? cfg->http_listen : "\"\"");
 	if (workers_line != NULL) {
 		*workers_line = 9;
 		for (const char *x = cfg->nats_extra; x != NULL && *x != '\0'; x++)
@@ -440,7 +444,8 @@ static const struct scenario {
 	{ "spec", scn_spec, true, 26, 3 },
 	{ "many_users", scn_many_users, true, 3, WHOLE },
 	{ "worker_kill", scn_worker_kill, true, 7, WHOLE },
-	{ "reload_workers", scn_reload_workers, true, 6, WHOLE },
+	/* 4_to_2, 2_to_3, progress moved/total, digests, shape, same pid; teardown is in env_down */
+	{ "reload_workers", scn_reload_workers, true, 7, WHOLE },
 	{ "reload_invalid", scn_reload_invalid, true, 7, WHOLE },
 	/* 129 cases; 5 checks of the whole run, teardown */
 	{ "malformed", scn_malformed, true, 135, 6 },
@@ -469,6 +474,12 @@ static const struct scenario {
 	{ "hung_worker", scn_hung_worker, true, 6, WHOLE },
 	{ "spill_crash", scn_spill_crash, true, 8, WHOLE },
 	/*
+	 * scn_http.c: starting, bind taken, ready, methods and format, received,
+	 * rejected, digests, $SRV ping/info/stats, parked, reload (unparks; listen
+	 * needs a restart, so the old port serves on; counters kept), draining, teardown
+	 */
+	{ "http", scn_http, true, 14, WHOLE },
+	/*
 	 * scn_priv.c: master and workers as the user, state owned by it, the same
 	 * after a reshard, digests exact, JSON shape, teardown; 7 refusals
 	 */
@@ -478,13 +489,28 @@ static const struct scenario {
 	{ "security_password", scn_security_password, true, 3, WHOLE },
 	{ "security_token", scn_security_token, true, 2, WHOLE },
 	{ "security_nkey", scn_security_nkey, true, 2, WHOLE },
+	/* round trip, no secret shown, teardown */
+	{ "security_creds", scn_security_creds, true, 3, WHOLE },
+	/* a user JWT of an account the server does not know, a seed that is not the JWT's */
+	{ "security_creds_bad", scn_security_creds_bad, true, 2, WHOLE },
 	{ "security_tls", scn_security_tls, true, 2, WHOLE },
-	/* wrong password, wrong CA, tls:// URL to an untrusted server, unreadable secret file */
-	{ "security_failures", scn_security_failures, true, 4, WHOLE },
-	/* round trip, agents cannot read the deliver subject, teardown */
-	{ "security_permissions", scn_security_permissions, true, 3, WHOLE },
+	/*
+	 * wrong password, wrong CA, tls:// URL to an untrusted server, unreadable
+	 * password and creds files
+	 */
+	{ "security_failures", scn_security_failures, true, 5, WHOLE },
+	/* round trip, agents cannot read the deliver subject, $SRV.PING answered, teardown */
+	{ "security_permissions", scn_security_permissions, true, 4, WHOLE },
 	/* credentials revoked while running: logged as such, one retry, exit non-zero */
 	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
+	/* scn_ctl.c: list, reload, replay, applied, replay again, exactly once, bad reload, stop, teardown */
+	{ "ctl", scn_ctl, true, 9, WHOLE },
+	/* scn_daemon.c: READY after the consumer, RELOADING then READY, watchdog, STATUS, STOPPING, teardown */
+	{ "sd_notify", scn_sd_notify, true, 6, WHOLE },
+	/* make run's script with a nats-server without JetStream: says so, digest answered, stops its own */
+	{ "first_run", scn_first_run, true, 3, WHOLE },
+	/* systemd-analyze verify of dist/alarm-supervisor.service (a skip without systemd-analyze) */
+	{ "unit_file", scn_unit_file, false, 1, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -45,6 +45,8 @@ struct env_config {
 	const char *extra_conf;   /* when set: appended to the service's config file */
 	const char *nats_extra;   /* more [nats] lines, each ending in \n (may be NULL) */
 	const char *service_extra; /* more [service] lines, the same */
+	/* [http] listen; NULL: "" (off), so parallel runs never fight over a port */
+	const char *http_listen;
 	bool dir_shared;          /* temp dir 0711, config 0644: a [service] user can reach them */
 };
 
@@ -132,14 +134,22 @@ void scn_corrupt_store(void);
 void scn_stalled_worker(void);
 void scn_hung_worker(void);
 void scn_spill_crash(void);
+void scn_http(void);
 void scn_priv_drop(void);
 void scn_priv_refuse(void);
 void scn_security_password(void);
 void scn_security_token(void);
 void scn_security_nkey(void);
+void scn_security_creds(void);
+void scn_security_creds_bad(void);
 void scn_security_tls(void);
 void scn_security_failures(void);
 void scn_security_permissions(void);
 void scn_security_reconnect(void);
+void scn_ctl(void);
+/* scn_daemon.c */
+void scn_sd_notify(void);
+void scn_first_run(void);
+void scn_unit_file(void);
 
 #endif

@@ -205,7 +205,7 @@ out:
 
 /*
  * An update near max_payload whose digest cannot fit in one message even
- * alone: a 500-byte AlarmID of \u0001 (3000 bytes as JSON; the digest
+ * alone: a 480-byte AlarmID of \u0001 (2880 bytes as JSON; the digest
  * escapes it the same way) and a UserID padded the same way.  Published
  * on core NATS, without the acked publisher's header, so the input itself
  * still fits.  *user gets the decoded UserID.
@@ -219,7 +219,7 @@ huge_update(const char *status, const char *ts, char *user, size_t ucap, size_t 
 	if (s == NULL)
 		return NULL;
 	n += (size_t)snprintf(s + n, cap - n, "{\"AlarmID\":\"");
-	for (int i = 0; i < 500; i++)
+	for (int i = 0; i < 480; i++)
 		n += (size_t)snprintf(s + n, cap - n, "\\u0001");
 	n += (size_t)snprintf(s + n, cap - n, "\",\"Status\":\"%s\",\"ChangedAt\":\"%s\",\"UserID\":\"ud-huge-",
 	    status, ts);
@@ -361,7 +361,7 @@ void
 scn_undeliverable_digest(void)
 {
 	struct env_config cfg = { .workers = 1, .nats_conf = "max_payload: 4096\n",
-		.extra_conf = "\n[limits]\nmax_id_bytes = 500\n" };
+		.extra_conf = "\n[limits]\nmax_id_bytes = 480\n" };
 	struct model *m = model_new();
 	struct plan p1 = { 0 }, p2 = { 0 };
 	struct env e = { 0 };

@@ -604,11 +604,16 @@ struct rss {
 	int n;                  /* [0] is the master */
 };
 
+/*
+ * Waits until all `workers` run and carry their titles: on a loaded
+ * machine the first sample could otherwise miss a worker still starting.
+ */
 static void
-rss_take(struct env *e, struct rss *r)
+rss_take(struct env *e, int workers, struct rss *r)
 {
 	struct harness_worker w[64];
-	int nw = harness_workers(e->svc.proc.pid, w, 64);
+	int nw = harness_workers_wait(e->svc.proc.pid, workers, 10000, 0, w) == 0 ? workers :
+	    harness_workers(e->svc.proc.pid, w, 64);
 
 	r->n = 0;
 	r->pid[r->n] = e->svc.proc.pid;
@@ -713,7 +718,7 @@ scn_hostile(void)
 	}
 	for (size_t i = 0; i < l.n; i++)
 		nbad += l.c[i].reasons[0] != NULL;
-	rss_take(&e, &before);
+	rss_take(&e, cfg.workers, &before);
 	t0 = harness_now_ms();
 	if (hostile_send(&e, m, &p, &l, &valid_sent) == -1 ||
 	    hostile_send_limit(&e, m, &lim, base + 600) == -1) {
@@ -729,7 +734,7 @@ scn_hostile(void)
 	    model_expected_total(m), model_user_count(m));
 	tap_report("hostile/valid_digests_exact", rc);
 	elapsed = harness_now_ms() - t0;
-	rss_take(&e, &after);
+	rss_take(&e, cfg.workers, &after);
 	if (copies_read(&e, nbad + lim.n, &cs) == -1) {
 		tap_fail("hostile/bad_messages_dead_lettered_with_reason", "%s", harness_err());
 		tap_fail("hostile/max_payload_copies_truncated", "not checked");

@@ -511,6 +511,44 @@ reload_to(struct env *e, int workers)
 	return harness_workers_wait(e->svc.proc.pid, workers, 30000, 500, w);
 }
 
+/*
+ * The master's title and log show a reshard's progress from the same
+ * frame; the title lasts only as long as the move, so the log is what a
+ * test can read: "users moved" as moved/total, total > 0, and a rate.
+ */
+static int
+reshard_progress_logged(struct env *e)
+{
+	size_t len;
+	char *log = harness_read_file(e->svc.log, &len);
+	const char *p;
+	unsigned long long done, stores, moved, total, rate;
+	int found = 0;
+
+	if (log == NULL)
+		return -1;
+	for (p = log; (p = strstr(p, "master: info: reshard to ")) != NULL; p++) {
+		int nw;
+		if (sscanf(p, "master: info: reshard to %d workers: %llu of %llu stores done, "
+		    "%llu of %llu users moved, %llu users/s", &nw, &done, &stores, &moved, &total,
+		    &rate) != 6)
+			continue;
+		if (total == 0 || moved > total) {
+			harness_seterr("reshard progress with %llu of %llu users moved", moved, total);
+			free(log);
+			return -1;
+		}
+		found += done == stores && moved > 0;
+	}
+	free(log);
+	if (found < 2) {
+		harness_seterr("%d reshard progress lines \"N of N stores done, M of T users moved, "
+		    "R users/s\" with M > 0 in the log, want one per reload (2)", found);
+		return -1;
+	}
+	return 0;
+}
+
 void
 scn_reload_workers(void)
 {
@@ -535,6 +573,7 @@ scn_reload_workers(void)
 	}
 	tap_report("reload_workers/4_to_2", load_flows(&r, 300) == -1 ? -1 : reload_to(&e, 2));
 	tap_report("reload_workers/2_to_3", load_flows(&r, 300) == -1 ? -1 : reload_to(&e, 3));
+	tap_report("reload_workers/progress_moved_of_total", reshard_progress_logged(&e));
 	/* Traffic for the new pool too; a stalled thread fails the next check. */
 	(void)load_flows(&r, 300);
 	/* A reload is no crash: every digest exactly once, in order. */

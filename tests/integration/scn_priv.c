@@ -409,7 +409,7 @@ refuse_case_run(const char *dir, const struct refuse_case *c)
 		snprintf(user, sizeof(user), "user = %s\n", strcmp(c->user, "@") == 0 ? tu.name : c->user);
 	/* Nothing listens on port 1: a service that does not refuse waits for NATS and times out. */
 	snprintf(text, sizeof(text), "# itest priv_refuse: %s\n[nats]\nservers = nats://127.0.0.1:1\n"
-	    "[service]\nstate_dir = %s\nworkers = 1\n%s", c->name, state, user);
+	    "[service]\nstate_dir = %s\nworkers = 1\n%s[http]\nlisten = \"\"\n", c->name, state, user);
 	if (harness_write_file(conf, text) == -1 || chmod(conf, 0644) == -1 ||
 	    refuse_prepare(c, dir, state, precious, sizeof(precious)) == -1)
 		return -1;

@@ -3,7 +3,8 @@
  * at test time, the shipped broker permissions file, and the failures an
  * operator must see at once (wrong password, untrusted server, unreadable
  * secret file).  Every server has an unrestricted "itest" user the test's
- * own client logs in with; the service uses the method under test.
+ * own client logs in with (in operator mode, with its own creds file); the
+ * service uses the method under test.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -22,6 +23,7 @@
 #include "../../common/nkey.h"
 #include "../lib/bus.h"
 #include "../lib/harness.h"
+#include "../lib/jwt.h"
 #include "../lib/tap.h"
 #include "itest.h"
 
@@ -29,10 +31,13 @@
 #define TOKEN    "Tok-5d2a8e44-not-in-logs"
 #define ITEST_USER "{ user: itest, password: itestpw }"
 
-/* env_up, but in a dir prepared beforehand and with the test's client logged in. */
+/*
+ * env_up, but in a dir prepared beforehand and with the test's client logged
+ * in: with bus_userinfo in the URL, or as the user of bus_creds when set.
+ */
 static int
 sec_env_up(struct env *e, const char *dir, const char *tag, const struct env_config *cfg,
-    const char *bus_userinfo, bool tls)
+    const char *bus_userinfo, bool tls, const char *bus_creds)
 {
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
 	char url[128];
@@ -48,12 +53,20 @@ sec_env_up(struct env *e, const char *dir, const char *tag, const struct env_con
 		return -1;
 	if (harness_nats_start_conf(&e->nats, e->dir, cfg->nats_conf) == -1)
 		return -1;
-	snprintf(url, sizeof(url), "nats://%s@127.0.0.1:%d", bus_userinfo, e->nats.port);
+	if (bus_creds != NULL)
+		snprintf(url, sizeof(url), "nats://127.0.0.1:%d", e->nats.port);
+	else
+		snprintf(url, sizeof(url), "nats://%s@127.0.0.1:%d", bus_userinfo, e->nats.port);
 	if (tls && (harness_path(ca, sizeof(ca), dir, "ca.pem") == -1 ||
 	    harness_path(cert, sizeof(cert), dir, "client-cert.pem") == -1 ||
 	    harness_path(key, sizeof(key), dir, "client-key.pem") == -1))
 		return -1;
-	e->bus = tls ? bus_open_tls(url, !cfg->core, ca, cert, key) : bus_open(url, !cfg->core);
+	if (bus_creds != NULL)
+		e->bus = bus_open_creds(url, !cfg->core, bus_creds);
+	else if (tls)
+		e->bus = bus_open_tls(url, !cfg->core, ca, cert, key);
+	else
+		e->bus = bus_open(url, !cfg->core);
 	if (e->bus == NULL)
 		return -1;
 	if ((e->digests = collector_new(e->bus, "AlarmDigest")) == NULL)
@@ -204,7 +217,7 @@ sec_password(void)
 	snprintf(extra, sizeof(extra), "user = svc\npassword_file = %s/password\n", dir);
 	cfg.nats_conf = conf;
 	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_password", &cfg, "itest:itestpw", false);
+	rc = sec_env_up(&e, dir, "security_password", &cfg, "itest:itestpw", false, NULL);
 	tap_report("security_password/round_trip", rc);
 	if (rc == 0) {
 		/* The log line that names the server, the titles, the config check output. */
@@ -243,7 +256,7 @@ sec_token(void)
 	snprintf(extra, sizeof(extra), "token_file = %s/token\n", dir);
 	cfg.nats_conf = conf;
 	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_token", &cfg, TOKEN, false);
+	rc = sec_env_up(&e, dir, "security_token", &cfg, TOKEN, false, NULL);
 	if (rc == 0)
 		rc = sec_file_lacks(e.svc.log, TOKEN);
 	tap_report("security_token/round_trip", rc);
@@ -276,7 +289,7 @@ sec_nkey(void)
 	snprintf(extra, sizeof(extra), "nkey_seed_file = %s/user.nk\n", dir);
 	cfg.nats_conf = conf;
 	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_nkey", &cfg, "itest:itestpw", false);
+	rc = sec_env_up(&e, dir, "security_nkey", &cfg, "itest:itestpw", false, NULL);
 	if (rc == 0)
 		rc = sec_file_lacks(e.svc.log, seed);
 	tap_report("security_nkey/round_trip", rc);
@@ -357,7 +370,7 @@ sec_tls(void)
 	    dir, dir, dir, dir);
 	cfg.nats_conf = conf;
 	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_tls", &cfg, "itest:itestpw", true);
+	rc = sec_env_up(&e, dir, "security_tls", &cfg, "itest:itestpw", true, NULL);
 	tap_report("security_tls/round_trip", rc);
 	env_down(&e);
 }
@@ -366,11 +379,12 @@ sec_tls(void)
 
 /*
  * Start the service on conf text (servers = url) and expect it to exit
- * non-zero within 10 s with a log line holding every one of want[].
+ * non-zero within 10 s with a log line holding every one of want[], and
+ * neither the password nor any of lacks[] (NULL-terminated; may be NULL).
  */
 static int
 sec_expect_fail(const char *dir, const char *name, const char *url, const char *nats_lines,
-    const char *const want[])
+    const char *const want[], const char *const lacks[])
 {
 	struct harness_service svc = { 0 };
 	char text[5 * PATH_MAX], st[64];
@@ -385,7 +399,7 @@ sec_expect_fail(const char *dir, const char *name, const char *url, const char *
 		return -1;
 	}
 	snprintf(text, sizeof(text), "[nats]\nservers = %s\n%s[service]\nstate_dir = %s/state-%s\n"
-	    "workers = 1\n", url, nats_lines, dir, name);
+	    "workers = 1\n[http]\nlisten = \"\"\n", url, nats_lines, dir, name);
 	if (harness_write_file(svc.conf, text) == -1 || chmod(svc.conf, 0600) == -1)
 		return -1;
 	t0 = harness_now_ms();
@@ -415,25 +429,40 @@ sec_expect_fail(const char *dir, const char *name, const char *url, const char *
 		free(log);
 		return -1;
 	}
+	for (int i = 0; lacks != NULL && lacks[i] != NULL; i++) {
+		if (strstr(log, lacks[i]) != NULL) {
+			harness_seterr("%s: the log shows the secret \"%s\"", name, lacks[i]);
+			free(log);
+			return -1;
+		}
+	}
 	free(log);
 	printf("# %s: exited in %lld ms\n", name, (long long)(harness_now_ms() - t0));
 	return 0;
 }
 
-/* Run by root: the service started as nobody cannot read the root-only secret. */
+/*
+ * Run by root: the service started as nobody cannot read the root-only
+ * secret; its output must hold want ("[nats] KEY: cannot read") and the
+ * errno text.
+ */
 static int
-sec_unreadable_as_nobody(const char *dir, const char *url, const char *nats_lines)
+sec_unreadable_as_nobody(const char *dir, const char *name, const char *url,
+    const char *nats_lines, const char *want)
 {
-	char conf[PATH_MAX], out[PATH_MAX], text[5 * PATH_MAX], st[64], *log;
+	char conf[PATH_MAX], out[PATH_MAX], text[5 * PATH_MAX], st[64], file[64], *log;
 	char *argv[] = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 		(char *)itest_opts.bin, "-c", conf, NULL };
 	int status, rc = -1;
 
-	if (harness_path(conf, sizeof(conf), dir, "unreadable_secret.conf") == -1 ||
-	    harness_path(out, sizeof(out), dir, "unreadable_secret.log") == -1)
+	snprintf(file, sizeof(file), "%s.conf", name);
+	if (harness_path(conf, sizeof(conf), dir, file) == -1)
+		return -1;
+	snprintf(file, sizeof(file), "%s.log", name);
+	if (harness_path(out, sizeof(out), dir, file) == -1)
 		return -1;
 	if (snprintf(text, sizeof(text), "[nats]\nservers = %s\n%s[service]\nstate_dir = %s/state-x\n"
-	    "workers = 1\n", url, nats_lines, dir) >= (int)sizeof(text)) {
+	    "workers = 1\n[http]\nlisten = \"\"\n", url, nats_lines, dir) >= (int)sizeof(text)) {
 		harness_seterr("config text too long");
 		return -1;
 	}
@@ -452,8 +481,7 @@ sec_unreadable_as_nobody(const char *dir, const char *url, const char *nats_line
 	}
 	if ((log = harness_read_file(out, NULL)) == NULL)
 		return -1;
-	if (strstr(log, "[nats] password_file: cannot read") == NULL ||
-	    strstr(log, "Permission denied") == NULL)
+	if (strstr(log, want) == NULL || strstr(log, "Permission denied") == NULL)
 		harness_seterr("as nobody: the output does not name the unreadable file: %s", log);
 	else
 		rc = 0;
@@ -461,28 +489,50 @@ sec_unreadable_as_nobody(const char *dir, const char *url, const char *nats_line
 	return rc;
 }
 
+/* Each secret-file key the service reads itself or hands to cnats, made unreadable. */
+static const struct {
+	const char *check;    /* security_failures/<check> */
+	const char *lines;    /* [nats] lines before the key */
+	const char *key;
+} sec_unreadable[] = {
+	{ "unreadable_secret", "user = svc\n", "password_file" },
+	{ "unreadable_creds", "", "creds_file" },
+};
+#define SEC_NUNREADABLE (sizeof(sec_unreadable) / sizeof(sec_unreadable[0]))
+
+static void
+sec_failures_skip(const char *why)
+{
+	tap_fail("security_failures/wrong_password", "%s", why);
+	tap_fail("security_failures/wrong_ca", "%s", why);
+	tap_fail("security_failures/tls_url_untrusted", "%s", why);
+	for (size_t i = 0; i < SEC_NUNREADABLE; i++) {
+		char name[96];
+
+		snprintf(name, sizeof(name), "security_failures/%s", sec_unreadable[i].check);
+		tap_fail(name, "%s", why);
+	}
+}
+
 static void
 sec_failures(void)
 {
 	char dir[PATH_MAX], conf[5 * PATH_MAX], lines[5 * PATH_MAX], url[128], tls_url[128];
+	char check[96], want[96], why[2200];
 	struct harness_nats n = { 0 };
 
 	if (harness_tmpdir("security_failures", dir, sizeof(dir)) == -1 || sec_make_certs(dir) == -1 ||
 	    sec_write(dir, "password", PASSWORD "\n", 0600) == -1 ||
 	    sec_write(dir, "wrong-password", "not-the-password\n", 0600) == -1 ||
 	    sec_write(dir, "unreadable", PASSWORD "\n", 0000) == -1) {
-		tap_fail("security_failures/wrong_password", "setup: %s", harness_err());
-		tap_fail("security_failures/wrong_ca", "setup");
-		tap_fail("security_failures/tls_url_untrusted", "setup");
-		tap_fail("security_failures/unreadable_secret", "setup");
+		snprintf(why, sizeof(why), "setup: %s", harness_err());
+		sec_failures_skip(why);
 		return;
 	}
 	sec_tls_conf(dir, conf, sizeof(conf));
 	if (harness_nats_start_conf(&n, dir, conf) == -1) {
-		tap_fail("security_failures/wrong_password", "nats-server: %s", harness_err());
-		tap_fail("security_failures/wrong_ca", "nats-server");
-		tap_fail("security_failures/tls_url_untrusted", "nats-server");
-		tap_fail("security_failures/unreadable_secret", "nats-server");
+		snprintf(why, sizeof(why), "nats-server: %s", harness_err());
+		sec_failures_skip(why);
 		return;
 	}
 	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", n.port);
@@ -492,31 +542,229 @@ sec_failures(void)
 	    "tls_ca_file = %s/ca.pem\ntls_cert_file = %s/client-cert.pem\n"
 	    "tls_key_file = %s/client-key.pem\n", dir, dir, dir, dir);
 	tap_report("security_failures/wrong_password", sec_expect_fail(dir, "wrong_password", url, lines,
-	    (const char *const[]){ "rejected our credentials", url, "Authorization Violation", NULL }));
+	    (const char *const[]){ "rejected our credentials", url, "Authorization Violation", NULL },
+	    NULL));
 
 	/* The server's certificate is signed by ca.pem; trust only other-ca.pem. */
 	snprintf(lines, sizeof(lines), "user = svc\npassword_file = %s/password\ntls_required = yes\n"
 	    "tls_ca_file = %s/other-ca.pem\ntls_cert_file = %s/client-cert.pem\n"
 	    "tls_key_file = %s/client-key.pem\n", dir, dir, dir, dir);
 	tap_report("security_failures/wrong_ca", sec_expect_fail(dir, "wrong_ca", url, lines,
-	    (const char *const[]){ "TLS failed", url, "SSL handshake error", NULL }));
+	    (const char *const[]){ "TLS failed", url, "SSL handshake error", NULL }, NULL));
 
 	/* The report: a tls:// URL to a server with its own CA waited forever. */
 	snprintf(tls_url, sizeof(tls_url), "tls://127.0.0.1:%d", n.port);
 	snprintf(lines, sizeof(lines), "user = svc\npassword_file = %s/password\n", dir);
 	tap_report("security_failures/tls_url_untrusted", sec_expect_fail(dir, "tls_url_untrusted",
-	    tls_url, lines, (const char *const[]){ "TLS failed", tls_url, NULL }));
+	    tls_url, lines, (const char *const[]){ "TLS failed", tls_url, NULL }, NULL));
 
-	snprintf(lines, sizeof(lines), "user = svc\npassword_file = %s/unreadable\n", dir);
-	/* Root reads anything: start the service as nobody (65534) instead. */
-	if (geteuid() == 0)
-		tap_report("security_failures/unreadable_secret", sec_unreadable_as_nobody(dir, url,
-		    lines));
-	else
-		tap_report("security_failures/unreadable_secret", sec_expect_fail(dir,
-		    "unreadable_secret", url, lines, (const char *const[]){
-		    "[nats] password_file: cannot read", "Permission denied", NULL }));
+	for (size_t i = 0; i < SEC_NUNREADABLE; i++) {
+		snprintf(lines, sizeof(lines), "%s%s = %s/unreadable\n", sec_unreadable[i].lines,
+		    sec_unreadable[i].key, dir);
+		snprintf(check, sizeof(check), "security_failures/%s", sec_unreadable[i].check);
+		snprintf(want, sizeof(want), "[nats] %s: cannot read", sec_unreadable[i].key);
+		/* Root reads anything: start the service as nobody (65534) instead. */
+		if (geteuid() == 0)
+			tap_report(check, sec_unreadable_as_nobody(dir, sec_unreadable[i].check, url,
+			    lines, want));
+		else
+			tap_report(check, sec_expect_fail(dir, sec_unreadable[i].check, url, lines,
+			    (const char *const[]){ want, "Permission denied", NULL }, NULL));
+	}
 	harness_nats_stop(&n);
+}
+
+/* ---- creds files: operator mode, JWTs made at run time ---- */
+
+/*
+ * What every base64url JWT starts with: {"typ":"JWT","alg":"ed25519-nkey"}.
+ * A log line or title holding any part of a JWT would show it.
+ */
+#define JWT_HEADER_B64 "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ"
+
+/*
+ * The trust chain of an operator-mode nats-server: an operator; a system
+ * account (nats-server 2.9 starts JetStream only with one, and refuses
+ * JetStream in it); the service's account with JetStream; in it "svc" for
+ * the service and "itest" for the test's own client.
+ */
+struct sec_world {
+	struct jwt_key *op, *sys, *acc, *svc, *itest;
+	char *svc_jwt;
+};
+
+static void
+sec_world_free(struct sec_world *w)
+{
+	jwt_key_free(w->op);
+	jwt_key_free(w->sys);
+	jwt_key_free(w->acc);
+	jwt_key_free(w->svc);
+	jwt_key_free(w->itest);
+	free(w->svc_jwt);
+	memset(w, 0, sizeof(*w));
+}
+
+/* dir/file: the creds file of user_jwt with user's seed, mode 0600. */
+static int
+sec_write_creds(const char *dir, const char *file, const char *user_jwt, const struct jwt_key *user)
+{
+	char *text;
+	int rc;
+
+	if ((text = jwt_creds(user_jwt, user)) == NULL) {
+		harness_seterr("%s: %s", file, jwt_err());
+		return -1;
+	}
+	rc = sec_write(dir, file, text, 0600);
+	explicit_bzero(text, strlen(text));
+	free(text);
+	return rc;
+}
+
+/*
+ * The keys and JWTs, dir/op.jwt, dir/svc.creds and dir/itest.creds, and the
+ * server's config text in conf.  The harness starts nats-server with -js
+ * and -sd, so the text has no jetstream block of its own.
+ */
+static int
+sec_world_make(struct sec_world *w, const char *dir, char *conf, size_t cap)
+{
+	char *op_jwt = NULL, *sys_jwt = NULL, *acc_jwt = NULL, *itest_jwt = NULL, text[4096];
+	int rc = -1;
+
+	memset(w, 0, sizeof(*w));
+	if ((w->op = jwt_key_new(JWT_OPERATOR)) == NULL || (w->sys = jwt_key_new(JWT_ACCOUNT)) == NULL ||
+	    (w->acc = jwt_key_new(JWT_ACCOUNT)) == NULL || (w->svc = jwt_key_new(JWT_USER)) == NULL ||
+	    (w->itest = jwt_key_new(JWT_USER)) == NULL ||
+	    (op_jwt = jwt_encode(w->op, "itest-operator", w->op, 0)) == NULL ||
+	    (sys_jwt = jwt_encode(w->sys, "SYS", w->op, 0)) == NULL ||
+	    (acc_jwt = jwt_encode(w->acc, "ALARMS", w->op, JWT_JETSTREAM)) == NULL ||
+	    (w->svc_jwt = jwt_encode(w->svc, "svc", w->acc, 0)) == NULL ||
+	    (itest_jwt = jwt_encode(w->itest, "itest", w->acc, 0)) == NULL) {
+		harness_seterr("making the keys and JWTs: %s", jwt_err());
+		goto out;
+	}
+	snprintf(text, sizeof(text), "%s\n", op_jwt);
+	if (sec_write(dir, "op.jwt", text, 0600) == -1 ||
+	    sec_write_creds(dir, "svc.creds", w->svc_jwt, w->svc) == -1 ||
+	    sec_write_creds(dir, "itest.creds", itest_jwt, w->itest) == -1)
+		goto out;
+	if (snprintf(conf, cap, "operator: \"%s/op.jwt\"\n"
+	    "system_account: %s\n"
+	    "resolver: MEMORY\n"
+	    "resolver_preload: {\n"
+	    "  %s: \"%s\"\n"
+	    "  %s: \"%s\"\n"
+	    "}\n", dir, jwt_key_public(w->sys), jwt_key_public(w->sys), sys_jwt,
+	    jwt_key_public(w->acc), acc_jwt) >= (int)cap) {
+		harness_seterr("nats-server config text too long");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(op_jwt);
+	free(sys_jwt);
+	free(acc_jwt);
+	free(itest_jwt);
+	return rc;
+}
+
+/* The -t output, the service log and every process title lack the seed and any JWT. */
+static int
+sec_creds_not_shown(struct env *e, const struct sec_world *w)
+{
+	const char *const secrets[] = { jwt_key_seed(w->svc), JWT_HEADER_B64, NULL };
+	char out[PATH_MAX];
+	char *argv[] = { e->svc.bin, "-t", "-c", e->svc.conf, NULL };
+	int status;
+
+	if (harness_path(out, sizeof(out), e->dir, "check.out") == -1 ||
+	    harness_run(argv, out, 30000, &status) == -1)
+		return -1;
+	for (int i = 0; secrets[i] != NULL; i++) {
+		if (sec_titles_lack(e->svc.proc.pid, secrets[i]) == -1 ||
+		    sec_file_lacks(out, secrets[i]) == -1 || sec_file_lacks(e->svc.log, secrets[i]) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+sec_creds(void)
+{
+	char dir[PATH_MAX], extra[PATH_MAX + 32], conf[5 * PATH_MAX], bus_creds[PATH_MAX];
+	struct env_config cfg = { .workers = 2 };
+	struct sec_world w = { 0 };
+	struct env e = { 0 };
+	int rc;
+
+	if (harness_tmpdir("security_creds", dir, sizeof(dir)) == -1 ||
+	    sec_world_make(&w, dir, conf, sizeof(conf)) == -1 ||
+	    harness_path(bus_creds, sizeof(bus_creds), dir, "itest.creds") == -1) {
+		tap_fail("security_creds/round_trip", "setup: %s", harness_err());
+		tap_fail("security_creds/no_secret_shown", "setup");
+		sec_world_free(&w);
+		return;
+	}
+	/* Every process (master and both workers) logs in with the same creds file. */
+	snprintf(extra, sizeof(extra), "creds_file = %s/svc.creds\n", dir);
+	cfg.nats_conf = conf;
+	cfg.nats_extra = extra;
+	rc = sec_env_up(&e, dir, "security_creds", &cfg, NULL, false, bus_creds);
+	tap_report("security_creds/round_trip", rc);
+	tap_report("security_creds/no_secret_shown", rc == 0 ? sec_creds_not_shown(&e, &w) : -1);
+	env_down(&e);
+	sec_world_free(&w);
+}
+
+/*
+ * Creds the server must refuse: a user JWT signed by an account it does not
+ * know, and the service's own JWT with another user's seed (the signature
+ * of the server's nonce does not match the JWT's key).
+ */
+static void
+sec_creds_bad(void)
+{
+	char dir[PATH_MAX], conf[5 * PATH_MAX], lines[PATH_MAX + 32], url[128];
+	struct sec_world w = { 0 };
+	struct jwt_key *stranger = NULL, *other = NULL;
+	struct harness_nats n = { 0 };
+	char *foreign_jwt = NULL;
+
+	if (harness_tmpdir("security_creds_bad", dir, sizeof(dir)) == -1 ||
+	    sec_world_make(&w, dir, conf, sizeof(conf)) == -1)
+		goto setup_failed;
+	if ((stranger = jwt_key_new(JWT_ACCOUNT)) == NULL || (other = jwt_key_new(JWT_USER)) == NULL ||
+	    (foreign_jwt = jwt_encode(w.svc, "svc", stranger, 0)) == NULL) {
+		harness_seterr("making the keys and JWTs: %s", jwt_err());
+		goto setup_failed;
+	}
+	if (sec_write_creds(dir, "foreign.creds", foreign_jwt, w.svc) == -1 ||
+	    sec_write_creds(dir, "wrong-seed.creds", w.svc_jwt, other) == -1 ||
+	    harness_nats_start_conf(&n, dir, conf) == -1)
+		goto setup_failed;
+	snprintf(url, sizeof(url), "nats://127.0.0.1:%d", n.port);
+
+	snprintf(lines, sizeof(lines), "creds_file = %s/foreign.creds\n", dir);
+	tap_report("security_creds_bad/foreign_account", sec_expect_fail(dir, "foreign_account", url,
+	    lines, (const char *const[]){ "rejected our credentials", url, "Authorization Violation",
+	    NULL }, (const char *const[]){ jwt_key_seed(w.svc), JWT_HEADER_B64, NULL }));
+
+	snprintf(lines, sizeof(lines), "creds_file = %s/wrong-seed.creds\n", dir);
+	tap_report("security_creds_bad/wrong_seed", sec_expect_fail(dir, "wrong_seed", url, lines,
+	    (const char *const[]){ "rejected our credentials", url, "Authorization Violation", NULL },
+	    (const char *const[]){ jwt_key_seed(other), JWT_HEADER_B64, NULL }));
+	goto out;
+setup_failed:
+	tap_fail("security_creds_bad/foreign_account", "setup: %s", harness_err());
+	tap_fail("security_creds_bad/wrong_seed", "setup");
+out:
+	harness_nats_stop(&n);
+	free(foreign_jwt);
+	jwt_key_free(stranger);
+	jwt_key_free(other);
+	sec_world_free(&w);
 }
 
 /* ---- the shipped broker permissions ---- */
@@ -601,6 +849,27 @@ sec_agents_cannot_read(struct env *e)
 	return rc;
 }
 
+/* Service discovery works under the shipped permissions: $SRV.PING is answered, nothing violated. */
+static int
+sec_srv_ping(struct env *e)
+{
+	natsMsg *reply = NULL;
+	natsStatus s;
+	int rc = -1;
+
+	if ((s = natsConnection_RequestString(&reply, bus_conn(e->bus), "$SRV.PING.alarm-digest", "",
+	    5000)) != NATS_OK) {
+		harness_seterr("$SRV.PING.alarm-digest under the shipped permissions: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	if (strstr(natsMsg_GetData(reply), "io.nats.micro.v1.ping_response") == NULL)
+		harness_seterr("$SRV.PING reply: %.200s", natsMsg_GetData(reply));
+	else if ((rc = sec_file_lacks(e->svc.log, "Permissions Violation")) == 0)
+		rc = sec_file_lacks(e->svc.log, "Not Permitted");
+	natsMsg_Destroy(reply);
+	return rc;
+}
+
 static void
 sec_permissions(void)
 {
@@ -615,6 +884,7 @@ sec_permissions(void)
 	    (conf = sec_shipped_conf()) == NULL) {
 		tap_fail("security_permissions/round_trip", "setup: %s", harness_err());
 		tap_fail("security_permissions/agents_cannot_read", "setup");
+		tap_fail("security_permissions/srv_ping_answered", "setup");
 		return;
 	}
 	/* The file reads its passwords from nats-server's environment. */
@@ -624,13 +894,14 @@ sec_permissions(void)
 	snprintf(extra, sizeof(extra), "user = alarm-digest\npassword_file = %s/password\n", dir);
 	cfg.nats_conf = conf;
 	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_permissions", &cfg, "itest:itestpw", false);
+	rc = sec_env_up(&e, dir, "security_permissions", &cfg, "itest:itestpw", false, NULL);
 	free(conf);
 	/* Anything the service lacks shows up as a violation in its log. */
 	if (rc == 0 && (rc = sec_file_lacks(e.svc.log, "Permissions Violation")) == 0)
 		rc = sec_file_lacks(e.svc.log, "Not Permitted");
 	tap_report("security_permissions/round_trip", rc);
 	tap_report("security_permissions/agents_cannot_read", rc == 0 ? sec_agents_cannot_read(&e) : -1);
+	tap_report("security_permissions/srv_ping_answered", rc == 0 ? sec_srv_ping(&e) : -1);
 	env_down(&e);
 	unsetenv("ALARM_DIGEST_PASSWORD");
 	unsetenv("ALARM_AGENTS_PASSWORD");
@@ -694,7 +965,7 @@ sec_reconnect(void)
 	snprintf(extra, sizeof(extra), "user = svc\npassword_file = %s/password\n", dir);
 	cfg.nats_conf = conf;
 	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_reconnect", &cfg, "itest:itestpw", false);
+	rc = sec_env_up(&e, dir, "security_reconnect", &cfg, "itest:itestpw", false, NULL);
 	if (rc == 0)
 		rc = sec_revoked(&e);
 	tap_report("security_reconnect/revoked", rc);
@@ -720,6 +991,18 @@ void
 scn_security_nkey(void)
 {
 	sec_nkey();
+}
+
+void
+scn_security_creds(void)
+{
+	sec_creds();
+}
+
+void
+scn_security_creds_bad(void)
+{
+	sec_creds_bad();
 }
 
 void

@@ -51,15 +51,9 @@ cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms)
 
 /* ---- connection and publishing ---- */
 
-struct bus *
-bus_open(const char *url, bool jetstream)
-{
-	return bus_open_tls(url, jetstream, NULL, NULL, NULL);
-}
-
-struct bus *
-bus_open_tls(const char *url, bool jetstream, const char *ca_file, const char *cert_file,
-    const char *key_file)
+static struct bus *
+bus_connect(const char *url, bool jetstream, const char *ca_file, const char *cert_file,
+    const char *key_file, const char *creds_file)
 {
 	natsOptions *opts = NULL;
 	struct bus *b;
@@ -79,6 +73,8 @@ bus_open_tls(const char *url, bool jetstream, const char *ca_file, const char *c
 		s = natsOptions_LoadCATrustedCertificates(opts, ca_file);
 	if (s == NATS_OK && cert_file != NULL)
 		s = natsOptions_LoadCertificatesChain(opts, cert_file, key_file);
+	if (s == NATS_OK && creds_file != NULL)
+		s = natsOptions_SetUserCredentialsFromFiles(opts, creds_file, NULL);
 	/* Ride out a nats-server restart: reconnect for up to a minute. */
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(opts, 600);
@@ -95,6 +91,25 @@ bus_open_tls(const char *url, bool jetstream, const char *ca_file, const char *c
 		return NULL;
 	}
 	return b;
+}
+
+struct bus *
+bus_open(const char *url, bool jetstream)
+{
+	return bus_connect(url, jetstream, NULL, NULL, NULL, NULL);
+}
+
+struct bus *
+bus_open_tls(const char *url, bool jetstream, const char *ca_file, const char *cert_file,
+    const char *key_file)
+{
+	return bus_connect(url, jetstream, ca_file, cert_file, key_file, NULL);
+}
+
+struct bus *
+bus_open_creds(const char *url, bool jetstream, const char *creds_file)
+{
+	return bus_connect(url, jetstream, NULL, NULL, NULL, creds_file);
 }
 
 void

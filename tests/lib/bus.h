@@ -23,6 +23,8 @@ struct bus *bus_open(const char *url, bool jetstream);
 /* The same over TLS: trust ca_file, present cert_file + key_file (PEM paths). */
 struct bus *bus_open_tls(const char *url, bool jetstream, const char *ca_file,
     const char *cert_file, const char *key_file);
+/* The same as the user of a creds file (JWT + seed; a server in operator mode). */
+struct bus *bus_open_creds(const char *url, bool jetstream, const char *creds_file);
 void bus_close(struct bus *b);
 natsConnection *bus_conn(struct bus *b);
 jsCtx *bus_js(struct bus *b);

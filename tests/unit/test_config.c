@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 50   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 51   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -142,6 +142,7 @@ static const struct {
 	{ "limits.max_message_bytes", false },
 	{ "limits.max_id_bytes", false }, { "limits.max_future", false },
 	{ "limits.max_alarms_per_user", false },
+	{ "http.listen", true },
 };
 
 /*
@@ -544,6 +545,12 @@ test_errors_structure(void **state)
 	expect_error_str("[service]\nworkers = 4 # four\n",
 	    "x.conf:2: [service] workers: \"4 # four\" is not an integer "
 	    "(inline comments start with ';', not '#')");
+	/* [http] listen: numeric host:port, named in the error; "" turns it off. */
+	expect_error_str("[http]\nlisten = localhost:9465\n",
+	    "x.conf:2: [http] listen: \"localhost:9465\" has no numeric IPv4 address before the port "
+	    "(IPv6 goes in brackets)");
+	expect_error_str("[http]\nlisten = 127.0.0.1:0\n",
+	    "x.conf:2: [http] listen: \"127.0.0.1:0\" has a port that is not 1..65535");
 }
 
 /* inih would split an over-long line into pieces; we refuse it instead. */
@@ -750,7 +757,7 @@ test_bounds(void **state)
 		{ "worker", "map_size_max", "1MiB", "16384G", "1048575", "16385G" },
 		{ "worker", "tombstone_retention", "1s", "3650d", "999ms", "3651d" },
 		{ "limits", "max_message_bytes", "64", "8MiB", "63", "8388609" },
-		{ "limits", "max_id_bytes", "1", "500", "0", "501" },
+		{ "limits", "max_id_bytes", "1", "480", "0", "481" },
 		{ "limits", "max_future", "0", "3650d", NULL, "3651d" },
 		{ "limits", "max_alarms_per_user", "1", "100000000", "0", "100000001" },
 	};
@@ -849,7 +856,9 @@ static const char all_changed[] =
 	"max_message_bytes = 1K\n"
 	"max_id_bytes = 64\n"
 	"max_future = 1h\n"
-	"max_alarms_per_user = 7\n";
+	"max_alarms_per_user = 7\n"
+	"[http]\n"
+	"listen = [::1]:9466\n";
 
 /* The reloadable values all_changed sets, as literals. */
 static void

@@ -128,8 +128,8 @@ test_digest_hello_stats(void **state)
 	size_t used, off = 0, ulen, clen;
 	uint64_t seq;
 	uint32_t slot, n;
-	struct frame_stats st = { 1, 2, 3, 4, 5 }, st2;
-	struct frame_progress pr = { 3, 8, 1000 }, pr2;
+	struct frame_stats st = { .users = 1, .alarms = 2, .tombstones = 3, .bytes = 4, .msgs = 5 }, st2;
+	struct frame_progress pr = { 3, 8, 1000, 4000 }, pr2;
 
 	(void)state;
 	assert_int_equal(frame_put_digest(&b, 7, 99, "u1", 2), 0);
@@ -161,8 +161,65 @@ test_digest_hello_stats(void **state)
 	assert_int_equal(pr2.stores_done, 3);
 	assert_int_equal(pr2.stores, 8);
 	assert_int_equal(pr2.users_moved, 1000);
+	assert_int_equal(pr2.users, 4000);
 	off += used;
 	assert_int_equal(off, b.len);
+	buf_free(&b);
+}
+
+/* The extended STATS body, the 40-byte one of older workers, and a DIGEST with its receive time. */
+static void
+test_stats_versions_and_digest_time(void **state)
+{
+	struct buf b = { 0 };
+	struct frame f;
+	struct frame_stats st = { .users = 1, .msgs = 5, .map_size = 6, .commits = 7, .digests = 8,
+	    .digest_parts = 9, .digest_bytes = 10, .overlimit = 11 }, st2;
+	const char *err, *user;
+	size_t used, ulen;
+	uint64_t seq, old[5] = { 1, 2, 3, 4, 5 };
+	uint8_t hdr[FRAME_HDR_LEN];
+
+	(void)state;
+	histo_observe(&st.commit_latency, 3000);
+	histo_observe(&st.digest_latency, 40000000);
+	assert_int_equal(frame_put_stats(&b, &st), 0);
+	assert_int_equal(b.len, FRAME_HDR_LEN + FRAME_STATS_LEN);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(frame_get_stats(&f, &st2), 0);
+	assert_memory_equal(&st, &st2, sizeof(st));
+	buf_reset(&b);
+
+	assert_int_equal(frame_put(&b, FRAME_STATS, 0, old, sizeof(old)), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(frame_get_stats(&f, &st2), 0);
+	assert_int_equal(st2.msgs, 5);
+	assert_int_equal(st2.commits, 0);
+	assert_int_equal(histo_count(&st2.digest_latency), 0);
+	f.body_len = 48;
+	assert_int_equal(frame_get_stats(&f, &st2), -1);
+	buf_reset(&b);
+
+	assert_int_equal(frame_put_digest_at(&b, 3, 42, 1234567, "user", 4), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(frame_get_digest(&f, &seq, &user, &ulen), 0);
+	assert_int_equal(seq, 42);
+	assert_int_equal(ulen, 4);
+	assert_memory_equal(user, "user", 4);
+	assert_int_equal(frame_digest_received(&f), 1234567);
+	buf_reset(&b);
+	assert_int_equal(frame_put_digest(&b, 3, 42, "user", 4), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(frame_digest_received(&f), 0);
+
+	/* The flag belongs to DIGEST alone, and no other flag is known. */
+	memcpy(hdr, b.data, sizeof(hdr));
+	hdr[6] = 2;
+	assert_int_equal(frame_next(hdr, sizeof(hdr), &f, &used, &err), -1);
+	buf_reset(&b);
+	assert_int_equal(frame_put(&b, FRAME_STOP, 1, NULL, 0), 0);
+	b.data[6] = FRAME_F_RECV_TIME;
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), -1);
 	buf_free(&b);
 }
 
@@ -372,6 +429,7 @@ main(void)
 		cmocka_unit_test(test_bad_headers_rejected),
 		cmocka_unit_test(test_bad_bodies_rejected),
 		cmocka_unit_test(test_digest_hello_stats),
+		cmocka_unit_test(test_stats_versions_and_digest_time),
 		cmocka_unit_test(test_outq_rewind_resends_in_order),
 		cmocka_unit_test(test_outq_backpressure),
 		cmocka_unit_test(test_outq_walk_and_times),
