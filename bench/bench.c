@@ -561,7 +561,7 @@ run_mode(struct load *L, struct burst *b, struct mode_result *m)
 	    opt.workers);
 	m->ran = true;
 	if (svc_start(&r, opt.bin, m->core ? "bench-core" : "bench-js", m->core, opt.workers,
-	    opt.stall_seconds) == -1)
+	    opt.stall_seconds, NULL, NULL) == -1)
 		goto out;
 	load_reset(L, (uint32_t)opt.rounds);
 	if (load_feed(L, b, r.model, &m->feed) == -1)
@@ -792,7 +792,8 @@ run_soak(struct load *L, double rate)
 	soak.rate = rate;
 	step("soak: %d users x %d alarms, %.0f msgs/s for %d s, RSS sampled every 5 s",
 	    L->users, L->alarms, rate, opt.soak_seconds);
-	if (svc_start(&r, opt.bin, "bench-soak", false, opt.workers, opt.stall_seconds) == -1)
+	if (svc_start(&r, opt.bin, "bench-soak", false, opt.workers, opt.stall_seconds, NULL,
+	    NULL) == -1)
 		goto out;
 	/* Every alarm once, so the state is at its full size before sampling starts. */
 	if (load_burst(L, &fill, 1, true) == -1)
@@ -1133,7 +1134,7 @@ main(int argc, char **argv)
 		note_odd("the CPUs were %.0f%% busy with other work before the run: the figures are skewed",
 		    busy_before * 100);
 	t = pub_now_ns();
-	if (load_init(&L, opt.users, opt.alarms, opt.dup, opt.seed) == -1 ||
+	if (load_init(&L, opt.users, opt.alarms, opt.dup, opt.seed, 0) == -1 ||
 	    load_burst(&L, &b, opt.rounds, true) == -1) {
 		fprintf(stderr, "bench: %s\n", harness_err());
 		harness_fini();

@@ -5,6 +5,7 @@
 
 #include <uuid/uuid.h>
 
+#include "../../common/hash.h"
 #include "../../tests/lib/harness.h"
 #include "load.h"
 
@@ -21,7 +22,7 @@ uuid_string(char out[40])
 }
 
 int
-load_init(struct load *L, int users, int alarms, double dup, uint64_t seed)
+load_init(struct load *L, int users, int alarms, double dup, uint64_t seed, int route_slots)
 {
 	size_t nalarms = (size_t)users * (size_t)alarms;
 
@@ -47,7 +48,12 @@ load_init(struct load *L, int users, int alarms, double dup, uint64_t seed)
 		return -1;
 	}
 	for (int i = 0; i < users; i++) {
-		uuid_string(L->u[i].id);
+		/* About route_slots draws per user: cheap next to the run. */
+		do
+			uuid_string(L->u[i].id);
+		while (route_slots > 0 &&
+		    hash32(L->u[i].id, strlen(L->u[i].id)) % (uint32_t)route_slots !=
+		    (uint32_t)(i % route_slots));
 		if (itmap_put(&L->by_id, L->u[i].id, strlen(L->u[i].id), &L->u[i]) == -1) {
 			harness_seterr("out of memory indexing users");
 			load_free(L);
@@ -262,6 +268,64 @@ out:
 	if (rc == -1)
 		burst_free(b);
 	return rc;
+}
+
+int
+load_spread(struct load *L, struct burst *b, size_t n, int req_every)
+{
+	size_t total = n + (req_every > 0 ? n / (size_t)req_every : 0);
+	struct msgref *prev = NULL;
+	char buf[512], ts[48];
+
+	memset(b, 0, sizeof(*b));
+	if ((b->m = calloc(total ? total : 1, sizeof(*b->m))) == NULL) {
+		harness_seterr("out of memory for a burst of %zu messages", total);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct msgref *r = &b->m[b->n];
+
+		if (prev != NULL && (double)rng_below(&L->rng, 1000000) < L->dup * 1e6) {
+			*r = *prev;
+			b->duplicates++;
+		} else {
+			uint32_t user = rng_below(&L->rng, (uint32_t)L->users);
+			uint32_t alarm = rng_below(&L->rng, (uint32_t)L->alarms);
+			size_t p = (size_t)user * (size_t)L->alarms + alarm;
+			const char *status = traffic_random_status(&L->rng);
+
+			traffic_random_ts(&L->rng, L->base_sec + (int64_t)L->slot[p]++ * L->slot_sec,
+			    L->slot_sec, ts, sizeof(ts));
+			int len = format_update(buf, sizeof(buf), L->alarm_id[p], L->u[user].id, status,
+			    ts, &r->ts_off);
+			r->kind = MK_UPDATE;
+			r->user = user;
+			r->alarm = alarm;
+			r->status = (uint8_t)model_status_parse(status);
+			r->ts_len = (uint8_t)strlen(ts);
+			if (burst_add(b, r, buf, (size_t)len) == -1)
+				goto fail;
+		}
+		prev = r;
+		b->n++;
+		b->updates++;
+		if (req_every > 0 && (i + 1) % (size_t)req_every == 0) {
+			struct msgref *q = &b->m[b->n];
+			int len = format_request(buf, sizeof(buf), L->u[prev->user].id);
+
+			memset(q, 0, sizeof(*q));
+			q->kind = MK_REQUEST;
+			q->user = prev->user;
+			if (burst_add(b, q, buf, (size_t)len) == -1)
+				goto fail;
+			b->n++;
+			b->requests++;
+		}
+	}
+	return 0;
+fail:
+	burst_free(b);
+	return -1;
 }
 
 void
