@@ -193,8 +193,8 @@ scale_print(const struct scale_opts *o, const struct scale_result *res)
 	char rate[32], ratio[16], dig[64];
 
 	if (res->napu > 0) {
-		printf("\nalarms per user (durable, about %ld updates x %d rounds per alarm + one request "
-		    "per user, from an empty state, %d workers):\n", o->apu_updates, o->apu_rounds,
+		printf("\nalarms per user (durable, about %ld updates per row, %d per alarm, shuffled, + one "
+		    "request per user, from an empty state, %d workers):\n", o->apu_updates, o->apu_rounds,
 		    o->workers);
 		printf("%11s %7s %10s %6s %14s %17s  %s\n", "alarms/user", "users", "msgs/s", "ratio",
 		    "B written/msg", "worker CPU us/msg", "digests");
