@@ -1351,11 +1351,11 @@ int
 main(int argc, char **argv)
 {
 	struct burst b = { 0 };
-	struct load L;
+	struct load L = { 0 };
 	int64_t start = pub_now_ns(), t;
 	double busy_before;
 	int rc = EXIT_OK;
-	bool infra = false;
+	bool infra = false, main_load;
 
 	parse_options(argc, argv);
 	run_start_ns = start;
@@ -1375,13 +1375,16 @@ main(int argc, char **argv)
 		note_odd("the CPUs were %.0f%% busy with other work before the run: the figures are skewed",
 		    busy_before * 100);
 	t = pub_now_ns();
-	if (load_init(&L, opt.users, opt.alarms, opt.dup, opt.seed, 0) == -1 ||
-	    load_burst(&L, &b, opt.rounds, true) == -1) {
+	/* A scaling-only run (--modes none --no-ceilings) builds its own loads. */
+	main_load = opt.mode_js || opt.mode_core || opt.ceilings || opt.soak_seconds > 0;
+	if (main_load && (load_init(&L, opt.users, opt.alarms, opt.dup, opt.seed, 0) == -1 ||
+	    load_burst(&L, &b, opt.rounds, true) == -1)) {
 		fprintf(stderr, "bench: %s\n", harness_err());
 		harness_fini();
 		return EXIT_INFRA;
 	}
-	step("generated %zu updates (%zu exact duplicates) + %zu requests, %.1f MB, in %.1f s",
+	if (main_load)
+		step("generated %zu updates (%zu exact duplicates) + %zu requests, %.1f MB, in %.1f s",
 	    b.updates, b.duplicates, b.requests, (double)b.alen / 1e6, secs(pub_now_ns() - t));
 	if (opt.mode_core && (b.n > CORE_MAX_MSGS || b.alen > CORE_MAX_BYTES)) {
 		printf("bench: core mode: a burst of %zu messages (%.1f MB) is more than core intake "

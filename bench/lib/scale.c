@@ -79,6 +79,10 @@ scale_row_run(const struct scale_opts *o, struct scale_row *row, bool seeded)
 	    o->stall_seconds, seeded ? scale_seed : NULL, &sa) == -1)
 		goto out;
 	row->seed_seconds = sa.st.seconds;
+	if (seeded)
+		o->step("  seeded %" PRIu64 " alarms in %.1f s (stores %.1f s, commits %.1f s, model "
+		    "%.1f s); the service answered", sa.st.alarms, sa.st.seconds, sa.st.store_seconds,
+		    sa.st.commit_seconds, sa.st.model_seconds);
 	load_reset(&L, 1);
 	if (load_feed(&L, &b, r.model, &fs) == -1)
 		goto out;

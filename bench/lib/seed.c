@@ -54,6 +54,7 @@ seed_user(struct load *L, uint32_t i, struct store *s, struct model *m, const st
 	size_t ulen = strlen(user);
 	char ts[48];
 	bool replayed;
+	int64_t t0 = pub_now_ns(), tm = 0, t1;
 
 	for (int a = 0; a < L->alarms; a++) {
 		size_t p = (size_t)i * (size_t)L->alarms + (size_t)a;
@@ -72,11 +73,13 @@ seed_user(struct load *L, uint32_t i, struct store *s, struct model *m, const st
 			harness_seterr("seed: store_apply for user %s failed (see the log above)", user);
 			return -1;
 		}
+		t1 = pub_now_ns();
 		if (model_update(m, user, L->alarm_id[p], (enum model_status)msg.status, ts) != MR_NEW) {
 			harness_seterr("seed: the model did not take alarm %s of user %s as new",
 			    L->alarm_id[p], user);
 			return -1;
 		}
+		tm += pub_now_ns() - t1;
 		L->slot[p] = 1;
 		st->alarms++;
 	}
@@ -84,10 +87,14 @@ seed_user(struct load *L, uint32_t i, struct store *s, struct model *m, const st
 		harness_seterr("seed: store_take_pending for user %s failed (see the log above)", user);
 		return -1;
 	}
+	t1 = pub_now_ns();
 	if (model_request(m, user, NULL) == -1) {
 		harness_seterr("seed: model: out of memory on the digest of user %s", user);
 		return -1;
 	}
+	t1 = pub_now_ns() - t1;
+	st->model_seconds += (double)(tm + t1) / 1e9;
+	st->store_seconds += (double)(pub_now_ns() - t0 - tm - t1) / 1e9;
 	return 0;
 }
 
@@ -134,11 +141,18 @@ seed_state(struct load *L, const char *state_dir, int workers, struct model *m,
 
 		if (seed_user(L, (uint32_t)i, s[k], m, &c, now_ms, st) == -1)
 			goto out;
-		if ((i + 1) % SEED_USERS_PER_COMMIT == 0 && seed_commit_all(s, workers, true) == -1)
-			goto out;
+		if ((i + 1) % SEED_USERS_PER_COMMIT == 0) {
+			int64_t tc = pub_now_ns();
+
+			if (seed_commit_all(s, workers, true) == -1)
+				goto out;
+			st->commit_seconds += (double)(pub_now_ns() - tc) / 1e9;
+		}
 	}
+	int64_t tc = pub_now_ns();
 	if (seed_commit_all(s, workers, false) == -1)
 		goto out;
+	st->commit_seconds += (double)(pub_now_ns() - tc) / 1e9;
 	for (int k = 0; k < workers; k++)
 		store_close(s[k]);
 	opened = 0;

@@ -23,6 +23,7 @@
 struct seed_stats {
 	uint64_t alarms, pending_taken;
 	double seconds;
+	double store_seconds, commit_seconds, model_seconds;   /* where the time went */
 };
 
 /* 0, or -1 with harness_err(). */
