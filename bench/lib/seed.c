@@ -136,6 +136,12 @@ seed_state(struct load *L, const char *state_dir, int workers, struct model *m,
 			goto out;
 		}
 	}
+	/*
+	 * Users in the load's (random) order, as they would first arrive: in
+	 * key order a store would fill its pages densely and the state on disk
+	 * would look smaller than the service ever makes it (80 instead of
+	 * 105 B/alarm at 100,000 users, when tried).
+	 */
 	for (int i = 0; i < L->users; i++) {
 		uint32_t k = hash32(L->u[i].id, strlen(L->u[i].id)) % (uint32_t)workers;
 
