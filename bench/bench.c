@@ -266,11 +266,21 @@ parse_options(int argc, char **argv)
 		case O_BIN: opt.bin = optarg; break;
 		case O_SCALING: opt.scaling = true; break;
 		case O_NOSCALING: opt.scaling = false; break;
-		case O_SC_APU: opt.n_scale_apu = parse_rows("--scale-alarms", optarg, opt.scale_apu, 100000); break;
-		case O_SC_USERS: opt.n_scale_users = parse_rows("--scale-users", optarg, opt.scale_users, 10000000); break;
-		case O_SC_UPD: opt.scale_updates = num_arg("--scale-updates", optarg, 1, 100000000); break;
-		case O_SC_ROUNDS: opt.scale_rounds = (int)num_arg("--scale-rounds", optarg, 1, 1000); break;
-		case O_SC_UALARMS: opt.scale_user_alarms = (int)num_arg("--scale-user-alarms", optarg, 1, 10000); break;
+		case O_SC_APU:
+			opt.n_scale_apu = parse_rows("--scale-alarms", optarg, opt.scale_apu, 100000);
+			break;
+		case O_SC_USERS:
+			opt.n_scale_users = parse_rows("--scale-users", optarg, opt.scale_users, 10000000);
+			break;
+		case O_SC_UPD:
+			opt.scale_updates = num_arg("--scale-updates", optarg, 1, 100000000);
+			break;
+		case O_SC_ROUNDS:
+			opt.scale_rounds = (int)num_arg("--scale-rounds", optarg, 1, 1000);
+			break;
+		case O_SC_UALARMS:
+			opt.scale_user_alarms = (int)num_arg("--scale-user-alarms", optarg, 1, 10000);
+			break;
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default: usage(stderr); exit(EXIT_INFRA);
 		}
@@ -1223,9 +1233,11 @@ targets_compute(void)
 		    z->users, z->rate / 1e3, a->users, a->rate / 1e3, 100 * t->value);
 	}
 	t = target_add("state_bytes_per_alarm", "state on disk (du) <= 64 B per alarm", 64);
-	if (scale.nusers > 0 && scale.users[scale.nusers - 1].du_per_alarm > 0) {
-		const struct scale_row *z = &scale.users[scale.nusers - 1];
-
+	const struct scale_row *z = NULL;
+	for (int i = 0; i < scale.nusers; i++)
+		if (scale.users[i].du_per_alarm > 0)
+			z = &scale.users[i];     /* the largest state measured */
+	if (z != NULL) {
 		t->value = z->du_per_alarm;
 		t->met = t->value <= t->limit;
 		snprintf(t->measured, sizeof(t->measured), "%.1f B at %d users x %d alarms", t->value,

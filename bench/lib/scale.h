@@ -53,6 +53,7 @@ struct scale_row {
 	double du_per_alarm;            /* bytes allocated under STATE_DIR / alarms */
 	double seed_seconds;
 	int log_errors, log_warns;
+	int64_t worker_msgs;            /* frames the workers handled (titles): > msgs is redelivery */
 	struct verify v;
 	char exit_status[128];
 };

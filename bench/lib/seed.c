@@ -14,7 +14,10 @@
 #include "pub.h"
 #include "seed.h"
 
-/* Users per write transaction: big enough that fsyncs do not dominate, small enough to bound LMDB's dirty pages. */
+/*
+ * Users per write transaction: big enough that fsyncs do not dominate,
+ * small enough to bound LMDB's dirty pages.
+ */
 #define SEED_USERS_PER_COMMIT 20000
 
 static int

@@ -12,8 +12,7 @@ svc_write_conf(struct svc_run *r)
 	char text[PATH_MAX + 512];
 	int n;
 
-	if (harness_path(r->state, sizeof(r->state), r->dir, "state") == -1 ||
-	    harness_path(r->svc.conf, sizeof(r->svc.conf), r->dir, "alarm-supervisor.conf") == -1 ||
+	if (harness_path(r->svc.conf, sizeof(r->svc.conf), r->dir, "alarm-supervisor.conf") == -1 ||
 	    harness_path(r->svc.log, sizeof(r->svc.log), r->dir, "service.log") == -1)
 		return -1;
 	n = snprintf(text, sizeof(text),
@@ -84,9 +83,12 @@ svc_start(struct svc_run *r, const char *bin, const char *tag, bool core, int wo
 		harness_seterr("out of memory for the model");
 		return -1;
 	}
-	if (harness_nats_start(&r->nats, r->dir) == -1 || svc_write_conf(r) == -1)
+	if (harness_path(r->state, sizeof(r->state), r->dir, "state") == -1)
 		return -1;
+	/* Seeding can take minutes: nats-server starts after it, not idle through it. */
 	if (prepare != NULL && prepare(r, prepare_arg) == -1)
+		return -1;
+	if (harness_nats_start(&r->nats, r->dir) == -1 || svc_write_conf(r) == -1)
 		return -1;
 	if (harness_service_start(&r->svc) == -1)
 		return -1;
@@ -95,9 +97,18 @@ svc_start(struct svc_run *r, const char *bin, const char *tag, bool core, int wo
 	r->nw = r->workers;
 	if (svc_probe(r) == -1)
 		return -1;
-	if ((r->sink = dsink_open(r->nats.url, "AlarmDigest")) == NULL)
+	/*
+	 * On a machine busy enough, a connect's handshake can time out (cnats
+	 * says "Protocol Error"); a few tries tell that apart from a broker
+	 * that is really gone.
+	 */
+	for (int i = 0; i < 3 && r->sink == NULL; i++)
+		r->sink = dsink_open(r->nats.url, "AlarmDigest");
+	if (r->sink == NULL)
 		return -1;
-	if ((r->pub = pub_connect(r->nats.url, "bench-agents", false, &r->pub_ev)) == NULL)
+	for (int i = 0; i < 3 && r->pub == NULL; i++)
+		r->pub = pub_connect(r->nats.url, "bench-agents", false, &r->pub_ev);
+	if (r->pub == NULL)
 		return -1;
 	return 0;
 }
