@@ -37,6 +37,7 @@
 #include "lib/pace.h"
 #include "lib/procinfo.h"
 #include "lib/pub.h"
+#include "lib/scale.h"
 #include "lib/sink.h"
 #include "lib/svc.h"
 
@@ -77,11 +78,20 @@ static struct {
 	int timeout_seconds;
 	uint64_t seed;
 	bool keep;
+	bool scaling;           /* the alarms-per-user and users tables */
+	int scale_apu[SCALE_MAX_ROWS], n_scale_apu;
+	int scale_users[SCALE_MAX_ROWS], n_scale_users;
+	long scale_updates;
+	int scale_rounds, scale_user_alarms;
 } opt = {
 	.users = 5000, .alarms = 10, .rounds = 10, .workers = 2, .dup = 0.05,
 	.rate_seconds = 10, .rate_fraction = 0.5, .req_every = 100,
 	.mode_js = true, .mode_core = true, .ceilings = true, .rate_js = true,
 	.ack_every = 1000, .ceiling_runs = 1, .stall_seconds = 20, .seed = 1,
+	.scaling = true,
+	.scale_apu = { 10, 100, 1000, 10000 }, .n_scale_apu = 4,
+	.scale_users = { 5000, 100000, 1000000 }, .n_scale_users = 3,
+	.scale_updates = 200000, .scale_rounds = 10, .scale_user_alarms = 10,
 };
 
 static void
@@ -109,6 +119,14 @@ usage(FILE *f)
 	    "      --stall-seconds S     give up waiting when nothing moves for S s (default 20)\n"
 	    "      --timeout S           global watchdog (default: sized from the options)\n"
 	    "      --seed N              traffic seed (default 1)\n"
+	    "      --scaling, --no-scaling  the two scaling tables (default on)\n"
+	    "      --scale-alarms LIST   alarms-per-user rows, the first the reference\n"
+	    "                            (default 10,100,1000,10000; none: skip the table)\n"
+	    "      --scale-users LIST    users rows, seeded state (default 5000,100000,1000000;\n"
+	    "                            none: skip the table)\n"
+	    "      --scale-updates N     updates per row of both tables (default 200000)\n"
+	    "      --scale-rounds N      alarms-per-user table: updates per alarm (default 10)\n"
+	    "      --scale-user-alarms N users table: alarms per seeded user (default 10)\n"
 	    "      --keep                keep temp dirs of the service runs\n"
 	    "exit status: 0 every digest checked and exact; 1 a wrong, missing or extra digest\n"
 	    "(core mode included); 2 could not run, or a ceiling run did not receive every\n"
@@ -165,11 +183,32 @@ parse_modes(const char *s, bool *js, bool *core)
 	}
 }
 
+/* "10,100,1000" into v (at most SCALE_MAX_ROWS); "none" is no rows. */
+static int
+parse_rows(const char *name, const char *s, int *v, long max)
+{
+	char buf[256], *save = NULL;
+	int n = 0;
+
+	if (strcmp(s, "none") == 0)
+		return 0;
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		if (n == SCALE_MAX_ROWS) {
+			fprintf(stderr, "bench: %s: at most %d rows, not \"%s\"\n", name, SCALE_MAX_ROWS, s);
+			exit(EXIT_INFRA);
+		}
+		v[n++] = (int)num_arg(name, t, 1, max);
+	}
+	return n;
+}
+
 static void
 parse_options(int argc, char **argv)
 {
 	enum { O_DUP = 256, O_MODES, O_RATE_MODES, O_NOCEIL, O_CACK, O_CRUNS, O_RATE_S, O_RATE_F, O_REQ_EVERY, O_SOAK,
-		O_SOAK_RATE, O_STALL, O_TIMEOUT, O_SEED, O_KEEP, O_BIN };
+		O_SOAK_RATE, O_STALL, O_TIMEOUT, O_SEED, O_KEEP, O_BIN, O_SCALING, O_NOSCALING,
+		O_SC_APU, O_SC_USERS, O_SC_UPD, O_SC_ROUNDS, O_SC_UALARMS };
 	static const struct option longopts[] = {
 		{ "users", required_argument, NULL, 'u' },
 		{ "alarms", required_argument, NULL, 'a' },
@@ -191,6 +230,13 @@ parse_options(int argc, char **argv)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "keep", no_argument, NULL, O_KEEP },
 		{ "bin", required_argument, NULL, O_BIN },
+		{ "scaling", no_argument, NULL, O_SCALING },
+		{ "no-scaling", no_argument, NULL, O_NOSCALING },
+		{ "scale-alarms", required_argument, NULL, O_SC_APU },
+		{ "scale-users", required_argument, NULL, O_SC_USERS },
+		{ "scale-updates", required_argument, NULL, O_SC_UPD },
+		{ "scale-rounds", required_argument, NULL, O_SC_ROUNDS },
+		{ "scale-user-alarms", required_argument, NULL, O_SC_UALARMS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -218,6 +264,23 @@ parse_options(int argc, char **argv)
 		case O_SEED: opt.seed = (uint64_t)num_arg("--seed", optarg, 0, 0x7fffffff); break;
 		case O_KEEP: opt.keep = true; break;
 		case O_BIN: opt.bin = optarg; break;
+		case O_SCALING: opt.scaling = true; break;
+		case O_NOSCALING: opt.scaling = false; break;
+		case O_SC_APU:
+			opt.n_scale_apu = parse_rows("--scale-alarms", optarg, opt.scale_apu, 100000);
+			break;
+		case O_SC_USERS:
+			opt.n_scale_users = parse_rows("--scale-users", optarg, opt.scale_users, 10000000);
+			break;
+		case O_SC_UPD:
+			opt.scale_updates = num_arg("--scale-updates", optarg, 1, 100000000);
+			break;
+		case O_SC_ROUNDS:
+			opt.scale_rounds = (int)num_arg("--scale-rounds", optarg, 1, 1000);
+			break;
+		case O_SC_UALARMS:
+			opt.scale_user_alarms = (int)num_arg("--scale-user-alarms", optarg, 1, 10000);
+			break;
 		case 'h': usage(stdout); exit(EXIT_OK);
 		default: usage(stderr); exit(EXIT_INFRA);
 		}
@@ -232,11 +295,24 @@ parse_options(int argc, char **argv)
 		fprintf(stderr, "bench: -u x -a x -r above 200M updates\n");
 		exit(EXIT_INFRA);
 	}
+	for (int i = 0; i < opt.n_scale_users; i++)
+		if ((uint64_t)opt.scale_users[i] * (uint64_t)opt.scale_user_alarms > 100000000ull) {
+			fprintf(stderr, "bench: --scale-users x --scale-user-alarms above 100M alarms\n");
+			exit(EXIT_INFRA);
+		}
 	if (opt.timeout_seconds == 0) {
 		double updates = (double)opt.users * opt.alarms * opt.rounds;
 		/* Generous: 10k msg/s for every measurement, plus the paced phases. */
 		opt.timeout_seconds = 300 + (int)(updates / 10000.0 * 4) + 3 * opt.rate_seconds +
 		    2 * opt.soak_seconds;
+		/* Scaling rows: a minute each plus the burst at 2k msg/s, and seeding at 20k alarms/s. */
+		if (opt.scaling) {
+			opt.timeout_seconds += (opt.n_scale_apu + opt.n_scale_users) *
+			    (60 + (int)(opt.scale_updates / 2000));
+			for (int i = 0; i < opt.n_scale_users; i++)
+				opt.timeout_seconds += (int)((double)opt.scale_users[i] *
+				    opt.scale_user_alarms / 20000.0);
+		}
 	}
 }
 
@@ -561,7 +637,7 @@ run_mode(struct load *L, struct burst *b, struct mode_result *m)
 	    opt.workers);
 	m->ran = true;
 	if (svc_start(&r, opt.bin, m->core ? "bench-core" : "bench-js", m->core, opt.workers,
-	    opt.stall_seconds) == -1)
+	    opt.stall_seconds, NULL, NULL) == -1)
 		goto out;
 	load_reset(L, (uint32_t)opt.rounds);
 	if (load_feed(L, b, r.model, &m->feed) == -1)
@@ -792,7 +868,8 @@ run_soak(struct load *L, double rate)
 	soak.rate = rate;
 	step("soak: %d users x %d alarms, %.0f msgs/s for %d s, RSS sampled every 5 s",
 	    L->users, L->alarms, rate, opt.soak_seconds);
-	if (svc_start(&r, opt.bin, "bench-soak", false, opt.workers, opt.stall_seconds) == -1)
+	if (svc_start(&r, opt.bin, "bench-soak", false, opt.workers, opt.stall_seconds, NULL,
+	    NULL) == -1)
 		goto out;
 	/* Every alarm once, so the state is at its full size before sampling starts. */
 	if (load_burst(L, &fill, 1, true) == -1)
@@ -1046,6 +1123,170 @@ table_footprint(const struct mode_result *m)
 		    m->master_in, m->msgs, m->probe_msgs, m->broker_slow);
 }
 
+/* ---- scaling tables and targets ---- */
+
+static struct scale_result scale;
+static bool scale_ran;
+
+static struct scale_opts
+scale_options(void)
+{
+	struct scale_opts o = {
+		.bin = opt.bin, .workers = opt.workers, .stall_seconds = opt.stall_seconds,
+		.dup = opt.dup, .seed = opt.seed, .keep = opt.keep,
+		.napu = opt.n_scale_apu, .apu_updates = opt.scale_updates, .apu_rounds = opt.scale_rounds,
+		.nusers = opt.n_scale_users, .users_alarms = opt.scale_user_alarms,
+		.users_updates = opt.scale_updates, .users_req_every = opt.req_every, .step = step,
+	};
+
+	memcpy(o.apu, opt.scale_apu, sizeof(o.apu));
+	memcpy(o.users, opt.scale_users, sizeof(o.users));
+	return o;
+}
+
+/*
+ * Issue 11's targets, each met, not met, or not measured (its run was
+ * skipped or incomplete).  Ratios are taken within this run only.
+ */
+#define FLAT_FACTOR 1.5          /* "flat": every row within 1.5x of the reference row */
+
+struct target {
+	const char *name, *what;
+	char measured[160];
+	double value, limit;
+	int met;                 /* 1 met, 0 not met, -1 not measured */
+};
+
+static struct target targets[8];
+static int ntargets;
+
+static struct target *
+target_add(const char *name, const char *what, double limit)
+{
+	struct target *t = &targets[ntargets++];
+
+	*t = (struct target){ .name = name, .what = what, .limit = limit, .met = -1 };
+	snprintf(t->measured, sizeof(t->measured), "not measured");
+	return t;
+}
+
+static const struct scale_row *
+apu_row(int alarms)
+{
+	for (int i = 0; i < scale.napu; i++)
+		if (scale.apu[i].alarms == alarms && scale.apu[i].complete && scale.apu[i].rate > 0)
+			return &scale.apu[i];
+	return NULL;
+}
+
+static void
+targets_compute(void)
+{
+	const struct ceiling *ca = &ceil_core.best, *cb = &ceil_js.best, *cp = &ceil_js_rate.best;
+	struct target *t;
+
+	ntargets = 0;
+	t = target_add("core_vs_ceiling_a", "core e2e >= 40% of ceiling (a)", 0.40);
+	if (res_core.complete && ca->ran && ca->complete && ca->rate > 0) {
+		t->value = res_core.rate / ca->rate;
+		t->met = t->value >= t->limit;
+		snprintf(t->measured, sizeof(t->measured), "%.1fk / %.1fk = %.0f%%", res_core.rate / 1e3,
+		    ca->rate / 1e3, 100 * t->value);
+	}
+	t = target_add("durable_vs_ceiling_b", "durable e2e >= 95% of ceiling (b)", 0.95);
+	if (res_js.complete && cb->ran && cb->complete && cb->rate > 0) {
+		t->value = res_js.rate / cb->rate;
+		t->met = t->value >= t->limit;
+		snprintf(t->measured, sizeof(t->measured), "%.1fk / %.1fk = %.0f%%", res_js.rate / 1e3,
+		    cb->rate / 1e3, 100 * t->value);
+	}
+	t = target_add("alarms_per_user_ratio", "durable msgs/s at 1,000 alarms/user >= 70% of 10", 0.70);
+	const struct scale_row *r10 = apu_row(10), *r1000 = apu_row(1000);
+	if (r10 != NULL && r1000 != NULL) {
+		t->value = r1000->rate / r10->rate;
+		t->met = t->value >= t->limit;
+		snprintf(t->measured, sizeof(t->measured), "%.1fk / %.1fk = %.0f%%", r1000->rate / 1e3,
+		    r10->rate / 1e3, 100 * t->value);
+	}
+	t = target_add("alarms_per_user_bytes_flat",
+	    "bytes written/msg flat: every row <= 1.5x the 10-alarm row", FLAT_FACTOR);
+	if (r10 != NULL && r10->write_per_msg > 0 && scale.napu > 1) {
+		const struct scale_row *worst = r10;
+
+		for (int i = 0; i < scale.napu; i++)
+			if (scale.apu[i].complete && scale.apu[i].write_per_msg > worst->write_per_msg)
+				worst = &scale.apu[i];
+		t->value = worst->write_per_msg / r10->write_per_msg;
+		t->met = t->value <= t->limit;
+		snprintf(t->measured, sizeof(t->measured), "worst %d alarms/user: %.0f / %.0f B = %.2fx",
+		    worst->alarms, worst->write_per_msg, r10->write_per_msg, t->value);
+	}
+	t = target_add("users_ratio", "durable msgs/s at the largest state >= 70% of the smallest",
+	    0.70);
+	if (scale.nusers > 1 && scale.users[0].complete && scale.users[0].rate > 0 &&
+	    scale.users[scale.nusers - 1].complete) {
+		const struct scale_row *a = &scale.users[0], *z = &scale.users[scale.nusers - 1];
+
+		t->value = z->rate / a->rate;
+		t->met = t->value >= t->limit;
+		snprintf(t->measured, sizeof(t->measured), "%d users %.1fk / %d users %.1fk = %.0f%%",
+		    z->users, z->rate / 1e3, a->users, a->rate / 1e3, 100 * t->value);
+	}
+	t = target_add("state_bytes_per_alarm", "state on disk (du) <= 64 B per alarm", 64);
+	const struct scale_row *z = NULL;
+	for (int i = 0; i < scale.nusers; i++)
+		if (scale.users[i].du_per_alarm > 0)
+			z = &scale.users[i];     /* the largest state measured */
+	if (z != NULL) {
+		t->value = z->du_per_alarm;
+		t->met = t->value <= t->limit;
+		snprintf(t->measured, sizeof(t->measured), "%.1f B at %d users x %d alarms", t->value,
+		    z->users, z->alarms);
+	} else if (res_js.ran && res_js.state_du > 0) {
+		t->value = res_js.state_du;
+		t->met = t->value <= t->limit;
+		snprintf(t->measured, sizeof(t->measured), "%.1f B (durable run, %d x %d)", t->value,
+		    opt.users, opt.alarms);
+	}
+	t = target_add("paced_p99", "digest p99 at 50% of peak <= broker-only paced p99 + 5 ms", 5);
+	if (res_js.have_rate && res_js.rate_lat.n > 0 && cp->ran && cp->complete && cp->lat.n > 0) {
+		t->value = res_js.rate_lat.p99 - cp->lat.p99;
+		t->met = t->value <= t->limit;
+		snprintf(t->measured, sizeof(t->measured), "%.1f ms vs %.1f + 5 ms", res_js.rate_lat.p99,
+		    cp->lat.p99);
+	}
+}
+
+static const char *
+target_verdict(const struct target *t)
+{
+	return t->met == 1 ? "met" : t->met == 0 ? "not met" : "not measured";
+}
+
+static void
+targets_json(void)
+{
+	for (int i = 0; i < ntargets; i++) {
+		const struct target *t = &targets[i];
+
+		printf("BENCH {\"kind\":\"target\",\"name\":\"%s\",\"what\":\"%s\",\"measured\":\"%s\","
+		    "\"limit\":%g,", t->name, t->what, t->measured, t->limit);
+		if (t->met == -1)
+			printf("\"value\":null,\"met\":null}\n");
+		else
+			printf("\"value\":%.4f,\"met\":%s}\n", t->value, t->met ? "true" : "false");
+	}
+}
+
+static void
+targets_table(void)
+{
+	printf("\ntargets (issue 11; never a failure of make bench):\n");
+	for (int i = 0; i < ntargets; i++)
+		printf("  %-62s %-46s %s\n", targets[i].what, targets[i].measured,
+		    target_verdict(&targets[i]));
+}
+
 static void
 report(double total_s, double busy_before)
 {
@@ -1065,6 +1306,13 @@ report(double total_s, double busy_before)
 		json_mode(&res_core, &ceil_core.best, "core_pubsub");
 	if (soak.ran)
 		json_soak();
+	if (scale_ran) {
+		struct scale_opts so = scale_options();
+
+		scale_json(&so, &scale);
+	}
+	targets_compute();
+	targets_json();
 
 	printf("\n%d users x %d alarms x %d updates (%.0f%% duplicates) + %d digest requests, "
 	    "%d workers, seed %" PRIu64 "\n", opt.users, opt.alarms, opt.rounds, opt.dup * 100,
@@ -1096,6 +1344,12 @@ report(double total_s, double busy_before)
 		    soak.nats.first / 1024.0, soak.nats.last / 1024.0, soak.nats.max / 1024.0,
 		    soak.lat.p50, soak.lat.p99, soak.correct ? "correct" : "WRONG");
 	}
+	if (scale_ran) {
+		struct scale_opts so = scale_options();
+
+		scale_print(&so, &scale);
+	}
+	targets_table();
 	if (nodd > 0) {
 		printf("odd things seen:\n");
 		for (int i = 0; i < nodd; i++)
@@ -1109,11 +1363,11 @@ int
 main(int argc, char **argv)
 {
 	struct burst b = { 0 };
-	struct load L;
+	struct load L = { 0 };
 	int64_t start = pub_now_ns(), t;
 	double busy_before;
 	int rc = EXIT_OK;
-	bool infra = false;
+	bool infra = false, main_load;
 
 	parse_options(argc, argv);
 	run_start_ns = start;
@@ -1133,13 +1387,16 @@ main(int argc, char **argv)
 		note_odd("the CPUs were %.0f%% busy with other work before the run: the figures are skewed",
 		    busy_before * 100);
 	t = pub_now_ns();
-	if (load_init(&L, opt.users, opt.alarms, opt.dup, opt.seed) == -1 ||
-	    load_burst(&L, &b, opt.rounds, true) == -1) {
+	/* A scaling-only run (--modes none --no-ceilings) builds its own loads. */
+	main_load = opt.mode_js || opt.mode_core || opt.ceilings || opt.soak_seconds > 0;
+	if (main_load && (load_init(&L, opt.users, opt.alarms, opt.dup, opt.seed, 0) == -1 ||
+	    load_burst(&L, &b, opt.rounds, true) == -1)) {
 		fprintf(stderr, "bench: %s\n", harness_err());
 		harness_fini();
 		return EXIT_INFRA;
 	}
-	step("generated %zu updates (%zu exact duplicates) + %zu requests, %.1f MB, in %.1f s",
+	if (main_load)
+		step("generated %zu updates (%zu exact duplicates) + %zu requests, %.1f MB, in %.1f s",
 	    b.updates, b.duplicates, b.requests, (double)b.alen / 1e6, secs(pub_now_ns() - t));
 	if (opt.mode_core && (b.n > CORE_MAX_MSGS || b.alen > CORE_MAX_BYTES)) {
 		printf("bench: core mode: a burst of %zu messages (%.1f MB) is more than core intake "
@@ -1167,6 +1424,15 @@ main(int argc, char **argv)
 		step("ceiling (b) latency: FAILED TO RUN: %s", harness_err());
 		infra = true;
 	}
+	if (opt.scaling && opt.n_scale_apu + opt.n_scale_users > 0) {
+		struct scale_opts so = scale_options();
+
+		/* The main burst is done with: its memory goes to the larger states. */
+		burst_free(&b);
+		scale_ran = true;
+		if (scale_run(&so, &scale) == -1)
+			infra = true;
+	}
 	if (opt.soak_seconds > 0) {
 		double rate = opt.soak_rate > 0 ? opt.soak_rate :
 		    res_js.have_rate ? res_js.rate_phase.target_rate : 20000;
@@ -1184,6 +1450,8 @@ main(int argc, char **argv)
 		rc = EXIT_WRONG;
 	if (!verdict("soak", soak.verified, soak.correct, &soak.v, 0))
 		rc = EXIT_WRONG;
+	if (scale_ran && !scale_verdict(&scale))
+		rc = EXIT_WRONG;
 	if (ceilings_incomplete() > 0) {
 		printf("bench: COULD NOT MEASURE: %d ceiling run(s) did not receive every message they "
 		    "published (see above); none of them is used as a ceiling\n", ceilings_incomplete());
@@ -1196,10 +1464,11 @@ main(int argc, char **argv)
 	/* Only here is every digest of every run that ran checked and exact. */
 	if (rc == EXIT_OK)
 		printf("bench: OK: %zu digests checked against the SPEC model, all exact\n",
-		    res_js.v.matched + res_core.v.matched + soak.v.matched);
+		    res_js.v.matched + res_core.v.matched + soak.v.matched + scale_matched(&scale));
 	verify_free(&res_js.v);
 	verify_free(&res_core.v);
 	verify_free(&soak.v);
+	scale_free(&scale);
 	free(soak.pt);
 	burst_free(&b);
 	load_free(&L);

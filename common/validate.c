@@ -5,17 +5,22 @@
  * top-level type, then each required field.  The first failure decides the
  * error, so every payload gets exactly one, stable classification.
  *
- * json-c builds the object, but it is not trusted to judge validity: even
+ * No object tree is built: the messages have two fixed shapes, so one
+ * pass of an RFC 8259 grammar scanner (after a UTF-8 pass) both judges the
+ * payload and notes where the message object's own fields' values lie;
+ * the few values a message reads are then decoded straight from the
+ * payload into one buffer the validator keeps (no allocation per message).
+ * This replaced json-c, which built a tree, a hash table and a locale per
+ * message, and which was never trusted to judge validity anyway: even
  * with JSON_TOKENER_STRICT, json-c 0.16 accepts 'single quotes', NaN,
  * Infinity, "1." and raw control characters in strings, and its
  * JSON_TOKENER_VALIDATE_UTF8 passes overlong forms, surrogates and code
- * points above U+10FFFF.  So the raw bytes are checked first by a UTF-8
- * validator and an RFC 8259 grammar scanner (no allocation, one pass each).
- * The scanner also notes what json-c would quietly paper over: an escaped
+ * points above U+10FFFF.  json-c stays the reference of fuzz/fuzz_validate,
+ * which checks that a field is read here exactly as json-c reads it.  The
+ * scanner also rejects what json-c would quietly paper over: an escaped
  * lone surrogate (json-c writes U+FFFD, so two different IDs would become
  * one) and a field name given twice (json-c keeps the last).
  */
-#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,8 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <json.h>
 
 #include "quote.h"
 #include "rfc3339.h"
@@ -35,18 +38,15 @@
 /* quote_bytes keeps room for "..." and the NUL, so a cut in this buffer comes after MSG_QUOTE_MAX bytes. */
 #define MSG_QUOTE_CAP (MSG_QUOTE_MAX + 4)
 
-/* Same bound as json-c's own default, so deep input is rejected here first. */
-#define MSG_JSON_MAX_DEPTH JSON_TOKENER_DEFAULT_DEPTH
 /*
- * json-c counts a scalar as one more level than its container, so at its
- * default depth a scalar inside the 32nd container fails; the scanner
- * (which counts containers, as the SPEC does) decides, json-c gets one more.
+ * Containers nested deeper are refused: json-c's default depth
+ * (JSON_TOKENER_DEFAULT_DEPTH), which the service used to parse with.
  */
-#define MSG_JSON_TOKENER_DEPTH (MSG_JSON_MAX_DEPTH + 1)
+#define MSG_JSON_MAX_DEPTH 32
 
 struct validator {
-	struct json_tokener *tok;
-	struct json_object *obj;   /* last parsed payload; alarm_msg strings point into it */
+	char *text;        /* the last message's decoded field values; alarm_msg strings point here */
+	size_t text_len, text_cap;
 	char detail[512];
 };
 
@@ -98,13 +98,6 @@ validator_new(void)
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
-	if ((p->tok = json_tokener_new_ex(MSG_JSON_TOKENER_DEPTH)) == NULL) {
-		free(p);
-		errno = ENOMEM;
-		return NULL;
-	}
-	/* No JSON_TOKENER_VALIDATE_UTF8: msg_check_bytes validated every byte already, more strictly. */
-	json_tokener_set_flags(p->tok, JSON_TOKENER_STRICT);
 	return p;
 }
 
@@ -113,8 +106,7 @@ validator_free(struct validator *p)
 {
 	if (p == NULL)
 		return;
-	json_object_put(p->obj);
-	json_tokener_free(p->tok);
+	free(p->text);
 	free(p);
 }
 
@@ -146,10 +138,21 @@ utf8_invalid_at(const unsigned char *s, size_t len)
 	size_t i = 0;
 
 	while (i < len) {
-		unsigned char c = s[i];
+		unsigned char c;
 		unsigned char lo = 0x80, hi = 0xbf;
 		size_t need;
+		uint64_t w;
 
+		/* Payloads are almost all ASCII: skip it eight bytes at a time. */
+		while (len - i >= sizeof(w)) {
+			memcpy(&w, s + i, sizeof(w));
+			if (w & UINT64_C(0x8080808080808080))
+				break;
+			i += sizeof(w);
+		}
+		if (i == len)
+			break;
+		c = s[i];
 		if (c < 0x80) {
 			i++;
 			continue;
@@ -196,6 +199,8 @@ struct json_scan {
 	size_t lone_at;        /* first escaped lone surrogate in any string, or SIZE_MAX */
 	unsigned fields_seen;  /* bit f: msg_fields[f] seen as a top-level key */
 	size_t dup_at[FIELD_COUNT];   /* where msg_fields[f] came a second time, or SIZE_MAX */
+	/* The value of msg_fields[f]'s last occurrence: s[val_at[f]..val_end[f]), if seen. */
+	size_t val_at[FIELD_COUNT], val_end[FIELD_COUNT];
 };
 
 /* What scan_string saw in a string, for the checks that need more than its grammar. */
@@ -435,7 +440,7 @@ scan_object(struct json_scan *sc)
 	for (;;) {
 		size_t key_at = sc->pos;
 		unsigned key_flags = 0;
-		int f;
+		int f = -1;
 
 		if (!scan_peek(sc, '"'))
 			return scan_fail(sc, "quoted object key expected");
@@ -455,8 +460,13 @@ scan_object(struct json_scan *sc)
 		if (!scan_peek(sc, ':'))
 			return scan_fail(sc, "':' expected after object key");
 		sc->pos++;
+		scan_ws(sc);
+		if (sc->depth == 1 && f >= 0)
+			sc->val_at[f] = sc->pos;
 		if (!scan_value(sc))
 			return false;
+		if (sc->depth == 1 && f >= 0)
+			sc->val_end[f] = sc->pos;
 		scan_ws(sc);
 		if (scan_peek(sc, '}')) {
 			sc->pos++;
@@ -595,18 +605,18 @@ msg_check_duplicates(struct validator *p, enum msg_kind kind, const struct json_
 }
 
 static enum msg_error
-msg_check_bytes(struct validator *p, enum msg_kind kind, const unsigned char *s, size_t len,
+msg_check_bytes(struct validator *p, enum msg_kind kind, struct json_scan *sc,
     const struct msg_limits *lim)
 {
-	struct json_scan sc = { .s = s, .len = len, .key_nul_at = SIZE_MAX, .lone_at = SIZE_MAX,
-		.dup_at = { SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX } };
+	const unsigned char *s = sc->s;
+	size_t len = sc->len;
 	const char *type;
 	size_t bad;
 
 	if (len > lim->max_message_bytes)
 		return msg_fail(p, MSG_E_SIZE, "payload of %zu bytes exceeds max_message_bytes %zu",
 		    len, lim->max_message_bytes);
-	/* json_tokener_parse_ex takes an int length. */
+	/* Offsets and lengths downstream (frames, detail lines) stay within an int. */
 	if (len > INT_MAX)
 		return msg_fail(p, MSG_E_SIZE, "payload of %zu bytes exceeds the JSON parser's limit",
 		    len);
@@ -618,114 +628,182 @@ msg_check_bytes(struct validator *p, enum msg_kind kind, const unsigned char *s,
 		quote_bytes(shown, sizeof(shown), s + bad, len - bad < 4 ? len - bad : 4);
 		return msg_fail(p, MSG_E_UTF8, "invalid UTF-8 at byte %zu: \"%s\"", bad, shown);
 	}
-	if (!scan_document(&sc))
-		return msg_fail(p, MSG_E_JSON, "invalid JSON at byte %zu: %s", sc.pos, sc.why);
+	if (!scan_document(sc))
+		return msg_fail(p, MSG_E_JSON, "invalid JSON at byte %zu: %s", sc->pos, sc->why);
 	type = scan_type_name(s, len);
 	if (strcmp(type, "object") != 0)
 		return msg_fail(p, MSG_E_NOT_OBJECT, "payload is a JSON %s, not an object", type);
 	/*
-	 * json-c keeps object keys as C strings, so "UserID\u0000x" would turn
-	 * into "UserID" and could shadow the real field.  A key like that is
-	 * valid JSON but not one this service can read faithfully: reject it.
+	 * A reader that keeps object keys as C strings (json-c does) would turn
+	 * "UserID\u0000x" into "UserID", which could shadow the real field.  A
+	 * key like that is valid JSON but not one every reader of the same
+	 * bytes reads alike: reject it.
 	 */
-	if (sc.key_nul_at != SIZE_MAX)
+	if (sc->key_nul_at != SIZE_MAX)
 		return msg_fail(p, MSG_E_JSON,
 		    "invalid JSON at byte %zu: object key containing \\u0000 is not supported",
-		    sc.key_nul_at);
+		    sc->key_nul_at);
 	/* The escape is 6 bytes the scanner checked: a backslash, 'u' and four hex digits. */
-	if (sc.lone_at != SIZE_MAX)
+	if (sc->lone_at != SIZE_MAX)
 		return msg_fail(p, MSG_E_SURROGATE, "escaped lone surrogate at byte %zu: %.6s %s",
-		    sc.lone_at, (const char *)s + sc.lone_at,
-		    scan_is_low_surrogate(hex4_value(s + sc.lone_at + 2)) ?
+		    sc->lone_at, (const char *)s + sc->lone_at,
+		    scan_is_low_surrogate(hex4_value(s + sc->lone_at + 2)) ?
 		    "does not follow an escaped high surrogate \\ud800-\\udbff" :
 		    "is not followed by an escaped low surrogate \\udc00-\\udfff");
-	return msg_check_duplicates(p, kind, &sc);
+	return msg_check_duplicates(p, kind, sc);
 }
 
-static enum msg_error
-msg_build(struct validator *p, const char *s, size_t len)
+/* Append code point v (no surrogate, <= U+10FFFF) to d as UTF-8; returns the bytes written. */
+static size_t
+text_put_utf8(char *d, long v)
 {
-	struct json_object *obj;
-	enum json_tokener_error jerr;
-	size_t end;
-
-	json_tokener_reset(p->tok);
-	obj = json_tokener_parse_ex(p->tok, s, (int)len);
-	jerr = json_tokener_get_error(p->tok);
-	end = json_tokener_get_parse_end(p->tok);
-	if (obj == NULL || jerr != json_tokener_success) {
-		json_object_put(obj);
-		/* Depth, memory, or some json-c strictness the scanner does not share. */
-		return msg_fail(p, MSG_E_JSON, "invalid JSON at byte %zu: %s", end,
-		    json_tokener_error_desc(jerr == json_tokener_success ?
-		    json_tokener_continue : jerr));
+	if (v < 0x80) {
+		d[0] = (char)v;
+		return 1;
 	}
-	/* json-c stops after the value; the scanner already vetted the rest, but be sure. */
-	for (size_t i = end; i < len; i++) {
-		if (!scan_is_ws((unsigned char)s[i])) {
-			json_object_put(obj);
-			return msg_fail(p, MSG_E_JSON,
-			    "invalid JSON at byte %zu: unexpected bytes after the JSON value", i);
+	if (v < 0x800) {
+		d[0] = (char)(0xc0 | (v >> 6));
+		d[1] = (char)(0x80 | (v & 0x3f));
+		return 2;
+	}
+	if (v < 0x10000) {
+		d[0] = (char)(0xe0 | (v >> 12));
+		d[1] = (char)(0x80 | ((v >> 6) & 0x3f));
+		d[2] = (char)(0x80 | (v & 0x3f));
+		return 3;
+	}
+	d[0] = (char)(0xf0 | (v >> 18));
+	d[1] = (char)(0x80 | ((v >> 12) & 0x3f));
+	d[2] = (char)(0x80 | ((v >> 6) & 0x3f));
+	d[3] = (char)(0x80 | (v & 0x3f));
+	return 4;
+}
+
+/*
+ * Decode the string s[0..n) (between its quotes, already scanned: every
+ * escape is well formed and every surrogate paired) into d, which has room
+ * for n bytes: no escape decodes to more bytes than it takes.  Returns the
+ * decoded length.
+ */
+static size_t
+text_decode(char *d, const unsigned char *s, size_t n)
+{
+	const unsigned char *bs;
+	size_t o = 0, i = 0;
+
+	while (i < n) {
+		long v;
+
+		if ((bs = memchr(s + i, '\\', n - i)) == NULL) {
+			memcpy(d + o, s + i, n - i);
+			return o + n - i;
+		}
+		memcpy(d + o, s + i, (size_t)(bs - (s + i)));
+		o += (size_t)(bs - (s + i));
+		i = (size_t)(bs - s) + 2;
+		switch (bs[1]) {
+		case 'b': d[o++] = '\b'; break;
+		case 'f': d[o++] = '\f'; break;
+		case 'n': d[o++] = '\n'; break;
+		case 'r': d[o++] = '\r'; break;
+		case 't': d[o++] = '\t'; break;
+		case 'u':
+			v = hex4_value(s + i);
+			i += 4;
+			if (v >= 0xd800 && v <= 0xdbff) {
+				/* The scanner saw its low half follow at once. */
+				v = 0x10000 + ((v - 0xd800) << 10) + (hex4_value(s + i + 2) - 0xdc00);
+				i += 6;
+			}
+			o += text_put_utf8(d + o, v);
+			break;
+		default:     /* '"', '\\', '/' stand for themselves */
+			d[o++] = (char)bs[1];
+			break;
 		}
 	}
-	if (!json_object_is_type(obj, json_type_object)) {
-		json_object_put(obj);
-		return msg_fail(p, MSG_E_NOT_OBJECT, "payload is a JSON %s, not an object",
-		    json_type_to_name(json_object_get_type(obj)));
-	}
-	p->obj = obj;
-	return MSG_OK;
+	return o;
 }
 
-/* A required field that must be a non-empty string. */
-static enum msg_error
-msg_field(struct validator *p, const char *name, const char **s, size_t *n)
+/*
+ * A value of another type than string, for a detail line: its text as it
+ * arrived with the blanks outside strings left out ({"a": [1]} shows as
+ * {"a":[1]}, as json-c printed it), cut where quote_bytes would cut it
+ * anyway.  Unlike json-c's, numbers are not reformatted (-0 stays -0) and
+ * escapes in nested strings are not decoded.
+ */
+static const char *
+msg_shown_value(char *shown, size_t cap, const unsigned char *s, size_t n)
 {
-	struct json_object *v;
-	enum json_type type;
-	int len;
+	char text[MSG_QUOTE_CAP + 8];
+	size_t o = 0;
+	bool in_str = false;
 
-	/* get_ex tells "absent" from "present but null" (v == NULL then). */
-	if (!json_object_object_get_ex(p->obj, name, &v))
+	for (size_t i = 0; i < n && o < sizeof(text); i++) {
+		unsigned char c = s[i];
+
+		if (in_str) {
+			if (c == '\\' && i + 1 < n) {
+				text[o++] = (char)c;
+				c = s[++i];
+				if (o == sizeof(text))
+					break;
+			} else if (c == '"') {
+				in_str = false;
+			}
+		} else if (c == '"') {
+			in_str = true;
+		} else if (scan_is_ws(c)) {
+			continue;
+		}
+		text[o++] = (char)c;
+	}
+	return quote_bytes(shown, cap, text, o);
+}
+
+/* A required field that must be a non-empty string: decoded into p->text. */
+static enum msg_error
+msg_field(struct validator *p, const struct json_scan *sc, int f, const char **s, size_t *n)
+{
+	const char *name = msg_fields[f].name;
+	const unsigned char *v;
+	size_t vlen;
+
+	if (!(sc->fields_seen & (1u << f)))
 		return msg_fail(p, MSG_E_MISSING, "field %s is missing", name);
-	type = json_object_get_type(v);
-	if (type != json_type_string) {
+	v = sc->s + sc->val_at[f];
+	vlen = sc->val_end[f] - sc->val_at[f];
+	if (v[0] != '"') {
 		char shown[MSG_QUOTE_CAP];
-		size_t tlen = 0;
-		const char *text = json_object_to_json_string_length(v, JSON_C_TO_STRING_PLAIN,
-		    &tlen);
 
-		if (text == NULL)
-			text = "";
-		quote_bytes(shown, sizeof(shown), text, tlen);
+		msg_shown_value(shown, sizeof(shown), v, vlen);
 		/* null, true and false name their own type. */
-		if (type == json_type_null || type == json_type_boolean)
+		if (v[0] == 'n' || v[0] == 't' || v[0] == 'f')
 			return msg_fail(p, MSG_E_TYPE, "field %s: expected a string, got %s", name,
 			    shown);
 		return msg_fail(p, MSG_E_TYPE, "field %s: expected a string, got %s %s", name,
-		    type == json_type_int || type == json_type_double ? "number" :
-		    json_type_to_name(type), shown);
+		    v[0] == '{' ? "object" : v[0] == '[' ? "array" : "number", shown);
 	}
 	/* Never strlen: an escaped \u0000 is part of the value. */
-	len = json_object_get_string_len(v);
-	if (len <= 0)
+	*s = p->text + p->text_len;
+	*n = text_decode(p->text + p->text_len, v + 1, vlen - 2);
+	p->text_len += *n;
+	if (*n == 0)
 		return msg_fail(p, MSG_E_EMPTY, "field %s is empty", name);
-	*s = json_object_get_string(v);
-	*n = (size_t)len;
 	return MSG_OK;
 }
 
 static enum msg_error
-msg_id(struct validator *p, const char *name, const struct msg_limits *lim,
+msg_id(struct validator *p, const struct json_scan *sc, int f, const struct msg_limits *lim,
     const char **s, size_t *n)
 {
 	enum msg_error e;
 
-	if ((e = msg_field(p, name, s, n)) != MSG_OK)
+	if ((e = msg_field(p, sc, f, s, n)) != MSG_OK)
 		return e;
 	if (*n > lim->max_id_bytes)
 		return msg_fail(p, MSG_E_ID_LENGTH, "field %s: %zu bytes exceeds max_id_bytes %zu",
-		    name, *n, lim->max_id_bytes);
+		    msg_fields[f].name, *n, lim->max_id_bytes);
 	return MSG_OK;
 }
 
@@ -799,26 +877,26 @@ msg_check_future(struct validator *p, const struct rfc3339_time *t, int64_t now_
 }
 
 static enum msg_error
-msg_status_changed(struct validator *p, const struct msg_limits *lim, int64_t now_ms,
-    struct alarm_msg *m)
+msg_status_changed(struct validator *p, const struct json_scan *sc, const struct msg_limits *lim,
+    int64_t now_ms, struct alarm_msg *m)
 {
 	char shown[MSG_QUOTE_CAP];
 	const char *s;
 	size_t n;
 	enum msg_error e;
 
-	if ((e = msg_id(p, "AlarmID", lim, &m->alarm, &m->alarm_len)) != MSG_OK)
+	if ((e = msg_id(p, sc, FIELD_ALARM, lim, &m->alarm, &m->alarm_len)) != MSG_OK)
 		return e;
-	if ((e = msg_id(p, "UserID", lim, &m->user, &m->user_len)) != MSG_OK)
+	if ((e = msg_id(p, sc, FIELD_USER, lim, &m->user, &m->user_len)) != MSG_OK)
 		return e;
-	if ((e = msg_field(p, "Status", &s, &n)) != MSG_OK)
+	if ((e = msg_field(p, sc, FIELD_STATUS, &s, &n)) != MSG_OK)
 		return e;
 	if (!msg_status_from(s, n, &m->status)) {
 		quote_bytes(shown, sizeof(shown), s, n);
 		return msg_fail(p, MSG_E_STATUS,
 		    "field Status: \"%s\" is not CLEARED, WARNING or CRITICAL", shown);
 	}
-	if ((e = msg_field(p, "ChangedAt", &s, &n)) != MSG_OK)
+	if ((e = msg_field(p, sc, FIELD_TIME, &s, &n)) != MSG_OK)
 		return e;
 	if (rfc3339_parse(s, n, &m->changed_at) != 0) {
 		quote_bytes(shown, sizeof(shown), s, n);
@@ -838,25 +916,33 @@ validate_message(struct validator *p, enum msg_kind kind, const void *data, size
 		.max_future_ms = MSG_DEFAULT_MAX_FUTURE_MS,
 	};
 	struct alarm_msg m = { .kind = kind, .status = STATUS_CLEARED };
+	struct json_scan sc = { .s = data, .len = len, .key_nul_at = SIZE_MAX, .lone_at = SIZE_MAX,
+		.dup_at = { SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX } };
 	enum msg_error e;
 
 	/* The previous message's strings die here, as the header promises. */
-	json_object_put(p->obj);
-	p->obj = NULL;
+	p->text_len = 0;
 	p->detail[0] = '\0';
 	if (lim == NULL)
 		lim = &defaults;
 	if (kind != MSG_STATUS_CHANGED && kind != MSG_DIGEST_REQUEST)
 		return msg_fail(p, MSG_E_JSON, "internal error: unknown message kind %d", (int)kind);
 
-	if ((e = msg_check_bytes(p, kind, data, len, lim)) != MSG_OK)
+	if ((e = msg_check_bytes(p, kind, &sc, lim)) != MSG_OK)
 		return e;
-	if ((e = msg_build(p, data, len)) != MSG_OK)
-		return e;
+	/* Decoded values never outgrow their payload: one buffer the size of the largest so far. */
+	if (len > p->text_cap) {
+		char *t = realloc(p->text, len);
+
+		if (t == NULL)
+			return msg_fail(p, MSG_E_SIZE, "no memory to read a payload of %zu bytes", len);
+		p->text = t;
+		p->text_cap = len;
+	}
 	if (kind == MSG_STATUS_CHANGED)
-		e = msg_status_changed(p, lim, now_ms, &m);
+		e = msg_status_changed(p, &sc, lim, now_ms, &m);
 	else
-		e = msg_id(p, "UserID", lim, &m.user, &m.user_len);
+		e = msg_id(p, &sc, FIELD_USER, lim, &m.user, &m.user_len);
 	if (e != MSG_OK)
 		return e;
 	*out = m;

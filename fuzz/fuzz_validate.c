@@ -1,7 +1,7 @@
 /*
  * fuzz_validate: the message validator (common/validate.c) on arbitrary
  * payloads, as both kinds of message, with json-c as the reference for the
- * JSON grammar part.
+ * JSON grammar and for the fields.
  *
  * The validator judges the grammar itself and is deliberately stricter
  * than json-c (validate.c's header says where).  So:
@@ -14,7 +14,14 @@
  *     than the SPEC's limit, or an object key holding \u0000.
  * Both kinds must agree on everything up to the fields they read, and an
  * accepted message must hold what the SPEC allows.
+ *
+ * The validator reads the fields with its own single-pass reader; the
+ * reference here reads them from json-c's object tree, as the validator
+ * did before, and the two must reach the same verdict with the same
+ * detail (a wrongly typed value's text aside: json-c prints it again, the
+ * validator quotes it as it arrived) and extract the same bytes.
  */
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +31,7 @@
 
 #include <json.h>
 
+#include "quote.h"
 #include "rfc3339.h"
 #include "validate.h"
 
@@ -166,6 +174,164 @@ detail_position(const char *detail, size_t *at, const char **why)
 	return true;
 }
 
+/* ---- the reference: the fields as json-c reads them ---- */
+
+struct ref {
+	struct json_object *obj;
+	struct alarm_msg m;
+	enum msg_error e;
+	char detail[512];
+	size_t type_prefix;   /* MSG_E_TYPE: detail bytes both readers must share */
+};
+
+static enum msg_error __attribute__((format(printf, 3, 4)))
+ref_fail(struct ref *r, enum msg_error e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->detail, sizeof(r->detail), fmt, ap);
+	va_end(ap);
+	return r->e = e;
+}
+
+static enum msg_error
+ref_field(struct ref *r, const char *name, const char **s, size_t *n)
+{
+	struct json_object *v;
+	enum json_type type;
+	int len;
+
+	if (!json_object_object_get_ex(r->obj, name, &v))
+		return ref_fail(r, MSG_E_MISSING, "field %s is missing", name);
+	type = json_object_get_type(v);
+	if (type != json_type_string) {
+		/* What follows the type word is the value's text, which json-c writes its own way. */
+		ref_fail(r, MSG_E_TYPE, "field %s: expected a string, got %s", name,
+		    type == json_type_null ? "null" : type == json_type_boolean ?
+		    (json_object_get_boolean(v) ? "true" : "false") :
+		    type == json_type_int || type == json_type_double ? "number" :
+		    json_type_to_name(type));
+		r->type_prefix = strlen(r->detail);
+		return MSG_E_TYPE;
+	}
+	len = json_object_get_string_len(v);
+	if (len <= 0)
+		return ref_fail(r, MSG_E_EMPTY, "field %s is empty", name);
+	*s = json_object_get_string(v);
+	*n = (size_t)len;
+	return MSG_OK;
+}
+
+static enum msg_error
+ref_id(struct ref *r, const char *name, const char **s, size_t *n)
+{
+	if (ref_field(r, name, s, n) != MSG_OK)
+		return r->e;
+	if (*n > MSG_DEFAULT_MAX_ID_BYTES)
+		return ref_fail(r, MSG_E_ID_LENGTH, "field %s: %zu bytes exceeds max_id_bytes %d",
+		    name, *n, MSG_DEFAULT_MAX_ID_BYTES);
+	return MSG_OK;
+}
+
+static enum msg_error
+ref_status_changed(struct ref *r)
+{
+	static const char *const names[] = { "CLEARED", "WARNING", "CRITICAL" };
+	struct rfc3339_time latest = { .sec = FUZZ_NOW_MS / 1000 + 86400 }, now = { .sec = FUZZ_NOW_MS / 1000 };
+	char shown[68], wall[RFC3339_MAXLEN + 1];
+	const char *s;
+	size_t n;
+	int st = -1;
+
+	if (ref_id(r, "AlarmID", &r->m.alarm, &r->m.alarm_len) != MSG_OK ||
+	    ref_id(r, "UserID", &r->m.user, &r->m.user_len) != MSG_OK ||
+	    ref_field(r, "Status", &s, &n) != MSG_OK)
+		return r->e;
+	for (int i = 0; i < 3; i++)
+		if (n == strlen(names[i]) && memcmp(s, names[i], n) == 0)
+			st = i;
+	if (st < 0)
+		return ref_fail(r, MSG_E_STATUS, "field Status: \"%s\" is not CLEARED, WARNING or CRITICAL",
+		    quote_bytes(shown, sizeof(shown), s, n));
+	r->m.status = (enum alarm_status)st;
+	if (ref_field(r, "ChangedAt", &s, &n) != MSG_OK)
+		return r->e;
+	if (rfc3339_parse(s, n, &r->m.changed_at) != 0)
+		return ref_fail(r, MSG_E_TIMESTAMP,
+		    "field ChangedAt: \"%s\" is not a valid RFC 3339 timestamp",
+		    quote_bytes(shown, sizeof(shown), s, n));
+	if (rfc3339_cmp(&r->m.changed_at, &latest) > 0) {
+		rfc3339_format(&now, wall, sizeof(wall));
+		return ref_fail(r, MSG_E_FUTURE, "field ChangedAt: \"%s\" is more than max_future 24h "
+		    "ahead of the service's clock, %s", quote_bytes(shown, sizeof(shown), s, n), wall);
+	}
+	return r->e = MSG_OK;
+}
+
+/* The reference verdict on a payload the validator took as a JSON object without duplicates. */
+static void
+ref_validate(struct ref *r, const char *s, size_t len, enum msg_kind kind)
+{
+	struct json_tokener *tok;
+
+	memset(r, 0, sizeof(*r));
+	r->m.kind = kind;
+	/*
+	 * A fresh tokener: json_tokener_reset (json-c 0.16) leaves a half-read
+	 * \u escape's surrogate state behind, so an earlier payload with a lone
+	 * high surrogate changes how the next one's escaped keys decode.
+	 */
+	FUZZ_CHECK((tok = json_tokener_new_ex(FUZZ_DEPTH)) != NULL, "json_tokener_new_ex: out of memory");
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	r->obj = json_tokener_parse_ex(tok, s, (int)len);
+	json_tokener_free(tok);
+	FUZZ_CHECK(r->obj != NULL && json_object_is_type(r->obj, json_type_object),
+	    "validator read fields, json-c has no object in \"%.*s\"", (int)len, s);
+	if (kind == MSG_STATUS_CHANGED)
+		ref_status_changed(r);
+	else
+		ref_id(r, "UserID", &r->m.user, &r->m.user_len);
+}
+
+static bool
+same_bytes(const char *a, size_t an, const char *b, size_t bn)
+{
+	return an == bn && (an == 0 || memcmp(a, b, an) == 0);
+}
+
+/* The validator's field verdict, detail and values against the reference's. */
+static void
+check_fields(const char *s, size_t len, enum msg_kind kind, enum msg_error e, const struct alarm_msg *m)
+{
+	const char *detail = validator_detail(fz_val);
+	struct ref r;
+
+	ref_validate(&r, s, len, kind);
+	FUZZ_CHECK(e == r.e, "validator says %s (%s), json-c's fields %s (%s) in \"%.*s\"",
+	    msg_error_name(e), detail, msg_error_name(r.e), r.detail, (int)len, s);
+	if (e == MSG_E_TYPE)
+		FUZZ_CHECK(strncmp(detail, r.detail, r.type_prefix) == 0 &&
+		    (detail[r.type_prefix] == '\0' || detail[r.type_prefix] == ' '),
+		    "detail \"%s\", json-c's \"%s\"", detail, r.detail);
+	else if (e != MSG_OK)
+		FUZZ_CHECK(strcmp(detail, r.detail) == 0, "detail \"%s\", json-c's \"%s\"", detail,
+		    r.detail);
+	else {
+		FUZZ_CHECK(same_bytes(m->user, m->user_len, r.m.user, r.m.user_len),
+		    "UserID differs from json-c's in \"%.*s\"", (int)len, s);
+		if (kind == MSG_STATUS_CHANGED) {
+			FUZZ_CHECK(same_bytes(m->alarm, m->alarm_len, r.m.alarm, r.m.alarm_len),
+			    "AlarmID differs from json-c's in \"%.*s\"", (int)len, s);
+			FUZZ_CHECK(m->status == r.m.status && m->changed_at.sec == r.m.changed_at.sec &&
+			    m->changed_at.nsec == r.m.changed_at.nsec &&
+			    m->changed_at.off_min == r.m.changed_at.off_min,
+			    "Status or ChangedAt differs from json-c's in \"%.*s\"", (int)len, s);
+		}
+	}
+	json_object_put(r.obj);
+}
+
 static void
 check_accepted(const struct alarm_msg *m, enum msg_kind kind)
 {
@@ -201,6 +367,9 @@ check_kind(const char *s, size_t len, enum msg_kind kind)
 
 	memset(&m, 0, sizeof(m));
 	e = validate_message(fz_val, kind, s, len, NULL, FUZZ_NOW_MS, &m);
+	/* Past the grammar checks (bad_json ... duplicate_field) the fields were read. */
+	if (e == MSG_OK || e > MSG_E_DUPLICATE)
+		check_fields(s, len, kind, e, &m);
 	if (e == MSG_OK) {
 		check_accepted(&m, kind);
 		return e;

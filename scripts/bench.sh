@@ -2,10 +2,12 @@
 # Run the benchmark with its default sizes; `make bench` calls this as
 #   scripts/bench.sh BUILD_DIR
 # Options for the benchmark program (see `BUILD_DIR/bench/bench --help`)
-# can be passed in BENCH_ARGS, e.g. make bench BENCH_ARGS="--soak 120".
+# can be passed in BENCH_ARGS, e.g. make bench BENCH_ARGS="--soak 120", or
+# BENCH_ARGS=--no-scaling to skip the scaling tables (about 7 of the 8 minutes).
 # The output is also kept in BUILD_DIR/bench.log and its BENCH lines, one
 # JSON object each, in BUILD_DIR/bench.jsonl (for comparing runs).
-# Exit status: 0 every digest correct, 1 a wrong or missing digest,
+# The targets of issue 11 are printed met / not met and never fail it.
+# Exit status: 0 every digest correct (scaling rows included), 1 a wrong or missing digest,
 # 2 the benchmark could not run or could not measure (an incomplete ceiling
 # run is an error, never a denominator).  Speed never fails it.
 set -u

@@ -12,6 +12,12 @@
 /* A batch the callback may fill before it waits for the main thread. */
 #define HANDOFF_BATCH_ITEMS 8192
 #define HANDOFF_BATCH_BYTES (4u << 20)
+/*
+ * A wake held back for deliveries still to come goes out at this many
+ * items all the same: the main loop routes the first part of a long
+ * burst while the callback parses the rest.
+ */
+#define HANDOFF_WAKE_ITEMS 256
 
 struct handoff {
 	int wake_fd;
@@ -19,6 +25,7 @@ struct handoff {
 	pthread_cond_t room;
 	struct handoff_batch fill;  /* guarded by lock */
 	bool shut;                  /* guarded by lock: release instead of queueing */
+	bool woken;                 /* guarded by lock: wake_fd written since the last take */
 };
 
 static void
@@ -72,29 +79,60 @@ handoff_batch_push(struct handoff_batch *b, uint32_t hash, uint64_t stream_seq, 
 	return 0;
 }
 
-int
-handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, natsMsg *msg,
-    int (*encode)(struct buf *frames, const void *arg), const void *arg)
+/* Under the lock: whether this put is the one that must wake the main loop (then it is marked woken). */
+static bool
+handoff_wake_due(struct handoff *h, bool more)
+{
+	if (h->woken || h->fill.n == 0)
+		return false;
+	if (more && h->fill.n < HANDOFF_WAKE_ITEMS && !handoff_batch_full(&h->fill))
+		return false;
+	h->woken = true;
+	return true;
+}
+
+static void
+handoff_wake(struct handoff *h)
 {
 	uint64_t one = 1;
-	bool was_empty;
+
+	if (write(h->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_error("write to intake eventfd");
+}
+
+int
+handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, natsMsg *msg, bool more,
+    int (*encode)(struct buf *frames, const void *arg), const void *arg)
+{
+	bool wake;
 
 	pthread_mutex_lock(&h->lock);
-	while (handoff_batch_full(&h->fill) && !h->shut)
+	while (handoff_batch_full(&h->fill) && !h->shut) {
+		/* A full batch waits for the main loop: it must have been told. */
+		if (handoff_wake_due(h, false)) {
+			pthread_mutex_unlock(&h->lock);
+			handoff_wake(h);
+			pthread_mutex_lock(&h->lock);
+			continue;
+		}
 		pthread_cond_wait(&h->room, &h->lock);
+	}
 	if (h->shut) {
 		pthread_mutex_unlock(&h->lock);
 		return 1;
 	}
-	was_empty = h->fill.n == 0;
 	if (handoff_batch_push(&h->fill, hash, stream_seq, msg, encode, arg) == -1) {
+		/* What is already queued must not wait for a put that failed. */
+		wake = handoff_wake_due(h, false);
 		pthread_mutex_unlock(&h->lock);
+		if (wake)
+			handoff_wake(h);
 		return -1;
 	}
+	wake = handoff_wake_due(h, more);
 	pthread_mutex_unlock(&h->lock);
-	/* Only the first item wakes the loop: it takes everything queued by then. */
-	if (was_empty && write(h->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
-		log_error("write to intake eventfd");
+	if (wake)
+		handoff_wake(h);
 	return 0;
 }
 
@@ -113,6 +151,8 @@ handoff_open(struct handoff *h)
 {
 	pthread_mutex_lock(&h->lock);
 	h->shut = false;
+	/* The shut emptied the batch a pending wake was for; the next put wakes afresh. */
+	h->woken = false;
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -134,6 +174,7 @@ handoff_take(struct handoff *h, struct handoff_batch *b)
 	struct handoff_batch t = h->fill;
 	h->fill = *b;
 	*b = t;
+	h->woken = false;
 	pthread_cond_broadcast(&h->room);
 	pthread_mutex_unlock(&h->lock);
 	return b->n > 0;

@@ -7,11 +7,15 @@
  * per batch, not per message) and routes them in place.  When the batch
  * is full the callback waits: that is the backpressure that reaches the
  * broker (MaxAckPending in jetstream mode).  An eventfd wakes the main
- * loop when a batch starts filling.
+ * loop once per batch; while cnats already holds more deliveries the wake
+ * waits for the last of them (or for HANDOFF_WAKE_ITEMS), so a burst
+ * crosses as one batch instead of one eventfd write, one poll and one
+ * socket write per message.
  */
 #ifndef HANDOFF_H
 #define HANDOFF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -46,11 +50,15 @@ void handoff_free(struct handoff *h);
  * Callback thread: append one item, waiting while the batch is full.
  * encode(frames, arg) appends the item's frame to frames, under the lock,
  * straight into the batch (encode NULL: no frame; the item only holds its
- * place in the ack order).  On success the batch owns msg.  Returns 0 if
+ * place in the ack order).  more: the caller knows of further deliveries
+ * that will be put soon, so the main loop's wake may wait for them (it is
+ * never held back past a full batch or HANDOFF_WAKE_ITEMS; a caller that
+ * says more and then puts nothing leaves the batch to the main loop's
+ * next poll timeout).  On success the batch owns msg.  Returns 0 if
  * queued, 1 if the handoff is shut, -1 if out of memory or encode failed;
  * then the caller still owns msg.
  */
-int handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, natsMsg *msg,
+int handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, natsMsg *msg, bool more,
     int (*encode)(struct buf *frames, const void *arg), const void *arg);
 
 /*

@@ -21,6 +21,12 @@
 #define INTAKE_CORE_PENDING_BYTES (512 << 20)
 /* Room for at least this many of the largest messages the broker lets through. */
 #define INTAKE_PENDING_MIN_PAYLOADS 4
+/*
+ * Core messages the callback is done with, released together: cnats frees
+ * a message on its garbage-collector thread, and releasing one at a time
+ * woke that thread (a futex call) for nearly every delivery.
+ */
+#define INTAKE_SPENT_MAX 64
 
 struct intake {
 	natsConnection *nc;
@@ -34,9 +40,11 @@ struct intake {
 	int64_t max_ack_pending;
 	int64_t pending_bytes;      /* main thread: the jetstream subscription's pending cap */
 
-	/* Used only on the callback thread. */
+	/* Used only on the callback thread (and by intake_close once no callback runs). */
 	struct validator *validator;
 	struct log_limit bad_log;
+	natsMsg *spent[INTAKE_SPENT_MAX];
+	int nspent;
 
 	/* Read per message by the callback, set by reload: atomics, not a lock. */
 	_Atomic size_t max_message_bytes, max_id_bytes;
@@ -104,20 +112,53 @@ intake_encode(struct buf *frames, const void *arg)
 	return frame_put_digest_at(frames, 0, f->stream_seq, f->received_us, f->am->user, f->am->user_len);
 }
 
+/* Release the core messages put aside by intake_spend. */
+static void
+intake_spent_release(struct intake *in)
+{
+	for (int i = 0; i < in->nspent; i++)
+		natsMsg_Destroy(in->spent[i]);
+	in->nspent = 0;
+}
+
+/* Done with m: released now, or with the next few when more deliveries are on their way. */
+static void
+intake_spend(struct intake *in, natsMsg *m, bool more)
+{
+	in->spent[in->nspent++] = m;
+	if (!more || in->nspent == INTAKE_SPENT_MAX)
+		intake_spent_release(in);
+}
+
+/*
+ * Whether cnats holds further deliveries for sub, which will reach the
+ * callback next: then waking the main loop and releasing messages can
+ * wait for them.  An error (a closing subscription) counts as none.
+ */
+static bool
+intake_more(natsSubscription *sub)
+{
+	int msgs = 0;
+
+	return natsSubscription_GetPending(sub, &msgs, NULL) == NATS_OK && msgs > 0;
+}
+
 /* Hand a message (am == NULL: already done) to the main thread, waiting while the batch is full. */
 static void
-intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq, natsMsg *m)
+intake_queue(struct intake *in, natsSubscription *sub, const struct alarm_msg *am,
+    uint64_t stream_seq, natsMsg *m)
 {
 	struct intake_frame f = { am, stream_seq, clock_wall_us() };
 	/* Core intake has nothing to ack, so nothing to hold. */
 	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
+	bool more = intake_more(sub);
 	int rc;
 
 	if (am != NULL)
-		rc = handoff_put(in->handoff, hash32(am->user, am->user_len), stream_seq, keep,
+		rc = handoff_put(in->handoff, hash32(am->user, am->user_len), stream_seq, keep, more,
 		    intake_encode, &f);
 	else
-		rc = handoff_put(in->handoff, 0, stream_seq, keep, NULL, NULL);
+		rc = handoff_put(in->handoff, 0, stream_seq, keep, more, NULL, NULL);
 	if (rc == 1) {
 		/* Shut for a reset: jetstream delivers it again. */
 		natsMsg_Destroy(m);
@@ -136,7 +177,7 @@ intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq,
 	if (am != NULL)
 		atomic_fetch_add(&in->accepted, 1);
 	if (keep == NULL)
-		natsMsg_Destroy(m);
+		intake_spend(in, m, more);
 }
 
 /*
@@ -145,7 +186,8 @@ intake_queue(struct intake *in, const struct alarm_msg *am, uint64_t stream_seq,
  * the message is acked all the same, since it is bad input, not data.
  */
 static void
-intake_reject(struct intake *in, natsMsg *m, enum msg_error e, const char *detail, uint64_t stream_seq)
+intake_reject(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_error e,
+    const char *detail, uint64_t stream_seq)
 {
 	const char *subject = natsMsg_GetSubject(m);
 	char reason[512], shown[512], qs[256];
@@ -161,7 +203,7 @@ intake_reject(struct intake *in, natsMsg *m, enum msg_error e, const char *detai
 	    quote_bytes(qs, sizeof(qs), subject, strlen(subject)), natsMsg_GetDataLength(m), reason);
 	deadletter_put(in->dead_letter, m, reason);
 	/* Done already; it still takes its place in the ack order. */
-	intake_queue(in, NULL, stream_seq, m);
+	intake_queue(in, sub, NULL, stream_seq, m);
 }
 
 static void
@@ -176,7 +218,6 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	enum msg_error e;
 
 	(void)nc;
-	(void)sub;
 	atomic_fetch_add(&in->received, 1);
 	if (in->mode == INTAKE_JETSTREAM) {
 		if (jsack_parse(natsMsg_GetReply(m), &meta) == -1) {
@@ -209,7 +250,7 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		kind = MSG_DIGEST_REQUEST;
 		atomic_fetch_add(&in->received_request, 1);
 	} else {
-		intake_reject(in, m, MSG_E_JSON, "subject is neither the status nor the request subject",
+		intake_reject(in, sub, m, MSG_E_JSON, "subject is neither the status nor the request subject",
 		    meta.stream_seq);
 		return;
 	}
@@ -222,10 +263,10 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	    &limits, clock_wall_ms(), &am);
 	if (e != MSG_OK) {
 		atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->rejected_status : &in->rejected_request, 1);
-		intake_reject(in, m, e, validator_detail(in->validator), meta.stream_seq);
+		intake_reject(in, sub, m, e, validator_detail(in->validator), meta.stream_seq);
 		return;
 	}
-	intake_queue(in, &am, meta.stream_seq, m);
+	intake_queue(in, sub, &am, meta.stream_seq, m);
 }
 
 void
@@ -543,6 +584,8 @@ intake_close(struct intake *in)
 	deadletter_free(in->dead_letter);
 	jsetup_close(in->jsetup);
 	natsconn_close(in->nc);
+	/* No callback runs now; the library stays open until the master's nats_Close. */
+	intake_spent_release(in);
 	validator_free(in->validator);
 	handoff_free(in->handoff);
 	free(in->deliver_subject);

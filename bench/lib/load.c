@@ -5,25 +5,38 @@
 
 #include <uuid/uuid.h>
 
+#include "../../common/hash.h"
 #include "../../tests/lib/harness.h"
 #include "load.h"
 
 /* ChangedAt of update k of an alarm lies in [base + k*slot, base + (k+1)*slot). */
 #define LOAD_SLOT_SEC 10
 
+/*
+ * A random (version 4) UUID from the load's own generator:
+ * uuid_generate_random costs about 25 us here, minutes for the 11M IDs of
+ * a million-user state.
+ */
 static void
-uuid_string(char out[40])
+uuid_string(struct rng *r, char out[40])
 {
+	uint64_t a = rng_next(r), b = rng_next(r);
 	uuid_t u;
 
-	uuid_generate_random(u);
+	for (int i = 0; i < 8; i++) {
+		u[i] = (unsigned char)(a >> (8 * i));
+		u[8 + i] = (unsigned char)(b >> (8 * i));
+	}
+	u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
+	u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
 	uuid_unparse_lower(u, out);
 }
 
 int
-load_init(struct load *L, int users, int alarms, double dup, uint64_t seed)
+load_init(struct load *L, int users, int alarms, double dup, uint64_t seed, int route_slots)
 {
 	size_t nalarms = (size_t)users * (size_t)alarms;
+	struct rng idrng;
 
 	memset(L, 0, sizeof(*L));
 	L->users = users;
@@ -38,6 +51,8 @@ load_init(struct load *L, int users, int alarms, double dup, uint64_t seed)
 	L->base_sec = (harness_wall_sec() - 86400) / 60 * 60;
 	L->pending_user = -1;
 	rng_seed(&L->rng, seed);
+	/* IDs from a stream of their own, so the traffic drawn from L->rng stays as it was. */
+	rng_seed(&idrng, seed ^ UINT64_C(0x9e3779b97f4a7c15));
 	L->u = calloc((size_t)users, sizeof(*L->u));
 	L->alarm_id = calloc(nalarms, sizeof(*L->alarm_id));
 	L->slot = calloc(nalarms, sizeof(*L->slot));
@@ -47,7 +62,12 @@ load_init(struct load *L, int users, int alarms, double dup, uint64_t seed)
 		return -1;
 	}
 	for (int i = 0; i < users; i++) {
-		uuid_string(L->u[i].id);
+		/* About route_slots draws per user: cheap next to the run. */
+		do
+			uuid_string(&idrng, L->u[i].id);
+		while (route_slots > 0 &&
+		    hash32(L->u[i].id, strlen(L->u[i].id)) % (uint32_t)route_slots !=
+		    (uint32_t)(i % route_slots));
 		if (itmap_put(&L->by_id, L->u[i].id, strlen(L->u[i].id), &L->u[i]) == -1) {
 			harness_seterr("out of memory indexing users");
 			load_free(L);
@@ -55,7 +75,7 @@ load_init(struct load *L, int users, int alarms, double dup, uint64_t seed)
 		}
 	}
 	for (size_t i = 0; i < nalarms; i++)
-		uuid_string(L->alarm_id[i]);
+		uuid_string(&idrng, L->alarm_id[i]);
 	return 0;
 }
 
@@ -262,6 +282,64 @@ out:
 	if (rc == -1)
 		burst_free(b);
 	return rc;
+}
+
+int
+load_spread(struct load *L, struct burst *b, size_t n, int req_every)
+{
+	size_t total = n + (req_every > 0 ? n / (size_t)req_every : 0);
+	struct msgref *prev = NULL;
+	char buf[512], ts[48];
+
+	memset(b, 0, sizeof(*b));
+	if ((b->m = calloc(total ? total : 1, sizeof(*b->m))) == NULL) {
+		harness_seterr("out of memory for a burst of %zu messages", total);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct msgref *r = &b->m[b->n];
+
+		if (prev != NULL && (double)rng_below(&L->rng, 1000000) < L->dup * 1e6) {
+			*r = *prev;
+			b->duplicates++;
+		} else {
+			uint32_t user = rng_below(&L->rng, (uint32_t)L->users);
+			uint32_t alarm = rng_below(&L->rng, (uint32_t)L->alarms);
+			size_t p = (size_t)user * (size_t)L->alarms + alarm;
+			const char *status = traffic_random_status(&L->rng);
+
+			traffic_random_ts(&L->rng, L->base_sec + (int64_t)L->slot[p]++ * L->slot_sec,
+			    L->slot_sec, ts, sizeof(ts));
+			int len = format_update(buf, sizeof(buf), L->alarm_id[p], L->u[user].id, status,
+			    ts, &r->ts_off);
+			r->kind = MK_UPDATE;
+			r->user = user;
+			r->alarm = alarm;
+			r->status = (uint8_t)model_status_parse(status);
+			r->ts_len = (uint8_t)strlen(ts);
+			if (burst_add(b, r, buf, (size_t)len) == -1)
+				goto fail;
+		}
+		prev = r;
+		b->n++;
+		b->updates++;
+		if (req_every > 0 && (i + 1) % (size_t)req_every == 0) {
+			struct msgref *q = &b->m[b->n];
+			int len = format_request(buf, sizeof(buf), L->u[prev->user].id);
+
+			memset(q, 0, sizeof(*q));
+			q->kind = MK_REQUEST;
+			q->user = prev->user;
+			if (burst_add(b, q, buf, (size_t)len) == -1)
+				goto fail;
+			b->n++;
+			b->requests++;
+		}
+	}
+	return 0;
+fail:
+	burst_free(b);
+	return -1;
 }
 
 void

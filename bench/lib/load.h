@@ -94,7 +94,12 @@ struct load {
 	int64_t pending_user;
 };
 
-int load_init(struct load *L, int users, int alarms, double dup, uint64_t seed);
+/*
+ * route_slots > 0: user i is drawn so the service routes it to worker
+ * i % route_slots (hash32(UserID) % N), so a handful of users still load
+ * every worker evenly (the alarms-per-user table); 0: plain random UUIDs.
+ */
+int load_init(struct load *L, int users, int alarms, double dup, uint64_t seed, int route_slots);
 void load_free(struct load *L);
 
 /* Build a burst: `rounds` updates per alarm, then (if requests) one request per user. */
@@ -105,6 +110,15 @@ burst_subject(const struct msgref *r)
 {
 	return r->kind == MK_UPDATE ? LOAD_SUBJECT_STATUS : LOAD_SUBJECT_REQUEST;
 }
+
+/*
+ * A burst of n updates on alarms drawn at random over all users, each at
+ * its alarm's next ChangedAt slot (newer than anything before it), a
+ * fraction of exact repeats of the previous update, and after every
+ * req_every-th update a request for the user of the last one: the load
+ * put on top of a seeded state (the users table).
+ */
+int load_spread(struct load *L, struct burst *b, size_t n, int req_every);
 
 /* Feed a burst to the model in publish order (marks which requests expect a digest). */
 int load_feed(struct load *L, struct burst *b, struct model *m, struct feed_stats *st);

@@ -12,8 +12,7 @@ svc_write_conf(struct svc_run *r)
 	char text[PATH_MAX + 512];
 	int n;
 
-	if (harness_path(r->state, sizeof(r->state), r->dir, "state") == -1 ||
-	    harness_path(r->svc.conf, sizeof(r->svc.conf), r->dir, "alarm-supervisor.conf") == -1 ||
+	if (harness_path(r->svc.conf, sizeof(r->svc.conf), r->dir, "alarm-supervisor.conf") == -1 ||
 	    harness_path(r->svc.log, sizeof(r->svc.log), r->dir, "service.log") == -1)
 		return -1;
 	n = snprintf(text, sizeof(text),
@@ -71,7 +70,7 @@ out:
 
 int
 svc_start(struct svc_run *r, const char *bin, const char *tag, bool core, int workers,
-    int stall_seconds)
+    int stall_seconds, int (*prepare)(struct svc_run *r, void *arg), void *prepare_arg)
 {
 	memset(r, 0, sizeof(*r));
 	r->tag = tag;
@@ -81,21 +80,36 @@ svc_start(struct svc_run *r, const char *bin, const char *tag, bool core, int wo
 	snprintf(r->svc.bin, sizeof(r->svc.bin), "%s", bin);
 	if (harness_tmpdir(tag, r->dir, sizeof(r->dir)) == -1)
 		return -1;
-	if (harness_nats_start(&r->nats, r->dir) == -1 || svc_write_conf(r) == -1 ||
-	    harness_service_start(&r->svc) == -1)
+	if ((r->model = model_new()) == NULL) {
+		harness_seterr("out of memory for the model");
+		return -1;
+	}
+	if (harness_path(r->state, sizeof(r->state), r->dir, "state") == -1)
+		return -1;
+	/* Seeding can take minutes: nats-server starts after it, not idle through it. */
+	if (prepare != NULL && prepare(r, prepare_arg) == -1)
+		return -1;
+	if (harness_nats_start(&r->nats, r->dir) == -1 || svc_write_conf(r) == -1)
+		return -1;
+	if (harness_service_start(&r->svc) == -1)
 		return -1;
 	if (harness_workers_wait(r->svc.proc.pid, r->workers, 30000, 200, r->w) == -1)
 		return -1;
 	r->nw = r->workers;
 	if (svc_probe(r) == -1)
 		return -1;
-	if ((r->model = model_new()) == NULL) {
-		harness_seterr("out of memory for the model");
+	/*
+	 * On a machine busy enough, a connect's handshake can time out (cnats
+	 * says "Protocol Error"); a few tries tell that apart from a broker
+	 * that is really gone.
+	 */
+	for (int i = 0; i < 3 && r->sink == NULL; i++)
+		r->sink = dsink_open(r->nats.url, "AlarmDigest");
+	if (r->sink == NULL)
 		return -1;
-	}
-	if ((r->sink = dsink_open(r->nats.url, "AlarmDigest")) == NULL)
-		return -1;
-	if ((r->pub = pub_connect(r->nats.url, "bench-agents", false, &r->pub_ev)) == NULL)
+	for (int i = 0; i < 3 && r->pub == NULL; i++)
+		r->pub = pub_connect(r->nats.url, "bench-agents", false, &r->pub_ev);
+	if (r->pub == NULL)
 		return -1;
 	return 0;
 }

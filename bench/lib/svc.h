@@ -42,9 +42,13 @@ struct svc_run {
 	bool died;                /* the supervisor exited while digests were awaited */
 };
 
-/* Everything up and answering; -1 with harness_err() (call svc_stop either way). */
+/*
+ * Everything up and answering; -1 with harness_err() (call svc_stop either way).
+ * prepare (may be NULL) runs before the service starts, with r->state and
+ * r->model set: a seeding step writes the state directory there.
+ */
 int svc_start(struct svc_run *r, const char *bin, const char *tag, bool core, int workers,
-    int stall_seconds);
+    int stall_seconds, int (*prepare)(struct svc_run *r, void *arg), void *prepare_arg);
 /* SIGTERM the service (30 s bound), stop nats-server, remove (or keep) the temp dir. */
 void svc_stop(struct svc_run *r, bool keep, char *status, size_t cap);
 

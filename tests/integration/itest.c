@@ -118,7 +118,7 @@ env_config_text(const struct env *e, const struct env_config *cfg, char *buf, si
 	    "\n"
 	    "[http]\n"
 	    "listen = %s\n",
-	    e->tag, e->nats.url, cfg->core ? "core" : "jetstream",
+	    e->tag, cfg->servers != NULL ? cfg->servers : e->nats.url, cfg->core ? "core" : "jetstream",
 	    cfg->nats_extra != NULL ? cfg->nats_extra : "", e->dir, workers,
 	    cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 10,
 	    cfg->service_extra != NULL ? cfg->service_extra : "",
@@ -280,9 +280,9 @@ env_up(struct env *e, const char *tag, const struct env_config *cfg)
 	if (harness_path(e->svc.conf, sizeof(e->svc.conf), e->dir, "alarm-supervisor.conf") == -1 ||
 	    harness_path(e->svc.log, sizeof(e->svc.log), e->dir, "service.log") == -1)
 		return -1;
-	if (harness_nats_start_conf(&e->nats, e->dir, cfg->nats_conf) == -1)
+	if (cfg->servers == NULL && harness_nats_start_conf(&e->nats, e->dir, cfg->nats_conf) == -1)
 		return -1;
-	if ((e->bus = bus_open(e->nats.url, !cfg->core)) == NULL)
+	if ((e->bus = bus_open(cfg->servers != NULL ? cfg->servers : e->nats.url, !cfg->core)) == NULL)
 		return -1;
 	if ((e->digests = collector_new(e->bus, "AlarmDigest")) == NULL)
 		return -1;
@@ -511,6 +511,10 @@ static const struct scenario {
 	{ "first_run", scn_first_run, true, 3, WHOLE },
 	/* systemd-analyze verify of dist/alarm-supervisor.service (a skip without systemd-analyze) */
 	{ "unit_file", scn_unit_file, false, 1, WHOLE },
+	/* scn_cluster.c, 3-node JetStream cluster: digests exact, JSON shape, teardown */
+	{ "cluster_r3", scn_cluster_r3, true, 3, WHOLE },
+	/* one node stopped and started under load: still up, digests exact, JSON shape, teardown */
+	{ "cluster_node_restart", scn_cluster_node_restart, true, 4, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

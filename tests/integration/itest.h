@@ -48,6 +48,7 @@ struct env_config {
 	/* [http] listen; NULL: "" (off), so parallel runs never fight over a port */
 	const char *http_listen;
 	bool dir_shared;          /* temp dir 0711, config 0644: a [service] user can reach them */
+	const char *servers;      /* when set: env_up starts no nats-server; these URLs (a cluster) */
 };
 
 struct env {
@@ -151,5 +152,7 @@ void scn_ctl(void);
 void scn_sd_notify(void);
 void scn_first_run(void);
 void scn_unit_file(void);
+void scn_cluster_r3(void);
+void scn_cluster_node_restart(void);
 
 #endif

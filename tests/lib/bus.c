@@ -51,6 +51,26 @@ cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ms)
 
 /* ---- connection and publishing ---- */
 
+/*
+ * One URL, or a comma-separated list (the nodes of a cluster): cnats'
+ * SetURL takes only one, SetServers a list.
+ */
+static natsStatus
+bus_set_urls(natsOptions *opts, const char *url)
+{
+	char copy[1024], *v[16], *save = NULL;
+	int n = 0;
+
+	if (strchr(url, ',') == NULL)
+		return natsOptions_SetURL(opts, url);
+	if ((size_t)snprintf(copy, sizeof(copy), "%s", url) >= sizeof(copy))
+		return NATS_INVALID_ARG;
+	for (char *t = strtok_r(copy, ",", &save); t != NULL && n < 16;
+	    t = strtok_r(NULL, ",", &save))
+		v[n++] = t;
+	return natsOptions_SetServers(opts, (const char **)v, n);
+}
+
 static struct bus *
 bus_connect(const char *url, bool jetstream, const char *ca_file, const char *cert_file,
     const char *key_file, const char *creds_file)
@@ -66,7 +86,7 @@ bus_connect(const char *url, bool jetstream, const char *ca_file, const char *ce
 	b->jetstream = jetstream;
 	s = natsOptions_Create(&opts);
 	if (s == NATS_OK)
-		s = natsOptions_SetURL(opts, url);
+		s = bus_set_urls(opts, url);
 	if (s == NATS_OK)
 		s = natsOptions_SetTimeout(opts, 10000);
 	if (s == NATS_OK && ca_file != NULL)

@@ -521,6 +521,21 @@ model_expected_total(struct model *m)
 	return n;
 }
 
+void
+model_forget_expected(struct model *m)
+{
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->nusers; i++) {
+		struct user_rec *u = m->order[i];
+
+		for (size_t k = 0; k < u->nexpected; k++)
+			free(u->expected[k]);
+		u->nexpected = 0;
+	}
+	m->expected_total = 0;
+	pthread_mutex_unlock(&m->lock);
+}
+
 size_t
 model_user_count(struct model *m)
 {

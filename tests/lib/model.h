@@ -94,6 +94,11 @@ size_t model_expected_count(struct model *m, const char *user);
 /* The i-th expected canon (valid until model_free), NULL past the end. */
 const char *model_expected(struct model *m, const char *user, size_t i);
 size_t model_expected_total(struct model *m);
+/*
+ * Forget every digest recorded so far, keeping the state: for a state
+ * seeded straight into the stores, whose digests the service never sends.
+ */
+void model_forget_expected(struct model *m);
 
 /* Users seen (updates or requests), in first-seen order; valid until model_free. */
 size_t model_user_count(struct model *m);
