@@ -6,6 +6,7 @@
 
 #include "id.h"
 #include "rec.h"
+#include "varint.h"
 
 #define REC_VERSION 1
 #define REC_VERSION_REQ 2   /* with the last answered request's stream sequence */
@@ -43,27 +44,7 @@ struct rec {
 	struct buf text;         /* an AlarmID as text, for rec_take_pending */
 };
 
-/* ---- varints ---------------------------------------------------------- */
-
-static uint8_t *
-put_uvarint(uint8_t *p, uint64_t v)
-{
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	return p;
-}
-
-static uint8_t *
-put_svarint(uint8_t *p, int64_t v)
-{
-	/* Zigzag, written without shifting a negative value (undefined in C). */
-	uint64_t u = v < 0 ? ~((uint64_t)v << 1) : (uint64_t)v << 1;
-
-	return put_uvarint(p, u);
-}
+/* ---- reading ---------------------------------------------------------- */
 
 struct rd {
 	const uint8_t *p, *end;
@@ -81,23 +62,7 @@ rd_byte(struct rd *r, uint8_t *out)
 static int
 rd_uvarint(struct rd *r, uint64_t *out)
 {
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 64; shift += 7) {
-		uint8_t b;
-
-		if (rd_byte(r, &b) == -1)
-			return -1;
-		/* The tenth byte may only carry the top bit of a uint64. */
-		if (shift == 63 && b > 1)
-			return -1;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*out = v;
-			return 0;
-		}
-	}
-	return -1;
+	return varint_get(&r->p, r->end, out);
 }
 
 static int
@@ -105,9 +70,9 @@ rd_svarint(struct rd *r, int64_t *out)
 {
 	uint64_t u;
 
-	if (rd_uvarint(r, &u) == -1)
+	if (varint_get(&r->p, r->end, &u) == -1)
 		return -1;
-	*out = (u & 1) ? -(int64_t)(u >> 1) - 1 : (int64_t)(u >> 1);
+	*out = varint_unzigzag(u);
 	return 0;
 }
 
@@ -364,13 +329,13 @@ rec_encode_alarm(const struct rec *rec, const struct rec_alarm *x, uint8_t *p)
 	*p++ = (uint8_t)((unsigned)x->st.status | (x->st.delivered ? FLAG_DELIVERED : 0) |
 	    ((unsigned)x->kind << FLAG_KIND_SHIFT));
 	if (x->kind == ID_RAW)
-		p = put_uvarint(p, x->id_len);
+		p = varint_put(p, x->id_len);
 	if (x->id_len > 0)
 		memcpy(p, rec->ids.data + x->id_off, x->id_len);
 	p += x->id_len;
-	p = put_svarint(p, x->st.changed_at.sec);
-	p = put_uvarint(p, (uint64_t)x->st.changed_at.nsec);
-	return put_svarint(p, x->st.changed_at.off_min);
+	p = varint_put(p, varint_zigzag(x->st.changed_at.sec));
+	p = varint_put(p, (uint64_t)x->st.changed_at.nsec);
+	return varint_put(p, varint_zigzag(x->st.changed_at.off_min));
 }
 
 int
@@ -395,11 +360,11 @@ rec_encode(const struct rec *rec, const struct rec_keep *keep, struct buf *out,
 	p = out->data;
 	if (rec->last_request > 0) {
 		*p++ = REC_VERSION_REQ;
-		p = put_uvarint(p, rec->last_request);
+		p = varint_put(p, rec->last_request);
 	} else {
 		*p++ = REC_VERSION;
 	}
-	p = put_uvarint(p, (uint64_t)kept->alarms);
+	p = varint_put(p, (uint64_t)kept->alarms);
 	for (size_t i = 0; i < rec->n; i++)
 		if (rec_kept(keep, &rec->a[i]))
 			p = rec_encode_alarm(rec, &rec->a[i], p);
