@@ -721,25 +721,27 @@ db_del(struct db *db, const void *key, size_t klen)
 	return 0;
 }
 
-int
-db_walk(struct db *db, const void *from, size_t fromlen, db_walk_fn fn, void *arg)
+/* Walk dbi from `from` with first, then next, in the open or a new read transaction. */
+static int
+db_cursor_walk(struct db *db, MDB_dbi dbi, const void *from, size_t fromlen, MDB_cursor_op first,
+    MDB_cursor_op next, db_walk_fn fn, void *arg)
 {
 	MDB_txn *txn = db->txn;
 	MDB_cursor *cur;
 	MDB_val k = { .mv_size = fromlen, .mv_data = (void *)from }, v;
-	MDB_cursor_op op = fromlen > 0 ? MDB_SET_RANGE : MDB_FIRST;
+	MDB_cursor_op op = first;
 	int rc, ret = 0;
 
 	if (txn == NULL && db_read_begin(db, &txn) == -1)
 		return -1;
-	if ((rc = mdb_cursor_open(txn, db->dbi, &cur)) != 0) {
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0) {
 		db_error(db, "mdb_cursor_open", rc);
 		if (txn != db->txn)
 			mdb_txn_abort(txn);
 		return -1;
 	}
 	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
-		op = MDB_NEXT;
+		op = next;
 		if ((ret = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
 			break;
 	}
@@ -751,6 +753,13 @@ db_walk(struct db *db, const void *from, size_t fromlen, db_walk_fn fn, void *ar
 	if (txn != db->txn)
 		mdb_txn_abort(txn);
 	return ret;
+}
+
+int
+db_walk(struct db *db, const void *from, size_t fromlen, db_walk_fn fn, void *arg)
+{
+	return db_cursor_walk(db, db->dbi, from, fromlen, fromlen > 0 ? MDB_SET_RANGE : MDB_FIRST,
+	    MDB_NEXT, fn, arg);
 }
 
 /* ---- the alarms: sorted duplicates under each user's key --------------------- */
@@ -905,35 +914,11 @@ int
 db_dup_walk(struct db *db, const void *from, size_t fromlen, enum db_dup_walk how, db_walk_fn fn,
     void *arg)
 {
-	MDB_txn *txn = db->txn;
-	MDB_cursor *cur;
-	MDB_val k = { .mv_size = fromlen, .mv_data = (void *)from }, v;
 	MDB_cursor_op op = how == DB_DUP_ONE_KEY ? MDB_SET_KEY : fromlen > 0 ? MDB_SET_RANGE : MDB_FIRST;
 	MDB_cursor_op next = how == DB_DUP_ONE_KEY ? MDB_NEXT_DUP : how == DB_DUP_FIRSTS ?
 	    MDB_NEXT_NODUP : MDB_NEXT;
-	int rc, ret = 0;
 
 	if (!db->has_alarms)
 		return 0;   /* a reader's view of a store that never had alarms */
-	if (txn == NULL && db_read_begin(db, &txn) == -1)
-		return -1;
-	if ((rc = mdb_cursor_open(txn, db->alarms, &cur)) != 0) {
-		db_error(db, "mdb_cursor_open", rc);
-		if (txn != db->txn)
-			mdb_txn_abort(txn);
-		return -1;
-	}
-	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
-		op = next;
-		if ((ret = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
-			break;
-	}
-	if (ret == 0 && rc != MDB_NOTFOUND) {
-		db_error(db, "mdb_cursor_get", rc);
-		ret = -1;
-	}
-	mdb_cursor_close(cur);
-	if (txn != db->txn)
-		mdb_txn_abort(txn);
-	return ret;
+	return db_cursor_walk(db, db->alarms, from, fromlen, op, next, fn, arg);
 }
