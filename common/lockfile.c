@@ -30,8 +30,7 @@
 #define LOCKFILE_FLAGS (O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
 #define LOCKFILE_POLL_MS 50
 
-/* The pid the holder wrote into path; 0 if it wrote none (yet) or not a pid. */
-static long
+long
 lockfile_holder(const char *path)
 {
 	char buf[32];

@@ -16,4 +16,7 @@
  */
 int lockfile_take(const char *path, int wait_ms);
 
+/* The pid the holder wrote into path; 0 if it wrote none (yet) or not a pid. */
+long lockfile_holder(const char *path);
+
 #endif

@@ -14,6 +14,7 @@
 
 #include "../common/clock.h"
 #include "../common/layout.h"
+#include "../common/lockfile.h"
 #include "../common/reloadstat.h"
 #include "daemon.h"
 
@@ -62,29 +63,6 @@ daemon_lock_held(const char *path)
 	return held;
 }
 
-/* The pid in the lock file; 0 if there is none or not a number. */
-static long
-daemon_lock_pid(const char *path)
-{
-	char buf[32], *end;
-	ssize_t n;
-	long pid;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	errno = 0;
-	pid = strtol(buf, &end, 10);
-	if (errno != 0 || end == buf || (*end != '\n' && *end != '\0') || pid <= 0 || pid > INT_MAX)
-		return 0;
-	return pid;
-}
-
 /* Gone, or a zombie its parent has not reaped yet: either way it runs no more. */
 static bool
 daemon_pid_gone(long pid)
@@ -122,7 +100,7 @@ daemon_find(const struct ctl *c, long *pid, char *lock, size_t cap)
 	}
 	if ((held = daemon_lock_held(lock)) == -1)
 		return -1;
-	*pid = daemon_lock_pid(lock);
+	*pid = lockfile_holder(lock);
 	if (held == 0) {
 		if (*pid > 0)
 			ctl_err("no running supervisor: %s is not locked (stale pid %ld from a "
