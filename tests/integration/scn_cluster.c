@@ -79,41 +79,6 @@ cl_check_replicas(struct env *e)
 
 /* ---- cluster_r3 ---- */
 
-/* users x 4 alarms x 4 updates, 10% repeated, 3 requests each, all shuffled. */
-static int
-cl_plan(struct plan *p, struct rng *rng, int users)
-{
-	char user[64], alarm[16], ts[48];
-	size_t updates;
-
-	for (int u = 0; u < users; u++) {
-		snprintf(user, sizeof(user), "cr-%04d", u);
-		for (int a = 0; a < 4; a++) {
-			snprintf(alarm, sizeof(alarm), "alarm-%d", a);
-			for (int k = 0; k < 4; k++) {
-				traffic_random_ts(rng, harness_wall_sec() - 3600, 6, ts, sizeof(ts));
-				if (plan_update(p, user, alarm, traffic_random_status(rng), ts) == -1)
-					return -1;
-			}
-		}
-	}
-	updates = p->n;
-	for (size_t i = 0; i < updates / 10; i++) {
-		const struct event *ev = &p->ev[rng_below(rng, (uint32_t)updates)];
-
-		if (plan_update(p, ev->user, ev->alarm, ev->status, ev->ts) == -1)
-			return -1;
-	}
-	for (int u = 0; u < users; u++) {
-		snprintf(user, sizeof(user), "cr-%04d", u);
-		for (int k = 0; k < 3; k++)
-			if (plan_request(p, user) == -1)
-				return -1;
-	}
-	plan_shuffle(p, rng);
-	return 0;
-}
-
 void
 scn_cluster_r3(void)
 {
@@ -125,7 +90,7 @@ scn_cluster_r3(void)
 	int64_t t0;
 
 	rng_seed(&rng, itest_opts.seed ^ 0xc1a3);
-	if (m == NULL || cl_plan(&p, &rng, itest_scaled(60)) == -1 ||
+	if (m == NULL || plan_users(&p, &rng, "cr", itest_scaled(60), 4) == -1 ||
 	    cl_up(&ce, "cluster_r3", &cfg) == -1 || cl_check_replicas(&ce.e) == -1) {
 		tap_fail("cluster_r3", "setup: %s", m ? harness_err() : "out of memory");
 		goto out;

@@ -13,42 +13,6 @@
 
 /* ---- many_users ---- */
 
-/* users x 5 alarms x 4 updates, 10% repeated, 3 requests each, all shuffled. */
-static int
-many_users_plan(struct plan *p, struct rng *rng, int users)
-{
-	char user[64], alarm[16], ts[48];
-	size_t updates;
-
-	for (int u = 0; u < users; u++) {
-		snprintf(user, sizeof(user), "mu-%04d", u);
-		for (int a = 0; a < 5; a++) {
-			snprintf(alarm, sizeof(alarm), "alarm-%d", a);
-			/* A 6 s window: same-instant ties and stale updates are frequent. */
-			for (int k = 0; k < 4; k++) {
-				traffic_random_ts(rng, harness_wall_sec() - 3600, 6, ts, sizeof(ts));
-				if (plan_update(p, user, alarm, traffic_random_status(rng), ts) == -1)
-					return -1;
-			}
-		}
-	}
-	updates = p->n;
-	for (size_t i = 0; i < updates / 10; i++) {
-		const struct event *e = &p->ev[rng_below(rng, (uint32_t)updates)];
-
-		if (plan_update(p, e->user, e->alarm, e->status, e->ts) == -1)
-			return -1;
-	}
-	for (int u = 0; u < users; u++) {
-		snprintf(user, sizeof(user), "mu-%04d", u);
-		for (int k = 0; k < 3; k++)
-			if (plan_request(p, user) == -1)
-				return -1;
-	}
-	plan_shuffle(p, rng);
-	return 0;
-}
-
 void
 scn_many_users(void)
 {
@@ -60,7 +24,7 @@ scn_many_users(void)
 	int64_t t0;
 
 	rng_seed(&rng, itest_opts.seed ^ 0x3a9);
-	if (m == NULL || many_users_plan(&p, &rng, itest_scaled(200)) == -1 ||
+	if (m == NULL || plan_users(&p, &rng, "mu", itest_scaled(200), 5) == -1 ||
 	    env_up(&e, "many_users", &cfg) == -1) {
 		tap_fail("many_users", "setup: %s", m ? harness_err() : "out of memory");
 		goto out;

@@ -132,6 +132,41 @@ plan_shuffle(struct plan *p, struct rng *r)
 	}
 }
 
+int
+plan_users(struct plan *p, struct rng *rng, const char *prefix, int users, int alarms)
+{
+	char user[64], alarm[24], ts[48];
+	size_t updates;
+
+	for (int u = 0; u < users; u++) {
+		snprintf(user, sizeof(user), "%.40s-%04d", prefix, u);
+		for (int a = 0; a < alarms; a++) {
+			snprintf(alarm, sizeof(alarm), "alarm-%d", a);
+			/* A 6 s window: same-instant ties and stale updates are frequent. */
+			for (int k = 0; k < 4; k++) {
+				traffic_random_ts(rng, harness_wall_sec() - 3600, 6, ts, sizeof(ts));
+				if (plan_update(p, user, alarm, traffic_random_status(rng), ts) == -1)
+					return -1;
+			}
+		}
+	}
+	updates = p->n;
+	for (size_t i = 0; i < updates / 10; i++) {
+		const struct event *e = &p->ev[rng_below(rng, (uint32_t)updates)];
+
+		if (plan_update(p, e->user, e->alarm, e->status, e->ts) == -1)
+			return -1;
+	}
+	for (int u = 0; u < users; u++) {
+		snprintf(user, sizeof(user), "%.40s-%04d", prefix, u);
+		for (int k = 0; k < 3; k++)
+			if (plan_request(p, user) == -1)
+				return -1;
+	}
+	plan_shuffle(p, rng);
+	return 0;
+}
+
 void
 plan_free(struct plan *p)
 {

@@ -58,6 +58,11 @@ int plan_update(struct plan *p, const char *user, const char *alarm, const char 
     const char *ts);
 int plan_request(struct plan *p, const char *user);
 void plan_shuffle(struct plan *p, struct rng *r);
+/*
+ * users ("PREFIX-0000", ...) x alarms x 4 updates in a 6 s window, 10% of
+ * them repeated, 3 digest requests per user, all shuffled.  0 or -1 (ENOMEM).
+ */
+int plan_users(struct plan *p, struct rng *rng, const char *prefix, int users, int alarms);
 void plan_free(struct plan *p);
 
 /* Publish one event, then apply it to the model (only once it is stored). */
