@@ -247,6 +247,7 @@ static int
 inspect_stats_row(struct ctl_table *t, const char *name, const struct inspect_slot *v)
 {
 	char users[32], alarms[32], tomb[32], disk[32], used[32], map[32], use[96];
+	double pct;
 
 	snprintf(users, sizeof(users), "%" PRIu64, v->st.users);
 	snprintf(alarms, sizeof(alarms), "%" PRIu64, v->st.alarms);
@@ -254,7 +255,12 @@ inspect_stats_row(struct ctl_table *t, const char *name, const struct inspect_sl
 	inspect_bytes(v->disk, disk, sizeof(disk));
 	inspect_bytes(v->st.bytes, used, sizeof(used));
 	inspect_bytes(v->map, map, sizeof(map));
-	snprintf(use, sizeof(use), "%s / %s (%.2f%%)", used, map, inspect_pct(v->st.bytes, v->map));
+	pct = inspect_pct(v->st.bytes, v->map);
+	/* A young store uses a sliver of its map: "0.00%" would read as empty. */
+	if (pct > 0 && pct < 0.01)
+		snprintf(use, sizeof(use), "%s / %s (<0.01%%)", used, map);
+	else
+		snprintf(use, sizeof(use), "%s / %s (%.2f%%)", used, map, pct);
 	const char *row[] = { name, users, alarms, tomb, disk, use };
 	return ctl_table_add(t, row);
 }
