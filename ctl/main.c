@@ -21,14 +21,14 @@
 #include "ctl.h"
 #include "daemon.h"
 #include "dlq.h"
+#include "inspect.h"
 
 #define DEFAULT_CONF "/etc/alarm-digest/alarm-supervisor.conf"
 
-/*
- * Every command, by its words.  `user` and `stats` (reading the stores)
- * join once common/store.h offers a read-only open.
- */
+/* Every command, by its words. */
 static const struct ctl_cmd *const commands[] = {
+	&inspect_user_cmd,
+	&inspect_stats_cmd,
 	&dlq_list_cmd,
 	&dlq_show_cmd,
 	&dlq_replay_cmd,

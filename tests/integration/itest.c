@@ -505,6 +505,8 @@ static const struct scenario {
 	{ "security_reconnect", scn_security_reconnect, true, 1, WHOLE },
 	/* scn_ctl.c: list, reload, replay, applied, replay again, exactly once, bad reload, stop, teardown */
 	{ "ctl", scn_ctl, true, 9, WHOLE },
+	/* scn_ctl.c: user against the model, unknown user, text, stats, exactly once, teardown */
+	{ "ctl_user", scn_ctl_user, true, 6, WHOLE },
 	/* scn_daemon.c: READY after the consumer, RELOADING then READY, watchdog, STATUS, STOPPING, teardown */
 	{ "sd_notify", scn_sd_notify, true, 6, WHOLE },
 	/* make run's script with a nats-server without JetStream: says so, digest answered, stops its own */

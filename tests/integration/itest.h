@@ -148,6 +148,7 @@ void scn_security_failures(void);
 void scn_security_permissions(void);
 void scn_security_reconnect(void);
 void scn_ctl(void);
+void scn_ctl_user(void);
 /* scn_daemon.c */
 void scn_sd_notify(void);
 void scn_first_run(void);

@@ -412,3 +412,359 @@ out:
 	env_down(&e);
 	model_free(m);
 }
+
+/*
+ * ctl_user: `alarmctl user` and `stats` read the stores while the service
+ * runs, checked against the SPEC model after shuffled traffic with
+ * duplicates:
+ *
+ *   alarms        for every user, `user --json` holds exactly the model's
+ *                 alarms: statuses, ChangedAt, delivered (half the users
+ *                 asked for a digest between two rounds of updates) and
+ *                 tombstones (each user's a0 is CLEARED last); the slot
+ *                 and directory agree
+ *   unknown_user  a user never seen: exit 0, an empty list
+ *   text          the aligned text form: the slot line and every AlarmID
+ *   stats         `stats --json`: one entry per worker, totals of users,
+ *                 alarms and tombstones equal to the model's (plus env_up's
+ *                 probe users, one alarm each)
+ *   exactly       the final round: every digest equals the model's
+ */
+#define CTLU_USERS 8
+#define CTLU_ALARMS 5
+#define CTLU_WORKERS 3
+
+static void
+ctlu_user(char *buf, size_t cap, int u)
+{
+	snprintf(buf, cap, "ctlu-user-%02d", u);
+}
+
+/* The model's view of one user, as sorted "alarm|status|ts|delivered|tombstone" lines. */
+struct ctlu_lines {
+	char **v;
+	size_t n, cap;
+	size_t cleared;
+};
+
+static int
+ctlu_add(struct ctlu_lines *l, const char *alarm, const char *status, const char *ts, bool delivered,
+    bool tombstone)
+{
+	char line[1024];
+
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 16;
+		char **nv = realloc(l->v, ncap * sizeof(*nv));
+
+		if (nv == NULL)
+			return -1;
+		l->v = nv;
+		l->cap = ncap;
+	}
+	snprintf(line, sizeof(line), "%s|%s|%s|%s|%s", alarm, status, ts, delivered ? "delivered" :
+	    "pending", tombstone ? "tombstone" : "live");
+	if ((l->v[l->n] = strdup(line)) == NULL)
+		return -1;
+	l->n++;
+	l->cleared += tombstone;
+	return 0;
+}
+
+static int
+ctlu_model_one(void *arg, const char *alarm, enum model_status status, const char *ts, bool delivered)
+{
+	return ctlu_add(arg, alarm, model_status_name(status), ts, delivered, status == MS_CLEARED);
+}
+
+static int
+ctlu_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+ctlu_free(struct ctlu_lines *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+/* The first difference of two sorted line sets into why; 0 when equal. */
+static int
+ctlu_diff(struct ctlu_lines *want, struct ctlu_lines *got, char *why, size_t cap)
+{
+	qsort(want->v, want->n, sizeof(char *), ctlu_cmp);
+	qsort(got->v, got->n, sizeof(char *), ctlu_cmp);
+	for (size_t i = 0; i < want->n || i < got->n; i++) {
+		const char *w = i < want->n ? want->v[i] : "(nothing)";
+		const char *g = i < got->n ? got->v[i] : "(nothing)";
+
+		if (strcmp(w, g) != 0) {
+			snprintf(why, cap, "alarm %zu: model %s, alarmctl %s (%zu alarms vs %zu)", i, w, g,
+			    want->n, got->n);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static bool
+ctlu_bool(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+/*
+ * One user through `alarmctl --json user`, compared with the model.  The
+ * last digest's delivered marks become durable with the commit after it
+ * went out, so a difference is looked at again for a while.  0 or -1 (why).
+ */
+static int
+ctlu_check_user(struct env *e, struct model *m, const char *user, char *why, size_t cap,
+    struct ctlu_lines *want_out)
+{
+	int64_t deadline = harness_now_ms() + 15000;
+	struct ctlu_lines want = { 0 }, got = { 0 };
+	struct ctl_run r;
+	json_object *arr;
+	char tail[32];
+	int64_t slot;
+	int rc;
+
+	for (;;) {
+		ctlu_free(&want);
+		ctlu_free(&got);
+		rc = -1;
+		if (model_alarms(m, user, ctlu_model_one, &want) != 0) {
+			snprintf(why, cap, "%s: the model's alarms: out of memory", user);
+			break;
+		}
+		if (ctl_run(e, &r, true, "user", user, NULL) == -1) {
+			snprintf(why, cap, "%s: %s", user, harness_err());
+			break;
+		}
+		slot = ctl_int(r.json, "slot");
+		snprintf(tail, sizeof(tail), "/worker-%lld", (long long)slot);
+		if (!ctl_exit(&r, 0) || !json_object_object_get_ex(r.json, "alarms", &arr) ||
+		    !json_object_is_type(arr, json_type_array)) {
+			snprintf(why, cap, "%s: status %d, %.300s%.300s", user, r.status, r.out, r.err);
+		} else if (strcmp(ctl_str(r.json, "user"), user) != 0 || slot < 0 || slot >= CTLU_WORKERS ||
+		    ctl_int(r.json, "workers") != CTLU_WORKERS ||
+		    strlen(ctl_str(r.json, "dir")) < strlen(tail) ||
+		    strcmp(ctl_str(r.json, "dir") + strlen(ctl_str(r.json, "dir")) - strlen(tail), tail) != 0) {
+			snprintf(why, cap, "%s: user/slot/workers/dir wrong: %.300s", user, r.out);
+		} else {
+			rc = 0;
+			for (size_t i = 0; i < json_object_array_length(arr) && rc == 0; i++) {
+				json_object *a = json_object_array_get_idx(arr, i);
+
+				rc = ctlu_add(&got, ctl_str(a, "alarm_id"), ctl_str(a, "status"),
+				    ctl_str(a, "changed_at"), ctlu_bool(a, "delivered"), ctlu_bool(a, "tombstone"));
+			}
+			if (rc == -1)
+				snprintf(why, cap, "%s: out of memory", user);
+			else
+				rc = ctlu_diff(&want, &got, why, cap);
+			if (rc == -1 && strncmp(why, "alarm ", 6) == 0) {
+				/* Name the user in front of what differs. */
+				char d[1024];
+
+				snprintf(d, sizeof(d), "%s", why);
+				snprintf(why, cap, "%s: %s", user, d);
+			}
+		}
+		ctl_run_free(&r);
+		if (rc == 0 || harness_now_ms() >= deadline)
+			break;
+		harness_sleep_ms(200);
+	}
+	ctlu_free(&got);
+	if (want_out != NULL && rc == 0)
+		*want_out = want;
+	else
+		ctlu_free(&want);
+	return rc;
+}
+
+/* One round of updates for every user, shuffled, each message sent twice somewhere. */
+static int
+ctlu_round(struct env *e, struct model *m, struct rng *rng, int64_t base, bool clear_a0)
+{
+	struct plan p = { 0 };
+	char user[64], alarm[16], ts[48];
+	int rc = -1;
+
+	for (int u = 0; u < CTLU_USERS; u++) {
+		ctlu_user(user, sizeof(user), u);
+		for (int a = 0; a < CTLU_ALARMS; a++) {
+			const char *st = traffic_random_status(rng);
+
+			snprintf(alarm, sizeof(alarm), "a%d", a);
+			traffic_random_ts(rng, base, 300, ts, sizeof(ts));
+			if (plan_update(&p, user, alarm, st, ts) == -1 ||
+			    plan_update(&p, user, alarm, st, ts) == -1)
+				goto out;
+			/* An older one too: stale, ignored by both. */
+			traffic_random_ts(rng, base - 400, 300, ts, sizeof(ts));
+			if (plan_update(&p, user, alarm, traffic_random_status(rng), ts) == -1)
+				goto out;
+		}
+	}
+	plan_shuffle(&p, rng);
+	if (plan_send(&p, e->bus, m) == -1)
+		goto out;
+	if (clear_a0) {
+		/* Newest of all: every a0 ends CLEARED, a tombstone. */
+		model_ts_print(base + 600, 0, 0, 3, false, ts, sizeof(ts));
+		for (int u = 0; u < CTLU_USERS; u++) {
+			ctlu_user(user, sizeof(user), u);
+			struct event ev = { false, user, "a0", "CLEARED", ts };
+			if (event_send(&ev, e->bus, m) == -1)
+				goto out;
+		}
+	}
+	rc = 0;
+out:
+	plan_free(&p);
+	return rc;
+}
+
+static void
+ctlu_check_stats(struct env *e, size_t want_alarms, size_t want_tomb)
+{
+	/* env_up's readiness probes: a user with one WARNING alarm each. */
+	int64_t want_users = CTLU_USERS + e->probes;
+	struct ctl_run r;
+	json_object *slots, *total;
+	int64_t users, alarms, tomb;
+
+	want_alarms += (size_t)e->probes;
+	if (ctl_run(e, &r, true, "stats", NULL) == -1) {
+		tap_fail("ctl_user/stats", "%s", harness_err());
+		return;
+	}
+	if (!ctl_exit(&r, 0) || !json_object_object_get_ex(r.json, "slots", &slots) ||
+	    !json_object_object_get_ex(r.json, "total", &total)) {
+		tap_fail("ctl_user/stats", "status %d: %.300s%.300s", r.status, r.out, r.err);
+		goto out;
+	}
+	users = ctl_int(total, "users");
+	alarms = ctl_int(total, "alarms");
+	tomb = ctl_int(total, "tombstones");
+	if (json_object_array_length(slots) != CTLU_WORKERS || users != want_users ||
+	    alarms != (int64_t)want_alarms || tomb != (int64_t)want_tomb ||
+	    ctl_int(total, "used_bytes") <= 0 || ctl_int(total, "map_bytes") < ctl_int(total, "used_bytes"))
+		tap_fail("ctl_user/stats", "%zu slots (want %d), users %lld (want %lld), alarms %lld "
+		    "(want %zu), tombstones %lld (want %zu): %.500s", json_object_array_length(slots),
+		    CTLU_WORKERS, (long long)users, (long long)want_users, (long long)alarms, want_alarms,
+		    (long long)tomb, want_tomb, r.out);
+	else
+		tap_ok("ctl_user/stats");
+out:
+	ctl_run_free(&r);
+}
+
+void
+scn_ctl_user(void)
+{
+	struct env_config cfg = { .workers = CTLU_WORKERS };
+	struct model *m = model_new();
+	struct env e = { 0 };
+	struct rng rng;
+	struct ctl_run r;
+	char user[64], bin[PATH_MAX], why[2048] = "";
+	size_t alarms = 0, tomb = 0;
+	int64_t base = harness_wall_sec() - 3600;
+	int bad = 0;
+
+	rng_seed(&rng, itest_opts.seed ^ 0xc7105e);
+	ctl_bin(bin, sizeof(bin));
+	if (m == NULL || access(bin, X_OK) == -1) {
+		tap_fail("ctl_user/environment", "%s: %s", bin, m == NULL ? "out of memory" :
+		    "not executable");
+		goto out;
+	}
+	if (env_up(&e, "ctl_user", &cfg) == -1 || ctlu_round(&e, m, &rng, base, false) == -1) {
+		tap_fail("ctl_user/environment", "%s", harness_err());
+		goto out;
+	}
+	/* Half the users take a digest: their alarms so far are delivered. */
+	for (int u = 0; u < CTLU_USERS; u += 2) {
+		ctlu_user(user, sizeof(user), u);
+		if (model_request(m, user, NULL) == -1 || bus_publish_request(e.bus, user) == -1 ||
+		    env_wait_user(&e, user, model_expected_count(m, user), harness_now_ms() + 30000) == -1) {
+			tap_fail("ctl_user/environment", "%s", harness_err());
+			goto out;
+		}
+	}
+	/* A second round changes some again (pending once more) and clears every a0. */
+	if (ctlu_round(&e, m, &rng, base + 1000, true) == -1 ||
+	    env_settle(&e, NULL, harness_now_ms() + 30000) == -1) {
+		tap_fail("ctl_user/environment", "%s", harness_err());
+		goto out;
+	}
+	for (int u = 0; u < CTLU_USERS; u++) {
+		struct ctlu_lines want = { 0 };
+
+		ctlu_user(user, sizeof(user), u);
+		if (ctlu_check_user(&e, m, user, why, sizeof(why), &want) == -1) {
+			if (bad++ == 0)
+				printf("# %s\n", why);
+			continue;
+		}
+		alarms += want.n;
+		tomb += want.cleared;
+		ctlu_free(&want);
+	}
+	if (bad)
+		tap_fail("ctl_user/alarms", "%d of %d users differ from the model: %s", bad, CTLU_USERS, why);
+	else
+		tap_ok("ctl_user/alarms");
+
+	if (ctl_run(&e, &r, true, "user", "ctlu-nobody", NULL) == -1) {
+		tap_fail("ctl_user/unknown_user", "%s", harness_err());
+	} else {
+		json_object *arr;
+
+		if (!ctl_exit(&r, 0) || !json_object_object_get_ex(r.json, "alarms", &arr) ||
+		    json_object_array_length(arr) != 0 || ctl_int(r.json, "last_request") != 0)
+			tap_fail("ctl_user/unknown_user", "want exit 0 and no alarms: status %d, %.300s%.300s",
+			    r.status, r.out, r.err);
+		else
+			tap_ok("ctl_user/unknown_user");
+		ctl_run_free(&r);
+	}
+
+	ctlu_user(user, sizeof(user), 1);
+	if (ctl_run(&e, &r, false, "user", user, NULL) == -1) {
+		tap_fail("ctl_user/text", "%s", harness_err());
+	} else {
+		bool all = strstr(r.out, "slot ") != NULL && strstr(r.out, "ALARM") != NULL;
+
+		for (int a = 0; a < CTLU_ALARMS && all; a++) {
+			char id[16];
+
+			snprintf(id, sizeof(id), "\na%d ", a);
+			all = strstr(r.out, id) != NULL;
+		}
+		if (!ctl_exit(&r, 0) || !all)
+			tap_fail("ctl_user/text", "status %d, want the slot line and a0..a%d: %.500s%.300s",
+			    r.status, CTLU_ALARMS - 1, r.out, r.err);
+		else
+			tap_ok("ctl_user/text");
+		ctl_run_free(&r);
+	}
+	if (bad == 0)
+		ctlu_check_stats(&e, alarms, tomb);
+	else
+		tap_fail("ctl_user/stats", "not checked: the users differ from the model");
+	tap_report("ctl_user/exactly", env_finish_and_verify(&e, m, NULL, false));
+out:
+	env_down(&e);
+	model_free(m);
+}

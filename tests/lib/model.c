@@ -536,6 +536,21 @@ model_forget_expected(struct model *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
+int
+model_alarms(struct model *m, const char *user, model_alarm_fn fn, void *arg)
+{
+	struct user_rec *u;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if ((u = user_get(m, user, false)) != NULL)
+		for (size_t i = 0; i < u->nalarms && rc == 0; i++)
+			rc = fn(arg, u->alarms[i].id, u->alarms[i].status, u->alarms[i].ts.canon,
+			    u->alarms[i].delivered);
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
 size_t
 model_user_count(struct model *m)
 {

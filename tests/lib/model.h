@@ -100,6 +100,16 @@ size_t model_expected_total(struct model *m);
  */
 void model_forget_expected(struct model *m);
 
+/*
+ * Each alarm the model holds for user, CLEARED ones included, in the order
+ * first seen: ts is its canonical ChangedAt, delivered whether a digest
+ * sent it since its status last changed.  A non-zero return from fn stops
+ * and is returned; 0 (also for an unknown user).
+ */
+typedef int (*model_alarm_fn)(void *arg, const char *alarm, enum model_status status,
+    const char *ts, bool delivered);
+int model_alarms(struct model *m, const char *user, model_alarm_fn fn, void *arg);
+
 /* Users seen (updates or requests), in first-seen order; valid until model_free. */
 size_t model_user_count(struct model *m);
 const char *model_user(struct model *m, size_t i);
