@@ -476,9 +476,10 @@ static const struct scenario {
 	/*
 	 * scn_http.c: starting, bind taken, ready, methods and format, received,
 	 * rejected, digests, $SRV ping/info/stats, parked, reload (unparks; listen
-	 * needs a restart, so the old port serves on; counters kept), draining, teardown
+	 * needs a restart, so the old port serves on; counters kept), resharding,
+	 * draining, teardown
 	 */
-	{ "http", scn_http, true, 14, WHOLE },
+	{ "http", scn_http, true, 15, WHOLE },
 	/*
 	 * scn_priv.c: master and workers as the user, state owned by it, the same
 	 * after a reshard, digests exact, JSON shape, teardown; 7 refusals

@@ -476,6 +476,42 @@ http_reload_moved(struct env *e, const struct env_config *cfg, int port)
 	}
 }
 
+/*
+ * SIGSTOP a worker, then reload to one worker more: the reshard waits for
+ * the stopped worker to finish, and /readyz says resharding meanwhile;
+ * once it runs again the move completes and /readyz is 200 again.
+ */
+static int
+http_check_resharding(struct env *e, const struct env_config *cfg, int port)
+{
+	struct env_config more = *cfg;
+	struct harness_worker w[8];
+	char text[4096];
+	int rc;
+
+	more.workers = cfg->workers + 1;
+	if (harness_workers(e->svc.proc.pid, w, 8) < 1) {
+		harness_seterr("no worker to hold the reshard with");
+		return -1;
+	}
+	if (env_config_text(e, &more, text, sizeof(text), NULL) == -1 ||
+	    harness_write_file(e->svc.conf, text) == -1)
+		return -1;
+	kill(w[0].pid, SIGSTOP);
+	if (harness_service_signal(&e->svc, SIGHUP) == -1) {
+		kill(w[0].pid, SIGCONT);
+		return -1;
+	}
+	rc = http_wait(port, "/readyz", 503, "resharding", 10000);
+	kill(w[0].pid, SIGCONT);
+	if (rc == 0)
+		rc = http_wait(port, "/readyz", 200, "ok", 60000);
+	/* The next check needs the new workers' titles, which may come a moment after. */
+	if (rc == 0)
+		rc = harness_workers_wait(e->svc.proc.pid, more.workers, 30000, 0, w);
+	return rc;
+}
+
 /* SIGSTOP a worker so the drain waits for it: /readyz says draining meanwhile. */
 static int
 http_check_draining(struct env *e, int port)
@@ -553,6 +589,7 @@ scn_http(void)
 	else
 		tap_fail("http/reload_unparks_keeps_listen_and_counters", "%s (digests %g -> %g)", harness_err(),
 		    after.digests, before.digests);
+	tap_report("http/resharding_503", http_check_resharding(&e, &cfg, port));
 	tap_report("http/draining_503", http_check_draining(&e, port));
 out:
 	env_down(&e);
