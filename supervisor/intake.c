@@ -143,12 +143,15 @@ intake_more(natsSubscription *sub)
 	return natsSubscription_GetPending(sub, &msgs, NULL) == NATS_OK && msgs > 0;
 }
 
-/* Hand a message (am == NULL: already done) to the main thread, waiting while the batch is full. */
+/*
+ * Hand a message (am == NULL: already done) to the main thread, waiting
+ * while the batch is full.  received_us is when the callback got it.
+ */
 static void
 intake_queue(struct intake *in, natsSubscription *sub, const struct alarm_msg *am,
-    uint64_t stream_seq, natsMsg *m)
+    uint64_t stream_seq, int64_t received_us, natsMsg *m)
 {
-	struct intake_frame f = { am, stream_seq, clock_wall_us() };
+	struct intake_frame f = { am, stream_seq, received_us };
 	/* Core intake has nothing to ack, so nothing to hold. */
 	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
 	bool more = intake_more(sub);
@@ -203,7 +206,7 @@ intake_reject(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_err
 	    quote_bytes(qs, sizeof(qs), subject, strlen(subject)), natsMsg_GetDataLength(m), reason);
 	deadletter_put(in->dead_letter, m, reason);
 	/* Done already; it still takes its place in the ack order. */
-	intake_queue(in, sub, NULL, stream_seq, m);
+	intake_queue(in, sub, NULL, stream_seq, 0, m);
 }
 
 static void
@@ -216,6 +219,7 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	struct alarm_msg am;
 	enum msg_kind kind;
 	enum msg_error e;
+	int64_t now_us;
 
 	(void)nc;
 	atomic_fetch_add(&in->received, 1);
@@ -258,15 +262,19 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	limits.max_message_bytes = atomic_load_explicit(&in->max_message_bytes, memory_order_relaxed);
 	limits.max_id_bytes = atomic_load_explicit(&in->max_id_bytes, memory_order_relaxed);
 	limits.max_future_ms = atomic_load_explicit(&in->max_future_ms, memory_order_relaxed);
-	/* A vDSO clock read per message: cheap next to the parse, and never stale. */
+	/*
+	 * One vDSO clock read per message, cheap next to the parse and never
+	 * stale: the limit on ChangedAt and the digest latency's start.
+	 */
+	now_us = clock_wall_us();
 	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
-	    &limits, clock_wall_ms(), &am);
+	    &limits, now_us / 1000, &am);
 	if (e != MSG_OK) {
 		atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->rejected_status : &in->rejected_request, 1);
 		intake_reject(in, sub, m, e, validator_detail(in->validator), meta.stream_seq);
 		return;
 	}
-	intake_queue(in, sub, &am, meta.stream_seq, m);
+	intake_queue(in, sub, &am, meta.stream_seq, now_us, m);
 }
 
 void
