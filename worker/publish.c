@@ -44,6 +44,7 @@ struct publish {
 	} retry;
 	struct log_limit undeliverable_log;
 	uint64_t digests, digest_parts, digest_bytes, undeliverable;
+	struct histo latency;       /* request received by the supervisor -> digest published */
 };
 
 struct publish *
@@ -158,8 +159,8 @@ publish_failed(struct publish *p, size_t frames, natsStatus s, int64_t max_paylo
  * a reconnect may land on a server with another one.
  */
 static enum publish_result
-publish_parts(struct publish *p, size_t frames, uint64_t stream_seq, const char *user,
-    size_t user_len)
+publish_parts(struct publish *p, size_t frames, uint64_t stream_seq, int64_t received_us,
+    const char *user, size_t user_len)
 {
 	char msgid[PARTS_MSGID_MAX + 1];
 	int64_t max_payload = natsConnection_GetMaxPayload(p->nc);
@@ -219,6 +220,9 @@ publish_parts(struct publish *p, size_t frames, uint64_t stream_seq, const char 
 		    p->digest.n, n, (long long)max_payload);
 	p->digests++;
 	p->digest_parts += n;
+	/* From the supervisor's receipt of the request (0: an older build's frame, unknown). */
+	if (received_us > 0)
+		histo_observe(&p->latency, clock_wall_us() - received_us);
 	return PUB_OK;
 }
 
@@ -254,8 +258,8 @@ publish_note_skip(struct publish *p, uint64_t id)
  * at all, so its alarms stay undelivered and it is not recorded as answered.
  */
 static enum publish_result
-publish_request(struct publish *p, struct store *s, uint64_t id, uint64_t seq, const char *user,
-    size_t ulen, size_t frames)
+publish_request(struct publish *p, struct store *s, uint64_t id, uint64_t seq,
+    int64_t received_us, const char *user, size_t ulen, size_t frames)
 {
 	char quser[QUOTE_CAP(64)];
 	bool replayed;
@@ -285,15 +289,15 @@ publish_request(struct publish *p, struct store *s, uint64_t id, uint64_t seq, c
 		p->published = true;
 		return PUB_OK;
 	}
-	return publish_parts(p, frames, seq, user, ulen);
+	return publish_parts(p, frames, seq, received_us, user, ulen);
 }
 
 
 enum publish_result
-publish_digest(struct publish *p, struct store *s, uint64_t id, uint64_t seq, const char *user,
-    size_t user_len, size_t frames)
+publish_digest(struct publish *p, struct store *s, uint64_t id, uint64_t seq, int64_t received_us,
+    const char *user, size_t user_len, size_t frames)
 {
-	enum publish_result r = publish_request(p, s, id, seq, user, user_len, frames);
+	enum publish_result r = publish_request(p, s, id, seq, received_us, user, user_len, frames);
 
 	/*
 	 * Every digest of the batch up to here is handed over (or had
@@ -397,4 +401,5 @@ publish_get_counts(const struct publish *p, struct publish_counts *c)
 	c->parts = p->digest_parts;
 	c->bytes = p->digest_bytes;
 	c->undeliverable = p->undeliverable;
+	c->latency = p->latency;
 }

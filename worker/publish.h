@@ -23,6 +23,7 @@
 #include <nats/nats.h>
 
 #include "../common/config.h"
+#include "../common/histo.h"
 #include "../common/store.h"
 
 /* A transient failure redoes the batch after 100 ms at least, doubling to 5 s. */
@@ -51,6 +52,7 @@ struct publish_counts {
 	uint64_t parts;           /* messages they took */
 	uint64_t bytes;           /* payload bytes of those messages */
 	uint64_t undeliverable;   /* skipped for good */
+	struct histo latency;     /* request received by the supervisor -> digest published */
 };
 
 /*
@@ -62,12 +64,13 @@ struct publish *publish_new(natsConnection *nc, const struct config *cfg);
 void publish_free(struct publish *p);
 
 /*
- * A DIGEST frame (id, the request's stream sequence, its user) inside the
+ * A DIGEST frame (id, the request's stream sequence, when the supervisor
+ * received it (frame_digest_received), its user) inside the
  * open transaction of frames frames: collect, publish, and mark delivered.
  * PUB_STORE: collecting failed; the store's fault is the caller's to sort.
  */
 enum publish_result publish_digest(struct publish *p, struct store *s, uint64_t id, uint64_t seq,
-    const char *user, size_t user_len, size_t frames);
+    int64_t received_us, const char *user, size_t user_len, size_t frames);
 /*
  * The batch is undone because request id returned PUB_SKIP, or PUB_REFUSED
  * (refused: every request from id on is skipped).  Remember it for when

@@ -69,7 +69,7 @@ struct worker {
 	struct worker_counts { uint64_t msgs, stale, duplicates, overlimit; } done, batch;
 	uint64_t bad_frames;
 	uint64_t commits;
-	struct histo commit_latency, digest_latency;   /* for the supervisor's /metrics */
+	struct histo commit_latency;   /* for the supervisor's /metrics */
 	int64_t last_report_ms;
 	int64_t wall_ms;          /* wall clock, read once per chunk of frames: tombstone age only */
 	struct sweep *sweep;
@@ -105,7 +105,7 @@ worker_report(struct worker *w)
 	    .bytes = ss.bytes, .msgs = w->done.msgs, .map_size = (uint64_t)db_map_size(store_db(w->store)),
 	    .commits = w->commits, .digests = pc.digests, .digest_parts = pc.parts, .digest_bytes = pc.bytes,
 	    .overlimit = w->done.overlimit, .commit_latency = w->commit_latency,
-	    .digest_latency = w->digest_latency };
+	    .digest_latency = pc.latency };
 	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
 		log_error("sending STATS to the supervisor");
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
@@ -293,7 +293,6 @@ worker_apply(struct worker *w, const struct frame *f)
 	const char *user;
 	size_t ulen;
 	enum publish_result r;
-	struct publish_counts before, after;
 
 	switch (f->type) {
 	case FRAME_UPDATE:
@@ -321,12 +320,8 @@ worker_apply(struct worker *w, const struct frame *f)
 		if (frame_get_digest(f, &seq, &user, &ulen) == -1)
 			goto bad;
 		worker_begin(w);
-		publish_get_counts(w->pub, &before);
-		r = publish_digest(w->pub, w->store, f->id, seq, user, ulen, w->txn_frames);
-		publish_get_counts(w->pub, &after);
-		/* Published just now (not empty, not skipped): how long since the supervisor got the request. */
-		if (after.digests > before.digests && frame_digest_received(f) > 0)
-			histo_observe(&w->digest_latency, clock_wall_us() - frame_digest_received(f));
+		r = publish_digest(w->pub, w->store, f->id, seq, frame_digest_received(f), user, ulen,
+		    w->txn_frames);
 		if (r == PUB_STORE)
 			return worker_store_fault(w, "collecting a digest");
 		if (r != PUB_OK)
@@ -594,7 +589,7 @@ worker_main(void)
 {
 	struct worker w = { .lock_fd = -1 };
 	struct sigaction sa = { 0 };
-	struct publish_counts pc = { 0, 0, 0, 0 };
+	struct publish_counts pc = { 0 };
 	int rc = 1;
 
 	log_set_role("worker");
