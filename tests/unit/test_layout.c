@@ -14,7 +14,8 @@
 
 #include "layout.h"
 
-static char dir[] = "/tmp/test_layout.XXXXXX";
+#define SCRATCH_NAME "test_layout"
+#include "scratch.h"
 
 static void
 put_file(const char *name, const char *text)
@@ -26,23 +27,6 @@ put_file(const char *name, const char *text)
 	assert_non_null(f = fopen(path, "w"));
 	assert_true(fputs(text, f) >= 0);
 	assert_int_equal(fclose(f), 0);
-}
-
-static int
-setup(void **state)
-{
-	(void)state;
-	strcpy(dir, "/tmp/test_layout.XXXXXX");
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[PATH_MAX + 16];
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
 }
 
 static void

@@ -19,24 +19,8 @@
 
 #include "lockfile.h"
 
-static char dir[] = "/tmp/test_lockfile.XXXXXX";
-
-static int
-setup(void **state)
-{
-	(void)state;
-	strcpy(dir, "/tmp/test_lockfile.XXXXXX");
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[PATH_MAX + 16];
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
+#define SCRATCH_NAME "test_lockfile"
+#include "scratch.h"
 
 static void
 read_text(const char *path, char *buf, size_t cap)

@@ -13,24 +13,8 @@
 
 #include "reloadstat.h"
 
-static char dir[] = "/tmp/test_reloadstat.XXXXXX";
-
-static int
-setup(void **state)
-{
-	(void)state;
-	strcpy(dir, "/tmp/test_reloadstat.XXXXXX");
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[PATH_MAX + 16];
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
+#define SCRATCH_NAME "test_reloadstat"
+#include "scratch.h"
 
 static struct reloadstat *
 read_back(void)

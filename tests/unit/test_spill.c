@@ -22,25 +22,8 @@
 #include "../../common/frame.h"
 #include "../../supervisor/spill.h"
 
-static char dir[] = "/tmp/test_spill.XXXXXX";
-
-static int
-setup(void **state)
-{
-	(void)state;
-	strcpy(dir, "/tmp/test_spill.XXXXXX");
-	return mkdtemp(dir) == NULL ? -1 : 0;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[PATH_MAX + 16];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
+#define SCRATCH_NAME "test_spill"
+#include "scratch.h"
 
 /* A CONFIG frame whose body is `n` bytes of the letter for `tag`, with id `tag`. */
 static void
