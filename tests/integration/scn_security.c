@@ -199,25 +199,40 @@ sec_url_password(struct env *e)
 
 /* ---- authentication methods that work ---- */
 
-static void
-sec_password(void)
+/*
+ * The service as user svc with a password_file, on a server that knows
+ * it (and the test's own client): 0 once it runs, or -1 with the reason
+ * in harness_err().  dir (PATH_MAX) gets the scenario's temp dir.
+ */
+static int
+sec_password_up(struct env *e, char *dir, const char *tag, int workers)
 {
-	char dir[PATH_MAX], extra[5 * PATH_MAX], conf[5 * PATH_MAX];
-	struct env_config cfg = { .workers = 2 };
-	struct env e = { 0 };
+	char extra[5 * PATH_MAX], conf[5 * PATH_MAX];
+	struct env_config cfg = { .workers = workers };
 	int rc;
 
-	if (harness_tmpdir("security_password", dir, sizeof(dir)) == -1 ||
-	    sec_write(dir, "password", PASSWORD "\n", 0600) == -1) {
-		tap_fail("security_password/round_trip", "setup: %s", harness_err());
-		return;
-	}
+	if (harness_tmpdir(tag, dir, PATH_MAX) == -1 ||
+	    sec_write(dir, "password", PASSWORD "\n", 0600) == -1)
+		return -1;
 	snprintf(conf, sizeof(conf), "authorization { users = [ %s, "
 	    "{ user: svc, password: \"%s\" } ] }\n", ITEST_USER, PASSWORD);
 	snprintf(extra, sizeof(extra), "user = svc\npassword_file = %s/password\n", dir);
 	cfg.nats_conf = conf;
 	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_password", &cfg, "itest:itestpw", false, NULL);
+	rc = sec_env_up(e, dir, tag, &cfg, "itest:itestpw", false, NULL);
+	/* e keeps a copy of cfg: not of pointers into this frame. */
+	e->cfg.nats_conf = e->cfg.nats_extra = NULL;
+	return rc;
+}
+
+static void
+sec_password(void)
+{
+	char dir[PATH_MAX];
+	struct env e = { 0 };
+	int rc;
+
+	rc = sec_password_up(&e, dir, "security_password", 2);
 	tap_report("security_password/round_trip", rc);
 	if (rc == 0) {
 		/* The log line that names the server, the titles, the config check output. */
@@ -950,22 +965,11 @@ sec_revoked(struct env *e)
 static void
 sec_reconnect(void)
 {
-	char dir[PATH_MAX], extra[5 * PATH_MAX], conf[5 * PATH_MAX];
-	struct env_config cfg = { .workers = 1 };
+	char dir[PATH_MAX];
 	struct env e = { 0 };
 	int rc;
 
-	if (harness_tmpdir("security_reconnect", dir, sizeof(dir)) == -1 ||
-	    sec_write(dir, "password", PASSWORD "\n", 0600) == -1) {
-		tap_fail("security_reconnect/revoked", "setup: %s", harness_err());
-		return;
-	}
-	snprintf(conf, sizeof(conf), "authorization { users = [ %s, "
-	    "{ user: svc, password: \"%s\" } ] }\n", ITEST_USER, PASSWORD);
-	snprintf(extra, sizeof(extra), "user = svc\npassword_file = %s/password\n", dir);
-	cfg.nats_conf = conf;
-	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_reconnect", &cfg, "itest:itestpw", false, NULL);
+	rc = sec_password_up(&e, dir, "security_reconnect", 1);
 	if (rc == 0)
 		rc = sec_revoked(&e);
 	tap_report("security_reconnect/revoked", rc);
