@@ -191,6 +191,16 @@ static const struct key_def config_keys[] = {
 
 	/* Restart-only: the HTTP thread binds once, before privileges are dropped. */
 	ROW("http", "listen", KIND_LISTEN, R | KEY_EMPTY_OK, STR(http_listen), 0, 0, "127.0.0.1:9465"),
+
+	/* Fixed for a deployment: a user's partition is hash32(UserID) % partitions. */
+	ROW("cluster", "partitions", KIND_INT, R, I64(partitions), 0, CONFIG_PARTITIONS_MAX, "0"),
+	ROW("cluster", "instance", KIND_WORD, R | KEY_EMPTY_OK, STR(instance), 0, 0, ""),
+	ROW("cluster", "lease_ttl", KIND_DURATION, R, I64(lease_ttl_ms), MS_SEC, 300 * MS_SEC, "10s"),
+	ROW("cluster", "lease_bucket", KIND_NAME, R, STR(lease_bucket), 0, 0, "ALARM_LEASES"),
+	ROW("cluster", "partition_stream", KIND_NAME, R | KEY_UNIQUE_STREAM, STR(partition_stream),
+	    0, 0, "ALARM_PARTITIONS"),
+	ROW("cluster", "partition_subject", KIND_SUBJECT, R | KEY_UNIQUE_SUBJECT, STR(partition_subject),
+	    0, 0, "alarm_digest.part"),
 };
 
 #undef R
@@ -846,6 +856,31 @@ rules_check_files(struct parse_state *ps)
 	}
 }
 
+/* One subject token and a piece of consumer names. */
+static bool
+instance_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CONFIG_INSTANCE_MAX)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
+			return false;
+	return true;
+}
+
+static void
+rules_check_cluster(struct parse_state *ps)
+{
+	const struct key_def *k = key_find("cluster", "instance");
+	const char *name = *(char *const *)key_field(ps->cfg, k);
+
+	if (!ps->failed && *name != '\0' && !instance_name_ok(name))
+		parse_fail(ps, ps->key_line[k - config_keys], "[cluster] instance \"%s\": use 1 to %d of "
+		    "A-Z a-z 0-9 _ -", name, CONFIG_INSTANCE_MAX);
+}
+
 static void
 rules_check_auth(struct parse_state *ps)
 {
@@ -958,6 +993,7 @@ config_parse_owned(char *text, size_t len, const char *name, struct config *out,
 	rules_check_unique(&ps);
 	rules_check_order(&ps);
 	rules_check_auth(&ps);
+	rules_check_cluster(&ps);
 	if (ps.failed) {
 		config_free(out);
 		return -1;
@@ -1066,6 +1102,26 @@ config_free(struct config *c)
 	free(c->text);
 	free(c->path);
 	memset(c, 0, sizeof(*c));
+}
+
+int
+config_instance(const struct config *c, char *buf, size_t len)
+{
+	char host[256];
+
+	if (c->instance != NULL && c->instance[0] != '\0') {
+		snprintf(buf, len, "%s", c->instance);
+		return 0;
+	}
+	if (gethostname(host, sizeof(host)) == -1)
+		return -1;
+	host[sizeof(host) - 1] = '\0';
+	host[CONFIG_INSTANCE_MAX] = '\0';
+	for (char *p = host; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-')
+			*p = '-';
+	snprintf(buf, len, "%s", host[0] != '\0' ? host : "localhost");
+	return 0;
 }
 
 int

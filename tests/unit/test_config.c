@@ -19,7 +19,7 @@
 #include "config.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-#define NKEYS 51   /* settings in conf/alarm-supervisor.conf */
+#define NKEYS 57   /* settings in conf/alarm-supervisor.conf */
 
 /* The shipped file, found from this source file so any working directory works. */
 static void
@@ -143,6 +143,9 @@ static const struct {
 	{ "limits.max_id_bytes", false }, { "limits.max_future", false },
 	{ "limits.max_alarms_per_user", false },
 	{ "http.listen", true },
+	{ "cluster.partitions", true }, { "cluster.instance", true }, { "cluster.lease_ttl", true },
+	{ "cluster.lease_bucket", true }, { "cluster.partition_stream", true },
+	{ "cluster.partition_subject", true },
 };
 
 /*
@@ -546,6 +549,7 @@ test_errors_structure(void **state)
 	    "x.conf:2: [service] workers: \"4 # four\" is not an integer "
 	    "(inline comments start with ';', not '#')");
 	/* [http] listen: numeric host:port, named in the error; "" turns it off. */
+	expect_error_str("[cluster]\ninstance = a.b\n", "x.conf:2: [cluster] instance \"a.b\": use 1 to 64 of A-Z a-z 0-9 _ -");
 	expect_error_str("[http]\nlisten = localhost:9465\n",
 	    "x.conf:2: [http] listen: \"localhost:9465\" has no numeric IPv4 address before the port "
 	    "(IPv6 goes in brackets)");
@@ -858,7 +862,14 @@ static const char all_changed[] =
 	"max_future = 1h\n"
 	"max_alarms_per_user = 7\n"
 	"[http]\n"
-	"listen = [::1]:9466\n";
+	"listen = [::1]:9466\n"
+	"[cluster]\n"
+	"partitions = 12\n"
+	"instance = node-a\n"
+	"lease_ttl = 5s\n"
+	"lease_bucket = LEASES2\n"
+	"partition_stream = PARTS2\n"
+	"partition_subject = part2\n";
 
 /* The reloadable values all_changed sets, as literals. */
 static void
