@@ -112,23 +112,28 @@ router_break(struct router *r, const char *why)
 	    "until the consumer starts again after its floor", r->epoch, r->gen, why);
 }
 
+/* AckAll up to m.  0, or -1 (logged: not fatal, the input comes again and its copies are found stored). */
+static int
+router_ack_msg(struct router *r, natsMsg *m)
+{
+	const char *reply = natsMsg_GetReply(m);
+	natsStatus s;
+
+	if (reply != NULL && (s = natsConnection_Publish(r->nc, reply, "+ACK", 4)) != NATS_OK) {
+		char qr[256];
+		log_warnx("router: ack to \"%s\" failed: %s", quote_bytes(qr, sizeof(qr), reply,
+		    strlen(reply)), natsStatus_GetText(s));
+		return -1;
+	}
+	return 0;
+}
+
 /* Under lock: AckAll up to to_ack, unless something failed or the fence passed. */
 static void
 router_ack(struct router *r)
 {
-	const char *reply;
-	natsStatus s;
-
-	if (r->to_ack == NULL || r->broken || router_fenced(r))
+	if (r->to_ack == NULL || r->broken || router_fenced(r) || router_ack_msg(r, r->to_ack) == -1)
 		return;
-	reply = natsMsg_GetReply(r->to_ack);
-	if (reply != NULL && (s = natsConnection_Publish(r->nc, reply, "+ACK", 4)) != NATS_OK) {
-		char qr[256];
-		/* Not fatal: the input comes again and its copies are found stored. */
-		log_warnx("router: ack to \"%s\" failed: %s", quote_bytes(qr, sizeof(qr), reply,
-		    strlen(reply)), natsStatus_GetText(s));
-		return;
-	}
 	atomic_fetch_add(&r->acked, r->unacked);
 	r->unacked = 0;
 	natsMsg_Destroy(r->to_ack);
@@ -370,8 +375,14 @@ router_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	}
 	r->last_consumer_seq = meta.consumer_seq;
 	if (meta.stream_seq <= r->last_seq) {
-		/* Its copy is in flight or stored, and acked with the next ack. */
 		atomic_fetch_add(&r->redelivered, 1);
+		/*
+		 * Below every copy in flight its copy is stored, and the ack that
+		 * covered it was lost (a reconnect): ack it again, or nothing
+		 * would when no new input comes.  Otherwise the next ack covers it.
+		 */
+		if ((r->n == 0 || meta.stream_seq < r->ring[r->head].seq) && !router_fenced(r))
+			router_ack_msg(r, m);
 		goto drop;
 	}
 	if (router_fenced(r)) {

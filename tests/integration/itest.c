@@ -518,8 +518,8 @@ static const struct scenario {
 	{ "cluster_r3", scn_cluster_r3, true, 3, WHOLE },
 	/* one node stopped and started under load: still up, digests exact, JSON shape, teardown */
 	{ "cluster_node_restart", scn_cluster_node_restart, true, 4, WHOLE },
-	/* scn_router.c, no service: setup, stop_start, fence, takeover, exactly_once_in_order */
-	{ "router", scn_router, false, 5, WHOLE },
+	/* scn_router.c, no service: setup, stop_start, fence, takeover, server_restart, exactly_once_in_order */
+	{ "router", scn_router, false, 6, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
