@@ -518,6 +518,8 @@ static const struct scenario {
 	{ "cluster_r3", scn_cluster_r3, true, 3, WHOLE },
 	/* one node stopped and started under load: still up, digests exact, JSON shape, teardown */
 	{ "cluster_node_restart", scn_cluster_node_restart, true, 4, WHOLE },
+	/* scn_worker.c, one worker driven frame by frame: replay, fence ahead, fenced, lifted, teardown */
+	{ "worker_replay_fence", scn_worker_replay_fence, true, 5, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
