@@ -69,8 +69,12 @@ struct worker {
 	/*
 	 * FENCE (cluster mode): no request handled after this monotonic ms
 	 * deadline is answered; 0: none (single instance, or no lease yet known).
+	 * batch_fence_ms is the one before the batch's first frame: a redo
+	 * starts from it and applies the batch's FENCE frames again in order,
+	 * so no request it fenced is answered by the redo (which could take
+	 * it for one handed to NATS already and only mark it).
 	 */
-	int64_t fence_ms;
+	int64_t fence_ms, batch_fence_ms;
 	struct log_limit fenced_log;
 	/* Counted when the batch commits: a rewound batch is applied again and must not count twice. */
 	struct worker_counts {
@@ -408,6 +412,7 @@ worker_rewind(struct worker *w, bool keep_handed)
 	publish_rewind(w->pub, keep_handed);
 	chan_rewind(w->ch);
 	w->stop = false;
+	w->fence_ms = w->batch_fence_ms;
 	w->batch = (struct worker_counts){ .msgs = 0 };
 }
 
@@ -439,6 +444,7 @@ worker_commit(struct worker *w)
 	fault_resume(w->fault, store_db(w->store));
 	publish_commit(w->pub);
 	chan_consume(w->ch);
+	w->batch_fence_ms = w->fence_ms;
 	w->done.msgs += w->batch.msgs;
 	w->done.stale += w->batch.stale;
 	w->done.duplicates += w->batch.duplicates;
@@ -528,8 +534,10 @@ worker_process(struct worker *w)
 			 * Outside the queue (frame.h): it has no id to report done.
 			 * Alone, it goes at once; else with the frames taken before it.
 			 */
-			if (!w->txn && chan_pending(w->ch) == FRAME_HDR_LEN + f.body_len)
+			if (!w->txn && chan_pending(w->ch) == FRAME_HDR_LEN + f.body_len) {
 				chan_consume(w->ch);
+				w->batch_fence_ms = w->fence_ms;
+			}
 			continue;
 		}
 		w->last_id = f.id;
