@@ -103,7 +103,8 @@ void pool_kill(struct pool *p);
  * Cluster mode: no worker answers a digest request (but replays, see
  * frame.h) after deadline_ms (monotonic; 0: no fence, the default).
  * Sent to every running worker when it changes, ahead of the frames
- * already queued, and to each (re)started one right after its HELLO.
+ * already queued, and to each (re)started one right after its HELLO.  A
+ * new pool (a reshard's) starts with none: set it before routing to it.
  */
 void pool_fence(struct pool *p, int64_t deadline_ms);
 /* SIGHUP: new settings (not the slot count) to the pool and every worker; parked slots retry. */
