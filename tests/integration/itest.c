@@ -520,6 +520,8 @@ static const struct scenario {
 	{ "cluster_node_restart", scn_cluster_node_restart, true, 4, WHOLE },
 	/* scn_router.c, no service: setup, stop_start, fence, takeover, server_restart, exactly_once_in_order */
 	{ "router", scn_router, false, 6, WHOLE },
+	/* scn_worker.c, one worker driven frame by frame: replay, fence ahead, fenced, lifted, teardown */
+	{ "worker_replay_fence", scn_worker_replay_fence, true, 5, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
