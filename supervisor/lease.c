@@ -35,6 +35,8 @@ struct lease_own {
 	int64_t since_ms;           /* wall ms of the acquire, in the value */
 };
 
+enum lease_target { LEASE_TARGET_OTHER, LEASE_TARGET_ME };
+
 struct lease_member {
 	char name[LEASE_NAME_MAX];
 	int64_t expires_ms;
@@ -57,12 +59,14 @@ struct lease {
 	/* The thread's own. */
 	kvWatcher *watcher;
 	bool loaded;                /* the watcher delivered the bucket's state as of its start */
-	int64_t member_echo_ms;     /* monotonic: our member key's last write seen through the watcher */
+	int64_t echo_due_ms;        /* monotonic: our member key written, the watcher not showing it since; 0: shown */
 	struct lease_key *keys;
 	struct lease_own *own;
 	struct lease_own member;
 	struct lease_member *members;
 	int nmembers, members_cap;
+	unsigned char *target;      /* per key: enum lease_target */
+	bool targets_stale;         /* the membership changed since target[] was worked out */
 	int64_t next_round_ms;
 	int64_t fence_ms;
 	bool leaving;
@@ -323,6 +327,7 @@ lease_member_put(struct lease *l, const char *name, int64_t expires_ms)
 		}
 		m = &l->members[l->nmembers++];
 		snprintf(m->name, sizeof(m->name), "%s", name);
+		l->targets_stale = true;
 		log_info("lease: member %s joined", name);
 	}
 	m->expires_ms = expires_ms;
@@ -333,6 +338,7 @@ lease_member_drop(struct lease *l, int i, const char *why)
 {
 	log_info("lease: member %s %s", l->members[i].name, why);
 	l->members[i] = l->members[--l->nmembers];
+	l->targets_stale = true;
 }
 
 /* Members whose key expired are gone: nobody tells us, the TTL does. */
@@ -366,7 +372,7 @@ lease_watch_apply(struct lease *l, kvEntry *e)
 		if (op == kvOp_Put) {
 			lease_member_put(l, key, now + l->ttl_ms - age);
 			if (strcmp(key, l->instance) == 0)
-				l->member_echo_ms = now;
+				l->echo_due_ms = 0;
 		} else {
 			for (int i = 0; i < l->nmembers; i++)
 				if (strcmp(l->members[i].name, key) == 0 && strcmp(key, l->instance) != 0)
@@ -424,7 +430,7 @@ lease_watch_open(struct lease *l)
 		l->watcher = NULL;
 		return -1;
 	}
-	l->member_echo_ms = clock_mono_ms();
+	l->echo_due_ms = 0;
 	return 0;
 }
 
@@ -579,7 +585,12 @@ lease_member_join(struct lease *l)
 	return 0;
 }
 
-/* Renew every key held, in one round; the fence moves when all were answered. */
+/*
+ * Renew every key held, in one round.  The fence moves when every held
+ * partition's renewal was answered: each one then holds until at least
+ * start + lease_ttl.  The member key is no part of it: it only steers
+ * the others' targets.
+ */
 static void
 lease_round(struct lease *l, int64_t start)
 {
@@ -587,19 +598,18 @@ lease_round(struct lease *l, int64_t start)
 	int unanswered = 0, rc;
 
 	if (!l->leaving) {
-		if (l->member.epoch == 0) {
-			if (lease_member_join(l) == -1)
-				unanswered++;
-		} else {
+		if (l->member.epoch == 0)
+			rc = lease_member_join(l) == 0 ? 1 : -1;
+		else {
 			snprintf(key, sizeof(key), "member.%s", l->instance);
-			if ((rc = lease_renew_one(l, key, &l->member)) == -1)
-				unanswered++;
-			else if (rc == 0) {
-				log_warnx("lease: member key %s was overwritten: joining again", key);
+			if ((rc = lease_renew_one(l, key, &l->member)) == 0) {
+				log_warnx("lease: member key %s expired or was overwritten (this instance was "
+				    "paused or cut off for longer than lease_ttl): joining again", key);
 				l->member.epoch = 0;
-				unanswered++;
 			}
 		}
+		if (rc == 1 && l->echo_due_ms == 0)
+			l->echo_due_ms = clock_mono_ms();
 	}
 	for (int k = 0; k < lease_nkeys(l); k++) {
 		if (l->own[k].epoch == 0)
@@ -614,15 +624,15 @@ lease_round(struct lease *l, int64_t start)
 		l->fence_ms = start + l->ttl_ms - l->ttl_ms / 5;
 		l->next_round_ms = start + l->ttl_ms / 4;
 	} else {
-		log_limited(&l->round_limit, LL_WARN, "lease: renewal round: %d writes to KV bucket %s "
-		    "unanswered (%s); fence stays %lld ms from now", unanswered, l->bucket, nats_GetLastError(NULL),
-		    (long long)(l->fence_ms - clock_mono_ms()));
+		log_limited(&l->round_limit, LL_WARN, "lease: renewal round: %d of our keys in KV bucket "
+		    "%s unanswered (%s); fence stays %lld ms from now", unanswered, l->bucket,
+		    nats_GetLastError(NULL), (long long)(l->fence_ms - clock_mono_ms()));
 		l->next_round_ms = clock_mono_ms() + LEASE_RETRY_MS;
 	}
-	/* Our renewals succeed but their echo stopped: the watcher is stuck. */
-	if (l->watcher != NULL && l->member.epoch != 0 && clock_mono_ms() - l->member_echo_ms > l->ttl_ms) {
-		log_warnx("lease: watcher of KV bucket %s saw nothing for %lld ms: watching again", l->bucket,
-		    (long long)(clock_mono_ms() - l->member_echo_ms));
+	/* Our member key was written a TTL ago and the watcher never showed it: it is stuck. */
+	if (l->watcher != NULL && l->echo_due_ms != 0 && clock_mono_ms() - l->echo_due_ms > l->ttl_ms) {
+		log_warnx("lease: watcher of KV bucket %s did not show our writes for %lld ms: watching "
+		    "again", l->bucket, (long long)(clock_mono_ms() - l->echo_due_ms));
 		lease_watch_open(l);
 	}
 }
@@ -682,6 +692,7 @@ lease_leave_now(struct lease *l)
 	jsErrCode jerr;
 
 	l->leaving = true;
+	l->targets_stale = true;
 	if (l->member.epoch == 0)
 		return;
 	snprintf(key, sizeof(key), "member.%s", l->instance);
@@ -693,15 +704,24 @@ lease_leave_now(struct lease *l)
 	memset(&l->member, 0, sizeof(l->member));
 }
 
-/* Take free keys that are ours by target, or free for a whole TTL; want releases. */
+/*
+ * Each partition's target among the live members, worked out again only
+ * when the membership changed: with 1024 partitions and many members it
+ * is too much for every tick.
+ */
 static void
-lease_balance(struct lease *l, int64_t now, bool *release_wanted)
+lease_targets(struct lease *l)
 {
-	const char *names[1024];
+	const char **names;
 	int n = 0, me = -1;
 
-	lease_members_expire(l, now);
-	for (int i = 0; i < l->nmembers && n < (int)(sizeof(names) / sizeof(names[0])); i++) {
+	if (!l->targets_stale)
+		return;
+	if ((names = calloc((size_t)l->nmembers + 1, sizeof(*names))) == NULL) {
+		log_error("lease: allocating %d member names", l->nmembers);
+		return;
+	}
+	for (int i = 0; i < l->nmembers; i++) {
 		if (strcmp(l->members[i].name, l->instance) == 0) {
 			if (l->leaving)
 				continue;
@@ -709,12 +729,26 @@ lease_balance(struct lease *l, int64_t now, bool *release_wanted)
 		}
 		names[n++] = l->members[i].name;
 	}
+	for (int k = 0; k < l->partitions; k++)
+		l->target[k] = lease_target(names, n, k) == me ? LEASE_TARGET_ME : LEASE_TARGET_OTHER;
+	/* The router is anyone's who comes first. */
+	l->target[l->partitions] = me != -1 ? LEASE_TARGET_ME : LEASE_TARGET_OTHER;
+	free(names);
+	l->targets_stale = false;
+}
+
+/* Take free keys that are ours by target, or free for a whole TTL; want releases. */
+static void
+lease_balance(struct lease *l, int64_t now, bool *release_wanted)
+{
+	lease_members_expire(l, now);
+	lease_targets(l);
 	for (int k = 0; k < lease_nkeys(l); k++) {
 		struct lease_key *lk = &l->keys[k];
-		int t = k < l->partitions ? lease_target(names, n, k) : me;
+		bool mine = l->target[k] == LEASE_TARGET_ME;
 
 		if (l->own[k].epoch != 0) {
-			release_wanted[k] = l->leaving || (k < l->partitions && t != me && t != -1);
+			release_wanted[k] = l->leaving || (k < l->partitions && !mine);
 			continue;
 		}
 		release_wanted[k] = false;
@@ -726,7 +760,7 @@ lease_balance(struct lease *l, int64_t now, bool *release_wanted)
 			continue;
 		if (lk->free_since_ms == 0)
 			lk->free_since_ms = now;
-		if (t == me || now - lk->free_since_ms >= l->ttl_ms)
+		if (mine || now - lk->free_since_ms >= l->ttl_ms)
 			lease_acquire(l, k, now);
 	}
 }
@@ -849,7 +883,8 @@ lease_open(const struct config *c, bool (*stop)(void *), void *stop_arg)
 	l->keys = calloc((size_t)n, sizeof(*l->keys));
 	l->own = calloc((size_t)n, sizeof(*l->own));
 	l->release_req = calloc((size_t)n, sizeof(*l->release_req));
-	if (l->keys == NULL || l->own == NULL || l->release_req == NULL) {
+	l->target = calloc((size_t)n, sizeof(*l->target));
+	if (l->keys == NULL || l->own == NULL || l->release_req == NULL || l->target == NULL) {
 		log_error("lease: allocating tables for %d partitions", l->partitions);
 		goto fail;
 	}
@@ -951,6 +986,7 @@ lease_close(struct lease *l)
 	free(l->keys);
 	free(l->own);
 	free(l->release_req);
+	free(l->target);
 	free(l->members);
 	free(l);
 }
