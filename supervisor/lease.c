@@ -144,14 +144,18 @@ lease_target(const char *const *members, int n, int p)
 
 /* ---- the bucket ---- */
 
-/* {"instance":"..","since":<unix ms>}: the holder of a value, "" when it names none. */
+/*
+ * {"instance":"..","since":<unix ms>}: the holder of a value ("" when it
+ * names none) and since when it holds it (0 when not given).
+ */
 static void
-lease_value_holder(const void *data, int len, char *holder, size_t cap)
+lease_value_parse(const void *data, int len, char *holder, size_t cap, int64_t *since_ms)
 {
 	char text[512];
 	struct json_object *o, *v;
 
 	holder[0] = '\0';
+	*since_ms = 0;
 	if (data == NULL || len <= 0 || (size_t)len >= sizeof(text))
 		return;
 	memcpy(text, data, (size_t)len);
@@ -160,6 +164,8 @@ lease_value_holder(const void *data, int len, char *holder, size_t cap)
 		return;
 	if (json_object_object_get_ex(o, "instance", &v) && json_object_is_type(v, json_type_string))
 		snprintf(holder, cap, "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "since", &v) && json_object_is_type(v, json_type_int))
+		*since_ms = json_object_get_int64(v);
 	json_object_put(o);
 }
 
@@ -208,12 +214,13 @@ lease_value(const struct lease *l, int64_t since_ms, char *buf, size_t len)
 
 /*
  * The key's last message as the stream leader has it: *rev its revision
- * (0: none), *live whether it is a value, holder that value's holder.
+ * (0: none), *live whether it is a value, holder and since_ms that
+ * value's, age_ms how long ago it was written.
  * 0, or -1 (logged at debug: the caller tries again later).
  */
 static int
 lease_read(struct lease *l, const char *key, uint64_t *rev, bool *live, char *holder, size_t cap,
-    int64_t *age_ms)
+    int64_t *since_ms, int64_t *age_ms)
 {
 	char subject[600];
 	natsMsg *msg = NULL;
@@ -224,6 +231,7 @@ lease_read(struct lease *l, const char *key, uint64_t *rev, bool *live, char *ho
 	*rev = 0;
 	*live = false;
 	*age_ms = 0;
+	*since_ms = 0;
 	holder[0] = '\0';
 	snprintf(subject, sizeof(subject), "$KV.%s.%s", l->bucket, key);
 	s = js_GetLastMsg(&msg, l->js, l->stream, subject, NULL, &jerr);
@@ -237,7 +245,7 @@ lease_read(struct lease *l, const char *key, uint64_t *rev, bool *live, char *ho
 	*rev = natsMsg_GetSequence(msg);
 	if (natsMsgHeader_Get(msg, "KV-Operation", &op) != NATS_OK || op == NULL) {
 		*live = true;
-		lease_value_holder(natsMsg_GetData(msg), natsMsg_GetDataLength(msg), holder, cap);
+		lease_value_parse(natsMsg_GetData(msg), natsMsg_GetDataLength(msg), holder, cap, since_ms);
 		*age_ms = clock_wall_ms() - natsMsg_GetTime(msg) / 1000000;
 	}
 	natsMsg_Destroy(msg);
@@ -361,6 +369,7 @@ lease_watch_apply(struct lease *l, kvEntry *e)
 	int64_t now = clock_mono_ms();
 	int64_t age = clock_wall_ms() - kvEntry_Created(e) / 1000000;
 	char holder[LEASE_NAME_MAX];
+	int64_t since;
 	char *end;
 	int k;
 
@@ -396,7 +405,7 @@ lease_watch_apply(struct lease *l, kvEntry *e)
 
 	struct lease_key *lk = &l->keys[k];
 	if (op == kvOp_Put) {
-		lease_value_holder(kvEntry_Value(e), kvEntry_ValueLen(e), holder, sizeof(holder));
+		lease_value_parse(kvEntry_Value(e), kvEntry_ValueLen(e), holder, sizeof(holder), &since);
 		lk->live = true;
 		snprintf(lk->holder, sizeof(lk->holder), "%s", holder);
 		lk->expires_ms = now + l->ttl_ms - age;
@@ -492,13 +501,13 @@ lease_acquire(struct lease *l, int k, int64_t now)
 	struct lease_key *lk = &l->keys[k];
 	uint64_t last, rev;
 	jsErrCode jerr;
-	int64_t age, since = clock_wall_ms();
+	int64_t age, was_since, since = clock_wall_ms();
 	bool live;
 	natsStatus s;
 
 	lease_key_name(l, k, key, sizeof(key));
 	lk->next_try_ms = now + LEASE_RETRY_MS;
-	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &age) == -1)
+	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &was_since, &age) == -1)
 		return;
 	if (live && strcmp(holder, l->instance) != 0) {
 		/* Our view was behind: it is held.  The watcher's echo will tell the rest. */
@@ -527,39 +536,37 @@ lease_acquire(struct lease *l, int k, int64_t now)
 		    (long long)(lk->free_since_ms > 0 ? now - lk->free_since_ms : 0));
 }
 
-/*
- * Renew key k (or the member key when k < 0).  1 renewed, 0 lost, -1 no
- * answer (the round does not count for the fence).
- */
+/* Renew a key we hold.  1 renewed, 0 lost, -1 no answer (the round does not count for the fence). */
 static int
 lease_renew_one(struct lease *l, const char *key, struct lease_own *o)
 {
 	char holder[LEASE_NAME_MAX], value[160];
 	uint64_t last, rev;
 	jsErrCode jerr;
-	int64_t age;
+	int64_t age, since;
 	bool live;
-	natsStatus s;
 
 	lease_value(l, o->since_ms, value, sizeof(value));
-	if ((s = lease_write(l, key, value, o->rev, &rev, &jerr)) == NATS_OK) {
-		o->rev = rev;
-		return 1;
-	}
-	if (jerr != JSStreamWrongLastSequenceErr)
-		return -1;
-	/*
-	 * A write we stopped waiting for may have been stored after all: the
-	 * key still holds our value (same holder, same since) at a revision we
-	 * did not see.  Then it is still ours.
-	 */
-	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &age) == -1)
-		return -1;
-	if (live && strcmp(holder, l->instance) == 0 && last > o->rev) {
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (lease_write(l, key, value, o->rev, &rev, &jerr) == NATS_OK) {
+			o->rev = rev;
+			return 1;
+		}
+		if (jerr != JSStreamWrongLastSequenceErr)
+			return -1;
+		/*
+		 * A write we stopped waiting for may have been stored after all:
+		 * the key holds our very value (holder and since) at a revision
+		 * we did not see, so it never stopped being ours.  Anything else
+		 * (no value, another holder, another process with our name) is lost.
+		 */
+		if (lease_read(l, key, &last, &live, holder, sizeof(holder), &since, &age) == -1)
+			return -1;
+		if (!live || strcmp(holder, l->instance) != 0 || since != o->since_ms || last <= o->rev)
+			return 0;
 		o->rev = last;
-		return lease_renew_one(l, key, o) == 1 ? 1 : -1;
 	}
-	return 0;
+	return -1;
 }
 
 /* The member key: written over whatever an earlier run of ours left. */
@@ -569,11 +576,11 @@ lease_member_join(struct lease *l)
 	char key[LEASE_NAME_MAX + 8], holder[LEASE_NAME_MAX], value[160];
 	uint64_t last, rev;
 	jsErrCode jerr;
-	int64_t age;
+	int64_t age, since;
 	bool live;
 
 	snprintf(key, sizeof(key), "member.%s", l->instance);
-	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &age) == -1)
+	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &since, &age) == -1)
 		return -1;
 	l->member.since_ms = clock_wall_ms();
 	lease_value(l, l->member.since_ms, value, sizeof(value));
