@@ -205,11 +205,20 @@ lease_write(struct lease *l, const char *key, const char *value, uint64_t expect
 	return s;
 }
 
-/* A key's value for this instance holding it since since_ms. */
+/*
+ * A key's value for this instance holding it since since_ms.  The epoch
+ * is known only once the acquiring write is stored: renewals carry it
+ * (for alarmctl partitions); a value without one is the acquiring write,
+ * its revision the epoch.
+ */
 static void
-lease_value(const struct lease *l, int64_t since_ms, char *buf, size_t len)
+lease_value(const struct lease *l, int64_t since_ms, uint64_t epoch, char *buf, size_t len)
 {
-	snprintf(buf, len, "{\"instance\":\"%s\",\"since\":%lld}", l->instance, (long long)since_ms);
+	if (epoch == 0)
+		snprintf(buf, len, "{\"instance\":\"%s\",\"since\":%lld}", l->instance, (long long)since_ms);
+	else
+		snprintf(buf, len, "{\"instance\":\"%s\",\"since\":%lld,\"epoch\":%" PRIu64 "}", l->instance,
+		    (long long)since_ms, epoch);
 }
 
 /*
@@ -517,7 +526,7 @@ lease_acquire(struct lease *l, int k, int64_t now)
 		lk->free_since_ms = 0;
 		return;
 	}
-	lease_value(l, since, value, sizeof(value));
+	lease_value(l, since, 0, value, sizeof(value));
 	if ((s = lease_write(l, key, value, last, &rev, &jerr)) != NATS_OK) {
 		if (jerr != JSStreamWrongLastSequenceErr)
 			log_debug("lease: acquiring %s: %s (JetStream error %d)", key, natsStatus_GetText(s),
@@ -546,7 +555,7 @@ lease_renew_one(struct lease *l, const char *key, struct lease_own *o)
 	int64_t age, since;
 	bool live;
 
-	lease_value(l, o->since_ms, value, sizeof(value));
+	lease_value(l, o->since_ms, o->epoch, value, sizeof(value));
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (lease_write(l, key, value, o->rev, &rev, &jerr) == NATS_OK) {
 			o->rev = rev;
@@ -583,7 +592,7 @@ lease_member_join(struct lease *l)
 	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &since, &age) == -1)
 		return -1;
 	l->member.since_ms = clock_wall_ms();
-	lease_value(l, l->member.since_ms, value, sizeof(value));
+	lease_value(l, l->member.since_ms, 0, value, sizeof(value));
 	if (lease_write(l, key, value, last, &rev, &jerr) != NATS_OK)
 		return -1;
 	l->member.epoch = l->member.rev = rev;
@@ -679,7 +688,7 @@ lease_reepoch(struct lease *l)
 			continue;
 		lease_key_name(l, k, key, sizeof(key));
 		l->own[k].since_ms = clock_wall_ms();
-		lease_value(l, l->own[k].since_ms, value, sizeof(value));
+		lease_value(l, l->own[k].since_ms, 0, value, sizeof(value));
 		if (lease_write(l, key, value, l->own[k].rev, &rev, &jerr) == NATS_OK) {
 			log_info("lease: %s held again after the reset, epoch %" PRIu64 " (was %" PRIu64 ")",
 			    lease_what(l, k, what, sizeof(what)), rev, l->own[k].epoch);

@@ -4,7 +4,8 @@
  *
  * The leases are keys of a JetStream KV bucket whose TTL is the lease
  * time: "member.<instance>" (this instance is alive), "part.<p>" and
- * "router", each {"instance":"..","since":<unix ms>}.  A thread of its
+ * "router", each {"instance":"..","since":<unix ms>,"epoch":N} (no epoch
+ * in the acquiring write: its revision is the epoch).  A thread of its
  * own, on a connection of its own (so a busy intake never delays a
  * renewal), acquires a free key by a write that expects the key's last
  * revision (none, or a delete marker): two instances can never both
