@@ -16,7 +16,8 @@
 #include "lease.h"
 
 #define LEASE_TICK_MS 50            /* longest the thread waits before looking at requests again */
-#define LEASE_RETRY_MS 250          /* a failed round is tried again this soon */
+#define LEASE_RETRY_MS 250          /* a failed round or acquire is tried again this soon */
+#define LEASE_RECHECK_MS 100        /* a value past its TTL still there: looked at again this soon */
 #define LEASE_NAME_MAX (CONFIG_INSTANCE_MAX + 1)
 
 /* The thread's picture of one part.<p> or router key, from its watcher. */
@@ -317,6 +318,13 @@ lease_bucket_open(struct lease *l, const struct config *c)
 
 /* ---- the thread's view of the bucket ---- */
 
+/* How long ago a value was written, as far as its expiry goes: 0 to lease_ttl. */
+static int64_t
+lease_age_clamp(const struct lease *l, int64_t age_ms)
+{
+	return age_ms < 0 ? 0 : age_ms > l->ttl_ms ? l->ttl_ms : age_ms;
+}
+
 static struct lease_member *
 lease_member_find(struct lease *l, const char *name)
 {
@@ -382,9 +390,12 @@ lease_watch_apply(struct lease *l, kvEntry *e)
 	char *end;
 	int k;
 
-	/* A put seen late expires that much sooner; clock skew beyond the TTL is not believed. */
-	if (age < 0 || age > l->ttl_ms)
-		age = 0;
+	/*
+	 * A put seen late expires that much sooner.  One older than the TTL is
+	 * due now (the server removes expired values a little late); an
+	 * acquire attempt then finds out.
+	 */
+	age = lease_age_clamp(l, age);
 	if (strncmp(key, "member.", 7) == 0) {
 		key += 7;
 		if (op == kvOp_Put) {
@@ -519,11 +530,15 @@ lease_acquire(struct lease *l, int k, int64_t now)
 	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &was_since, &age) == -1)
 		return;
 	if (live && strcmp(holder, l->instance) != 0) {
-		/* Our view was behind: it is held.  The watcher's echo will tell the rest. */
+		/*
+		 * Held after all: our view was behind, or the server removes the
+		 * expired value a little late.  Try again when it should be gone.
+		 */
 		lk->live = true;
 		snprintf(lk->holder, sizeof(lk->holder), "%s", holder);
-		lk->expires_ms = now + l->ttl_ms - (age > 0 && age < l->ttl_ms ? age : 0);
+		lk->expires_ms = now + l->ttl_ms - lease_age_clamp(l, age);
 		lk->free_since_ms = 0;
+		lk->next_try_ms = lk->expires_ms > now + LEASE_RECHECK_MS ? lk->expires_ms : now + LEASE_RECHECK_MS;
 		return;
 	}
 	lease_value(l, since, 0, value, sizeof(value));
@@ -621,7 +636,8 @@ lease_round(struct lease *l, int64_t start)
 			if ((rc = lease_renew_one(l, key, &l->member)) == 0) {
 				log_warnx("lease: member key %s expired or was overwritten (this instance was "
 				    "paused or cut off for longer than lease_ttl): joining again", key);
-				l->member.epoch = 0;
+				memset(&l->member, 0, sizeof(l->member));
+				rc = lease_member_join(l) == 0 ? 1 : -1;
 			}
 		}
 		if (rc == 1 && l->echo_due_ms == 0)
