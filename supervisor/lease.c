@@ -691,11 +691,16 @@ lease_release(struct lease *l, int k)
 		l->released++;
 }
 
-/* Re-acquire, with a new epoch, every key still ours (after the master's reset). */
+/*
+ * Re-acquire, with a new epoch, every key still ours (after the master's
+ * reset).  Like a round, it moves the fence when every write was answered.
+ */
 static void
 lease_reepoch(struct lease *l)
 {
 	char key[32], value[160], what[32];
+	int64_t start = clock_mono_ms();
+	int unanswered = 0;
 	uint64_t rev;
 	jsErrCode jerr;
 
@@ -703,17 +708,24 @@ lease_reepoch(struct lease *l)
 		if (l->own[k].epoch == 0)
 			continue;
 		lease_key_name(l, k, key, sizeof(key));
-		l->own[k].since_ms = clock_wall_ms();
-		lease_value(l, l->own[k].since_ms, 0, value, sizeof(value));
+		int64_t since = clock_wall_ms();
+		lease_value(l, since, 0, value, sizeof(value));
 		if (lease_write(l, key, value, l->own[k].rev, &rev, &jerr) == NATS_OK) {
 			log_info("lease: %s held again after the reset, epoch %" PRIu64 " (was %" PRIu64 ")",
 			    lease_what(l, k, what, sizeof(what)), rev, l->own[k].epoch);
-			l->own[k].epoch = l->own[k].rev = rev;
+			l->own[k] = (struct lease_own){ .epoch = rev, .rev = rev, .since_ms = since };
 			if (k < l->partitions)
 				l->acquired++;
-		} else
+		} else if (jerr == JSStreamWrongLastSequenceErr) {
 			lease_lose(l, k, "not ours any more at the reset");
+		} else {
+			/* Maybe stored, maybe not: an acquire finds out (our value is taken back). */
+			unanswered++;
+			lease_lose(l, k, "no answer to its write at the reset");
+		}
 	}
+	if (unanswered == 0)
+		l->fence_ms = start + l->ttl_ms - l->ttl_ms / 5;
 }
 
 static void
