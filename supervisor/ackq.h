@@ -21,22 +21,32 @@
 
 struct ackq;
 
-struct ackq *ackq_new(void (*release)(void *ref));
+/*
+ * lanes: how many consumers feed the queue (1, or in cluster mode one per
+ * partition plus one): each lane is acked on its own, since an AckAll
+ * names one consumer.
+ */
+struct ackq *ackq_new(void (*release)(void *ref), int lanes);
 /* Releases every held reference. */
 void ackq_free(struct ackq *q);
 
-/* Append a delivery (ref may be NULL) with its stream sequence; returns its handle, or UINT64_MAX on ENOMEM. */
-uint64_t ackq_push(struct ackq *q, void *ref, uint64_t stream_seq, int done);
+/*
+ * Append a delivery (ref may be NULL) of consumer `lane` with its stream
+ * sequence; returns its handle, or UINT64_MAX on ENOMEM.
+ */
+uint64_t ackq_push(struct ackq *q, void *ref, uint64_t stream_seq, int lane, int done);
 /* Take back the last push (it could not be routed after all). */
 void ackq_unpush(struct ackq *q);
 /* The delivery's effects are durable. */
 void ackq_done(struct ackq *q, uint64_t handle);
 /*
- * Drop the done prefix.  Returns the ref of its largest stream sequence
- * (the caller acks it with AckAll and releases it), or NULL if the floor
- * did not move; every other ref of the prefix is released.
+ * Drop the done prefix.  For each lane in it, ack(ref, lane, arg) gets the
+ * ref of the lane's largest stream sequence (it acks it with AckAll and
+ * releases it); every other ref of the prefix is released.  Returns how
+ * many refs went to ack.
  */
-void *ackq_advance(struct ackq *q);
+int ackq_advance(struct ackq *q, void (*ack)(void *ref, int lane, uint64_t stream_seq, void *arg),
+    void *arg);
 size_t ackq_count(const struct ackq *q);
 /* Release everything (the consumer is being reset). */
 void ackq_clear(struct ackq *q);

@@ -54,7 +54,7 @@ handoff_batch_full(const struct handoff_batch *b)
 }
 
 static int
-handoff_batch_push(struct handoff_batch *b, uint32_t hash, uint64_t stream_seq, natsMsg *msg,
+handoff_batch_push(struct handoff_batch *b, uint32_t hash, uint64_t stream_seq, uint16_t lane, natsMsg *msg,
     int (*encode)(struct buf *, const void *), const void *arg)
 {
 	size_t off = b->frames.len;
@@ -73,6 +73,7 @@ handoff_batch_push(struct handoff_batch *b, uint32_t hash, uint64_t stream_seq, 
 		.hash = hash,
 		.frame_off = (uint32_t)off,
 		.frame_len = (uint32_t)(b->frames.len - off),
+		.lane = lane,
 		.stream_seq = stream_seq,
 		.msg = msg,
 	};
@@ -101,7 +102,7 @@ handoff_wake(struct handoff *h)
 }
 
 int
-handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, natsMsg *msg, bool more,
+handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, uint16_t lane, natsMsg *msg, bool more,
     int (*encode)(struct buf *frames, const void *arg), const void *arg)
 {
 	bool wake;
@@ -121,7 +122,7 @@ handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, natsMsg *msg,
 		pthread_mutex_unlock(&h->lock);
 		return 1;
 	}
-	if (handoff_batch_push(&h->fill, hash, stream_seq, msg, encode, arg) == -1) {
+	if (handoff_batch_push(&h->fill, hash, stream_seq, lane, msg, encode, arg) == -1) {
 		/* What is already queued must not wait for a put that failed. */
 		wake = handoff_wake_due(h, false);
 		pthread_mutex_unlock(&h->lock);

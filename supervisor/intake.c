@@ -15,6 +15,7 @@
 #include "intake.h"
 #include "jsack.h"
 #include "jsetup.h"
+#include "partset.h"
 
 /* Core intake's client-side backlog cap (per subscription). */
 #define INTAKE_CORE_PENDING_MSGS 2000000
@@ -52,6 +53,8 @@ struct intake {
 
 	atomic_bool reset_wanted;
 	uint64_t last_consumer_seq;  /* callback thread only */
+	struct partset *partset;     /* cluster mode: the partitions served (NULL: single instance) */
+	_Atomic uint64_t replayed;
 	_Atomic uint64_t received, accepted, rejected, redelivered;
 	_Atomic uint64_t received_status, received_request, rejected_status, rejected_request;
 	_Atomic uint64_t by_reason[MSG_E_COUNT];
@@ -100,7 +103,7 @@ struct intake_frame {
 	const struct alarm_msg *am;
 	uint64_t stream_seq;
 	int64_t received_us;        /* wall clock: the worker measures digest latency from it */
-	bool replay;                /* answered before a takeover: marked, not answered (frame.h) */
+	bool replay;                /* cluster mode: answered by a former owner already (partset.h) */
 };
 
 static int
@@ -151,19 +154,19 @@ intake_more(natsSubscription *sub)
  */
 static void
 intake_queue(struct intake *in, natsSubscription *sub, const struct alarm_msg *am,
-    uint64_t stream_seq, int64_t received_us, natsMsg *m)
+    uint64_t stream_seq, int lane, bool replay, int64_t received_us, natsMsg *m)
 {
-	struct intake_frame f = { am, stream_seq, received_us, false };
+	struct intake_frame f = { am, stream_seq, received_us, replay };
 	/* Core intake has nothing to ack, so nothing to hold. */
 	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
 	bool more = intake_more(sub);
 	int rc;
 
 	if (am != NULL)
-		rc = handoff_put(in->handoff, hash32(am->user, am->user_len), stream_seq, keep, more,
-		    intake_encode, &f);
+		rc = handoff_put(in->handoff, hash32(am->user, am->user_len), stream_seq, (uint16_t)lane,
+		    keep, more, intake_encode, &f);
 	else
-		rc = handoff_put(in->handoff, 0, stream_seq, keep, more, NULL, NULL);
+		rc = handoff_put(in->handoff, 0, stream_seq, (uint16_t)lane, keep, more, NULL, NULL);
 	if (rc == 1) {
 		/* Shut for a reset: jetstream delivers it again. */
 		natsMsg_Destroy(m);
@@ -192,11 +195,16 @@ intake_queue(struct intake *in, natsSubscription *sub, const struct alarm_msg *a
  */
 static void
 intake_reject(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_error e,
-    const char *detail, uint64_t stream_seq)
+    const char *detail, uint64_t stream_seq, int lane, bool replay)
 {
 	const char *subject = natsMsg_GetSubject(m);
 	char reason[512], shown[512], qs[256];
 
+	if (replay) {
+		/* Rejected, counted and dead-lettered when it first came: only its place in the ack order. */
+		intake_queue(in, sub, NULL, stream_seq, lane, true, 0, m);
+		return;
+	}
 	atomic_fetch_add(&in->rejected, 1);
 	atomic_fetch_add(&in->by_reason[e], 1);
 	snprintf(shown, sizeof(shown), "%s: %s", msg_error_name(e), detail);
@@ -208,58 +216,18 @@ intake_reject(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_err
 	    quote_bytes(qs, sizeof(qs), subject, strlen(subject)), natsMsg_GetDataLength(m), reason);
 	deadletter_put(in->dead_letter, m, reason);
 	/* Done already; it still takes its place in the ack order. */
-	intake_queue(in, sub, NULL, stream_seq, 0, m);
+	intake_queue(in, sub, NULL, stream_seq, lane, false, 0, m);
 }
 
+/* Validate a message of a known kind and pass it on (or reject it). */
 static void
-intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+intake_validate(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_kind kind,
+    uint64_t stream_seq, int lane, bool replay)
 {
-	struct intake *in = arg;
-	struct jsack_meta meta = { 0, 0, 0 };
-	const char *subject = natsMsg_GetSubject(m);
 	struct msg_limits limits;
 	struct alarm_msg am;
-	enum msg_kind kind;
 	enum msg_error e;
 	int64_t now_us;
-
-	(void)nc;
-	atomic_fetch_add(&in->received, 1);
-	if (in->mode == INTAKE_JETSTREAM) {
-		if (jsack_parse(natsMsg_GetReply(m), &meta) == -1) {
-			const char *reply = natsMsg_GetReply(m);
-			char qs[256], qr[256];
-
-			/* Not from our consumer: nothing to ack, nothing to route. */
-			log_limited(&in->bad_log, LL_WARN, "ignoring non-JetStream message on \"%s\" (reply %s%s%s)",
-			    quote_bytes(qs, sizeof(qs), subject, strlen(subject)), reply ? "\"" : "",
-			    reply ? quote_bytes(qr, sizeof(qr), reply, strlen(reply)) : "none", reply ? "\"" : "");
-			natsMsg_Destroy(m);
-			return;
-		}
-		if (meta.delivered > 1)
-			atomic_fetch_add(&in->redelivered, 1);
-		/* TCP keeps order, so a skipped delivery sequence means deliveries were lost. */
-		if (meta.consumer_seq != in->last_consumer_seq + 1) {
-			char why[128];
-			snprintf(why, sizeof(why), "consumer delivery %llu arrived, %llu expected",
-			    (unsigned long long)meta.consumer_seq, (unsigned long long)in->last_consumer_seq + 1);
-			intake_want_reset(in, why);
-		}
-		in->last_consumer_seq = meta.consumer_seq;
-	}
-	/* The stream's subject is what tells the two kinds apart. */
-	if (strcmp(subject, in->subject_status) == 0) {
-		kind = MSG_STATUS_CHANGED;
-		atomic_fetch_add(&in->received_status, 1);
-	} else if (strcmp(subject, in->subject_request) == 0) {
-		kind = MSG_DIGEST_REQUEST;
-		atomic_fetch_add(&in->received_request, 1);
-	} else {
-		intake_reject(in, sub, m, MSG_E_JSON, "subject is neither the status nor the request subject",
-		    meta.stream_seq);
-		return;
-	}
 
 	limits.max_message_bytes = atomic_load_explicit(&in->max_message_bytes, memory_order_relaxed);
 	limits.max_id_bytes = atomic_load_explicit(&in->max_id_bytes, memory_order_relaxed);
@@ -272,21 +240,117 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
 	    &limits, now_us / 1000, &am);
 	if (e != MSG_OK) {
-		atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->rejected_status : &in->rejected_request, 1);
-		intake_reject(in, sub, m, e, validator_detail(in->validator), meta.stream_seq);
+		if (!replay)
+			atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->rejected_status : &in->rejected_request, 1);
+		intake_reject(in, sub, m, e, validator_detail(in->validator), stream_seq, lane, replay);
 		return;
 	}
-	intake_queue(in, sub, &am, meta.stream_seq, now_us, m);
+	intake_queue(in, sub, &am, stream_seq, lane, replay, now_us, m);
 }
 
+
+/*
+ * Cluster mode: a delivery of one of the partition consumers.  Lane 1 + p
+ * in the ack queue: each partition's consumer is acked on its own.
+ */
+static void
+intake_on_part_msg(struct intake *in, natsSubscription *sub, natsMsg *m, const struct jsack_meta *meta)
+{
+	const char *subject = natsMsg_GetSubject(m);
+	enum msg_kind kind;
+	bool replay, gap;
+	int p;
+
+	if ((p = partset_classify(in->partset, subject, meta, &kind, &replay, &gap)) < 0) {
+		char qs[256];
+
+		/* A consumer of a partition given up, not deleted yet: its next owner gets it. */
+		log_limited(&in->bad_log, LL_INFO, "ignoring a delivery on \"%s\": not a partition served here",
+		    quote_bytes(qs, sizeof(qs), subject, strlen(subject)));
+		natsMsg_Destroy(m);
+		return;
+	}
+	if (gap) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "partition %d: a consumer delivery is missing before %llu", p,
+		    (unsigned long long)meta->consumer_seq);
+		intake_want_reset(in, why);
+	}
+	if (replay) {
+		atomic_fetch_add(&in->replayed, 1);
+	} else {
+		atomic_fetch_add(&in->received, 1);
+		atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->received_status : &in->received_request, 1);
+		if (meta->delivered > 1)
+			atomic_fetch_add(&in->redelivered, 1);
+	}
+	intake_validate(in, sub, m, kind, meta->stream_seq, 1 + p, replay);
+}
+
+static void
+intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+	struct intake *in = arg;
+	struct jsack_meta meta = { 0, 0, 0 };
+	const char *subject = natsMsg_GetSubject(m);
+	enum msg_kind kind;
+
+	(void)nc;
+	if (in->mode == INTAKE_JETSTREAM) {
+		if (jsack_parse(natsMsg_GetReply(m), &meta) == -1) {
+			const char *reply = natsMsg_GetReply(m);
+			char qs[256], qr[256];
+
+			/* Not from our consumer: nothing to ack, nothing to route. */
+			log_limited(&in->bad_log, LL_WARN, "ignoring non-JetStream message on \"%s\" (reply %s%s%s)",
+			    quote_bytes(qs, sizeof(qs), subject, strlen(subject)), reply ? "\"" : "",
+			    reply ? quote_bytes(qr, sizeof(qr), reply, strlen(reply)) : "none", reply ? "\"" : "");
+			natsMsg_Destroy(m);
+			return;
+		}
+		if (in->partset != NULL) {
+			intake_on_part_msg(in, sub, m, &meta);
+			return;
+		}
+		atomic_fetch_add(&in->received, 1);
+		if (meta.delivered > 1)
+			atomic_fetch_add(&in->redelivered, 1);
+		/* TCP keeps order, so a skipped delivery sequence means deliveries were lost. */
+		if (meta.consumer_seq != in->last_consumer_seq + 1) {
+			char why[128];
+			snprintf(why, sizeof(why), "consumer delivery %llu arrived, %llu expected",
+			    (unsigned long long)meta.consumer_seq, (unsigned long long)in->last_consumer_seq + 1);
+			intake_want_reset(in, why);
+		}
+		in->last_consumer_seq = meta.consumer_seq;
+	} else {
+		atomic_fetch_add(&in->received, 1);
+	}
+	/* The stream's subject is what tells the two kinds apart. */
+	if (strcmp(subject, in->subject_status) == 0) {
+		kind = MSG_STATUS_CHANGED;
+		atomic_fetch_add(&in->received_status, 1);
+	} else if (strcmp(subject, in->subject_request) == 0) {
+		kind = MSG_DIGEST_REQUEST;
+		atomic_fetch_add(&in->received_request, 1);
+	} else {
+		intake_reject(in, sub, m, MSG_E_JSON, "subject is neither the status nor the request subject",
+		    meta.stream_seq, 0, false);
+		return;
+	}
+	intake_validate(in, sub, m, kind, meta.stream_seq, 0, false);
+}
 void
-intake_ack(struct intake *in, natsMsg *m)
+intake_ack(struct intake *in, natsMsg *m, int lane, uint64_t stream_seq)
 {
 	const char *reply;
 	natsStatus s;
 
 	if (m == NULL)
 		return;
+	if (in->partset != NULL && lane > 0)
+		partset_acked(in->partset, lane - 1, stream_seq);
 	reply = natsMsg_GetReply(m);
 	if (reply != NULL && (s = natsConnection_Publish(in->nc, reply, "+ACK", 4)) != NATS_OK) {
 		char qr[256];
@@ -406,6 +470,9 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	if (c->intake == INTAKE_JETSTREAM) {
 		if ((in->jsetup = jsetup_open(in->nc, c)) == NULL)
 			goto fail;
+		if (c->partitions > 0 && (jsetup_partition_stream(in->jsetup, c) == -1 ||
+		    (in->partset = partset_open(c, in->jsetup)) == NULL))
+			goto fail;
 	} else {
 		log_warnx("intake = core: NOT durable; messages published while the service is down "
 		    "or in flight at a crash are lost. Use intake = jetstream in production");
@@ -443,6 +510,12 @@ int
 intake_start(struct intake *in)
 {
 	handoff_open(in->handoff);
+	if (in->partset != NULL) {
+		/* A partition that cannot be bound now is tried again at the next bind. */
+		(void)partset_bind(in->partset);
+		atomic_store(&in->reset_wanted, false);
+		return intake_subscribe(in, partset_subscription(in->partset));
+	}
 	if (in->mode == INTAKE_JETSTREAM) {
 		if (jsetup_reset_consumer(in->jsetup) == -1)
 			return -1;
@@ -533,6 +606,24 @@ intake_handoff(struct intake *in)
 	return in->handoff;
 }
 
+struct partset *
+intake_partset(struct intake *in)
+{
+	return in->partset;
+}
+
+int
+intake_flush(struct intake *in)
+{
+	natsStatus s = natsConnection_FlushTimeout(in->nc, 5000);
+
+	if (s != NATS_OK) {
+		log_warnx("flushing acks: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	return 0;
+}
+
 int
 intake_reload(struct intake *in, const struct config *c)
 {
@@ -569,6 +660,7 @@ intake_get_stats(struct intake *in, struct intake_stats *st)
 	st->dead_letter_truncated = ds.truncated;
 	st->dead_letter_failed = ds.failed;
 	st->redelivered = atomic_load(&in->redelivered);
+	st->replayed = atomic_load(&in->replayed);
 	st->received_status = atomic_load(&in->received_status);
 	st->received_request = atomic_load(&in->received_request);
 	st->rejected_status = atomic_load(&in->rejected_status);
@@ -592,6 +684,7 @@ intake_close(struct intake *in)
 	}
 	/* Its confirmations run on the connection's threads: before the connection goes. */
 	deadletter_free(in->dead_letter);
+	partset_close(in->partset);
 	jsetup_close(in->jsetup);
 	natsconn_close(in->nc);
 	/* No callback runs now; the library stays open until the master's nats_Close. */

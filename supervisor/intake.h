@@ -29,6 +29,7 @@
 struct intake;
 struct handoff;
 struct jsetup;
+struct partset;
 
 struct intake_stats {
 	uint64_t received;
@@ -38,6 +39,7 @@ struct intake_stats {
 	uint64_t dead_letter_truncated;  /* copies that kept only the first bytes (Alarm-Original-Size) */
 	uint64_t dead_letter_failed;     /* copies not kept; their originals are acked all the same */
 	uint64_t redelivered;
+	uint64_t replayed;               /* cluster mode: rebuilt a partition, answered before (not in received) */
 	uint64_t received_status;        /* of received: on the status subject */
 	uint64_t received_request;       /* on the request subject (the rest: neither) */
 	uint64_t rejected_status, rejected_request;  /* of rejected: by subject */
@@ -74,9 +76,14 @@ struct handoff *intake_handoff(struct intake *in);
 
 /*
  * Ack (AckAll) a message once it and every delivery before it are durable.
- * The caller still releases it.
+ * lane and stream_seq are its ackq lane and sequence (cluster mode records
+ * what the stores hold).  The caller still releases it.
  */
-void intake_ack(struct intake *in, natsMsg *m);
+void intake_ack(struct intake *in, natsMsg *m, int lane, uint64_t stream_seq);
+/* Make sure the acks sent so far reached the server (before a lease is given up). */
+int intake_flush(struct intake *in);
+/* Cluster mode: the partitions served (NULL: a single instance). */
+struct partset *intake_partset(struct intake *in);
 void intake_release(void *m);
 
 /*

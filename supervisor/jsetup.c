@@ -528,6 +528,24 @@ jsetup_prefixed(const char *name, const char *prefix)
 	return name != NULL && strncmp(name, prefix, strlen(prefix)) == 0;
 }
 
+/*
+ * A consumer that starts below the floor it took over (to replay what a
+ * former owner answered) carries that floor in its description, or a
+ * crash during the replay would lose it.
+ */
+#define JSETUP_FLOOR_FMT "ack floor %" PRIu64
+
+static uint64_t
+jsetup_floor_carried(const jsConsumerInfo *ci)
+{
+	const char *d = ci->Config->Description;
+	unsigned long long f;
+
+	if (d == NULL || sscanf(d, "ack floor %llu", &f) != 1)
+		return 0;
+	return f;
+}
+
 int
 jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *prefix, uint64_t *floor)
 {
@@ -555,6 +573,8 @@ jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *prefix,
 			continue;
 		if ((f = jsetup_floor(ci)) > *floor)
 			*floor = f;
+		if ((f = jsetup_floor_carried(ci)) > *floor)
+			*floor = f;
 	}
 	jsConsumerInfoList_Destroy(list);
 	return 0;
@@ -562,14 +582,19 @@ jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *prefix,
 
 int
 jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefix,
-    const char *name, const char *filter, const char *deliver, uint64_t start_seq)
+    const char *name, const char *filter, const char *deliver, uint64_t start_seq, uint64_t floor)
 {
 	jsConsumerNamesList *names = NULL;
 	jsConsumerConfig cc;
 	jsErrCode jerr = 0;
 	natsStatus s;
+	char carried[64];
 
 	jsConsumerConfig_Init(&cc);
+	if (floor >= start_seq) {
+		snprintf(carried, sizeof(carried), JSETUP_FLOOR_FMT, floor);
+		cc.Description = carried;
+	}
 	cc.Durable = name;
 	cc.DeliverSubject = deliver;
 	cc.FilterSubject = filter;

@@ -21,6 +21,7 @@
 #include "../common/title.h"
 #include "../common/version.h"
 #include "ackq.h"
+#include "cluster.h"
 #include "handoff.h"
 #include "intake.h"
 #include "master.h"
@@ -42,7 +43,7 @@ enum master_phase {
 	PHASE_STOPPING,     /* shutdown: STOP sent, waiting for workers to exit */
 };
 
-enum master_action { ACTION_NONE, ACTION_RESHARD, ACTION_RESET_CONSUMER };
+enum master_action { ACTION_NONE, ACTION_RESHARD, ACTION_RESET_CONSUMER, ACTION_REBIND };
 
 struct master {
 	const char *conf_path;
@@ -63,6 +64,8 @@ struct master {
 	bool ready_due;             /* READY=1 once the consumer is bound and every worker said READY */
 	int64_t ready_due_ms;       /* since when */
 	struct telemetry *tel;      /* /metrics, /healthz, /readyz, $SRV */
+	struct cluster *cluster;    /* one instance of several ([cluster] partitions > 0); NULL: alone */
+	int cluster_due;            /* ms until the cluster wants a look (its fence runs out) */
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -75,18 +78,25 @@ master_done(void *ref, void *arg)
 		ackq_done(m->ackq, (uint64_t)(uintptr_t)ref - 1);
 }
 
+/* ackq_advance's: one AckAll per consumer (lane) whose floor moved. */
+static void
+master_ack_one(void *msg, int lane, uint64_t stream_seq, void *arg)
+{
+	struct master *m = arg;
+
+	/* Past the fence another instance may own the partition: not ours to ack. */
+	if (lane == 0 || m->cluster == NULL || cluster_may_ack(m->cluster))
+		intake_ack(m->intake, msg, lane, stream_seq);
+	intake_release(msg);
+}
+
 /* Ack the durable floor, if it moved and acking is safe. */
 static void
 master_ack_floor(struct master *m)
 {
-	void *msg;
-
 	if (intake_reset_wanted(m->intake))
 		return;
-	if ((msg = ackq_advance(m->ackq)) != NULL) {
-		intake_ack(m->intake, msg);
-		intake_release(msg);
-	}
+	ackq_advance(m->ackq, master_ack_one, m);
 }
 
 /* The title, mirrored to the service manager's STATUS= (rate-limited there unless forced). */
@@ -307,7 +317,7 @@ master_title(struct master *m, bool force)
 	struct intake_stats is;
 	struct pool_stats ps;
 	int64_t now = clock_mono_ms();
-	char slots[160];
+	char slots[160], cluster[192] = "";
 
 	if (!force && now - m->last_title_ms < 1000)
 		return;
@@ -315,12 +325,16 @@ master_title(struct master *m, bool force)
 	intake_get_stats(m->intake, &is);
 	pool_get_stats(m->pool, &ps);
 	master_title_slots(m, slots, sizeof(slots));
+	if (m->cluster != NULL) {
+		cluster[0] = ' ';
+		cluster_describe(m->cluster, cluster + 1, sizeof(cluster) - 1);
+	}
 	/*
 	 * The slot details come early: a long conf path must not push them past
 	 * the title's end.  dlfail: dead-letter copies not kept (shown once there is one).
 	 */
-	master_show(m, force, "master conf=%s workers %d/%d%s%s users=%llu alarms=%llu in=%llu bad=%llu%s%.0llu inflight=%llu%s",
-	    m->conf_path, ps.running, ps.slots, ps.parked ? " PARKED" : "", slots,
+	master_show(m, force, "master conf=%s%s workers %d/%d%s%s users=%llu alarms=%llu in=%llu bad=%llu%s%.0llu inflight=%llu%s",
+	    m->conf_path, cluster, ps.running, ps.slots, ps.parked ? " PARKED" : "", slots,
 	    (unsigned long long)ps.users, (unsigned long long)ps.alarms,
 	    (unsigned long long)is.received, (unsigned long long)is.rejected,
 	    is.dead_letter_failed ? " dlfail=" : "", (unsigned long long)is.dead_letter_failed,
@@ -338,7 +352,7 @@ master_route(struct master *m)
 			return;
 		while (m->batch.pos < m->batch.n) {
 			struct handoff_item *it = &m->batch.items[m->batch.pos];
-			uint64_t h = ackq_push(m->ackq, it->msg, it->stream_seq, it->frame_len == 0);
+			uint64_t h = ackq_push(m->ackq, it->msg, it->stream_seq, it->lane, it->frame_len == 0);
 			if (h == UINT64_MAX) {
 				log_error("ack queue");
 				return;
@@ -438,6 +452,8 @@ master_shutdown(struct master *m, int sig)
 	m->deadline_ms = clock_mono_ms() + m->cfg.shutdown_timeout_ms;
 	m->phase = PHASE_DRAIN;
 	notify_stopping(m->notify);
+	if (m->cluster != NULL)
+		cluster_leave(m->cluster);
 	intake_drain_begin(m->intake);
 }
 
@@ -474,7 +490,16 @@ master_on_signals(struct master *m)
 static int
 master_act(struct master *m)
 {
-	if (m->action == ACTION_RESET_CONSUMER) {
+	if (m->action == ACTION_REBIND) {
+		/* Everything routed is durable: ack it before a partition changes hands. */
+		master_ack_floor(m);
+		intake_reset(m->intake);
+		ackq_clear(m->ackq);
+		handoff_batch_free(&m->batch);
+		(void)intake_flush(m->intake);
+		if (cluster_rebind(m->cluster) == -1)
+			log_warnx("some partitions could not be bound; trying again");
+	} else if (m->action == ACTION_RESET_CONSUMER) {
 		log_info("resetting the consumer to its ack floor: unacked messages come again now, in order");
 		intake_reset(m->intake);
 		/* Durable but not acked: they come again, and re-applying them is harmless. */
@@ -556,9 +581,13 @@ master_loop(struct master *m)
 {
 	for (;;) {
 		struct pollfd fds[MASTER_MAX_FDS];
-		int n = 0, timeout = 1000, due;
+		int n = 0, timeout = 1000, due, cluster_fd = -1;
 
 		fds[n++] = (struct pollfd){ m->sigfd, POLLIN, 0 };
+		if (m->cluster != NULL) {
+			cluster_fd = n;
+			fds[n++] = (struct pollfd){ cluster_wake_fd(m->cluster), POLLIN, 0 };
+		}
 		/* Only wait on intake when the last batch is routed, or we would spin on a full queue. */
 		if ((m->phase == PHASE_RUN || m->phase == PHASE_DRAIN) && m->batch.pos == m->batch.n)
 			fds[n++] = (struct pollfd){ handoff_wake_fd(intake_handoff(m->intake)), POLLIN, 0 };
@@ -568,6 +597,8 @@ master_loop(struct master *m)
 			timeout = due;
 		if (m->settle_ms >= 0 && m->settle_ms < timeout)
 			timeout = m->settle_ms;
+		if (m->cluster != NULL && m->cluster_due < timeout)
+			timeout = m->cluster_due;
 		if (m->phase != PHASE_RUN)
 			timeout = timeout > 50 ? 50 : timeout;
 		if ((due = notify_watchdog_due(m->notify)) >= 0 && due < timeout)
@@ -578,6 +609,19 @@ master_loop(struct master *m)
 		}
 		pool_handle(m->pool, fds + first_pool, n - first_pool);
 		master_on_signals(m);
+		if (m->cluster != NULL) {
+			bool change;
+
+			m->cluster_due = 1000;
+			change = cluster_poll(m->cluster, m->pool, &m->cluster_due,
+			    cluster_fd >= 0 && (fds[cluster_fd].revents & POLLIN));
+
+			if (change && m->phase == PHASE_RUN) {
+				m->phase = PHASE_QUIESCE;
+				m->action = ACTION_REBIND;
+				m->last_quiesce_log_ms = clock_mono_ms();
+			}
+		}
 		master_route(m);
 		/* Group commit of the spills: one fdatasync per pass, then their messages count as durable. */
 		m->settle_ms = pool_settle(m->pool);
@@ -593,7 +637,7 @@ master_loop(struct master *m)
 			 * will do); a reshard moves stores, so nothing may be in flight
 			 * or spilled.
 			 */
-			if (m->action == ACTION_RESET_CONSUMER ? pool_durable(m->pool) : pool_idle(m->pool)) {
+			if (m->action != ACTION_RESHARD ? pool_durable(m->pool) : pool_idle(m->pool)) {
 				if (master_act(m) == -1)
 					return -1;
 			} else if (clock_mono_ms() - m->last_quiesce_log_ms >= 10000) {
@@ -691,7 +735,10 @@ master_main(const char *conf_path)
 	if ((m.intake = intake_open(&m.cfg, master_stop_check, NULL)) == NULL)
 		goto out;
 	telemetry_attach(m.tel, m.intake, &m.cfg);
-	if ((m.ackq = ackq_new(intake_release)) == NULL) {
+	if (m.cfg.partitions > 0 && (m.cluster = cluster_open(&m.cfg, m.intake, master_stop_check, NULL)) == NULL)
+		goto out;
+	/* Lane 0: the one consumer of a single instance; 1 + p: partition p's. */
+	if ((m.ackq = ackq_new(intake_release, (int)m.cfg.partitions + 1)) == NULL) {
 		log_error("allocating the ack queue");
 		goto out;
 	}
@@ -713,6 +760,8 @@ master_main(const char *conf_path)
 	m.ready_due = true;
 	m.ready_due_ms = clock_mono_ms();
 	rc = master_loop(&m) == 0 ? 0 : 1;
+	if (rc == 0 && m.cluster != NULL && intake_flush(m.intake) == 0)
+		cluster_release_all(m.cluster);
 	log_info("stopped");
 out:
 	if (m.pool != NULL)
@@ -721,6 +770,7 @@ out:
 	pool_free(m.pool, NULL);
 	ackq_free(m.ackq);
 	telemetry_close(m.tel);
+	cluster_close(m.cluster);
 	intake_close(m.intake);
 	if (m.sigfd != -1)
 		close(m.sigfd);

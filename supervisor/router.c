@@ -493,7 +493,7 @@ router_do_start(struct router *r)
 	start = (copied > floor ? copied : floor) + 1;
 	r->gen++;
 	snprintf(name, sizeof(name), "%s%" PRIu64 "_%" PRIu64, r->prefix, r->epoch, r->gen);
-	if (jsetup_consumer_replace(r->js, r->stream, r->prefix, name, NULL, r->deliver, start) == -1)
+	if (jsetup_consumer_replace(r->js, r->stream, r->prefix, name, NULL, r->deliver, start, 0) == -1)
 		return -1;
 
 	pthread_mutex_lock(&r->lock);

@@ -496,55 +496,114 @@ count_release(void *ref)
 	released++;
 }
 
+/* What ackq_advance handed out to ack, per lane (NULL: nothing). */
+static void *acked[4];
+static int nacked;
+
+static void
+take_ack(void *ref, int lane, uint64_t stream_seq, void *arg)
+{
+	(void)stream_seq;
+	(void)arg;
+	assert_true(lane >= 0 && lane < 4);
+	assert_null(acked[lane]);
+	acked[lane] = ref;
+	nacked++;
+}
+
+/* The single ref ackq_advance gave to ack on lane 0, or NULL. */
+static void *
+advance0(struct ackq *q)
+{
+	memset(acked, 0, sizeof(acked));
+	nacked = 0;
+	ackq_advance(q, take_ack, NULL);
+	assert_true(nacked <= 1);
+	return acked[0];
+}
+
 static void
 test_ackq_floor(void **state)
 {
-	struct ackq *q = ackq_new(count_release);
+	struct ackq *q = ackq_new(count_release, 1);
 	int a, b, c, d;
 	uint64_t ha, hb, hc, hd;
 
 	(void)state;
 	released = 0;
-	ha = ackq_push(q, &a, 10, 0);
-	hb = ackq_push(q, &b, 12, 0);
-	hc = ackq_push(q, &c, 11, 1);   /* a dead-lettered message: done on arrival */
-	hd = ackq_push(q, &d, 13, 0);
+	ha = ackq_push(q, &a, 10, 0, 0);
+	hb = ackq_push(q, &b, 12, 0, 0);
+	hc = ackq_push(q, &c, 11, 0, 1);   /* a dead-lettered message: done on arrival */
+	hd = ackq_push(q, &d, 13, 0, 0);
 	(void)hc;
 	/* Done out of order: the floor waits for the first. */
 	ackq_done(q, hb);
-	assert_null(ackq_advance(q));
+	assert_null(advance0(q));
 	ackq_done(q, ha);
 	/* Prefix a, b, c: ack the largest stream sequence (b: 12), release the rest. */
-	assert_ptr_equal(ackq_advance(q), &b);
+	assert_ptr_equal(advance0(q), &b);
 	assert_int_equal(released, 2);
 	assert_int_equal(ackq_count(q), 1);
 	ackq_done(q, hd);
 	ackq_done(q, ha);  /* stale handle: ignored */
-	assert_ptr_equal(ackq_advance(q), &d);
+	assert_ptr_equal(advance0(q), &d);
 	assert_int_equal(ackq_count(q), 0);
+	ackq_free(q);
+}
+
+/* Cluster mode: one AckAll per consumer (lane), each naming that lane's largest sequence. */
+static void
+test_ackq_lanes(void **state)
+{
+	struct ackq *q = ackq_new(count_release, 4);
+	int r[6];
+	uint64_t h[6];
+
+	(void)state;
+	released = 0;
+	h[0] = ackq_push(q, &r[0], 5, 1, 0);
+	h[1] = ackq_push(q, &r[1], 6, 3, 0);
+	h[2] = ackq_push(q, &r[2], 7, 1, 0);
+	h[3] = ackq_push(q, NULL, 8, 2, 1);
+	h[4] = ackq_push(q, &r[4], 9, 3, 0);
+	h[5] = ackq_push(q, &r[5], 10, 2, 0);
+	for (int i = 0; i < 5; i++)
+		ackq_done(q, h[i]);
+	memset(acked, 0, sizeof(acked));
+	nacked = 0;
+	assert_int_equal(ackq_advance(q, take_ack, NULL), 2);
+	assert_ptr_equal(acked[1], &r[2]);
+	assert_ptr_equal(acked[3], &r[4]);
+	assert_null(acked[2]);
+	assert_int_equal(released, 2);   /* r[0] and r[1]: covered by their lane's ack */
+	ackq_done(q, h[5]);
+	memset(acked, 0, sizeof(acked));
+	nacked = 0;
+	assert_int_equal(ackq_advance(q, take_ack, NULL), 1);
+	assert_ptr_equal(acked[2], &r[5]);
 	ackq_free(q);
 }
 
 static void
 test_ackq_grows_and_clears(void **state)
 {
-	struct ackq *q = ackq_new(count_release);
+	struct ackq *q = ackq_new(count_release, 1);
 	static int refs[10000];
 	uint64_t h[10000];
 
 	(void)state;
 	released = 0;
 	for (int i = 0; i < 10000; i++)
-		h[i] = ackq_push(q, &refs[i], (uint64_t)i + 1, 0);
+		h[i] = ackq_push(q, &refs[i], (uint64_t)i + 1, 0, 0);
 	/* Handles stay valid across growth. */
 	for (int i = 9999; i >= 1; i--)
 		ackq_done(q, h[i]);
-	assert_null(ackq_advance(q));
+	assert_null(advance0(q));
 	ackq_done(q, h[0]);
-	assert_ptr_equal(ackq_advance(q), &refs[9999]);
+	assert_ptr_equal(advance0(q), &refs[9999]);
 	assert_int_equal(released, 9999);
 	for (int i = 0; i < 5; i++)
-		ackq_push(q, &refs[i], 1, 0);
+		ackq_push(q, &refs[i], 1, 0, 0);
 	ackq_unpush(q);
 	assert_int_equal(ackq_count(q), 4);
 	ackq_clear(q);
@@ -569,6 +628,7 @@ main(void)
 		cmocka_unit_test(test_outq_walk_and_times),
 		cmocka_unit_test(test_jsack_parse),
 		cmocka_unit_test(test_ackq_floor),
+		cmocka_unit_test(test_ackq_lanes),
 		cmocka_unit_test(test_ackq_grows_and_clears),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,236 @@
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/clock.h"
+#include "../common/log.h"
+#include "cluster.h"
+#include "intake.h"
+#include "lease.h"
+#include "partset.h"
+#include "pool.h"
+#include "router.h"
+
+struct cluster {
+	struct intake *intake;      /* borrowed */
+	struct partset *partset;    /* borrowed from intake */
+	struct lease *lease;
+	struct router *router;
+	struct lease_view view;     /* as of the last wake */
+	uint64_t router_epoch;      /* the router runs under this lease (0: not running) */
+	int64_t fence_sent;         /* what the workers and the router were told */
+	bool leaving;
+	bool lapsed;                /* the fence passed: everything unbound, leases to be taken anew */
+	char instance[CONFIG_INSTANCE_MAX + 1];
+};
+
+struct cluster *
+cluster_open(const struct config *c, struct intake *in, bool (*stop)(void *), void *stop_arg)
+{
+	struct cluster *cl;
+
+	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
+		log_error("allocating the cluster state");
+		return NULL;
+	}
+	cl->intake = in;
+	cl->partset = intake_partset(in);
+	cl->view.partitions = (int)c->partitions;
+	cl->fence_sent = -1;
+	if (config_instance(c, cl->instance, sizeof(cl->instance)) == -1) {
+		log_error("reading the host name for [cluster] instance");
+		goto fail;
+	}
+	if (cl->partset == NULL) {
+		log_errorx("[cluster] partitions = %lld needs [nats] intake = jetstream",
+		    (long long)c->partitions);
+		goto fail;
+	}
+	if ((cl->router = router_open(intake_conn(in), intake_jsetup(in), c)) == NULL ||
+	    (cl->lease = lease_open(c, stop, stop_arg)) == NULL)
+		goto fail;
+	log_info("cluster instance %s: %lld partitions, lease_ttl %lld ms", cl->instance,
+	    (long long)c->partitions, (long long)c->lease_ttl_ms);
+	return cl;
+fail:
+	cluster_close(cl);
+	return NULL;
+}
+
+void
+cluster_close(struct cluster *cl)
+{
+	if (cl == NULL)
+		return;
+	if (cl->router_epoch != 0)
+		router_stop(cl->router);
+	router_close(cl->router);
+	lease_close(cl->lease);
+	free(cl);
+}
+
+int
+cluster_wake_fd(const struct cluster *cl)
+{
+	return lease_wake_fd(cl->lease);
+}
+
+static bool
+cluster_fenced(const struct cluster *cl)
+{
+	return clock_mono_ms() > cl->view.fence_ms;
+}
+
+/* The epoch p should be served under now (0: not at all). */
+static uint64_t
+cluster_want(const struct cluster *cl, int p)
+{
+	const struct lease_hold *lp = &cl->view.part[p];
+
+	if (lp->epoch == 0 || lp->release_wanted || cl->leaving || cluster_fenced(cl))
+		return 0;
+	return lp->epoch;
+}
+
+bool
+cluster_may_ack(struct cluster *cl)
+{
+	return !cluster_fenced(cl);
+}
+
+/* Run the router while we hold its lease and the fence holds; hand it over when asked. */
+static void
+cluster_router(struct cluster *cl)
+{
+	const struct lease_hold *lr = &cl->view.router;
+	bool want = lr->epoch != 0 && !lr->release_wanted && !cl->leaving && !cluster_fenced(cl);
+
+	if (cl->router_epoch != 0 && (!want || lr->epoch != cl->router_epoch)) {
+		router_stop(cl->router);
+		log_info("router stopped (lease epoch %" PRIu64 ")", cl->router_epoch);
+		cl->router_epoch = 0;
+	}
+	if (lr->epoch != 0 && lr->release_wanted && cl->router_epoch == 0) {
+		lease_released(cl->lease, LEASE_ROUTER, lr->epoch);
+		return;
+	}
+	if (want && cl->router_epoch == 0) {
+		/* On failure it tries again by itself until stopped. */
+		if (router_start(cl->router, lr->epoch) == 0)
+			log_info("router started (lease epoch %" PRIu64 ")", lr->epoch);
+		cl->router_epoch = lr->epoch;
+	}
+}
+
+bool
+cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
+{
+	int64_t now, left;
+	bool change = false;
+
+	if (woke)
+		lease_view(cl->lease, &cl->view);
+	now = clock_mono_ms();
+	if (cl->view.fence_ms != cl->fence_sent) {
+		pool_fence(pool, cl->view.fence_ms);
+		router_fence(cl->router, cl->view.fence_ms);
+		cl->fence_sent = cl->view.fence_ms;
+	}
+	cluster_router(cl);
+	for (int p = 0; p < cl->view.partitions && !change; p++)
+		change = cluster_want(cl, p) != partset_serving(cl->partset, p);
+	/* Our holds lapsed while we served: unbind all, then take the leases anew. */
+	if (change && cluster_fenced(cl) && cl->view.fence_ms != 0 && !cl->lapsed) {
+		log_warnx("leases not renewed in time (fence passed %lld ms ago): acking nothing and "
+		    "unbinding every partition until they are held again", (long long)(now - cl->view.fence_ms));
+		cl->lapsed = true;
+	}
+	left = cl->view.fence_ms - now + 1;
+	if (left > 0 && left < *timeout_ms)
+		*timeout_ms = (int)left;
+	return change;
+}
+
+int
+cluster_rebind(struct cluster *cl)
+{
+	uint64_t *was = calloc((size_t)cl->view.partitions, sizeof(*was));
+	int rc;
+
+	if (was == NULL) {
+		log_error("allocating the partition list");
+		return -1;
+	}
+	for (int p = 0; p < cl->view.partitions; p++) {
+		was[p] = partset_serving(cl->partset, p);
+		partset_want(cl->partset, p, cluster_want(cl, p));
+	}
+	rc = intake_start(cl->intake);
+	/* Handed over once its acks reached the server (the master flushed them). */
+	for (int p = 0; p < cl->view.partitions; p++) {
+		const struct lease_hold *lp = &cl->view.part[p];
+
+		if (was[p] != 0 && lp->release_wanted && lp->epoch == was[p]) {
+			log_info("partition %d: handed over (lease epoch %" PRIu64 ")", p, was[p]);
+			lease_released(cl->lease, p, was[p]);
+		}
+	}
+	free(was);
+	if (cl->lapsed) {
+		lease_reset(cl->lease);
+		cl->lapsed = false;
+	}
+	return rc;
+}
+
+void
+cluster_leave(struct cluster *cl)
+{
+	cl->leaving = true;
+	lease_leave(cl->lease);
+	cluster_router(cl);
+}
+
+void
+cluster_release_all(struct cluster *cl)
+{
+	for (int p = 0; p < cl->view.partitions; p++)
+		partset_want(cl->partset, p, 0);
+	/* Records the floors; the consumers stay for the next owners (partset.h). */
+	(void)partset_bind(cl->partset);
+	for (int p = 0; p < cl->view.partitions; p++)
+		if (cl->view.part[p].epoch != 0)
+			lease_released(cl->lease, p, cl->view.part[p].epoch);
+	if (cl->router_epoch != 0) {
+		router_stop(cl->router);
+		cl->router_epoch = 0;
+	}
+	if (cl->view.router.epoch != 0)
+		lease_released(cl->lease, LEASE_ROUTER, cl->view.router.epoch);
+	log_info("left the cluster: every lease released");
+}
+
+void
+cluster_describe(const struct cluster *cl, char *buf, size_t len)
+{
+	size_t o = 0;
+	int n = 0;
+
+	o += (size_t)snprintf(buf, len, "cluster %s: parts ", cl->instance);
+	for (int p = 0; p < cl->view.partitions && o < len; p++) {
+		if (partset_serving(cl->partset, p) == 0)
+			continue;
+		o += (size_t)snprintf(buf + o, len - o, "%s%d", n++ ? "," : "", p);
+	}
+	if (n == 0 && o < len)
+		o += (size_t)snprintf(buf + o, len - o, "none");
+	if (cl->router_epoch != 0 && o < len)
+		snprintf(buf + o, len - o, " router");
+}
+
+const struct lease_view *
+cluster_view(const struct cluster *cl)
+{
+	return &cl->view;
+}

@@ -1,0 +1,68 @@
+/*
+ * partset: the partitions this instance serves in cluster mode
+ * ([cluster] partitions > 0, docs/DESIGN.md "Scaling out").
+ *
+ * Each served partition is read through its own push consumer on the
+ * partition stream, named after the lease epoch that owns it
+ * ("<consumer>_p<P>_<epoch>_<gen>"): a takeover creates the new consumer
+ * before it deletes the old ones, so a paused former owner's late acks
+ * land on a deleted consumer, and a crash in between loses no ack floor.
+ *
+ * A partition's state is the replay of its messages in stream order.
+ * STATE_DIR/partitions records, per partition, the stream sequence up to
+ * which this instance's stores hold everything (what it acked).  A new
+ * consumer starts after min(that, the ack floor F of the consumers it
+ * replaces), and deliveries at or below F are replays: another owner
+ * already answered them, so they rebuild the state without a digest.
+ *
+ * Main thread: partset_want, partset_bind, partset_acked (no callback runs
+ * during partset_bind).  Callback thread: partset_classify.
+ */
+#ifndef PARTSET_H
+#define PARTSET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/alarm.h"
+#include "../common/config.h"
+#include "jsack.h"
+
+struct partset;
+struct jsetup;
+
+/* Reads STATE_DIR/partitions (refuses one written for another partition count).  NULL on error (logged). */
+struct partset *partset_open(const struct config *c, struct jsetup *js);
+void partset_close(struct partset *ps);
+
+int partset_count(const struct partset *ps);
+/* Serve p under the lease of this epoch from the next bind on; 0: give it up. */
+void partset_want(struct partset *ps, int p, uint64_t epoch);
+/* The epoch p is served under now (0: not served). */
+uint64_t partset_serving(const struct partset *ps, int p);
+
+/*
+ * Make the consumers match what is wanted: take over each newly wanted
+ * partition, recreate the kept ones at their floor, delete the consumers
+ * of the ones given up; then record the floors.  -1 on error (logged);
+ * a partition that could not be bound is not served.
+ */
+int partset_bind(struct partset *ps);
+/* The master acked p's consumer up to seq: this instance's stores hold all of p up to it. */
+void partset_acked(struct partset *ps, int p, uint64_t seq);
+/* Write STATE_DIR/partitions now (at shutdown). */
+int partset_save(struct partset *ps);
+
+/* What the intake subscribes to: every served partition's deliver subject. */
+const char *partset_subscription(const struct partset *ps);
+
+/*
+ * Callback thread: the partition of a delivery (-1: not one of ours: not
+ * a partition subject, or a partition no longer served), its kind (from
+ * the subject's last token), whether it is a replay, and whether its
+ * consumer sequence skipped deliveries (*gap).
+ */
+int partset_classify(struct partset *ps, const char *subject, const struct jsack_meta *meta,
+    enum msg_kind *kind, bool *replay, bool *gap);
+
+#endif
