@@ -388,7 +388,7 @@ owners_start(struct owners *o, int64_t timeout_ms)
 	jsOptions_Init(&jo);
 	/* A round must not hang on a node that went away. */
 	jo.Wait = 500;
-	if ((s = natsConnection_JetStream(&o->js, o->nc, &jo)) != NATS_OK) {
+	if (o->js == NULL && (s = natsConnection_JetStream(&o->js, o->nc, &jo)) != NATS_OK) {
 		harness_seterr("owners: JetStream context: %s", natsStatus_GetText(s));
 		return -1;
 	}
