@@ -25,7 +25,7 @@ struct owners {
 	kvStore *kv;
 	char bucket[128];
 	int parts;                 /* partitions; index parts is the router */
-	int64_t period_ms, lag_ms;
+	int64_t period_ms, double_ms, lag_ms;
 
 	pthread_t thread;
 	bool started;
@@ -34,7 +34,7 @@ struct owners {
 	pthread_mutex_t mu;        /* everything below */
 	struct inst inst[OWNERS_MAX_INST];
 	int ninst;
-	struct owners_view view, prev;
+	struct owners_view view;
 	struct owners_stats st;
 	char phase[64];
 	int64_t phase_bound_ms;
@@ -42,13 +42,15 @@ struct owners {
 	uint64_t phase_moves, moves;
 	int last_holder[OWNERS_MAX_PARTS + 1];
 	int64_t unowned_since[OWNERS_MAX_PARTS + 1];
+	int64_t double_since[OWNERS_MAX_PARTS + 1];
+	bool double_told[OWNERS_MAX_PARTS + 1];
 	int64_t stale_since[OWNERS_MAX_INST][OWNERS_MAX_PARTS + 1];
 	bool stale_told[OWNERS_MAX_INST][OWNERS_MAX_PARTS + 1];
 };
 
 struct owners *
 owners_new(natsConnection *conn, const char *bucket, int partitions, int64_t period_ms,
-    int64_t lag_ms)
+    int64_t double_ms, int64_t lag_ms)
 {
 	struct owners *o;
 
@@ -63,6 +65,7 @@ owners_new(natsConnection *conn, const char *bucket, int partitions, int64_t per
 	o->nc = conn;
 	o->parts = partitions;
 	o->period_ms = period_ms;
+	o->double_ms = double_ms;
 	o->lag_ms = lag_ms;
 	snprintf(o->bucket, sizeof(o->bucket), "%s", bucket);
 	snprintf(o->phase, sizeof(o->phase), "start");
@@ -98,7 +101,7 @@ owners_watch(struct owners *o, int idx, bool on, int64_t grace_ms)
 	o->inst[idx].watched = on;
 	o->inst[idx].grace_until = grace_ms > 0 ? harness_now_ms() + grace_ms : 0;
 	/* A claim seen before it went away proves nothing about the next one. */
-	o->view.claims[idx] = o->prev.claims[idx] = 0;
+	o->view.claims[idx] = 0;
 	for (int p = 0; p <= o->parts; p++)
 		o->stale_since[idx][p] = 0;
 	pthread_mutex_unlock(&o->mu);
@@ -228,7 +231,7 @@ owners_http_claims(const struct owners *o, int port, uint64_t *mask, bool *has)
 	return 0;
 }
 
-/* Caller holds mu: judge round v against the previous one. */
+/* Caller holds mu: judge round v, the windows measured from the rounds before. */
 static void
 owners_judge(struct owners *o, struct owners_view *v, const bool judged[OWNERS_MAX_INST])
 {
@@ -237,24 +240,15 @@ owners_judge(struct owners *o, struct owners_view *v, const bool judged[OWNERS_M
 	for (int p = 0; p <= o->parts; p++) {
 		uint64_t bit = UINT64_C(1) << p;
 		int h = v->holder[p];
-		int first = -1;
+		int first = -1, second = -1;
 
 		for (int i = 0; i < o->ninst; i++) {
 			if (!judged[i] || !(v->claims[i] & bit))
 				continue;
-			if (first == -1) {
+			if (first == -1)
 				first = i;
-			} else {
-				o->st.overlaps_one_round++;
-				if ((o->prev.claims[i] & bit) && (o->prev.claims[first] & bit)) {
-					o->st.doubles++;
-					owners_problem(o, "phase %s: %s%d claimed by both %s and %s in two "
-					    "samples in a row (bucket: %s, epoch %llu)", o->phase,
-					    p == o->parts ? "router" : "partition ", p == o->parts ? 0 : p,
-					    o->inst[first].name, o->inst[i].name, owners_name(o, h),
-					    (unsigned long long)v->epoch[p]);
-				}
-			}
+			else if (second == -1)
+				second = i;
 			/* A claim against the bucket's holder may lag, but not for long. */
 			if (h >= 0 && h != i) {
 				if (o->stale_since[i][p] == 0)
@@ -277,6 +271,22 @@ owners_judge(struct owners *o, struct owners_view *v, const bool judged[OWNERS_M
 		for (int i = 0; i < o->ninst; i++)
 			if (!(v->claims[i] & bit) || !judged[i])
 				o->stale_since[i][p] = 0, o->stale_told[i][p] = false;
+		/* Each /metrics is a snapshot of its own: a hand-over shows both for a moment. */
+		if (second == -1) {
+			o->double_since[p] = 0;
+			o->double_told[p] = false;
+		} else if (o->double_since[p] == 0) {
+			o->double_since[p] = now;
+			o->st.overlaps++;
+		} else if (now - o->double_since[p] > o->double_ms && !o->double_told[p]) {
+			o->double_told[p] = true;
+			o->st.doubles++;
+			owners_problem(o, "phase %s: %s%d claimed by both %s and %s for %lld ms (bucket: "
+			    "%s, epoch %llu)", o->phase, p == o->parts ? "router" : "partition ",
+			    p == o->parts ? 0 : p, o->inst[first].name, o->inst[second].name,
+			    (long long)(now - o->double_since[p]), owners_name(o, h),
+			    (unsigned long long)v->epoch[p]);
+		}
 
 		if (h == OWNERS_UNKNOWN)
 			continue;
@@ -353,11 +363,6 @@ owners_round(struct owners *o)
 	}
 	v.rounds = ++o->st.rounds;
 	owners_judge(o, &v, judged);
-	o->prev = v;
-	/* An instance in its grace period never counts as the other half of a double. */
-	for (int i = 0; i < ninst; i++)
-		if (!judged[i])
-			o->prev.claims[i] = 0;
 	o->view = v;
 	pthread_mutex_unlock(&o->mu);
 }

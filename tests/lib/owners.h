@@ -6,11 +6,11 @@
  * alarm_digest_router_active: what the instance itself believes).
  *
  * The sampler judges as it goes:
- *  - double ownership: two instances claim one partition in two rounds in
- *    a row.  Instances are asked one after the other, so one round alone
- *    cannot tell a hand-over from an overlap; two rounds can (each claim
- *    brackets the other's), unless a partition went and came back within
- *    one period, which a hand-over cannot do.
+ *  - double ownership: two instances claim one partition for longer than
+ *    double_ms.  Each /metrics is a snapshot the instance refreshes on its
+ *    own (every 250 ms), and instances are asked one after the other, so a
+ *    hand-over shows both for a moment; two owners acting at once show for
+ *    as long as the stale one's lease thread takes to notice.
  *  - stale claims: an instance claims a partition the bucket gives to
  *    another for longer than lag_ms (its lease thread notices a loss within
  *    its fence, shorter than lease_ttl);
@@ -55,8 +55,8 @@ struct owners_view {
 struct owners_stats {
 	uint64_t rounds;
 	uint64_t kv_errors, http_errors;
-	uint64_t overlaps_one_round;      /* two claimers in one round only: a hand-over seen mid-way */
-	uint64_t doubles;                 /* two claimers in two rounds in a row */
+	uint64_t overlaps;                /* two claimers for a moment: a hand-over seen mid-way */
+	uint64_t doubles;                 /* two claimers for longer than double_ms */
 	uint64_t stale;                   /* claims against the bucket past lag_ms */
 	uint64_t long_unowned;            /* windows past their phase's bound */
 	int64_t max_stale_ms;             /* the longest claim against the bucket */
@@ -65,11 +65,12 @@ struct owners_stats {
 
 /*
  * conn: the sampler's own connection to the cluster (it keeps using it;
- * closed by the caller after owners_free).  lag_ms: how long an instance's
+ * closed by the caller after owners_free).  double_ms: how long two
+ * instances may both claim one partition; lag_ms: how long an instance's
  * claim may disagree with the bucket.
  */
 struct owners *owners_new(natsConnection *conn, const char *bucket, int partitions,
-    int64_t period_ms, int64_t lag_ms);
+    int64_t period_ms, int64_t double_ms, int64_t lag_ms);
 /* Instance `name` with /metrics on 127.0.0.1:http_port; its index, or -1. */
 int owners_add(struct owners *o, const char *name, int http_port);
 /*
