@@ -241,6 +241,8 @@ out:
 #define CP_DOUBLE_MS 1000
 /* How soon a resumed instance must stop claiming what it lost. */
 #define CP_STALE_MS 5000
+/* Past this, the steps left fail as not run (a passing run takes about a minute). */
+#define CP_BUDGET_MS 200000
 #define CP_TAG "cluster_partitions"
 
 struct cp_inst {
@@ -262,6 +264,7 @@ struct cp {
 	struct model *m;
 	struct runner r;
 	int failures_at_start;
+	int64_t t_start;
 	int probes;
 	char why[512];         /* set: the story cannot go on; later checks fail with it */
 	int64_t takeover_max[3];  /* kill, leave, pause */
@@ -276,10 +279,17 @@ cp_halt(struct cp *cp, const char *what)
 		snprintf(cp->why, sizeof(cp->why), "%s: %s", what, harness_err());
 }
 
-/* False (and the check failed) when an earlier step stopped the story. */
+/*
+ * False (and the check failed) when an earlier step stopped the story, or
+ * the scenario's time is spent: a broken cluster mode must not eat the
+ * whole suite's watchdog (ITEST_TIMEOUT) wait by wait.
+ */
 static bool
 cp_can(struct cp *cp, const char *check)
 {
+	if (cp->why[0] == '\0' && harness_now_ms() - cp->t_start > CP_BUDGET_MS)
+		snprintf(cp->why, sizeof(cp->why), "the scenario's %d s are spent",
+		    CP_BUDGET_MS / 1000);
 	if (cp->why[0] == '\0')
 		return true;
 	tap_fail(check, "not run, an earlier step failed: %s", cp->why);
@@ -482,7 +492,7 @@ cp_wait_stable(struct cp *cp, int min_each, int64_t settle_ms, int64_t timeout_m
 static int
 cp_wait_taken(struct cp *cp, int ev, int from, uint64_t mask, int64_t t0, int64_t bound_ms)
 {
-	int64_t took[CP_PARTS + 1] = { 0 }, max = 0, deadline = t0 + (bound_ms > 30000 ? bound_ms : 30000);
+	int64_t took[CP_PARTS + 1] = { 0 }, max = 0, deadline = t0 + (bound_ms > 15000 ? bound_ms : 15000);
 	uint64_t left = mask;
 	struct owners_view v;
 	char line[1024], list[256];
@@ -522,6 +532,8 @@ cp_wait_taken(struct cp *cp, int ev, int from, uint64_t mask, int64_t t0, int64_
 		owners_mask_str(left, CP_PARTS, list, sizeof(list));
 		harness_seterr("after %s of %s, %s never got a new holder within %lld ms",
 		    cp_events[ev], cp->in[from].name, list, (long long)(deadline - t0));
+		/* Nothing later means much without its partitions. */
+		cp_halt(cp, cp_events[ev]);
 		return -1;
 	}
 	if (max > bound_ms) {
@@ -787,7 +799,7 @@ cp_plan_phase(struct cp *cp)
 	if (plan_send(&p, cp->bus, cp->m) == -1)
 		goto out;
 	printf("# " CP_TAG ": plan of %zu messages sent with 3 instances\n", p.n);
-	deadline = harness_now_ms() + 60000;
+	deadline = harness_now_ms() + 30000;
 	for (size_t i = 0; i < model_user_count(cp->m); i++) {
 		const char *u = model_user(cp->m, i);
 
@@ -849,7 +861,7 @@ cp_join_leave_phase(struct cp *cp)
 		if (cp_inst_start(cp, 3) == -1)
 			rc = -1;
 		else
-			rc = cp_wait_stable(cp, 1, 2 * CP_TTL_MS, 60000, &v);
+			rc = cp_wait_stable(cp, 1, 2 * CP_TTL_MS, 30000, &v);
 		if (rc == 0) {
 			cp_print_view(cp, "after i4 joined", &v);
 			for (int p = 0; p < CP_PARTS; p++)
@@ -929,15 +941,15 @@ cp_node_phase(struct cp *cp)
 	printf("# " CP_TAG ": stopping n%d, the lease bucket's leader\n", k + 1);
 	if (cluster_node_stop(&cp->c, k) == -1)
 		goto out;
-	if (runner_wait_sent(&cp->r, 300, 30000) == -1) {
+	if (runner_wait_sent(&cp->r, 300, 15000) == -1) {
 		harness_seterr("with n%d down: %s", k + 1, harness_err());
 		goto out;
 	}
-	if (cluster_node_start(&cp->c, k, 30000) == -1 || runner_wait_sent(&cp->r, 300, 30000) == -1)
+	if (cluster_node_start(&cp->c, k, 30000) == -1 || runner_wait_sent(&cp->r, 300, 15000) == -1)
 		goto out;
 	printf("# " CP_TAG ": n%d back after %lld ms, 600 messages sent meanwhile\n", k + 1,
 	    (long long)(harness_now_ms() - t0));
-	if (cp_wait_stable(cp, 0, 1000, 30000, &v) == -1)
+	if (cp_wait_stable(cp, 0, 1000, 20000, &v) == -1)
 		goto out;
 	printf("# " CP_TAG ": ownership settled %lld ms after the stop\n",
 	    (long long)(harness_now_ms() - t0));
@@ -1057,7 +1069,7 @@ cp_pause_phase(struct cp *cp, size_t **snap, size_t *nsnap)
 		tap_report(CP_TAG "/pause_no_stale_claim", rc);
 	}
 	if (cp_can(cp, CP_TAG "/pause_rejoins")) {
-		rc = cp_wait_stable(cp, 1, 2 * CP_TTL_MS, 30000, &v);
+		rc = cp_wait_stable(cp, 1, 2 * CP_TTL_MS, 20000, &v);
 		if (rc == 0) {
 			cp_print_view(cp, "after the SIGCONT", &v);
 			printf("# " CP_TAG ": %s rejoined %lld ms after SIGCONT\n", cp->in[victim].name,
@@ -1180,8 +1192,8 @@ cp_verify(struct cp *cp, const size_t *snap, size_t nsnap)
 	if (traffic_final_round(cp->bus, cp->m, CP_TAG) == -1)
 		goto out;
 	traffic_marker(CP_TAG, marker, sizeof(marker));
-	if (traffic_wait(cp->m, cp->digests, true, 90000, NULL, marker) == -1 ||
-	    cp_settle(cp, harness_now_ms() + 60000) == -1)
+	if (traffic_wait(cp->m, cp->digests, true, 60000, NULL, marker) == -1 ||
+	    cp_settle(cp, harness_now_ms() + 30000) == -1)
 		goto out;
 	rc = traffic_verify(cp->m, cp->digests, true);
 out:
@@ -1362,6 +1374,7 @@ scn_cluster_partitions(void)
 		return;
 	}
 	cp->failures_at_start = tap_failures();
+	cp->t_start = harness_now_ms();
 	for (int i = 0; i < 3; i++)
 		cp->takeover_max[i] = -2;
 	cp->m = model_new();
