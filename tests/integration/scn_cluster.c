@@ -247,9 +247,9 @@ out:
 
 struct cp_inst {
 	struct env e;          /* dir, tag and svc only: env_config_text's input */
-	char name[8];
+	char name[16];
 	int port;
-	int idx;               /* in the sampler */
+	int idx;               /* in the sampler: the same as its index in cp.in */
 	bool running;          /* started and not stopped, killed or gone */
 };
 
