@@ -16,10 +16,20 @@ frame_type_known(uint16_t type)
 {
 	switch (type) {
 	case FRAME_HELLO: case FRAME_UPDATE: case FRAME_DIGEST: case FRAME_CONFIG:
-	case FRAME_STOP: case FRAME_READY: case FRAME_DONE: case FRAME_STATS: case FRAME_PROGRESS:
+	case FRAME_STOP: case FRAME_FENCE: case FRAME_READY: case FRAME_DONE: case FRAME_STATS:
+	case FRAME_PROGRESS:
 		return 1;
 	}
 	return 0;
+}
+
+/* Flags only a DIGEST may carry, in any combination; every other frame has 0. */
+static int
+frame_flags_valid(uint16_t type, uint16_t flags)
+{
+	if (type == FRAME_DIGEST)
+		return (flags & ~(FRAME_F_RECV_TIME | FRAME_F_REPLAY)) == 0;
+	return flags == 0;
 }
 
 int
@@ -42,7 +52,7 @@ frame_next(const uint8_t *p, size_t len, struct frame *f, size_t *used, const ch
 		*err = "unknown frame type";
 		return -1;
 	}
-	if (get_u16(p + 6) != 0 && (type != FRAME_DIGEST || get_u16(p + 6) != FRAME_F_RECV_TIME)) {
+	if (!frame_flags_valid(type, get_u16(p + 6))) {
 		*err = "reserved frame flags set";
 		return -1;
 	}
@@ -199,13 +209,17 @@ frame_put_digest(struct buf *b, uint64_t id, uint64_t stream_seq, const char *us
 
 int
 frame_put_digest_at(struct buf *b, uint64_t id, uint64_t stream_seq, int64_t received,
-    const char *user, size_t user_len)
+    uint16_t flags, const char *user, size_t user_len)
 {
 	uint8_t *p;
 
+	if ((flags & ~FRAME_F_REPLAY) != 0) {
+		errno = EINVAL;
+		return -1;
+	}
 	if ((p = frame_begin(b, FRAME_DIGEST, id, 16 + user_len)) == NULL)
 		return -1;
-	put_u16(p - FRAME_HDR_LEN + 6, FRAME_F_RECV_TIME);
+	put_u16(p - FRAME_HDR_LEN + 6, FRAME_F_RECV_TIME | flags);
 	put_u64(p, stream_seq);
 	put_u64(p + 8, (uint64_t)received);
 	memcpy(p + 16, user, user_len);
@@ -231,6 +245,40 @@ frame_digest_received(const struct frame *f)
 	if (f->type != FRAME_DIGEST || !(f->flags & FRAME_F_RECV_TIME) || f->body_len <= 16)
 		return 0;
 	return (int64_t)get_u64(f->body + 8);
+}
+
+bool
+frame_digest_replay(const struct frame *f)
+{
+	return f->type == FRAME_DIGEST && (f->flags & FRAME_F_REPLAY) != 0;
+}
+
+int
+frame_put_fence(struct buf *b, int64_t deadline_ms)
+{
+	uint8_t *p;
+
+	if (deadline_ms < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((p = frame_begin(b, FRAME_FENCE, 0, 8)) == NULL)
+		return -1;
+	put_u64(p, (uint64_t)deadline_ms);
+	return 0;
+}
+
+int
+frame_get_fence(const struct frame *f, int64_t *deadline_ms)
+{
+	int64_t d;
+
+	if (f->type != FRAME_FENCE || f->body_len != 8)
+		return -1;
+	if ((d = (int64_t)get_u64(f->body)) < 0)
+		return -1;
+	*deadline_ms = d;
+	return 0;
 }
 
 static uint8_t *
@@ -263,11 +311,15 @@ frame_put_stats(struct buf *b, const struct frame_stats *st)
 	for (int i = 0; i < 11; i++, p += 8)
 		put_u64(p, v[i]);
 	p = put_histo(p, &st->commit_latency);
-	put_histo(p, &st->digest_latency);
+	p = put_histo(p, &st->digest_latency);
+	put_u64(p, st->digests_fenced);
 	return 0;
 }
 
-/* The 40-byte body of older workers, or the whole one: nothing in between. */
+/*
+ * The 40-byte body of older workers, the one up to the histograms, or the
+ * whole one: nothing in between.
+ */
 int
 frame_get_stats(const struct frame *f, struct frame_stats *st)
 {
@@ -276,7 +328,8 @@ frame_get_stats(const struct frame *f, struct frame_stats *st)
 	    &st->overlimit };
 	const uint8_t *p = f->body;
 
-	if (f->type != FRAME_STATS || (f->body_len != 40 && f->body_len != FRAME_STATS_LEN))
+	if (f->type != FRAME_STATS || (f->body_len != 40 && f->body_len != FRAME_STATS_LEN_HISTO &&
+	    f->body_len != FRAME_STATS_LEN))
 		return -1;
 	memset(st, 0, sizeof(*st));
 	for (int i = 0; i < (f->body_len == 40 ? 5 : 11); i++, p += 8)
@@ -284,7 +337,9 @@ frame_get_stats(const struct frame *f, struct frame_stats *st)
 	if (f->body_len == 40)
 		return 0;
 	p = get_histo(p, &st->commit_latency);
-	get_histo(p, &st->digest_latency);
+	p = get_histo(p, &st->digest_latency);
+	if (f->body_len == FRAME_STATS_LEN)
+		st->digests_fenced = get_u64(p);
 	return 0;
 }
 

@@ -18,6 +18,7 @@
 #include "../common/config.h"
 #include "../common/log.h"
 #include "../common/version.h"
+#include "cluster.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "dlq.h"
@@ -34,6 +35,7 @@ static const struct ctl_cmd *const commands[] = {
 	&dlq_replay_cmd,
 	&daemon_reload_cmd,
 	&daemon_stop_cmd,
+	&cluster_partitions_cmd,
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

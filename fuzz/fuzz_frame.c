@@ -97,12 +97,32 @@ check_digest(const struct frame *f)
 	if (frame_get_digest(f, &seq, &user, &len) != 0)
 		return;
 	FUZZ_CHECK(len > 0 && len == f->body_len - (timed ? 16 : 8), "digest: user of %zu bytes", len);
-	FUZZ_CHECK((timed ? frame_put_digest_at(&b, f->id, seq, received, user, len) :
+	/* A replay is written with a receive time: without one, received is 0 either way. */
+	FUZZ_CHECK((timed || frame_digest_replay(f) ? frame_put_digest_at(&b, f->id, seq, received,
+	    f->flags & FRAME_F_REPLAY, user, len) :
 	    frame_put_digest(&b, f->id, seq, user, len)) == 0, "frame_put_digest failed");
 	reread(&b, &g);
 	FUZZ_CHECK(frame_get_digest(&g, &seq2, &user2, &len2) == 0 && seq2 == seq &&
-	    len2 == len && memcmp(user2, user, len) == 0 && frame_digest_received(&g) == received,
+	    len2 == len && memcmp(user2, user, len) == 0 && frame_digest_received(&g) == received &&
+	    frame_digest_replay(&g) == frame_digest_replay(f),
 	    "digest does not survive a round trip");
+	buf_free(&b);
+}
+
+static void
+check_fence(const struct frame *f)
+{
+	struct buf b = { 0 };
+	struct frame g;
+	int64_t d, d2;
+
+	if (frame_get_fence(f, &d) != 0)
+		return;
+	FUZZ_CHECK(d >= 0 && f->body_len == 8, "fence: deadline %lld in %u bytes", (long long)d,
+	    (unsigned)f->body_len);
+	FUZZ_CHECK(frame_put_fence(&b, d) == 0, "frame_put_fence failed");
+	reread(&b, &g);
+	FUZZ_CHECK(frame_get_fence(&g, &d2) == 0 && d2 == d, "fence does not survive a round trip");
 	buf_free(&b);
 }
 
@@ -153,6 +173,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_hello(&f);
 		check_update(&f);
 		check_digest(&f);
+		check_fence(&f);
 		check_counters(&f);
 		off += used;
 	}

@@ -100,6 +100,7 @@ struct intake_frame {
 	const struct alarm_msg *am;
 	uint64_t stream_seq;
 	int64_t received_us;        /* wall clock: the worker measures digest latency from it */
+	bool replay;                /* answered before a takeover: marked, not answered (frame.h) */
 };
 
 static int
@@ -109,7 +110,8 @@ intake_encode(struct buf *frames, const void *arg)
 
 	if (f->am->kind == MSG_STATUS_CHANGED)
 		return frame_put_update(frames, 0, f->am);
-	return frame_put_digest_at(frames, 0, f->stream_seq, f->received_us, f->am->user, f->am->user_len);
+	return frame_put_digest_at(frames, 0, f->stream_seq, f->received_us,
+	    f->replay ? FRAME_F_REPLAY : 0, f->am->user, f->am->user_len);
 }
 
 /* Release the core messages put aside by intake_spend. */
@@ -151,7 +153,7 @@ static void
 intake_queue(struct intake *in, natsSubscription *sub, const struct alarm_msg *am,
     uint64_t stream_seq, int64_t received_us, natsMsg *m)
 {
-	struct intake_frame f = { am, stream_seq, received_us };
+	struct intake_frame f = { am, stream_seq, received_us, false };
 	/* Core intake has nothing to ack, so nothing to hold. */
 	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
 	bool more = intake_more(sub);

@@ -37,6 +37,7 @@ struct jsetup_limits {
 	int64_t max_age_ns;
 	int64_t max_bytes;
 	int64_t max_msg_size;         /* -1: none */
+	int64_t duplicates_ns;        /* the dedup window at creation; 0: the server's default */
 };
 
 /* 0 in the configuration means the broker's max_payload, as this connection sees it. */
@@ -117,6 +118,7 @@ jsetup_create(struct jsetup *js, const struct config *c, const char *name, const
 	sc.MaxBytes = want->max_bytes;
 	sc.MaxMsgSize = (int32_t)want->max_msg_size;
 	sc.Replicas = c->stream_replicas;
+	sc.Duplicates = want->duplicates_ns;
 	if ((s = js_AddStream(NULL, js->js, &sc, NULL, &jerr)) != NATS_OK) {
 		natsconn_log_js_error("create stream", name, s, jerr, c->servers);
 		return -1;
@@ -290,8 +292,7 @@ jsetup_floor(const jsConsumerInfo *ci)
 	return floor;
 }
 
-/* The creation time that tells this stream from an earlier one of the same name. */
-static int
+int
 jsetup_stream_created(struct jsetup *js, int64_t *created)
 {
 	jsStreamInfo *si = NULL;
@@ -454,5 +455,153 @@ jsetup_consumer_lag(struct jsetup *js, uint64_t *pending, uint64_t *ack_pending)
 	*pending = ci->NumPending;
 	*ack_pending = ci->NumAckPending < 0 ? 0 : (uint64_t)ci->NumAckPending;
 	jsConsumerInfo_Destroy(ci);
+	return 0;
+}
+
+/* ---- cluster mode ---- */
+
+/*
+ * A copy is the input's payload plus the router's Nats-Msg-Id header: the
+ * partition stream takes that much more than the input stream does.
+ */
+#define JSETUP_COPY_HEADROOM 256
+#define JSETUP_PARTITION_DUPLICATES_NS (120 * (int64_t)1000000000)
+
+int
+jsetup_partition_stream(struct jsetup *js, const struct config *c)
+{
+	char subject[256];
+	const char *subjects[1] = { subject };
+	struct jsetup_limits want = {
+		.max_age_ns = 0,
+		.max_bytes = -1,
+		.max_msg_size = jsetup_msg_size(js->nc, c->stream_max_msg_size),
+		.duplicates_ns = JSETUP_PARTITION_DUPLICATES_NS,
+	};
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+	bool found = false;
+
+	if (want.max_msg_size > 0)
+		want.max_msg_size += JSETUP_COPY_HEADROOM;
+	if (want.max_msg_size > INT32_MAX)
+		want.max_msg_size = -1;
+	if ((size_t)snprintf(subject, sizeof(subject), "%s.>", c->partition_subject) >= sizeof(subject)) {
+		log_errorx("partition_subject %s is too long", c->partition_subject);
+		return -1;
+	}
+	s = js_GetStreamInfo(&si, js->js, c->partition_stream, NULL, &jerr);
+	if (s == NATS_OK) {
+		for (int i = 0; i < si->Config->SubjectsLen; i++)
+			if (strcmp(si->Config->Subjects[i], subject) == 0)
+				found = true;
+		if (!found) {
+			jsStreamInfo_Destroy(si);
+			log_errorx("partition stream %s exists but does not hold %s; add the subject to it "
+			    "or configure another [cluster] partition_stream", c->partition_stream, subject);
+			return -1;
+		}
+		if (si->Config->Duplicates < JSETUP_PARTITION_DUPLICATES_NS)
+			log_warnx("partition stream %s deduplicates over %" PRId64 " s only: a router that "
+			    "takes over later than that after a failure may store some copies twice",
+			    c->partition_stream, si->Config->Duplicates / 1000000000);
+		/* The changelog must not age out or be trimmed: the limits become none. */
+		jsetup_update_limits(js, si, &want);
+		jsStreamInfo_Destroy(si);
+		return 0;
+	}
+	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+		natsconn_log_js_error("look up partition stream", c->partition_stream, s, jerr, c->servers);
+		return -1;
+	}
+	if (jsetup_create(js, c, c->partition_stream, subjects, 1, &want) == -1)
+		return -1;
+	log_info("created partition stream %s for %s (%d replicas)", c->partition_stream, subject,
+	    (int)c->stream_replicas);
+	return 0;
+}
+
+static bool
+jsetup_prefixed(const char *name, const char *prefix)
+{
+	return name != NULL && strncmp(name, prefix, strlen(prefix)) == 0;
+}
+
+int
+jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *prefix, uint64_t *floor)
+{
+	jsConsumerInfoList *list = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	*floor = 0;
+	/* Acks are plain publishes: let the server see ours before reading the floor. */
+	if ((s = natsConnection_FlushTimeout(js->nc, 5000)) != NATS_OK)
+		log_warnx("flushing acks before reading the floor of %s* on stream %s: %s; some acked "
+		    "messages come again", prefix, stream, natsStatus_GetText(s));
+	s = js_Consumers(&list, js->js, stream, NULL, &jerr);
+	if (s == NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
+		return 0;       /* a stream without consumers */
+	if (s != NATS_OK) {
+		natsconn_log_js_error("list the consumers of stream", stream, s, jerr, NULL);
+		return -1;
+	}
+	for (int i = 0; i < list->Count; i++) {
+		const jsConsumerInfo *ci = list->List[i];
+		uint64_t f;
+
+		if (!jsetup_prefixed(ci->Name, prefix) || ci->Config == NULL)
+			continue;
+		if ((f = jsetup_floor(ci)) > *floor)
+			*floor = f;
+	}
+	jsConsumerInfoList_Destroy(list);
+	return 0;
+}
+
+int
+jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefix,
+    const char *name, const char *filter, const char *deliver, uint64_t start_seq)
+{
+	jsConsumerNamesList *names = NULL;
+	jsConsumerConfig cc;
+	jsErrCode jerr = 0;
+	natsStatus s;
+
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = name;
+	cc.DeliverSubject = deliver;
+	cc.FilterSubject = filter;
+	cc.AckPolicy = js_AckAll;
+	cc.AckWait = js->ack_wait_ms * 1000000;
+	cc.MaxAckPending = js->max_ack_pending;
+	cc.MaxDeliver = -1;
+	if (start_seq > 1) {
+		cc.DeliverPolicy = js_DeliverByStartSequence;
+		cc.OptStartSeq = start_seq;
+	} else {
+		cc.DeliverPolicy = js_DeliverAll;
+	}
+	if ((s = js_AddConsumer(NULL, js->js, stream, &cc, NULL, &jerr)) != NATS_OK) {
+		natsconn_log_js_error("create consumer", name, s, jerr, NULL);
+		return -1;
+	}
+	s = js_ConsumerNames(&names, js->js, stream, NULL, &jerr);
+	if (s != NATS_OK) {
+		/* The new one is there; the old ones go at the next replace. */
+		natsconn_log_js_error("list the consumers of stream", stream, s, jerr, NULL);
+		return 0;
+	}
+	for (int i = 0; i < names->Count; i++) {
+		const char *old = names->List[i];
+
+		if (!jsetup_prefixed(old, prefix) || strcmp(old, name) == 0)
+			continue;
+		s = js_DeleteConsumer(js->js, stream, old, NULL, &jerr);
+		if (s != NATS_OK && jerr != JSConsumerNotFoundErr)
+			natsconn_log_js_error("delete old consumer", old, s, jerr, NULL);
+	}
+	jsConsumerNamesList_Destroy(names);
 	return 0;
 }

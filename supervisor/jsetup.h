@@ -58,4 +58,39 @@ int64_t jsetup_dead_letter_max_msg(const struct jsetup *js);
  */
 int jsetup_consumer_lag(struct jsetup *js, uint64_t *pending, uint64_t *ack_pending);
 
+/* The input stream's creation time (ns): it tells this stream from an earlier one of its name. 0, or -1 (logged). */
+int jsetup_stream_created(struct jsetup *js, int64_t *created);
+
+/* ---- cluster mode (docs/DESIGN.md, issue 14) ---- */
+
+/*
+ * The partition stream ([cluster] partition_stream, subjects
+ * "<partition_subject>.>"), created if missing, checked if present.  It
+ * is the changelog a partition's state is rebuilt from, so it keeps
+ * everything: no age or byte limit; copies carry the input's
+ * Nats-Msg-Id, deduplicated over a 2-minute window.  0, or -1 (logged).
+ */
+int jsetup_partition_stream(struct jsetup *js, const struct config *c);
+
+/*
+ * Consumers that follow one another under versioned names
+ * ("<consumer>_p3_<epoch>_<gen>"): a stale owner's late acks hit a
+ * deleted consumer.  The floor is the highest ack floor over every
+ * consumer of stream whose name starts with prefix (0 when there is
+ * none), each read by the rule jsetup_reset_consumer uses.  0, or -1
+ * (logged).
+ */
+int jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *prefix, uint64_t *floor);
+/*
+ * Create the push consumer `name` (AckAll, ack_wait and max_ack_pending
+ * from the configuration, filter NULL for none, delivering to deliver
+ * from start_seq, or from the stream's start when start_seq <= 1), then
+ * delete every other consumer whose name starts with prefix.  In that
+ * order, so a crash in between leaves an extra consumer, never a lost
+ * floor.  A consumer that cannot be deleted is logged and left (the next
+ * replace tries again).  0, or -1 (logged) when `name` was not created.
+ */
+int jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefix,
+    const char *name, const char *filter, const char *deliver, uint64_t start_seq);
+
 #endif

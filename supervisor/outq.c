@@ -95,6 +95,40 @@ outq_unsent(const struct outq *q)
 }
 
 size_t
+outq_partial(const struct outq *q)
+{
+	uint64_t at = q->base + q->sent, lo = q->entries.head, hi = q->entries.tail;
+	const struct outq_entry *e;
+
+	if (q->sent == 0 || q->sent == q->sealed)
+		return 0;
+	/* Frames start at increasing positions: bisect for the last one starting at or before. */
+	while (hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (((const struct outq_entry *)ring_at(&q->entries, mid))->pos <= at)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	e = ring_at(&q->entries, lo);
+	return e->pos == at ? 0 : (size_t)(e->pos + e->len - at);
+}
+
+int
+outq_send_partial(struct outq *q, struct chan *c)
+{
+	size_t left = outq_partial(q);
+	ssize_t n;
+
+	if (left == 0)
+		return 0;
+	if ((n = chan_send(c, q->bytes.data + q->bytes.off + q->sent, left)) == -1)
+		return -1;
+	q->sent += (size_t)n;
+	return 0;
+}
+
+size_t
 outq_retire(struct outq *q, uint64_t upto, void (*done)(void *ref, void *arg), void *arg)
 {
 	size_t n = 0, bytes = 0;

@@ -43,6 +43,13 @@ int outq_seal(struct outq *q, uint64_t id, void *ref, int64_t at_ms);
 /* Write what the channel takes of the unsent bytes (they stay queued until retired).  0, or -1 with errno. */
 int outq_send(struct outq *q, struct chan *c);
 size_t outq_unsent(const struct outq *q);
+/*
+ * Bytes still to write of a frame written in part (0: the bytes written end
+ * where a frame does), and writing those only: then a frame composed
+ * elsewhere may go out between two of the queue's.  0, or -1 with errno.
+ */
+size_t outq_partial(const struct outq *q);
+int outq_send_partial(struct outq *q, struct chan *c);
 
 /* Retire, in order, every entry with id <= upto; done(ref, arg) for each. */
 size_t outq_retire(struct outq *q, uint64_t upto, void (*done)(void *ref, void *arg), void *arg);

@@ -28,6 +28,7 @@ struct pool {
 	uint64_t restarts;
 	int64_t now_ms;           /* read once per loop pass: queue entries are stamped with it */
 	struct holdback *h;       /* the isolation policy: spills, stalls */
+	int64_t fence_ms;         /* pool_fence: every running worker has it, or has it due */
 };
 
 static int
@@ -77,9 +78,11 @@ slot_carry(struct slot *s)
 	c->digest_parts += st->digest_parts;
 	c->digest_bytes += st->digest_bytes;
 	c->overlimit += st->overlimit;
+	c->digests_fenced += st->digests_fenced;
 	histo_add(&c->commit_latency, &st->commit_latency);
 	histo_add(&c->digest_latency, &st->digest_latency);
 	st->msgs = st->commits = st->digests = st->digest_parts = st->digest_bytes = st->overlimit = 0;
+	st->digests_fenced = 0;
 	memset(&st->commit_latency, 0, sizeof(st->commit_latency));
 	memset(&st->digest_latency, 0, sizeof(st->digest_latency));
 }
@@ -101,8 +104,10 @@ slot_spawn(struct pool *p, struct slot *s)
 		close(sv[1]);
 		return -1;
 	}
-	if (frame_put_hello(chan_out(s->ch), (uint32_t)s->index, (uint32_t)p->n, p->conf_text, p->conf_len) == -1) {
-		log_error("encoding HELLO for worker %d", s->index);
+	/* The fence right after the HELLO: ahead of every frame replayed or fed from a spill. */
+	if (frame_put_hello(chan_out(s->ch), (uint32_t)s->index, (uint32_t)p->n, p->conf_text, p->conf_len) == -1 ||
+	    (p->fence_ms != 0 && frame_put_fence(chan_out(s->ch), p->fence_ms) == -1)) {
+		log_error("encoding HELLO and FENCE for worker %d", s->index);
 		slot_close(s);
 		close(sv[1]);
 		return -1;
@@ -117,6 +122,7 @@ slot_spawn(struct pool *p, struct slot *s)
 	s->pid = pid;
 	s->state = SLOT_RUNNING;
 	s->ready = false;
+	s->fence_due = false;
 	s->started_ms = clock_mono_ms();
 	s->heard_ms = s->started_ms;
 	/* Whatever the last process had not finished goes to this one, first and in order. */
@@ -245,7 +251,7 @@ pool_pollfds(struct pool *p, struct pollfd *fds, int max)
 			continue;
 		fds[k].fd = chan_fd(s->ch);
 		fds[k].events = POLLIN;
-		if (chan_queued(s->ch) > 0 || outq_unsent(s->q) > 0)
+		if (chan_queued(s->ch) > 0 || outq_unsent(s->q) > 0 || s->fence_due)
 			fds[k].events |= POLLOUT;
 		fds[k].revents = 0;
 		k++;
@@ -323,11 +329,36 @@ slot_receive(struct pool *p, struct slot *s)
 		slot_close(s);
 }
 
-static void
-slot_flush(struct slot *s)
+/*
+ * A new fence goes out ahead of the queue (frame.h: it is no user
+ * message, and a worker judging requests by a stale one would skip them),
+ * though never inside a frame half written: that one is finished first.
+ * 1: the queue may follow; 0: it waits for the fence; -1 with errno.
+ */
+static int
+slot_fence(struct pool *p, struct slot *s)
 {
+	if (outq_send_partial(s->q, s->ch) == -1)
+		return -1;
+	if (outq_partial(s->q) > 0)
+		return 0;
+	if (frame_put_fence(chan_out(s->ch), p->fence_ms) == -1) {
+		/* Kept due: the next pass tries again. */
+		log_error("encoding FENCE %lld for worker %d", (long long)p->fence_ms, s->index);
+		return 1;
+	}
+	s->fence_due = false;
+	return chan_flush(s->ch) == -1 ? -1 : 1;
+}
+
+static void
+slot_flush(struct pool *p, struct slot *s)
+{
+	int rc = 1;
+
 	/* The HELLO in the channel's queue goes out first: chan_send holds the outq's bytes back until then. */
-	if (chan_flush(s->ch) == -1 || outq_send(s->q, s->ch) == -1) {
+	if (chan_flush(s->ch) == -1 || (s->fence_due && (rc = slot_fence(p, s)) == -1) ||
+	    (rc == 1 && outq_send(s->q, s->ch) == -1)) {
 		/* EPIPE: it died; SIGCHLD restarts it and the queue is resent. */
 		log_warn("write to worker %d", s->index);
 		slot_close(s);
@@ -353,8 +384,8 @@ pool_handle(struct pool *p, const struct pollfd *fds, int n)
 	 */
 	for (int i = 0; i < p->n; i++) {
 		struct slot *s = &p->slots[i];
-		if (s->ch != NULL && (chan_queued(s->ch) > 0 || outq_unsent(s->q) > 0))
-			slot_flush(s);
+		if (s->ch != NULL && (chan_queued(s->ch) > 0 || outq_unsent(s->q) > 0 || s->fence_due))
+			slot_flush(p, s);
 	}
 }
 
@@ -581,6 +612,18 @@ pool_reload(struct pool *p, const struct config *c)
 }
 
 void
+pool_fence(struct pool *p, int64_t deadline_ms)
+{
+	if (deadline_ms == p->fence_ms)
+		return;
+	p->fence_ms = deadline_ms;
+	/* A worker not running gets it after its HELLO (slot_spawn). */
+	for (int i = 0; i < p->n; i++)
+		if (p->slots[i].ch != NULL)
+			p->slots[i].fence_due = true;
+}
+
+void
 pool_get_stats(const struct pool *p, struct pool_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -604,6 +647,7 @@ pool_get_stats(const struct pool *p, struct pool_stats *st)
 		st->tombstones += s->stats.tombstones;
 		st->bytes += s->stats.bytes;
 		st->msgs += s->stats.msgs;
+		st->digests_fenced += s->stats.digests_fenced + s->carry.digests_fenced;
 	}
 }
 
@@ -632,6 +676,7 @@ pool_get_slot_report(const struct pool *p, int slot, struct pool_slot_report *r)
 	t->digest_parts += s->carry.digest_parts;
 	t->digest_bytes += s->carry.digest_bytes;
 	t->overlimit += s->carry.overlimit;
+	t->digests_fenced += s->carry.digests_fenced;
 	histo_add(&t->commit_latency, &s->carry.commit_latency);
 	histo_add(&t->digest_latency, &s->carry.digest_latency);
 	holdback_slot_stats(s, &r->hold);

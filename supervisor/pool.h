@@ -39,6 +39,7 @@ struct pool_stats {
 	uint64_t spilled;         /* messages in spills, not yet handed to their worker */
 	uint64_t users, alarms, tombstones, bytes, msgs;  /* sums of workers' reports */
 	uint64_t restarts, stall_kills;
+	uint64_t digests_fenced;  /* requests workers did not answer: past the fence (pool_fence) */
 };
 
 struct pool_slot_stats {
@@ -98,6 +99,14 @@ void pool_stop_wait(struct pool *p);
 /* SIGKILL every worker and reap them: on return none is left. */
 void pool_kill(struct pool *p);
 
+/*
+ * Cluster mode: no worker answers a digest request (but replays, see
+ * frame.h) after deadline_ms (monotonic; 0: no fence, the default).
+ * Sent to every running worker when it changes, ahead of the frames
+ * already queued, and to each (re)started one right after its HELLO.  A
+ * new pool (a reshard's) starts with none: set it before routing to it.
+ */
+void pool_fence(struct pool *p, int64_t deadline_ms);
 /* SIGHUP: new settings (not the slot count) to the pool and every worker; parked slots retry. */
 void pool_reload(struct pool *p, const struct config *c);
 void pool_get_stats(const struct pool *p, struct pool_stats *st);

@@ -31,6 +31,7 @@ struct slot {
 	struct chan *ch;          /* our end of the channel (its queue: the HELLO), NULL when closed */
 	bool stopping;            /* STOP queued: an exit is expected */
 	bool ready;               /* this process sent READY: store open, connected to NATS */
+	bool fence_due;           /* pool_fence changed the deadline: a FENCE is still to go out */
 	struct outq *q;
 	uint64_t next_id;
 	int64_t started_ms, next_start_ms, backoff_ms;

@@ -309,6 +309,23 @@ publish_digest(struct publish *p, struct store *s, uint64_t id, uint64_t seq, in
 	return r;
 }
 
+enum publish_result
+publish_replay(struct publish *p, struct store *s, uint64_t seq, const char *user, size_t user_len)
+{
+	bool replayed;
+
+	/*
+	 * Neither a skip nor a refusal concerns it: nothing goes out.  The
+	 * earlier owner published this digest, so its alarms count as
+	 * delivered here too, or the next request would repeat them.
+	 */
+	if (digest_take(s, user, user_len, seq, &p->digest, &replayed) == -1)
+		return PUB_STORE;
+	log_debug("digest request at stream sequence %llu replayed: %zu alarms marked delivered%s",
+	    (unsigned long long)seq, p->digest.n, replayed ? " (answered here before)" : "");
+	return PUB_OK;
+}
+
 int
 publish_skip(struct publish *p, uint64_t id, bool refused)
 {

@@ -72,6 +72,14 @@ void publish_free(struct publish *p);
 enum publish_result publish_digest(struct publish *p, struct store *s, uint64_t id, uint64_t seq,
     int64_t received_us, const char *user, size_t user_len, size_t frames);
 /*
+ * A DIGEST frame with FRAME_F_REPLAY: a request the partition's earlier
+ * owner answered, replayed to rebuild its state (cluster mode).  Mark the
+ * user's pending alarms delivered and record the request as answered, as
+ * publish_digest does, but publish nothing.  PUB_OK or PUB_STORE.
+ */
+enum publish_result publish_replay(struct publish *p, struct store *s, uint64_t seq,
+    const char *user, size_t user_len);
+/*
  * The batch is undone because request id returned PUB_SKIP, or PUB_REFUSED
  * (refused: every request from id on is skipped).  Remember it for when
  * the batch is applied again.  -1 on ENOMEM.

@@ -21,6 +21,7 @@
 #include "../common/lockfile.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
+#include "../common/quote.h"
 #include "../common/store.h"
 #include "../common/title.h"
 #include "fault.h"
@@ -65,8 +66,21 @@ struct worker {
 	struct overlimit *overlimit;
 	uint64_t overlimit_upto;
 	bool overlimit_unflushed;
+	/*
+	 * FENCE (cluster mode): no request handled after this monotonic ms
+	 * deadline is answered; 0: none (single instance, or no lease yet known).
+	 * batch_fence_ms is the one before the batch's first frame: a redo
+	 * starts from it and applies the batch's FENCE frames again in order,
+	 * so no request it fenced is answered by the redo (which could take
+	 * it for one handed to NATS already and only mark it).
+	 */
+	int64_t fence_ms, batch_fence_ms;
+	struct log_limit fenced_log;
 	/* Counted when the batch commits: a rewound batch is applied again and must not count twice. */
-	struct worker_counts { uint64_t msgs, stale, duplicates, overlimit; } done, batch;
+	struct worker_counts {
+		uint64_t msgs, stale, duplicates, overlimit;
+		uint64_t fenced, replayed;   /* digest requests not answered: past the fence, replays */
+	} done, batch;
 	uint64_t bad_frames;
 	uint64_t commits;
 	struct histo commit_latency;   /* for the supervisor's /metrics */
@@ -105,7 +119,7 @@ worker_report(struct worker *w)
 	    .bytes = ss.bytes, .msgs = w->done.msgs, .map_size = (uint64_t)db_map_size(store_db(w->store)),
 	    .commits = w->commits, .digests = pc.digests, .digest_parts = pc.parts, .digest_bytes = pc.bytes,
 	    .overlimit = w->done.overlimit, .commit_latency = w->commit_latency,
-	    .digest_latency = pc.latency };
+	    .digest_latency = pc.latency, .digests_fenced = w->done.fenced };
 	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
 		log_error("sending STATS to the supervisor");
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "
@@ -283,6 +297,28 @@ worker_apply_config(struct worker *w, const struct frame *f)
 	return 0;
 }
 
+/*
+ * A request handled past the fence: this instance may have lost the
+ * user's partition to another one, which answers it instead.  Skipped
+ * whole (no marks, no publish, not recorded as answered), so the alarms
+ * stay pending for whoever answers it.
+ */
+static bool
+worker_fenced(struct worker *w, uint64_t seq, const char *user, size_t ulen)
+{
+	char quser[QUOTE_CAP(64)];
+	int64_t now;
+
+	if (w->fence_ms == 0 || (now = clock_mono_ms()) <= w->fence_ms)
+		return false;
+	w->batch.fenced++;
+	log_limited(&w->fenced_log, LL_WARN, "lease expired: not answering the digest request of user "
+	    "\"%s\" at stream sequence %llu: the fence passed %lld ms ago; its alarms stay pending",
+	    quote_bytes(quser, sizeof(quser), user, ulen), (unsigned long long)seq,
+	    (long long)(now - w->fence_ms));
+	return true;
+}
+
 /* Apply one frame inside the open transaction; anything but PUB_OK means the batch is undone. */
 static enum publish_result
 worker_apply(struct worker *w, const struct frame *f)
@@ -319,9 +355,19 @@ worker_apply(struct worker *w, const struct frame *f)
 	case FRAME_DIGEST:
 		if (frame_get_digest(f, &seq, &user, &ulen) == -1)
 			goto bad;
-		worker_begin(w);
-		r = publish_digest(w->pub, w->store, f->id, seq, frame_digest_received(f), user, ulen,
-		    w->txn_frames);
+		if (frame_digest_replay(f)) {
+			worker_begin(w);
+			r = publish_replay(w->pub, w->store, seq, user, ulen);
+			w->batch.replayed++;
+		} else if (worker_fenced(w, seq, user, ulen)) {
+			/* Handled all the same: reported done with the batch. */
+			w->batch.msgs++;
+			break;
+		} else {
+			worker_begin(w);
+			r = publish_digest(w->pub, w->store, f->id, seq, frame_digest_received(f), user,
+			    ulen, w->txn_frames);
+		}
 		if (r == PUB_STORE)
 			return worker_store_fault(w, "collecting a digest");
 		if (r != PUB_OK)
@@ -330,6 +376,12 @@ worker_apply(struct worker *w, const struct frame *f)
 		break;
 	case FRAME_CONFIG:
 		worker_apply_config(w, f);
+		break;
+	case FRAME_FENCE:
+		if (frame_get_fence(f, &w->fence_ms) == -1)
+			goto bad;
+		log_debug("fence: requests answered until monotonic %lld ms (now %lld)",
+		    (long long)w->fence_ms, (long long)clock_mono_ms());
 		break;
 	case FRAME_STOP:
 		w->stop = true;
@@ -360,7 +412,8 @@ worker_rewind(struct worker *w, bool keep_handed)
 	publish_rewind(w->pub, keep_handed);
 	chan_rewind(w->ch);
 	w->stop = false;
-	w->batch = (struct worker_counts){ 0, 0, 0, 0 };
+	w->fence_ms = w->batch_fence_ms;
+	w->batch = (struct worker_counts){ .msgs = 0 };
 }
 
 /* Make the batch durable, then report it.  -1: rewound, retry later. */
@@ -391,11 +444,14 @@ worker_commit(struct worker *w)
 	fault_resume(w->fault, store_db(w->store));
 	publish_commit(w->pub);
 	chan_consume(w->ch);
+	w->batch_fence_ms = w->fence_ms;
 	w->done.msgs += w->batch.msgs;
 	w->done.stale += w->batch.stale;
 	w->done.duplicates += w->batch.duplicates;
 	w->done.overlimit += w->batch.overlimit;
-	w->batch = (struct worker_counts){ 0, 0, 0, 0 };
+	w->done.fenced += w->batch.fenced;
+	w->done.replayed += w->batch.replayed;
+	w->batch = (struct worker_counts){ .msgs = 0 };
 	w->commits++;
 	histo_observe(&w->commit_latency, clock_mono_us() - start_us);
 	return worker_send(w, FRAME_DONE, w->last_id);
@@ -471,6 +527,17 @@ worker_process(struct worker *w)
 				return -1;
 			}
 			worker_rewind(w, true);
+			continue;
+		}
+		if (f.type == FRAME_FENCE) {
+			/*
+			 * Outside the queue (frame.h): it has no id to report done.
+			 * Alone, it goes at once; else with the frames taken before it.
+			 */
+			if (!w->txn && chan_pending(w->ch) == FRAME_HDR_LEN + f.body_len) {
+				chan_consume(w->ch);
+				w->batch_fence_ms = w->fence_ms;
+			}
 			continue;
 		}
 		w->last_id = f.id;
@@ -628,11 +695,13 @@ worker_main(void)
 	publish_get_counts(w.pub, &pc);
 	log_info("exiting after %llu messages (%llu stale, %llu duplicates, %llu over "
 	    "max_alarms_per_user, %llu malformed frames), %llu digests in %llu messages, "
-	    "%llu undeliverable", (unsigned long long)w.done.msgs,
+	    "%llu undeliverable, %llu requests replayed, %llu past the fence",
+	    (unsigned long long)w.done.msgs,
 	    (unsigned long long)w.done.stale, (unsigned long long)w.done.duplicates,
 	    (unsigned long long)w.done.overlimit,
 	    (unsigned long long)w.bad_frames, (unsigned long long)pc.digests,
-	    (unsigned long long)pc.parts, (unsigned long long)pc.undeliverable);
+	    (unsigned long long)pc.parts, (unsigned long long)pc.undeliverable,
+	    (unsigned long long)w.done.replayed, (unsigned long long)w.done.fenced);
 	rc = 0;
 out:
 	if (w.txn)

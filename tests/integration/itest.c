@@ -525,6 +525,10 @@ static const struct scenario {
 	 * no repeat after SIGCONT, single owner, always owned, JSON shape, teardown
 	 */
 	{ "cluster_partitions", scn_cluster_partitions, true, 17, WHOLE },
+	/* scn_router.c, no service: setup, stop_start, fence, takeover, server_restart, exactly_once_in_order */
+	{ "router", scn_router, false, 6, WHOLE },
+	/* scn_worker.c, one worker driven frame by frame: replay, fence ahead, fenced, lifted, teardown */
+	{ "worker_replay_fence", scn_worker_replay_fence, true, 5, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -19,8 +19,8 @@
 #include "../lib/cluster.h"
 #include "../lib/owners.h"
 #include "../lib/webget.h"
-#include "hash.h"
 #include "itest.h"
+#include "lease.h"
 
 #define CLUSTER_NATS "stream_replicas = 3\n"
 
@@ -582,25 +582,19 @@ cp_busiest(struct cp *cp, const struct owners_view *v, int not)
 	return best;
 }
 
-/* The rendezvous owner c14.md names: highest hash32("<instance>/<p>") over the running. */
+/* The partition's rendezvous target among the running instances (lease.c's rule). */
 static int
 cp_rendezvous(struct cp *cp, int p)
 {
-	uint32_t best_h = 0;
-	int best = -1;
+	const char *names[CP_NINST];
+	int idx[CP_NINST], n = 0, t;
 
-	for (int k = 0; k < CP_NINST; k++) {
-		char key[96];
-		uint32_t h;
-
-		if (!cp->in[k].running)
-			continue;
-		snprintf(key, sizeof(key), "%s/%d", cp->in[k].name, p);
-		h = hash32(key, strlen(key));
-		if (best == -1 || h > best_h)
-			best = k, best_h = h;
-	}
-	return best;
+	for (int k = 0; k < CP_NINST; k++)
+		if (cp->in[k].running) {
+			idx[n] = k;
+			names[n++] = cp->in[k].name;
+		}
+	return (t = lease_target(names, n, p)) == -1 ? -1 : idx[t];
 }
 
 /* ---- the story's steps ---- */

@@ -200,7 +200,7 @@ test_stats_versions_and_digest_time(void **state)
 	assert_int_equal(frame_get_stats(&f, &st2), -1);
 	buf_reset(&b);
 
-	assert_int_equal(frame_put_digest_at(&b, 3, 42, 1234567, "user", 4), 0);
+	assert_int_equal(frame_put_digest_at(&b, 3, 42, 1234567, 0, "user", 4), 0);
 	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
 	assert_int_equal(frame_get_digest(&f, &seq, &user, &ulen), 0);
 	assert_int_equal(seq, 42);
@@ -212,14 +212,92 @@ test_stats_versions_and_digest_time(void **state)
 	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
 	assert_int_equal(frame_digest_received(&f), 0);
 
-	/* The flag belongs to DIGEST alone, and no other flag is known. */
+	/* The flags belong to DIGEST alone, and no other flag is known. */
 	memcpy(hdr, b.data, sizeof(hdr));
-	hdr[6] = 2;
+	hdr[6] = 4;
 	assert_int_equal(frame_next(hdr, sizeof(hdr), &f, &used, &err), -1);
 	buf_reset(&b);
 	assert_int_equal(frame_put(&b, FRAME_STOP, 1, NULL, 0), 0);
 	b.data[6] = FRAME_F_RECV_TIME;
 	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), -1);
+	buf_free(&b);
+}
+
+/* A replayed DIGEST, a FENCE, and the STATS body of workers before digests_fenced. */
+static void
+test_replay_fence_and_fenced_stats(void **state)
+{
+	struct buf b = { 0 };
+	struct frame f;
+	struct frame_stats st = { .msgs = 5, .overlimit = 11, .digests_fenced = 12 }, st2;
+	const char *err, *user;
+	size_t used, ulen;
+	uint64_t seq;
+	int64_t d;
+
+	(void)state;
+	assert_int_equal(frame_put_digest_at(&b, 3, 42, 1234567, FRAME_F_REPLAY, "user", 4), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(f.flags, FRAME_F_RECV_TIME | FRAME_F_REPLAY);
+	assert_true(frame_digest_replay(&f));
+	assert_int_equal(frame_get_digest(&f, &seq, &user, &ulen), 0);
+	assert_int_equal(seq, 42);
+	assert_int_equal(ulen, 4);
+	assert_memory_equal(user, "user", 4);
+	assert_int_equal(frame_digest_received(&f), 1234567);
+	/* A replay without the receive time (written by nobody today) still decodes. */
+	b.data[6] = FRAME_F_REPLAY;
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_true(frame_digest_replay(&f));
+	assert_int_equal(frame_digest_received(&f), 0);
+	buf_reset(&b);
+	assert_int_equal(frame_put_digest_at(&b, 3, 42, 1, 0, "user", 4), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_false(frame_digest_replay(&f));
+	/* Only the replay flag is the caller's to give. */
+	assert_int_equal(frame_put_digest_at(&b, 3, 42, 1, FRAME_F_RECV_TIME, "user", 4), -1);
+	assert_int_equal(frame_put_digest_at(&b, 3, 42, 1, 4, "user", 4), -1);
+	buf_reset(&b);
+
+	assert_int_equal(frame_put_fence(&b, 123456789), 0);
+	assert_int_equal(frame_put_fence(&b, 0), 0);
+	assert_int_equal(frame_put_fence(&b, -1), -1);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(f.type, FRAME_FENCE);
+	assert_int_equal(f.id, 0);
+	assert_int_equal(frame_get_fence(&f, &d), 0);
+	assert_int_equal(d, 123456789);
+	assert_false(frame_digest_replay(&f));
+	assert_int_equal(frame_get_digest(&f, &seq, &user, &ulen), -1);
+	assert_int_equal(frame_next(b.data + used, b.len - used, &f, &used, &err), 1);
+	assert_int_equal(frame_get_fence(&f, &d), 0);
+	assert_int_equal(d, 0);
+	/* Exactly 8 bytes, never negative, no flags. */
+	f.body_len = 7;
+	assert_int_equal(frame_get_fence(&f, &d), -1);
+	buf_reset(&b);
+	assert_int_equal(frame_put(&b, FRAME_FENCE, 0, "\xff\xff\xff\xff\xff\xff\xff\xff", 8), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(frame_get_fence(&f, &d), -1);
+	b.data[6] = FRAME_F_REPLAY;
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), -1);
+	buf_reset(&b);
+	assert_int_equal(frame_put(&b, FRAME_STOP, 1, NULL, 0), 0);
+	b.data[6] = FRAME_F_REPLAY;
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), -1);
+	buf_reset(&b);
+
+	/* digests_fenced comes last: a body that ends before it decodes with 0. */
+	assert_int_equal(frame_put_stats(&b, &st), 0);
+	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
+	assert_int_equal(frame_get_stats(&f, &st2), 0);
+	assert_int_equal(st2.digests_fenced, 12);
+	f.body_len = FRAME_STATS_LEN_HISTO;
+	assert_int_equal(frame_get_stats(&f, &st2), 0);
+	assert_int_equal(st2.overlimit, 11);
+	assert_int_equal(st2.digests_fenced, 0);
+	f.body_len = FRAME_STATS_LEN_HISTO + 4;
+	assert_int_equal(frame_get_stats(&f, &st2), -1);
 	buf_free(&b);
 }
 
@@ -320,6 +398,60 @@ test_outq_walk_and_times(void **state)
 	assert_int_equal(taken, 3);
 	assert_int_equal(outq_first_ref_ms(q, 0), 600);
 	outq_free(q, NULL);
+}
+
+/*
+ * A frame composed outside the queue (a FENCE) may go out only where a
+ * queued frame ends: outq_partial says how much of the one written in
+ * part is left, outq_send_partial writes just that.
+ */
+static void
+test_outq_partial_frame(void **state)
+{
+	struct outq *q = outq_new(1 << 20);
+	static uint8_t body[3000], got[1 << 16];
+	const size_t flen = FRAME_HDR_LEN + sizeof(body);
+	int sv[2], sndbuf = 4096;
+	struct chan *c;
+	size_t total = 0;
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	assert_non_null(c = chan_new(sv[0]));
+	assert_int_equal(outq_partial(q), 0);
+	for (uint64_t id = 1; id <= 40; id++) {
+		assert_int_equal(frame_put(outq_tail(q), FRAME_CONFIG, id, body, sizeof(body)), 0);
+		assert_int_equal(outq_seal(q, id, NULL, 0), 0);
+	}
+	/* A small socket buffer takes some frames and a piece of one. */
+	assert_int_equal(outq_send(q, c), 0);
+	total = 40 * flen - outq_unsent(q);
+	assert_true(total > 0 && total < 40 * flen);
+	assert_true(total % flen != 0);
+	assert_int_equal(outq_partial(q), flen - total % flen);
+	/* Make room, then finish that frame and no more. */
+	while (outq_partial(q) > 0) {
+		assert_true((n = read(sv[1], got, sizeof(got))) > 0);
+		assert_int_equal(outq_send_partial(q, c), 0);
+	}
+	total = 40 * flen - outq_unsent(q);
+	assert_int_equal(total % flen, 0);
+	assert_true(outq_unsent(q) > 0);
+	/* Retiring written frames keeps the positions right. */
+	assert_int_equal(outq_retire(q, 2, NULL, NULL), 2);
+	assert_int_equal(outq_partial(q), 0);
+	while (outq_unsent(q) > 0) {
+		assert_int_equal(outq_send(q, c), 0);
+		if (outq_unsent(q) > 0 && outq_partial(q) > 0)
+			assert_int_equal(outq_partial(q), flen - (40 * flen - outq_unsent(q)) % flen);
+		assert_true(read(sv[1], got, sizeof(got)) > 0);
+	}
+	assert_int_equal(outq_partial(q), 0);
+	outq_free(q, NULL);
+	chan_free(c);
+	close(sv[1]);
 }
 
 static void
@@ -430,7 +562,9 @@ main(void)
 		cmocka_unit_test(test_bad_bodies_rejected),
 		cmocka_unit_test(test_digest_hello_stats),
 		cmocka_unit_test(test_stats_versions_and_digest_time),
+		cmocka_unit_test(test_replay_fence_and_fenced_stats),
 		cmocka_unit_test(test_outq_rewind_resends_in_order),
+		cmocka_unit_test(test_outq_partial_frame),
 		cmocka_unit_test(test_outq_backpressure),
 		cmocka_unit_test(test_outq_walk_and_times),
 		cmocka_unit_test(test_jsack_parse),

@@ -173,6 +173,38 @@ test_reopen_and_torn_tail(void **state)
 	assert_int_equal(spill_scan(dir), 0);
 }
 
+/* A replayed DIGEST (cluster mode) keeps its flag through a spill and a restart. */
+static void
+test_replay_digest_kept(void **state)
+{
+	struct spill *sp = spill_open(dir, 2, 1 << 20);
+	struct buf b = { 0 };
+	struct frame f;
+	const uint8_t *p;
+	const char *err;
+	int64_t at;
+	size_t len, used;
+
+	(void)state;
+	assert_non_null(sp);
+	assert_int_equal(frame_put_digest_at(&b, 9, 77, 1234, FRAME_F_REPLAY, "user", 4), 0);
+	assert_int_equal(spill_append(sp, b.data, b.len, 5), 0);
+	assert_int_equal(spill_sync(sp), 1);
+	spill_close(sp);
+	assert_non_null(sp = spill_open(dir, 2, 1 << 20));
+	assert_int_equal(spill_next(sp, &p, &len, &at), 1);
+	assert_int_equal(len, b.len);
+	assert_memory_equal(p, b.data, len);
+	assert_int_equal(frame_next(p, len, &f, &used, &err), 1);
+	assert_true(frame_digest_replay(&f));
+	assert_int_equal(frame_digest_received(&f), 1234);
+	spill_fed(sp, 1);
+	spill_retire(sp, 1);
+	assert_true(spill_empty(sp));
+	spill_close(sp);
+	buf_free(&b);
+}
+
 /* Frames the queue already holds are written as fed; only while nothing waits to be fed. */
 static void
 test_fed_prefix(void **state)
@@ -284,6 +316,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fed_prefix, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rollover_and_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_spill_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replay_digest_kept, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
