@@ -518,6 +518,13 @@ static const struct scenario {
 	{ "cluster_r3", scn_cluster_r3, true, 3, WHOLE },
 	/* one node stopped and started under load: still up, digests exact, JSON shape, teardown */
 	{ "cluster_node_restart", scn_cluster_node_restart, true, 4, WHOLE },
+	/*
+	 * cluster mode, 3 then 4 instances (scn_cluster.c): owned at start, title and
+	 * metrics, alarmctl partitions, digests exact with 3, kill -9 takeover, join,
+	 * leave, node restart, SIGSTOP takeover / no stale claim / rejoin, digests exact,
+	 * no repeat after SIGCONT, single owner, always owned, JSON shape, teardown
+	 */
+	{ "cluster_partitions", scn_cluster_partitions, true, 17, WHOLE },
 	/* scn_router.c, no service: setup, stop_start, fence, takeover, server_restart, exactly_once_in_order */
 	{ "router", scn_router, false, 6, WHOLE },
 	/* scn_worker.c, one worker driven frame by frame: replay, fence ahead, fenced, lifted, teardown */

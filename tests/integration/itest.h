@@ -155,6 +155,7 @@ void scn_first_run(void);
 void scn_unit_file(void);
 void scn_cluster_r3(void);
 void scn_cluster_node_restart(void);
+void scn_cluster_partitions(void);
 void scn_router(void);
 void scn_worker_replay_fence(void);
 

@@ -284,6 +284,45 @@ test_shipped_conf_lists_every_key(void **state)
 	assert_int_equal(keys, NKEYS);
 }
 
+/*
+ * The three example instances of README "Running several instances" load,
+ * form one deployment (same partitions and servers, R3) and can run side
+ * by side on one machine (distinct names, state dirs and HTTP ports).
+ */
+static void
+test_cluster_examples_load(void **state)
+{
+	struct config c[3];
+	char path[1024], err[512];
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		char want[16], *dir;
+
+		/* Beside the shipped file: its path with the last name replaced. */
+		shipped_conf_path(path, sizeof(path));
+		dir = strrchr(path, '/') + 1;
+		snprintf(dir, sizeof(path) - (size_t)(dir - path), "cluster-%d.conf", i + 1);
+		err[0] = '\0';
+		if (config_load(path, &c[i], err, sizeof(err)) != 0)
+			fail_msg("%s: %s", path, err);
+		snprintf(want, sizeof(want), "alarm-%d", i + 1);
+		assert_string_equal(c[i].instance, want);
+		assert_int_equal(c[i].partitions, 12);
+		assert_int_equal(c[i].stream_replicas, 3);
+		assert_non_null(strstr(c[i].servers, "4222"));
+		assert_non_null(strstr(c[i].servers, "4223"));
+		assert_non_null(strstr(c[i].servers, "4224"));
+		for (int j = 0; j < i; j++) {
+			assert_string_equal(c[i].servers, c[j].servers);
+			assert_string_not_equal(c[i].state_dir, c[j].state_dir);
+			assert_string_not_equal(c[i].http_listen, c[j].http_listen);
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		config_free(&c[i]);
+}
+
 /* ---- durations and sizes ---- */
 
 static void
@@ -1211,6 +1250,7 @@ main(void)
 		cmocka_unit_test(test_defaults_match_header),
 		cmocka_unit_test(test_shipped_conf_matches_defaults),
 		cmocka_unit_test(test_shipped_conf_lists_every_key),
+		cmocka_unit_test(test_cluster_examples_load),
 		cmocka_unit_test(test_duration_parse),
 		cmocka_unit_test(test_size_parse),
 		cmocka_unit_test(test_parse_values),
