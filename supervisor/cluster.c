@@ -1,4 +1,5 @@
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct cluster {
 	struct partset *partset;    /* borrowed from intake */
 	struct lease *lease;
 	struct router *router;
+	struct pool *pool;          /* borrowed, as of the last cluster_poll */
 	struct lease_view view;     /* as of the last wake */
 	uint64_t router_epoch;      /* the router runs under this lease (0: not running) */
 	int64_t fence_sent;         /* what the workers and the router were told */
@@ -29,6 +31,8 @@ struct cluster {
 	bool lapsed;
 	char instance[CONFIG_INSTANCE_MAX + 1];
 };
+
+static void cluster_tick(void *arg);
 
 struct cluster *
 cluster_open(const struct config *c, struct intake *in, bool (*stop)(void *), void *stop_arg)
@@ -55,6 +59,7 @@ cluster_open(const struct config *c, struct intake *in, bool (*stop)(void *), vo
 	if ((cl->router = router_open(intake_conn(in), intake_jsetup(in), c)) == NULL ||
 	    (cl->lease = lease_open(c, stop, stop_arg)) == NULL)
 		goto fail;
+	intake_set_tick(in, cluster_tick, cl);
 	log_info("cluster instance %s: %lld partitions, lease_ttl %lld ms", cl->instance,
 	    (long long)c->partitions, (long long)c->lease_ttl_ms);
 	return cl;
@@ -148,13 +153,12 @@ cluster_router(struct cluster *cl)
 	}
 }
 
-bool
-cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
+/* Take a changed view (woke), note a lapse, and pass a new fence on. */
+static void
+cluster_refresh(struct cluster *cl, bool woke)
 {
-	int64_t now, left;
-	bool change = false;
+	int64_t now = clock_mono_ms();
 
-	now = clock_mono_ms();
 	if (woke) {
 		int64_t old = cl->view.fence_ms;
 
@@ -165,12 +169,38 @@ cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
 	}
 	if (cluster_fenced(cl) && cl->view.fence_ms != 0)
 		cluster_lapse(cl, cl->view.fence_ms, now, "the fence passed");
-	if (cl->view.fence_ms != cl->fence_sent) {
+	if (cl->view.fence_ms != cl->fence_sent && cl->pool != NULL) {
 		/* 0 (nothing held yet) would mean "no fence" to a worker: 1 is long past. */
-		pool_fence(pool, cl->view.fence_ms > 0 ? cl->view.fence_ms : 1);
+		pool_fence(cl->pool, cl->view.fence_ms > 0 ? cl->view.fence_ms : 1);
 		router_fence(cl->router, cl->view.fence_ms);
 		cl->fence_sent = cl->view.fence_ms;
 	}
+}
+
+/* partset_bind's tick: while the main loop waits on JetStream, the fence stays fresh. */
+static void
+cluster_tick(void *arg)
+{
+	struct cluster *cl = arg;
+	struct pollfd pfd = { lease_wake_fd(cl->lease), POLLIN, 0 };
+
+	cluster_refresh(cl, poll(&pfd, 1, 0) == 1);
+	if (cl->pool != NULL)
+		pool_send_fence(cl->pool);
+}
+
+bool
+cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
+{
+	int64_t now, left;
+	bool change = false;
+
+	if (pool != cl->pool) {
+		cl->pool = pool;
+		cl->fence_sent = -1;
+	}
+	cluster_refresh(cl, woke);
+	now = clock_mono_ms();
 	cluster_router(cl);
 	for (int p = 0; p < cl->view.partitions && !change; p++)
 		change = cluster_want(cl, p) != partset_serving(cl->partset, p);
@@ -227,7 +257,7 @@ cluster_release_all(struct cluster *cl)
 	for (int p = 0; p < cl->view.partitions; p++)
 		partset_want(cl->partset, p, 0);
 	/* Records the floors; the consumers stay for the next owners (partset.h). */
-	(void)partset_bind(cl->partset);
+	(void)partset_bind(cl->partset, NULL, NULL);
 	for (int p = 0; p < cl->view.partitions; p++)
 		if (cl->view.part[p].epoch != 0)
 			lease_released(cl->lease, p, cl->view.part[p].epoch);
@@ -264,8 +294,10 @@ cluster_view(const struct cluster *cl)
 	return &cl->view;
 }
 
-void
-cluster_pool_new(struct cluster *cl)
+bool
+cluster_routing(const struct cluster *cl)
 {
-	cl->fence_sent = -1;
+	return cl->router_epoch != 0;
 }
+
+

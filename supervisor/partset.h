@@ -43,18 +43,20 @@ uint64_t partset_serving(const struct partset *ps, int p);
 
 /*
  * Make the consumers match what is wanted: take over each newly wanted
- * partition, recreate the kept ones at their floor, delete the consumers
- * of the ones given up; then record the floors.  -1 on error (logged);
- * a partition that could not be bound is not served.
+ * partition, recreate the kept ones at their floor; then record the
+ * floors.  -1 on error (logged); a partition that could not be bound is
+ * not served.  Each JetStream call may take long on a busy cluster: tick
+ * (may be NULL) runs before each partition, for the caller to keep its
+ * fences fresh.
  */
-int partset_bind(struct partset *ps);
+int partset_bind(struct partset *ps, void (*tick)(void *arg), void *arg);
 /* The master acked p's consumer up to seq: this instance's stores hold all of p up to it. */
 void partset_acked(struct partset *ps, int p, uint64_t seq);
 /* Write STATE_DIR/partitions now (at shutdown). */
 int partset_save(struct partset *ps);
 
-/* What the intake subscribes to: every served partition's deliver subject. */
-const char *partset_subscription(const struct partset *ps);
+/* Partition p's deliver subject, which the intake subscribes to while p is served.  -1: too long. */
+int partset_deliver(const struct partset *ps, int p, char *buf, size_t len);
 
 /*
  * Callback thread: the partition of a delivery (-1: not one of ours: not
