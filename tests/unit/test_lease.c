@@ -29,6 +29,7 @@
 #include "clock.h"
 #include "config.h"
 #include "lease.h"
+#include "leasekv.h"
 #include "log.h"
 
 #define SCRATCH_NAME "test_lease"
@@ -68,6 +69,33 @@ test_target(void **state)
 		count[lease_target(three, 3, p)]++;
 	for (int i = 0; i < 3; i++)
 		assert_true(count[i] >= 2);
+}
+
+/* The values every instance and alarmctl read: what is written comes back. */
+static void
+test_value(void **state)
+{
+	struct leasekv_value v = { .instance = "i1", .since_ms = 1796019587083 }, back;
+	char text[256];
+
+	(void)state;
+	assert_int_equal(leasekv_format(text, sizeof(text), &v), 0);
+	assert_string_equal(text, "{\"instance\":\"i1\",\"since\":1796019587083}");
+	leasekv_parse(text, (int)strlen(text), &back);
+	assert_string_equal(back.instance, "i1");
+	assert_true(back.since_ms == v.since_ms && back.epoch == 0);
+	v.epoch = 57;
+	assert_int_equal(leasekv_format(text, sizeof(text), &v), 0);
+	leasekv_parse(text, (int)strlen(text), &back);
+	assert_true(back.epoch == 57 && back.since_ms == v.since_ms);
+	assert_int_equal(leasekv_format(text, 10, &v), -1);
+	/* Whatever else is there names nobody. */
+	leasekv_parse("[1,2]", 5, &back);
+	assert_string_equal(back.instance, "");
+	leasekv_parse("{\"instance\":7,\"since\":\"x\"}", 26, &back);
+	assert_true(back.instance[0] == '\0' && back.since_ms == 0);
+	leasekv_parse(NULL, 0, &back);
+	assert_string_equal(back.instance, "");
 }
 
 /* ---- a nats-server of our own ---- */
@@ -549,6 +577,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_target),
+		cmocka_unit_test(test_value),
 		cmocka_unit_test_setup_teardown(test_live, setup, live_teardown),
 	};
 
