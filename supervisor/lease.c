@@ -886,6 +886,17 @@ lease_view(struct lease *l, struct lease_view *v)
 	pthread_mutex_unlock(&l->lock);
 }
 
+int64_t
+lease_fence(struct lease *l)
+{
+	int64_t f;
+
+	pthread_mutex_lock(&l->lock);
+	f = l->view.fence_ms;
+	pthread_mutex_unlock(&l->lock);
+	return f;
+}
+
 int
 lease_wake_fd(const struct lease *l)
 {
