@@ -47,7 +47,7 @@ cluster_connect_stop(void *arg)
 	return clock_mono_ms() >= cluster_deadline;
 }
 
-/* A value into h; the entry's revision is the epoch when the value names none (the acquiring write). */
+/* A value into h; a value naming no epoch is the acquiring write: its revision is the epoch. */
 static void
 cluster_holder(kvEntry *e, struct holder *h)
 {

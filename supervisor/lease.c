@@ -16,7 +16,7 @@
 
 #define LEASE_TICK_MS 50            /* longest the thread waits before looking at requests again */
 #define LEASE_RETRY_MS 250          /* a failed round or acquire is tried again this soon */
-#define LEASE_RECHECK_MS 100        /* a value past its TTL still there: looked at again this soon */
+#define LEASE_RECHECK_MS 100        /* a value past its TTL still there: looked at again so soon */
 #define LEASE_NAME_MAX (CONFIG_INSTANCE_MAX + 1)
 
 /* The thread's picture of one part.<p> or router key, from its watcher. */
@@ -58,7 +58,7 @@ struct lease {
 	/* The thread's own. */
 	kvWatcher *watcher;
 	bool loaded;                /* the watcher delivered the bucket's state as of its start */
-	int64_t echo_due_ms;        /* monotonic: our member key written, the watcher not showing it since; 0: shown */
+	int64_t echo_due_ms;        /* monotonic: member key written, not shown by the watcher since (0: shown) */
 	struct lease_key *keys;
 	struct lease_own *own;
 	struct lease_own member;
@@ -462,7 +462,8 @@ lease_acquire(struct lease *l, int k, int64_t now)
 		snprintf(lk->holder, sizeof(lk->holder), "%s", last.value.instance);
 		lk->expires_ms = now + l->ttl_ms - lease_age_clamp(l, last.age_ms);
 		lk->free_since_ms = 0;
-		lk->next_try_ms = lk->expires_ms > now + LEASE_RECHECK_MS ? lk->expires_ms : now + LEASE_RECHECK_MS;
+		lk->next_try_ms = lk->expires_ms > now + LEASE_RECHECK_MS ? lk->expires_ms :
+		    now + LEASE_RECHECK_MS;
 		return;
 	}
 	if ((s = lease_put(l, key, since, 0, last.rev, &rev, &jerr)) != NATS_OK) {
@@ -483,7 +484,7 @@ lease_acquire(struct lease *l, int k, int64_t now)
 		    (long long)(lk->free_since_ms > 0 ? now - lk->free_since_ms : 0));
 }
 
-/* Renew a key we hold.  1 renewed, 0 lost, -1 no answer (the round does not count for the fence). */
+/* Renew a key we hold.  1 renewed, 0 lost, -1 no answer (then the round moves no fence). */
 static int
 lease_renew_one(struct lease *l, const char *key, struct lease_own *o)
 {
@@ -525,11 +526,13 @@ lease_member_join(struct lease *l)
 	jsErrCode jerr;
 
 	snprintf(key, sizeof(key), "member.%s", l->instance);
-	if (lease_read(l, key, &last) == -1 || lease_put(l, key, since, 0, last.rev, &rev, &jerr) != NATS_OK)
+	if (lease_read(l, key, &last) == -1 ||
+	    lease_put(l, key, since, 0, last.rev, &rev, &jerr) != NATS_OK)
 		return -1;
 	l->member = (struct lease_own){ .epoch = rev, .rev = rev, .since_ms = since };
 	lease_member_put(l, l->instance, clock_mono_ms() + l->ttl_ms);
-	log_info("lease: joined as member %s of bucket %s (revision %" PRIu64 ")", l->instance, l->bucket, rev);
+	log_info("lease: joined as member %s of bucket %s (revision %" PRIu64 ")", l->instance,
+	    l->bucket, rev);
 	return 0;
 }
 
