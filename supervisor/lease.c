@@ -65,6 +65,8 @@ struct lease {
 	struct lease_member *members;
 	int nmembers, members_cap;
 	unsigned char *target;      /* per key: enum lease_target */
+	bool *release_wanted;       /* per key, as lease_balance last found it */
+	uint64_t *release;          /* per key: the epoch the master released (this pass) */
 	bool targets_stale;         /* the membership changed since target[] was worked out */
 	int64_t next_round_ms;
 	int64_t fence_ms;
@@ -770,46 +772,38 @@ static void *
 lease_main(void *arg)
 {
 	struct lease *l = arg;
-	bool *release_wanted = calloc((size_t)lease_nkeys(l), sizeof(bool));
-	uint64_t *release = calloc((size_t)lease_nkeys(l), sizeof(uint64_t));
+	size_t n = (size_t)lease_nkeys(l);
 	bool stop = false, reset, leave;
 
-	if (release_wanted == NULL || release == NULL) {
-		log_error("lease: allocating the thread's tables for %d partitions", l->partitions);
-		free(release_wanted);
-		free(release);
-		return NULL;
-	}
 	while (!stop) {
 		pthread_mutex_lock(&l->lock);
 		stop = l->stop_req;
 		reset = l->reset_req;
 		leave = l->leave_req && !l->leaving;
 		l->reset_req = false;
-		memcpy(release, l->release_req, (size_t)lease_nkeys(l) * sizeof(uint64_t));
-		memset(l->release_req, 0, (size_t)lease_nkeys(l) * sizeof(uint64_t));
+		memcpy(l->release, l->release_req, n * sizeof(*l->release));
+		memset(l->release_req, 0, n * sizeof(*l->release_req));
 		pthread_mutex_unlock(&l->lock);
-		if (stop)
-			break;
 
+		/* Even when stopping: a shutdown releases, then closes at once. */
 		if (leave)
 			lease_leave_now(l);
-		for (int k = 0; k < lease_nkeys(l); k++)
-			if (release[k] != 0 && release[k] == l->own[k].epoch)
-				lease_release(l, k);
+		for (size_t k = 0; k < n; k++)
+			if (l->release[k] != 0 && l->release[k] == l->own[k].epoch)
+				lease_release(l, (int)k);
+		if (stop)
+			break;
 		if (reset)
 			lease_reepoch(l);
 		int64_t now = clock_mono_ms();
 		if (now >= l->next_round_ms)
 			lease_round(l, now);
-		lease_balance(l, clock_mono_ms(), release_wanted);
-		lease_publish(l, release_wanted);
+		lease_balance(l, clock_mono_ms(), l->release_wanted);
+		lease_publish(l, l->release_wanted);
 
 		int64_t wait = l->next_round_ms - clock_mono_ms();
 		lease_watch(l, wait < 1 ? 1 : wait > LEASE_TICK_MS ? LEASE_TICK_MS : wait);
 	}
-	free(release_wanted);
-	free(release);
 	return NULL;
 }
 
@@ -844,7 +838,10 @@ lease_open(const struct config *c, bool (*stop)(void *), void *stop_arg)
 	l->own = calloc((size_t)n, sizeof(*l->own));
 	l->release_req = calloc((size_t)n, sizeof(*l->release_req));
 	l->target = calloc((size_t)n, sizeof(*l->target));
-	if (l->keys == NULL || l->own == NULL || l->release_req == NULL || l->target == NULL) {
+	l->release_wanted = calloc((size_t)n, sizeof(*l->release_wanted));
+	l->release = calloc((size_t)n, sizeof(*l->release));
+	if (l->keys == NULL || l->own == NULL || l->release_req == NULL || l->target == NULL ||
+	    l->release_wanted == NULL || l->release == NULL) {
 		log_error("lease: allocating tables for %d partitions", l->partitions);
 		goto fail;
 	}
@@ -958,6 +955,8 @@ lease_close(struct lease *l)
 	free(l->own);
 	free(l->release_req);
 	free(l->target);
+	free(l->release_wanted);
+	free(l->release);
 	free(l->members);
 	free(l);
 }

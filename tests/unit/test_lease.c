@@ -500,7 +500,11 @@ test_live(void **state)
 	ms = wait_balanced("i3 resumed", t0, 10 * TTL_MS);
 	print_message("i3 resumed: balanced again after %lld ms\n", (long long)ms);
 
-	/* i1 leaves: its partitions (and the router, if it has it) move at once, well within lease_ttl. */
+	/*
+	 * i1 leaves as a SIGTERM does it: leave, release what it is asked to
+	 * (all), close at once.  Its partitions and the router (if it has it)
+	 * move well within lease_ttl: the releases went out before the close.
+	 */
 	t0 = clock_mono_ms();
 	lease_leave(inst[0].l);
 	while (!inst[0].c.leaving) {
@@ -509,11 +513,16 @@ test_live(void **state)
 		usleep(5 * 1000);
 		sample(own);
 	}
+	for (int p = 0; p < NPART; p++)
+		assert_true(inst[0].c.epoch[p] == 0);   /* all released by its "master" */
+	assert_true(inst[0].c.router == 0);
+	inst_end(&inst[0]);
 	ms = wait_balanced("i1 left", t0, TTL_MS);
 	assert_true(ms < TTL_MS / 2);
-	print_message("i1 left: partitions moved in %lld ms\n", (long long)ms);
 	wait_router();
-	inst_end(&inst[0]);
+	print_message("i1 left: partitions moved in %lld ms, router held again after %lld ms\n",
+	    (long long)ms, (long long)(clock_mono_ms() - t0));
+	assert_true(clock_mono_ms() - t0 < TTL_MS / 2);
 
 	/* i2 dies (closed, nothing released): taken within 2 x lease_ttl, never before its fence. */
 	fence = inst[1].c.fence_ms;
