@@ -49,7 +49,8 @@ struct lease {
 	int partitions;             /* keys 0..partitions-1 are part.<p>, key [partitions] is the router */
 	int64_t ttl_ms;
 	natsConnection *nc;
-	jsCtx *js;
+	jsCtx *js_kv;               /* the bucket and its watcher (cnats' default waits) */
+	jsCtx *js;                  /* our reads and writes (waits of lease_ttl/8) */
 	kvStore *kv;
 	int wake_fd;
 	pthread_t thread;
@@ -161,7 +162,6 @@ lease_put(struct lease *l, const char *key, int64_t since_ms, uint64_t epoch, ui
 		*jerr = 0;
 		return NATS_INVALID_ARG;
 	}
-	/* A round must fit well inside the fence's margin (lease_ttl/5). */
 	return leasekv_write(l->js, l->bucket, key, text, expect, l->ttl_ms / 8, rev, jerr);
 }
 
@@ -193,15 +193,16 @@ static int
 lease_bucket_open(struct lease *l, const struct config *c)
 {
 	kvConfig kc;
+	jsOptions jo;
 	kvStatus *st = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
-	if (natsConnection_JetStream(&l->js, l->nc, NULL) != NATS_OK) {
+	if (natsConnection_JetStream(&l->js_kv, l->nc, NULL) != NATS_OK) {
 		log_errorx("lease: JetStream context: %s", nats_GetLastError(NULL));
 		return -1;
 	}
-	s = js_KeyValue(&l->kv, l->js, l->bucket);
+	s = js_KeyValue(&l->kv, l->js_kv, l->bucket);
 	if (s == NATS_NOT_FOUND) {
 		kvConfig_Init(&kc);
 		kc.Bucket = l->bucket;
@@ -210,7 +211,7 @@ lease_bucket_open(struct lease *l, const struct config *c)
 		kc.TTL = l->ttl_ms * 1000000;
 		kc.StorageType = js_FileStorage;
 		kc.Replicas = (int)c->stream_replicas;
-		s = js_CreateKeyValue(&l->kv, l->js, &kc);
+		s = js_CreateKeyValue(&l->kv, l->js_kv, &kc);
 		if (s == NATS_OK)
 			log_info("lease: created KV bucket %s (TTL %lld ms, %d replicas)", l->bucket,
 			    (long long)l->ttl_ms, kc.Replicas);
@@ -239,6 +240,17 @@ lease_bucket_open(struct lease *l, const struct config *c)
 		    "using the bucket's; every instance must have the same lease_ttl", l->bucket,
 		    (long long)ttl, (long long)l->ttl_ms);
 		l->ttl_ms = ttl;
+	}
+	/*
+	 * Our reads and writes wait at most lease_ttl/8: a round must fit well
+	 * inside the fence's margin (lease_ttl/5), and a shutdown with NATS
+	 * gone must not wait seconds per key.
+	 */
+	jsOptions_Init(&jo);
+	jo.Wait = l->ttl_ms / 8;
+	if (natsConnection_JetStream(&l->js, l->nc, &jo) != NATS_OK) {
+		log_errorx("lease: JetStream context: %s", nats_GetLastError(NULL));
+		return -1;
 	}
 	return 0;
 }
@@ -303,6 +315,18 @@ lease_members_expire(struct lease *l, int64_t now)
 }
 
 static void lease_lose(struct lease *l, int k, const char *why);
+
+/* lease_close is waiting: long loops of writes stop early. */
+static bool
+lease_stop_wanted(struct lease *l)
+{
+	bool stop;
+
+	pthread_mutex_lock(&l->lock);
+	stop = l->stop_req;
+	pthread_mutex_unlock(&l->lock);
+	return stop;
+}
 
 /* One watcher entry into the view. */
 static void
@@ -568,6 +592,10 @@ lease_round(struct lease *l, int64_t start)
 	for (int k = 0; k < lease_nkeys(l); k++) {
 		if (l->own[k].epoch == 0)
 			continue;
+		if (lease_stop_wanted(l)) {
+			unanswered++;
+			break;
+		}
 		lease_key_name(l, k, key, sizeof(key));
 		if ((rc = lease_renew_one(l, key, &l->own[k])) == -1)
 			unanswered++;
@@ -591,7 +619,8 @@ lease_round(struct lease *l, int64_t start)
 	}
 }
 
-static void
+/* 0, or -1 when the delete got no answer (the key expires instead). */
+static int
 lease_release(struct lease *l, int k)
 {
 	char key[32], what[32];
@@ -610,6 +639,7 @@ lease_release(struct lease *l, int k)
 	memset(&l->own[k], 0, sizeof(l->own[k]));
 	if (k < l->partitions)
 		l->released++;
+	return s == NATS_OK || jerr == JSStreamWrongLastSequenceErr ? 0 : -1;
 }
 
 /*
@@ -723,7 +753,7 @@ lease_balance(struct lease *l, int64_t now, bool *release_wanted)
 			continue;
 		if (lk->free_since_ms == 0)
 			lk->free_since_ms = now;
-		if (mine || now - lk->free_since_ms >= l->ttl_ms)
+		if ((mine || now - lk->free_since_ms >= l->ttl_ms) && !lease_stop_wanted(l))
 			lease_acquire(l, k, now);
 	}
 }
@@ -785,12 +815,21 @@ lease_main(void *arg)
 		memset(l->release_req, 0, n * sizeof(*l->release_req));
 		pthread_mutex_unlock(&l->lock);
 
-		/* Even when stopping: a shutdown releases, then closes at once. */
+		/*
+		 * Even when stopping: a shutdown releases, then closes at once.
+		 * But with NATS gone it does not wait for each key in turn.
+		 */
 		if (leave)
 			lease_leave_now(l);
-		for (size_t k = 0; k < n; k++)
-			if (l->release[k] != 0 && l->release[k] == l->own[k].epoch)
-				lease_release(l, (int)k);
+		bool unanswered = false;
+		for (size_t k = 0; k < n; k++) {
+			if (l->release[k] == 0 || l->release[k] != l->own[k].epoch)
+				continue;
+			if (stop && unanswered)
+				memset(&l->own[k], 0, sizeof(l->own[k]));
+			else if (lease_release(l, (int)k) == -1)
+				unanswered = true;
+		}
 		if (stop)
 			break;
 		if (reset)
@@ -946,6 +985,7 @@ lease_close(struct lease *l)
 	kvWatcher_Destroy(l->watcher);
 	kvStore_Destroy(l->kv);
 	jsCtx_Destroy(l->js);
+	jsCtx_Destroy(l->js_kv);
 	if (l->nc != NULL)
 		natsconn_close(l->nc);
 	if (l->wake_fd != -1)
