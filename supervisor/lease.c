@@ -774,7 +774,8 @@ lease_publish(struct lease *l, const bool *release_wanted)
 			.since_ms = l->own[k].epoch != 0 ? l->own[k].since_ms : 0,
 			.release_wanted = l->own[k].epoch != 0 && release_wanted[k],
 		};
-		if (memcmp(h, &now, sizeof(now)) != 0) {
+		if (h->epoch != now.epoch || h->since_ms != now.since_ms ||
+		    h->release_wanted != now.release_wanted) {
 			*h = now;
 			changed = true;
 		}
