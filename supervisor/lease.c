@@ -723,7 +723,8 @@ lease_targets(struct lease *l)
 		names[n++] = l->members[i].name;
 	}
 	for (int k = 0; k < l->partitions; k++)
-		l->target[k] = lease_target(names, n, k) == me ? LEASE_TARGET_ME : LEASE_TARGET_OTHER;
+		l->target[k] = me != -1 && lease_target(names, n, k) == me ? LEASE_TARGET_ME :
+		    LEASE_TARGET_OTHER;
 	/* The router is anyone's who comes first. */
 	l->target[l->partitions] = me != -1 ? LEASE_TARGET_ME : LEASE_TARGET_OTHER;
 	free(names);
