@@ -1,8 +1,12 @@
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "../common/clock.h"
 #include "../common/log.h"
@@ -12,6 +16,9 @@
 #include "partset.h"
 #include "pool.h"
 #include "router.h"
+
+/* How often the fence is refreshed while a JetStream call runs. */
+#define CLUSTER_TICK_MS 100
 
 struct cluster {
 	struct intake *intake;      /* borrowed */
@@ -31,8 +38,6 @@ struct cluster {
 	bool lapsed;
 	char instance[CONFIG_INSTANCE_MAX + 1];
 };
-
-static void cluster_tick(void *arg);
 
 struct cluster *
 cluster_open(const struct config *c, struct intake *in, bool (*stop)(void *), void *stop_arg)
@@ -59,7 +64,6 @@ cluster_open(const struct config *c, struct intake *in, bool (*stop)(void *), vo
 	if ((cl->router = router_open(intake_conn(in), intake_jsetup(in), c)) == NULL ||
 	    (cl->lease = lease_open(c, stop, stop_arg)) == NULL)
 		goto fail;
-	intake_set_tick(in, cluster_tick, cl);
 	log_info("cluster instance %s: %lld partitions, lease_ttl %lld ms", cl->instance,
 	    (long long)c->partitions, (long long)c->lease_ttl_ms);
 	return cl;
@@ -129,30 +133,6 @@ cluster_may_ack(struct cluster *cl)
 	return !cl->lapsed && !cluster_fenced(cl);
 }
 
-/* Run the router while we hold its lease and the fence holds; hand it over when asked. */
-static void
-cluster_router(struct cluster *cl)
-{
-	const struct lease_hold *lr = &cl->view.router;
-	bool want = lr->epoch != 0 && !lr->release_wanted && !cl->leaving && !cluster_fenced(cl);
-
-	if (cl->router_epoch != 0 && (!want || lr->epoch != cl->router_epoch)) {
-		router_stop(cl->router);
-		log_info("router stopped (lease epoch %" PRIu64 ")", cl->router_epoch);
-		cl->router_epoch = 0;
-	}
-	if (lr->epoch != 0 && lr->release_wanted && cl->router_epoch == 0) {
-		lease_released(cl->lease, LEASE_ROUTER, lr->epoch);
-		return;
-	}
-	if (want && cl->router_epoch == 0) {
-		/* On failure it tries again by itself until stopped. */
-		if (router_start(cl->router, lr->epoch) == 0)
-			log_info("router started (lease epoch %" PRIu64 ")", lr->epoch);
-		cl->router_epoch = lr->epoch;
-	}
-}
-
 /* Take a changed view (woke), note a lapse, and pass a new fence on. */
 static void
 cluster_refresh(struct cluster *cl, bool woke)
@@ -177,16 +157,116 @@ cluster_refresh(struct cluster *cl, bool woke)
 	}
 }
 
-/* partset_bind's tick: while the main loop waits on JetStream, the fence stays fresh. */
-static void
-cluster_tick(void *arg)
-{
-	struct cluster *cl = arg;
-	struct pollfd pfd = { lease_wake_fd(cl->lease), POLLIN, 0 };
+/*
+ * JetStream API calls (binding consumers, starting the router) take
+ * seconds on a busy cluster.  They run on a thread of their own while
+ * this thread keeps the workers' fence fresh: a worker whose fence runs
+ * out skips requests, and that costs a full rebind (cluster_lapse).
+ */
+struct cluster_job {
+	int (*fn)(void *arg);
+	void *arg;
+	int rc;
+	int done_fd;
+};
 
-	cluster_refresh(cl, poll(&pfd, 1, 0) == 1);
-	if (cl->pool != NULL)
-		pool_send_fence(cl->pool);
+static void *
+cluster_job_main(void *a)
+{
+	struct cluster_job *job = a;
+	uint64_t one = 1;
+
+	job->rc = job->fn(job->arg);
+	if (write(job->done_fd, &one, sizeof(one)) == -1)
+		log_error("cluster: writing the job's eventfd");
+	return NULL;
+}
+
+static int
+cluster_run(struct cluster *cl, int (*fn)(void *arg), void *arg)
+{
+	struct cluster_job job = { fn, arg, -1, -1 };
+	pthread_t t;
+	int err;
+
+	if ((job.done_fd = eventfd(0, EFD_CLOEXEC)) == -1) {
+		log_error("cluster: eventfd");
+		return fn(arg);
+	}
+	if ((err = pthread_create(&t, NULL, cluster_job_main, &job)) != 0) {
+		log_errorx("cluster: starting a thread for JetStream calls: %s", strerror(err));
+		(void)close(job.done_fd);
+		return fn(arg);
+	}
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ job.done_fd, POLLIN, 0 },
+			{ lease_wake_fd(cl->lease), POLLIN, 0 },
+		};
+
+		if (poll(pfd, 2, CLUSTER_TICK_MS) == -1 && errno != EINTR)
+			log_error("cluster: poll");
+		cluster_refresh(cl, (pfd[1].revents & POLLIN) != 0);
+		if (cl->pool != NULL)
+			pool_send_fence(cl->pool);
+		if (pfd[0].revents & POLLIN)
+			break;
+	}
+	if ((err = pthread_join(t, NULL)) != 0)
+		log_errorx("cluster: joining the JetStream thread: %s", strerror(err));
+	(void)close(job.done_fd);
+	return job.rc;
+}
+
+static int
+cluster_intake_start(void *arg)
+{
+	return intake_start(arg);
+}
+
+struct cluster_router_start {
+	struct router *router;
+	uint64_t epoch;
+};
+
+static int
+cluster_router_start(void *arg)
+{
+	struct cluster_router_start *rs = arg;
+
+	return router_start(rs->router, rs->epoch);
+}
+
+int
+cluster_start_intake(struct cluster *cl)
+{
+	return cluster_run(cl, cluster_intake_start, cl->intake);
+}
+
+/* Run the router while we hold its lease and the fence holds; hand it over when asked. */
+static void
+cluster_router(struct cluster *cl)
+{
+	const struct lease_hold *lr = &cl->view.router;
+	bool want = lr->epoch != 0 && !lr->release_wanted && !cl->leaving && !cluster_fenced(cl);
+
+	if (cl->router_epoch != 0 && (!want || lr->epoch != cl->router_epoch)) {
+		router_stop(cl->router);
+		log_info("router stopped (lease epoch %" PRIu64 ")", cl->router_epoch);
+		cl->router_epoch = 0;
+	}
+	if (lr->epoch != 0 && lr->release_wanted && cl->router_epoch == 0) {
+		lease_released(cl->lease, LEASE_ROUTER, lr->epoch);
+		return;
+	}
+	if (want && cl->router_epoch == 0) {
+		struct cluster_router_start rs = { cl->router, lr->epoch };
+
+		/* On failure it tries again by itself until stopped. */
+		if (cluster_run(cl, cluster_router_start, &rs) == 0)
+			log_info("router started (lease epoch %" PRIu64 ")", lr->epoch);
+		cl->router_epoch = lr->epoch;
+	}
 }
 
 bool
@@ -224,7 +304,7 @@ cluster_rebind(struct cluster *cl)
 		was[p] = partset_serving(cl->partset, p);
 		partset_want(cl->partset, p, cluster_want(cl, p));
 	}
-	rc = intake_start(cl->intake);
+	rc = cluster_start_intake(cl);
 	/* Handed over once its acks reached the server (the master flushed them). */
 	for (int p = 0; p < cl->view.partitions; p++) {
 		const struct lease_hold *lp = &cl->view.part[p];
@@ -257,7 +337,7 @@ cluster_release_all(struct cluster *cl)
 	for (int p = 0; p < cl->view.partitions; p++)
 		partset_want(cl->partset, p, 0);
 	/* Records the floors; the consumers stay for the next owners (partset.h). */
-	(void)partset_bind(cl->partset, NULL, NULL);
+	(void)partset_bind(cl->partset);
 	for (int p = 0; p < cl->view.partitions; p++)
 		if (cl->view.part[p].epoch != 0)
 			lease_released(cl->lease, p, cl->view.part[p].epoch);

@@ -44,6 +44,8 @@ int cluster_wake_fd(const struct cluster *cl);
 bool cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke);
 /* Quiesced, acks sent, intake reset: serve what the leases say, release what is handed over. */
 int cluster_rebind(struct cluster *cl);
+/* intake_start, with the workers' fence kept fresh meanwhile (a consumer reset). */
+int cluster_start_intake(struct cluster *cl);
 /* Whether a partition consumer may be acked now (the fence holds). */
 bool cluster_may_ack(struct cluster *cl);
 

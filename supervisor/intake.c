@@ -55,8 +55,6 @@ struct intake {
 	atomic_bool reset_wanted;
 	uint64_t last_consumer_seq;  /* callback thread only */
 	struct partset *partset;     /* cluster mode: the partitions served (NULL: single instance) */
-	void (*tick)(void *);        /* called while binding them (partset_bind) */
-	void *tick_arg;
 	_Atomic uint64_t replayed;
 	_Atomic uint64_t received, accepted, rejected, redelivered;
 	_Atomic uint64_t received_status, received_request, rejected_status, rejected_request;
@@ -526,7 +524,7 @@ intake_start(struct intake *in)
 		char deliver[512];
 
 		/* A partition that cannot be bound now is tried again at the next bind. */
-		(void)partset_bind(in->partset, in->tick, in->tick_arg);
+		(void)partset_bind(in->partset);
 		atomic_store(&in->reset_wanted, false);
 		/*
 		 * After the consumers exist, on their exact subjects: the server
@@ -635,13 +633,6 @@ struct partset *
 intake_partset(struct intake *in)
 {
 	return in->partset;
-}
-
-void
-intake_set_tick(struct intake *in, void (*tick)(void *arg), void *arg)
-{
-	in->tick = tick;
-	in->tick_arg = arg;
 }
 
 int

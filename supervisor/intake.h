@@ -84,8 +84,6 @@ void intake_ack(struct intake *in, natsMsg *m, int lane, uint64_t stream_seq);
 int intake_flush(struct intake *in);
 /* Cluster mode: the partitions served (NULL: a single instance). */
 struct partset *intake_partset(struct intake *in);
-/* Cluster mode: run tick(arg) between the JetStream calls of a bind (partset_bind). */
-void intake_set_tick(struct intake *in, void (*tick)(void *arg), void *arg);
 void intake_release(void *m);
 
 /*

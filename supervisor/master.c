@@ -506,7 +506,7 @@ master_act(struct master *m)
 		/* Durable but not acked: they come again, and re-applying them is harmless. */
 		ackq_clear(m->ackq);
 		handoff_batch_free(&m->batch);
-		if (intake_start(m->intake) == -1)
+		if ((m->cluster != NULL ? cluster_start_intake(m->cluster) : intake_start(m->intake)) == -1)
 			return -1;
 	} else if (m->action == ACTION_RESHARD) {
 		int old = pool_size(m->pool);

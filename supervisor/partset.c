@@ -247,7 +247,7 @@ partset_bind_one(struct partset *ps, int p)
 }
 
 int
-partset_bind(struct partset *ps, void (*tick)(void *arg), void *arg)
+partset_bind(struct partset *ps)
 {
 	int rc = 0;
 
@@ -266,8 +266,6 @@ partset_bind(struct partset *ps, void (*tick)(void *arg), void *arg)
 			}
 			continue;
 		}
-		if (tick != NULL)
-			tick(arg);
 		if (partset_bind_one(ps, p) == -1) {
 			log_warnx("partition %d: not served until the next try", p);
 			pp->epoch = 0;

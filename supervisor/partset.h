@@ -45,11 +45,9 @@ uint64_t partset_serving(const struct partset *ps, int p);
  * Make the consumers match what is wanted: take over each newly wanted
  * partition, recreate the kept ones at their floor; then record the
  * floors.  -1 on error (logged); a partition that could not be bound is
- * not served.  Each JetStream call may take long on a busy cluster: tick
- * (may be NULL) runs before each partition, for the caller to keep its
- * fences fresh.
+ * not served.
  */
-int partset_bind(struct partset *ps, void (*tick)(void *arg), void *arg);
+int partset_bind(struct partset *ps);
 /* The master acked p's consumer up to seq: this instance's stores hold all of p up to it. */
 void partset_acked(struct partset *ps, int p, uint64_t seq);
 /* Write STATE_DIR/partitions now (at shutdown). */
