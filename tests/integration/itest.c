@@ -520,6 +520,8 @@ static const struct scenario {
 	{ "cluster_node_restart", scn_cluster_node_restart, true, 4, WHOLE },
 	/* scn_router.c, no service: setup, stop_start, fence, takeover, server_restart, exactly_once_in_order */
 	{ "router", scn_router, false, 6, WHOLE },
+	/* the same on a 3-node cluster, R3, the partition stream's leader restarted: setup, restart, stream */
+	{ "router_r3", scn_router_r3, false, 3, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -156,5 +156,6 @@ void scn_unit_file(void);
 void scn_cluster_r3(void);
 void scn_cluster_node_restart(void);
 void scn_router(void);
+void scn_router_r3(void);
 
 #endif
