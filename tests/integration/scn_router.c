@@ -465,8 +465,14 @@ scn_router(void)
 	tap_report("router/stop_start", rt_stop_start(&t, &a, n));
 	tap_report("router/fence", rt_fence(&a));
 
-	/* Cut off under the router, as a crash would: nothing more acked or confirmed. */
+	/*
+	 * Cut off under the router, as a crash would: nothing more acked or
+	 * confirmed.  Then a pause before the router is closed: cnats 3.4's
+	 * reader thread may still be delivering to the subscription, and
+	 * freeing it then crashes that thread (nats.c issue 637).
+	 */
 	natsConnection_Close(a.nc);
+	harness_sleep_ms(500);
 	router_get_stats(a.r, &st);
 	printf("# router: first router cut off after %" PRIu64 " copies stored, %" PRIu64 " input acked, "
 	    "%" PRIu64 " errors, %" PRIu64 " resets\n", st.routed, st.acked, st.publish_errors, st.resets);
