@@ -21,7 +21,12 @@ struct cluster {
 	uint64_t router_epoch;      /* the router runs under this lease (0: not running) */
 	int64_t fence_sent;         /* what the workers and the router were told */
 	bool leaving;
-	bool lapsed;                /* the fence passed: everything unbound, leases to be taken anew */
+	/*
+	 * The fence passed while we served: a worker may have skipped a
+	 * request (worker.c), which an AckAll would then cover.  Nothing is
+	 * acked until every partition is bound again from its floor.
+	 */
+	bool lapsed;
 	char instance[CONFIG_INSTANCE_MAX + 1];
 };
 
@@ -88,15 +93,35 @@ cluster_want(const struct cluster *cl, int p)
 {
 	const struct lease_hold *lp = &cl->view.part[p];
 
-	if (lp->epoch == 0 || lp->release_wanted || cl->leaving || cluster_fenced(cl))
+	if (lp->epoch == 0 || lp->release_wanted || cl->leaving || cl->lapsed || cluster_fenced(cl))
 		return 0;
 	return lp->epoch;
+}
+
+static bool
+cluster_serving(const struct cluster *cl)
+{
+	for (int p = 0; p < cl->view.partitions; p++)
+		if (partset_serving(cl->partset, p) != 0)
+			return true;
+	return false;
+}
+
+/* Mark a lapse (once), saying how it was found. */
+static void
+cluster_lapse(struct cluster *cl, int64_t fence, int64_t now, const char *how)
+{
+	if (cl->lapsed || !cluster_serving(cl))
+		return;
+	log_warnx("leases not renewed in time (%s, %lld ms late): acking nothing and binding every "
+	    "partition again from its floor", how, (long long)(now - fence));
+	cl->lapsed = true;
 }
 
 bool
 cluster_may_ack(struct cluster *cl)
 {
-	return !cluster_fenced(cl);
+	return !cl->lapsed && !cluster_fenced(cl);
 }
 
 /* Run the router while we hold its lease and the fence holds; hand it over when asked. */
@@ -129,23 +154,26 @@ cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
 	int64_t now, left;
 	bool change = false;
 
-	if (woke)
-		lease_view(cl->lease, &cl->view);
 	now = clock_mono_ms();
+	if (woke) {
+		int64_t old = cl->view.fence_ms;
+
+		lease_view(cl->lease, &cl->view);
+		/* Renewed, but only after the workers' deadline had passed. */
+		if (cl->view.fence_ms != old && old != 0 && now > old)
+			cluster_lapse(cl, old, now, "renewed after the fence");
+	}
+	if (cluster_fenced(cl) && cl->view.fence_ms != 0)
+		cluster_lapse(cl, cl->view.fence_ms, now, "the fence passed");
 	if (cl->view.fence_ms != cl->fence_sent) {
-		pool_fence(pool, cl->view.fence_ms);
+		/* 0 (nothing held yet) would mean "no fence" to a worker: 1 is long past. */
+		pool_fence(pool, cl->view.fence_ms > 0 ? cl->view.fence_ms : 1);
 		router_fence(cl->router, cl->view.fence_ms);
 		cl->fence_sent = cl->view.fence_ms;
 	}
 	cluster_router(cl);
 	for (int p = 0; p < cl->view.partitions && !change; p++)
 		change = cluster_want(cl, p) != partset_serving(cl->partset, p);
-	/* Our holds lapsed while we served: unbind all, then take the leases anew. */
-	if (change && cluster_fenced(cl) && cl->view.fence_ms != 0 && !cl->lapsed) {
-		log_warnx("leases not renewed in time (fence passed %lld ms ago): acking nothing and "
-		    "unbinding every partition until they are held again", (long long)(now - cl->view.fence_ms));
-		cl->lapsed = true;
-	}
 	left = cl->view.fence_ms - now + 1;
 	if (left > 0 && left < *timeout_ms)
 		*timeout_ms = (int)left;
@@ -177,6 +205,7 @@ cluster_rebind(struct cluster *cl)
 		}
 	}
 	free(was);
+	/* Unbound after a lapse: take the leases anew (new epochs), then bind again. */
 	if (cl->lapsed) {
 		lease_reset(cl->lease);
 		cl->lapsed = false;
@@ -233,4 +262,10 @@ const struct lease_view *
 cluster_view(const struct cluster *cl)
 {
 	return &cl->view;
+}
+
+void
+cluster_pool_new(struct cluster *cl)
+{
+	cl->fence_sent = -1;
 }

@@ -55,5 +55,7 @@ void cluster_release_all(struct cluster *cl);
 /* "cluster NAME: parts 0,3,7 router" for the title. */
 void cluster_describe(const struct cluster *cl, char *buf, size_t len);
 const struct lease_view *cluster_view(const struct cluster *cl);
+/* The master replaced its pool (a reshard): the new workers need the fence. */
+void cluster_pool_new(struct cluster *cl);
 
 #endif

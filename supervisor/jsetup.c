@@ -22,6 +22,9 @@
  */
 #define JSETUP_INTENT "consumer-reset"
 
+/* How long a JetStream API call may take (cnats' default: 5 s). */
+#define JSETUP_API_WAIT_MS 20000
+
 struct jsetup {
 	natsConnection *nc;          /* borrowed */
 	jsCtx *js;
@@ -415,7 +418,16 @@ jsetup_open(natsConnection *nc, const struct config *c)
 	}
 	if (layout_path(js->intent, sizeof(js->intent), c->state_dir, JSETUP_INTENT) == -1)
 		goto fail;
-	if ((s = natsConnection_JetStream(&js->js, nc, NULL)) != NATS_OK) {
+	jsOptions jo;
+
+	/*
+	 * Creating a replicated stream waits for the cluster to place it and
+	 * elect its leader: seconds, more when several instances start at
+	 * once.  cnats' 5 s default gave up while the cluster was still at it.
+	 */
+	jsOptions_Init(&jo);
+	jo.Wait = JSETUP_API_WAIT_MS;
+	if ((s = natsConnection_JetStream(&js->js, nc, &jo)) != NATS_OK) {
 		log_errorx("JetStream context: %s", natsStatus_GetText(s));
 		goto fail;
 	}

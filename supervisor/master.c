@@ -525,6 +525,8 @@ master_act(struct master *m)
 		}
 		if ((m->pool = pool_new(&m->cfg, m->target_slots, master_done, m)) == NULL)
 			return -1;
+		if (m->cluster != NULL)
+			cluster_pool_new(m->cluster);
 	}
 	m->action = ACTION_NONE;
 	m->phase = PHASE_RUN;
