@@ -573,11 +573,18 @@ cp_dump_pipeline(struct cp *cp)
 		for (int k = 0; k < list->Count; k++) {
 			jsConsumerInfo *ci = list->List[k];
 
-			printf("# " CP_TAG ":   consumer %s: delivered stream seq %llu, ack floor %llu, "
-			    "pending %llu, unacked %lld, redelivered %lld, push bound %s\n", ci->Name,
+			printf("# " CP_TAG ":   consumer %s to %s: delivered stream seq %llu, ack floor "
+			    "%llu, pending %llu, unacked %lld, redelivered %lld, push bound %s\n", ci->Name,
+			    ci->Config != NULL && ci->Config->DeliverSubject != NULL ?
+			    ci->Config->DeliverSubject : "(pull)",
 			    (unsigned long long)ci->Delivered.Stream, (unsigned long long)ci->AckFloor.Stream,
 			    (unsigned long long)ci->NumPending, (long long)ci->NumAckPending,
 			    (long long)ci->NumRedelivered, ci->PushBound ? "yes" : "no");
+			/* Seen here: a wildcard subscription left every partition consumer unbound. */
+			if (!ci->PushBound && ci->NumPending > 0)
+				printf("# " CP_TAG ":     nobody takes its deliveries: nats-server 2.9.10 "
+				    "counts only a subscription to that very subject as a push consumer's "
+				    "interest, not a wildcard that covers it\n");
 		}
 		jsConsumerInfoList_Destroy(list);
 	}
