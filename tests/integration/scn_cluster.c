@@ -582,9 +582,9 @@ cp_dump_pipeline(struct cp *cp)
 			    (long long)ci->NumRedelivered, ci->PushBound ? "yes" : "no");
 			/* Seen here: a wildcard subscription left every partition consumer unbound. */
 			if (!ci->PushBound && ci->NumPending > 0)
-				printf("# " CP_TAG ":     nobody takes its deliveries: nats-server 2.9.10 "
-				    "counts only a subscription to that very subject as a push consumer's "
-				    "interest, not a wildcard that covers it\n");
+				printf("# " CP_TAG ":     nobody subscribes to its deliver subject now (note: "
+				    "nats-server 2.9.10 counts only a subscription to that very subject as a "
+				    "push consumer's interest, not a wildcard that covers it)\n");
 		}
 		jsConsumerInfoList_Destroy(list);
 	}
