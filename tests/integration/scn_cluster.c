@@ -1307,19 +1307,18 @@ cp_teardown(struct cp *cp)
 {
 	struct harness_worker w[CP_NINST][16];
 	int nw[CP_NINST] = { 0 };
-	char st[64];
-	int rc = 0;
+	char st[64], err[512] = "";
 
-	harness_seterr("no instance was running");
+	/* harness_proc_alive sets harness_err even when all is well: our own buffer, then. */
 	for (int k = 0; k < CP_NINST; k++) {
 		struct cp_inst *in = &cp->in[k];
 
 		if (!in->running)
 			continue;
 		if (!harness_proc_alive(&in->e.svc.proc)) {
-			harness_seterr("%s was not running at teardown (%s)", in->name,
-			    harness_status_str(in->e.svc.proc.status, st, sizeof(st)));
-			rc = -1;
+			if (err[0] == '\0')
+				snprintf(err, sizeof(err), "%s was not running at teardown (%s)", in->name,
+				    harness_status_str(in->e.svc.proc.status, st, sizeof(st)));
 			in->running = false;
 			continue;
 		}
@@ -1333,26 +1332,25 @@ cp_teardown(struct cp *cp)
 			continue;
 		in->running = false;
 		if (harness_proc_wait(&in->e.svc.proc, 25000) == -1) {
-			harness_seterr("%s still running 25 s after SIGTERM", in->name);
-			rc = -1;
+			if (err[0] == '\0')
+				snprintf(err, sizeof(err), "%s still running 25 s after SIGTERM", in->name);
 			continue;
 		}
-		if (!WIFEXITED(in->e.svc.proc.status) || WEXITSTATUS(in->e.svc.proc.status) != 0) {
-			harness_seterr("%s ended with %s after SIGTERM, want exit 0", in->name,
+		if ((!WIFEXITED(in->e.svc.proc.status) || WEXITSTATUS(in->e.svc.proc.status) != 0) &&
+		    err[0] == '\0')
+			snprintf(err, sizeof(err), "%s ended with %s after SIGTERM, want exit 0", in->name,
 			    harness_status_str(in->e.svc.proc.status, st, sizeof(st)));
-			rc = -1;
-		}
 		for (int i = 0; i < nw[k]; i++)
-			if (harness_pid_alive(w[k][i].pid)) {
-				harness_seterr("%s's worker %d pid %ld outlived it", in->name, w[k][i].slot,
-				    (long)w[k][i].pid);
-				rc = -1;
-			}
+			if (harness_pid_alive(w[k][i].pid) && err[0] == '\0')
+				snprintf(err, sizeof(err), "%s's worker %d pid %ld outlived it", in->name,
+				    w[k][i].slot, (long)w[k][i].pid);
 	}
-	if (rc == 0 && cp->in[0].name[0] != '\0')
-		tap_ok(CP_TAG "/teardown");
+	if (cp->in[0].name[0] == '\0')
+		tap_fail(CP_TAG "/teardown", "no instance was started");
+	else if (err[0] != '\0')
+		tap_fail(CP_TAG "/teardown", "%s", err);
 	else
-		tap_report(CP_TAG "/teardown", -1);
+		tap_ok(CP_TAG "/teardown");
 }
 
 static void
