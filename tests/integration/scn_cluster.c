@@ -947,6 +947,8 @@ cp_join_leave_phase(struct cp *cp)
 		return;
 	}
 	rc = cp_wait_taken(cp, 1, leaver, mask, t0, CP_LEAVE_MS);
+	/* Handed over: what a draining process still shows is no claim any more. */
+	owners_watch(cp->own, cp->in[leaver].idx, false, 0);
 	if (harness_proc_wait(&cp->in[leaver].e.svc.proc, 25000) == -1) {
 		harness_seterr("%s still running 25 s after SIGTERM", cp->in[leaver].name);
 		rc = -1;
@@ -959,7 +961,6 @@ cp_join_leave_phase(struct cp *cp)
 		printf("# " CP_TAG ": %s exited 0 %lld ms after SIGTERM\n", cp->in[leaver].name,
 		    (long long)(harness_now_ms() - t0));
 	}
-	owners_watch(cp->own, cp->in[leaver].idx, false, 0);
 	cp->in[leaver].running = false;
 	tap_report(CP_TAG "/leave_moves", rc);
 }
