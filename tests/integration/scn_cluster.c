@@ -919,7 +919,7 @@ cp_join_leave_phase(struct cp *cp)
 		if (cp_inst_start(cp, 3) == -1)
 			rc = -1;
 		else
-			rc = cp_wait_stable(cp, 1, 2 * CP_TTL_MS, 30000, &v);
+			rc = cp_wait_stable(cp, 1, CP_TTL_MS, 30000, &v);
 		if (rc == 0) {
 			cp_print_view(cp, "after i4 joined", &v);
 			for (int p = 0; p < CP_PARTS; p++)
@@ -1000,13 +1000,13 @@ cp_node_phase(struct cp *cp)
 	printf("# " CP_TAG ": stopping n%d, the lease bucket's leader\n", k + 1);
 	if (cluster_node_stop(&cp->c, k) == -1)
 		goto out;
-	if (runner_wait_sent(&cp->r, 300, 15000) == -1) {
+	if (runner_wait_sent(&cp->r, 200, 15000) == -1) {
 		harness_seterr("with n%d down: %s", k + 1, harness_err());
 		goto out;
 	}
-	if (cluster_node_start(&cp->c, k, 30000) == -1 || runner_wait_sent(&cp->r, 300, 15000) == -1)
+	if (cluster_node_start(&cp->c, k, 30000) == -1 || runner_wait_sent(&cp->r, 200, 15000) == -1)
 		goto out;
-	printf("# " CP_TAG ": n%d back after %lld ms, 600 messages sent meanwhile\n", k + 1,
+	printf("# " CP_TAG ": n%d back after %lld ms, 400 messages sent meanwhile\n", k + 1,
 	    (long long)(harness_now_ms() - t0));
 	if (cp_wait_stable(cp, 0, 1000, 20000, &v) == -1)
 		goto out;
@@ -1133,7 +1133,7 @@ cp_pause_phase(struct cp *cp, size_t **snap, size_t *nsnap)
 		tap_report(CP_TAG "/pause_no_stale_claim", rc);
 	}
 	if (cp_can(cp, CP_TAG "/pause_rejoins")) {
-		rc = cp_wait_stable(cp, 1, 2 * CP_TTL_MS, 20000, &v);
+		rc = cp_wait_stable(cp, 1, CP_TTL_MS, 20000, &v);
 		if (rc == 0) {
 			cp_print_view(cp, "after the SIGCONT", &v);
 			printf("# " CP_TAG ": %s rejoined %lld ms after SIGCONT\n", cp->in[victim].name,
