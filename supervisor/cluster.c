@@ -397,8 +397,11 @@ cluster_view(const struct cluster *cl)
 const bool *
 cluster_served(struct cluster *cl)
 {
+	/* Past the fence nothing is acted on, whatever is still bound. */
+	bool acting = !cl->lapsed && !cluster_fenced(cl);
+
 	for (int p = 0; p < cl->view.partitions; p++)
-		cl->served[p] = partset_serving(cl->partset, p) != 0;
+		cl->served[p] = acting && partset_serving(cl->partset, p) != 0;
 	return cl->served;
 }
 
