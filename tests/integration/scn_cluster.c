@@ -444,7 +444,7 @@ cp_wait_stable(struct cp *cp, int min_each, int64_t settle_ms, int64_t timeout_m
 {
 	int64_t deadline = harness_now_ms() + timeout_ms, since = 0;
 	struct owners_view v;
-	char what[256] = "no sample yet";
+	char what[512] = "no sample yet";
 
 	for (;;) {
 		bool ok;
@@ -471,9 +471,19 @@ cp_wait_stable(struct cp *cp, int min_each, int64_t settle_ms, int64_t timeout_m
 					snprintf(what + strlen(what), sizeof(what) - strlen(what),
 					    "%s%s's /metrics %s", what[0] ? "; " : "", cp->in[k].name,
 					    !v.answered[k] ? "did not answer" : "disagrees with the bucket");
-			if (what[0] == '\0')
-				snprintf(what, sizeof(what), "an instance holds fewer than %d partitions",
+			if (what[0] == '\0') {
+				snprintf(what, sizeof(what), "an instance holds fewer than %d partitions:",
 				    min_each);
+				for (int k = 0; k < CP_NINST; k++) {
+					char held[128];
+
+					if (!cp->in[k].running)
+						continue;
+					owners_mask_str(cp_held(&v, k), CP_PARTS, held, sizeof(held));
+					snprintf(what + strlen(what), sizeof(what) - strlen(what), " %s holds %s;",
+					    cp->in[k].name, held);
+				}
+			}
 		} else if (since == 0) {
 			since = v.at_ms;
 		} else if (v.at_ms - since >= settle_ms) {
