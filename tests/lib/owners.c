@@ -169,37 +169,52 @@ owners_phase(struct owners *o, const char *name, int64_t unowned_bound_ms)
 	pthread_mutex_unlock(&o->mu);
 }
 
-/* The holder of one key: an instance index, OWNERS_NONE, _STRANGER or _UNKNOWN. */
+/*
+ * The holder of one key: an instance index, OWNERS_NONE, _STRANGER or
+ * _UNKNOWN.  Read from the stream's leader (STREAM.MSG.GET), not with
+ * kvStore_Get: the bucket allows direct gets, which any replica answers,
+ * and a node just restarted answers from behind.
+ */
 static int
 owners_kv_holder(struct owners *o, const struct inst *inst, int ninst, const char *key,
     uint64_t *epoch)
 {
-	kvEntry *e = NULL;
+	char stream[160], subject[192];
+	natsMsg *m = NULL;
+	jsErrCode jerr = 0;
 	natsStatus s;
 	json_object *root, *name;
-	const char *who;
+	const char *who, *op = NULL;
 	int holder = OWNERS_STRANGER;
 
 	*epoch = 0;
-	if ((s = kvStore_Get(&e, o->kv, key)) == NATS_NOT_FOUND)
+	snprintf(stream, sizeof(stream), "KV_%s", o->bucket);
+	snprintf(subject, sizeof(subject), "$KV.%s.%s", o->bucket, key);
+	if ((s = js_GetLastMsg(&m, o->js, stream, subject, NULL, &jerr)) == NATS_NOT_FOUND)
 		return OWNERS_NONE;
 	if (s != NATS_OK)
 		return OWNERS_UNKNOWN;
-	*epoch = kvEntry_Revision(e);
-	if ((root = json_tokener_parse(kvEntry_ValueString(e))) == NULL) {
-		kvEntry_Destroy(e);
+	*epoch = natsMsg_GetSequence(m);
+	/* A delete or purge marker: released. */
+	if (natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op != NULL) {
+		natsMsg_Destroy(m);
+		return OWNERS_NONE;
+	}
+	if (natsMsg_GetDataLength(m) == 0 ||
+	    (root = json_tokener_parse(natsMsg_GetData(m))) == NULL) {
+		natsMsg_Destroy(m);
 		return OWNERS_STRANGER;
 	}
 	if (!json_object_object_get_ex(root, "instance", &name) ||
 	    (who = json_object_get_string(name)) == NULL || who[0] == '\0') {
-		holder = OWNERS_NONE;    /* released: {"instance":"","released":true} */
+		holder = OWNERS_NONE;    /* released by a write naming nobody */
 	} else {
 		for (int i = 0; i < ninst; i++)
 			if (strcmp(inst[i].name, who) == 0)
 				holder = i;
 	}
 	json_object_put(root);
-	kvEntry_Destroy(e);
+	natsMsg_Destroy(m);
 	return holder;
 }
 

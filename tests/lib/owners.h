@@ -1,7 +1,8 @@
 /*
  * owners: who holds which partition of a cluster-mode deployment (issue 14),
  * sampled on a thread every period_ms from both sides: the lease bucket
- * (kvStore_Get of "part.<p>" and "router": the holder, authoritative) and
+ * ("part.<p>" and "router" read from its stream's leader: the holder,
+ * authoritative) and
  * every watched instance's /metrics (alarm_digest_partition_owned,
  * alarm_digest_router_active: what the instance itself believes).
  *
