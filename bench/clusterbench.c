@@ -100,6 +100,7 @@ usage(FILE *f)
 	    "  -R, --rounds N       rounds of K = 1..max (default 2)\n"
 	    "  -k, --instances N    largest K (default 3)\n"
 	    "  -p, --partitions N   [cluster] partitions (default 12)\n"
+	    "  -l, --lease-ttl S    [cluster] lease_ttl in seconds (default 5)\n"
 	    "      --stall-seconds S  give up when nothing moves for S s (default 20)\n"
 	    "      --keep           keep the temp dir\n"
 	    "exit status: 0 every digest exact; 1 a wrong or missing digest; 2 could not run.\n");
@@ -132,6 +133,7 @@ parse_options(int argc, char **argv)
 		{ "rounds", required_argument, NULL, 'R' },
 		{ "instances", required_argument, NULL, 'k' },
 		{ "partitions", required_argument, NULL, 'p' },
+		{ "lease-ttl", required_argument, NULL, 'l' },
 		{ "stall-seconds", required_argument, NULL, 's' },
 		{ "keep", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
@@ -139,7 +141,7 @@ parse_options(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "b:u:a:r:w:R:k:p:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "b:u:a:r:w:R:k:p:l:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'b': opt.bin = optarg; break;
 		case 'u': opt.users = num_arg("--users", optarg, 1, 1000000); break;
@@ -149,6 +151,7 @@ parse_options(int argc, char **argv)
 		case 'R': opt.rounds = num_arg("--rounds", optarg, 1, MAX_ROUNDS); break;
 		case 'k': opt.max_k = num_arg("--instances", optarg, 1, MAX_K); break;
 		case 'p': opt.partitions = num_arg("--partitions", optarg, 1, MAX_PARTS); break;
+		case 'l': opt.lease_s = num_arg("--lease-ttl", optarg, 1, 300); break;
 		case 's': opt.stall_seconds = num_arg("--stall-seconds", optarg, 1, 600); break;
 		case 'K': opt.keep = true; break;
 		case 'h': usage(stdout); exit(EXIT_OK);
@@ -351,6 +354,27 @@ out:
 	return rc;
 }
 
+/* Where the probes stopped: the input stream, the partition stream. */
+static void
+probe_diag(struct bus *admin)
+{
+	static const char *const names[] = { IN_STREAM, PART_STREAM };
+	const char *err = harness_err();
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", err);
+	for (size_t i = 0; i < 2; i++) {
+		uint64_t msgs = 0, last = 0;
+
+		if (bus_stream_state(admin, names[i], &msgs, &last) == 0)
+			printf("# probes: stream %s holds %" PRIu64 " messages (last sequence %" PRIu64
+			    ")\n", names[i], msgs, last);
+		else
+			printf("# probes: stream %s: %s\n", names[i], harness_err());
+	}
+	harness_seterr("%s", why);
+}
+
 /* ---- one measurement ---- */
 
 static void
@@ -402,8 +426,10 @@ measure(struct bus *admin, struct load *L, struct burst *b, int k, int round, st
 	if (wait_owned(admin, in, k, res->router, sizeof(res->router), 90000) == -1)
 		goto out;
 	res->own_s = (double)(harness_now_ms() - t_start) / 1000;
-	if (probe_all(cl.node[0].url, 60000) == -1)
+	if (probe_all(cl.node[0].url, 60000) == -1) {
+		probe_diag(admin);
 		goto out;
+	}
 	for (int i = 0; i < 3 && sink == NULL; i++)
 		sink = dsink_open(cl.node[0].url, "AlarmDigest");
 	for (int i = 0; i < 3 && pub == NULL && sink != NULL; i++)
