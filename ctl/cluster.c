@@ -1,8 +1,8 @@
 /*
  * alarmctl partitions: who holds which partition, the router and the
- * membership, read from the lease bucket (supervisor/lease.h has the
- * keys and values).  One watcher over the bucket gives every live key
- * once; nothing is written.
+ * membership, read from the lease bucket (supervisor/lease.h says what
+ * the keys mean, common/leasekv.h how values look).  One watcher over the
+ * bucket gives every live key once; nothing is written.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,6 +15,7 @@
 
 #include "../common/clock.h"
 #include "../common/config.h"
+#include "../common/leasekv.h"
 #include "../common/natsconn.h"
 #include "cluster.h"
 
@@ -46,29 +47,16 @@ cluster_connect_stop(void *arg)
 	return clock_mono_ms() >= cluster_deadline;
 }
 
-/* A value into h; the entry's revision is the epoch when the value names none (the acquiring write). */
+/* A value into h; a value naming no epoch is the acquiring write: its revision is the epoch. */
 static void
 cluster_holder(kvEntry *e, struct holder *h)
 {
-	struct json_object *o, *v;
-	char text[512];
-	int len = kvEntry_ValueLen(e);
+	struct leasekv_value v;
 
-	memset(h, 0, sizeof(*h));
-	h->epoch = kvEntry_Revision(e);
-	if (len <= 0 || (size_t)len >= sizeof(text))
-		return;
-	memcpy(text, kvEntry_Value(e), (size_t)len);
-	text[len] = '\0';
-	if ((o = json_tokener_parse(text)) == NULL)
-		return;
-	if (json_object_object_get_ex(o, "instance", &v) && json_object_is_type(v, json_type_string))
-		snprintf(h->instance, sizeof(h->instance), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "since", &v) && json_object_is_type(v, json_type_int))
-		h->since_ms = json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "epoch", &v) && json_object_is_type(v, json_type_int))
-		h->epoch = (uint64_t)json_object_get_int64(v);
-	json_object_put(o);
+	leasekv_parse(kvEntry_Value(e), kvEntry_ValueLen(e), &v);
+	snprintf(h->instance, sizeof(h->instance), "%s", v.instance);
+	h->since_ms = v.since_ms;
+	h->epoch = v.epoch != 0 ? v.epoch : kvEntry_Revision(e);
 }
 
 static int
@@ -255,6 +243,12 @@ cluster_row(struct ctl_table *t, const char *what, const struct holder *h)
 }
 
 static int
+cluster_by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct holder *)a)->instance, ((const struct holder *)b)->instance);
+}
+
+static int
 cluster_print(const struct view *vw)
 {
 	static const char *const heads[] = { "PARTITION", "INSTANCE", "SINCE", "EPOCH" };
@@ -313,6 +307,8 @@ cluster_partitions(struct ctl *c, int argc, char *argv[])
 		return CTL_EXIT_FAIL;
 	}
 	rc = cluster_read(c, &vw);
+	if (vw.nmembers > 1)
+		qsort(vw.member, (size_t)vw.nmembers, sizeof(*vw.member), cluster_by_name);
 	if (rc == 0 && vw.unknown > 0)
 		fprintf(stderr, "alarmctl: note: lease bucket %s holds %d partition keys beyond "
 		    "[cluster] partitions = %d (was partitions changed?)\n", c->cfg.lease_bucket,

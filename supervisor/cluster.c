@@ -1,7 +1,12 @@
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "../common/clock.h"
 #include "../common/log.h"
@@ -12,11 +17,15 @@
 #include "pool.h"
 #include "router.h"
 
+/* How often the fence is refreshed while a JetStream call runs. */
+#define CLUSTER_TICK_MS 100
+
 struct cluster {
 	struct intake *intake;      /* borrowed */
 	struct partset *partset;    /* borrowed from intake */
 	struct lease *lease;
 	struct router *router;
+	struct pool *pool;          /* borrowed, as of the last cluster_poll */
 	struct lease_view view;     /* as of the last wake */
 	uint64_t router_epoch;      /* the router runs under this lease (0: not running) */
 	int64_t fence_sent;         /* what the workers and the router were told */
@@ -124,6 +133,116 @@ cluster_may_ack(struct cluster *cl)
 	return !cl->lapsed && !cluster_fenced(cl);
 }
 
+/* Take a changed view (woke), note a lapse, and pass a new fence on. */
+static void
+cluster_refresh(struct cluster *cl, bool woke)
+{
+	int64_t now = clock_mono_ms();
+
+	if (woke) {
+		int64_t old = cl->view.fence_ms;
+
+		lease_view(cl->lease, &cl->view);
+		/* Renewed, but only after the workers' deadline had passed. */
+		if (cl->view.fence_ms != old && old != 0 && now > old)
+			cluster_lapse(cl, old, now, "renewed after the fence");
+	}
+	if (cluster_fenced(cl) && cl->view.fence_ms != 0)
+		cluster_lapse(cl, cl->view.fence_ms, now, "the fence passed");
+	if (cl->view.fence_ms != cl->fence_sent && cl->pool != NULL) {
+		/* 0 (nothing held yet) would mean "no fence" to a worker: 1 is long past. */
+		pool_fence(cl->pool, cl->view.fence_ms > 0 ? cl->view.fence_ms : 1);
+		router_fence(cl->router, cl->view.fence_ms);
+		cl->fence_sent = cl->view.fence_ms;
+	}
+}
+
+/*
+ * JetStream API calls (binding consumers, starting the router) take
+ * seconds on a busy cluster.  They run on a thread of their own while
+ * this thread keeps the workers' fence fresh: a worker whose fence runs
+ * out skips requests, and that costs a full rebind (cluster_lapse).
+ */
+struct cluster_job {
+	int (*fn)(void *arg);
+	void *arg;
+	int rc;
+	int done_fd;
+};
+
+static void *
+cluster_job_main(void *a)
+{
+	struct cluster_job *job = a;
+	uint64_t one = 1;
+
+	job->rc = job->fn(job->arg);
+	if (write(job->done_fd, &one, sizeof(one)) == -1)
+		log_error("cluster: writing the job's eventfd");
+	return NULL;
+}
+
+static int
+cluster_run(struct cluster *cl, int (*fn)(void *arg), void *arg)
+{
+	struct cluster_job job = { fn, arg, -1, -1 };
+	pthread_t t;
+	int err;
+
+	if ((job.done_fd = eventfd(0, EFD_CLOEXEC)) == -1) {
+		log_error("cluster: eventfd");
+		return fn(arg);
+	}
+	if ((err = pthread_create(&t, NULL, cluster_job_main, &job)) != 0) {
+		log_errorx("cluster: starting a thread for JetStream calls: %s", strerror(err));
+		(void)close(job.done_fd);
+		return fn(arg);
+	}
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ job.done_fd, POLLIN, 0 },
+			{ lease_wake_fd(cl->lease), POLLIN, 0 },
+		};
+
+		if (poll(pfd, 2, CLUSTER_TICK_MS) == -1 && errno != EINTR)
+			log_error("cluster: poll");
+		cluster_refresh(cl, (pfd[1].revents & POLLIN) != 0);
+		if (cl->pool != NULL)
+			pool_send_fence(cl->pool);
+		if (pfd[0].revents & POLLIN)
+			break;
+	}
+	if ((err = pthread_join(t, NULL)) != 0)
+		log_errorx("cluster: joining the JetStream thread: %s", strerror(err));
+	(void)close(job.done_fd);
+	return job.rc;
+}
+
+static int
+cluster_intake_start(void *arg)
+{
+	return intake_start(arg);
+}
+
+struct cluster_router_start {
+	struct router *router;
+	uint64_t epoch;
+};
+
+static int
+cluster_router_start(void *arg)
+{
+	struct cluster_router_start *rs = arg;
+
+	return router_start(rs->router, rs->epoch);
+}
+
+int
+cluster_start_intake(struct cluster *cl)
+{
+	return cluster_run(cl, cluster_intake_start, cl->intake);
+}
+
 /* Run the router while we hold its lease and the fence holds; hand it over when asked. */
 static void
 cluster_router(struct cluster *cl)
@@ -141,8 +260,10 @@ cluster_router(struct cluster *cl)
 		return;
 	}
 	if (want && cl->router_epoch == 0) {
+		struct cluster_router_start rs = { cl->router, lr->epoch };
+
 		/* On failure it tries again by itself until stopped. */
-		if (router_start(cl->router, lr->epoch) == 0)
+		if (cluster_run(cl, cluster_router_start, &rs) == 0)
 			log_info("router started (lease epoch %" PRIu64 ")", lr->epoch);
 		cl->router_epoch = lr->epoch;
 	}
@@ -154,23 +275,12 @@ cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
 	int64_t now, left;
 	bool change = false;
 
+	if (pool != cl->pool) {
+		cl->pool = pool;
+		cl->fence_sent = -1;
+	}
+	cluster_refresh(cl, woke);
 	now = clock_mono_ms();
-	if (woke) {
-		int64_t old = cl->view.fence_ms;
-
-		lease_view(cl->lease, &cl->view);
-		/* Renewed, but only after the workers' deadline had passed. */
-		if (cl->view.fence_ms != old && old != 0 && now > old)
-			cluster_lapse(cl, old, now, "renewed after the fence");
-	}
-	if (cluster_fenced(cl) && cl->view.fence_ms != 0)
-		cluster_lapse(cl, cl->view.fence_ms, now, "the fence passed");
-	if (cl->view.fence_ms != cl->fence_sent) {
-		/* 0 (nothing held yet) would mean "no fence" to a worker: 1 is long past. */
-		pool_fence(pool, cl->view.fence_ms > 0 ? cl->view.fence_ms : 1);
-		router_fence(cl->router, cl->view.fence_ms);
-		cl->fence_sent = cl->view.fence_ms;
-	}
 	cluster_router(cl);
 	for (int p = 0; p < cl->view.partitions && !change; p++)
 		change = cluster_want(cl, p) != partset_serving(cl->partset, p);
@@ -194,7 +304,7 @@ cluster_rebind(struct cluster *cl)
 		was[p] = partset_serving(cl->partset, p);
 		partset_want(cl->partset, p, cluster_want(cl, p));
 	}
-	rc = intake_start(cl->intake);
+	rc = cluster_start_intake(cl);
 	/* Handed over once its acks reached the server (the master flushed them). */
 	for (int p = 0; p < cl->view.partitions; p++) {
 		const struct lease_hold *lp = &cl->view.part[p];
@@ -264,8 +374,10 @@ cluster_view(const struct cluster *cl)
 	return &cl->view;
 }
 
-void
-cluster_pool_new(struct cluster *cl)
+bool
+cluster_routing(const struct cluster *cl)
 {
-	cl->fence_sent = -1;
+	return cl->router_epoch != 0;
 }
+
+

@@ -44,6 +44,8 @@ int cluster_wake_fd(const struct cluster *cl);
 bool cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke);
 /* Quiesced, acks sent, intake reset: serve what the leases say, release what is handed over. */
 int cluster_rebind(struct cluster *cl);
+/* intake_start, with the workers' fence kept fresh meanwhile (a consumer reset). */
+int cluster_start_intake(struct cluster *cl);
 /* Whether a partition consumer may be acked now (the fence holds). */
 bool cluster_may_ack(struct cluster *cl);
 
@@ -55,7 +57,8 @@ void cluster_release_all(struct cluster *cl);
 /* "cluster NAME: parts 0,3,7 router" for the title. */
 void cluster_describe(const struct cluster *cl, char *buf, size_t len);
 const struct lease_view *cluster_view(const struct cluster *cl);
-/* The master replaced its pool (a reshard): the new workers need the fence. */
-void cluster_pool_new(struct cluster *cl);
+/* Whether the router runs here. */
+bool cluster_routing(const struct cluster *cl);
+
 
 #endif

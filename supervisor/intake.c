@@ -34,8 +34,9 @@ struct intake {
 	struct jsetup *jsetup;      /* jetstream mode only */
 	struct deadletter *dead_letter;
 	struct handoff *handoff;
-	natsSubscription *subs[2];
-	int nsubs;
+	natsSubscription **subs;     /* [subs_cap]: core's two, one push consumer's, or one per partition */
+	int nsubs, subs_cap;
+	bool started;
 	enum intake_mode mode;
 	char *deliver_subject, *subject_status, *subject_request;
 	int64_t max_ack_pending;
@@ -445,6 +446,10 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	in->deliver_subject = intake_strdup(c->deliver_subject, &ok);
 	in->subject_status = intake_strdup(c->subject_status, &ok);
 	in->subject_request = intake_strdup(c->subject_request, &ok);
+	/* Cluster mode subscribes to each partition's deliver subject: one callback thread for all of them. */
+	in->subs_cap = c->partitions > 2 ? (int)c->partitions : 2;
+	if (ok && (in->subs = calloc((size_t)in->subs_cap, sizeof(*in->subs))) == NULL)
+		ok = false;
 	if (!ok || (in->validator = validator_new()) == NULL) {
 		log_error("allocating intake");
 		goto fail;
@@ -456,7 +461,7 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 		.cfg = c,
 		.name = "master",
 		/* One delivery thread for both core subscriptions keeps their order. */
-		.global_delivery = c->intake == INTAKE_CORE,
+		.global_delivery = c->intake == INTAKE_CORE || c->partitions > 0,
 		.reconnected_cb = intake_on_reconnected,
 		.closure = in,
 		.wait_connected = true,
@@ -494,6 +499,10 @@ intake_subscribe(struct intake *in, const char *subject)
 	natsSubscription *sub = NULL;
 	natsStatus s;
 
+	if (in->nsubs == in->subs_cap) {
+		log_errorx("subscribe to %s: already %d subscriptions", subject, in->nsubs);
+		return -1;
+	}
 	s = natsConnection_Subscribe(&sub, in->nc, subject, intake_on_msg, in);
 	if (s == NATS_OK)
 		s = intake_pending_limits(in, sub);
@@ -510,11 +519,24 @@ int
 intake_start(struct intake *in)
 {
 	handoff_open(in->handoff);
+	in->started = true;
 	if (in->partset != NULL) {
+		char deliver[512];
+
 		/* A partition that cannot be bound now is tried again at the next bind. */
 		(void)partset_bind(in->partset);
 		atomic_store(&in->reset_wanted, false);
-		return intake_subscribe(in, partset_subscription(in->partset));
+		/*
+		 * After the consumers exist, on their exact subjects: the server
+		 * tells a push consumer of a new subscription on its literal
+		 * deliver subject, not of a wildcard one.
+		 */
+		for (int p = 0; p < partset_count(in->partset); p++)
+			if (partset_serving(in->partset, p) != 0 &&
+			    (partset_deliver(in->partset, p, deliver, sizeof(deliver)) == -1 ||
+			    intake_subscribe(in, deliver) == -1))
+				return -1;
+		return 0;
 	}
 	if (in->mode == INTAKE_JETSTREAM) {
 		if (jsetup_reset_consumer(in->jsetup) == -1)
@@ -597,7 +619,8 @@ intake_jsetup(struct intake *in)
 bool
 intake_bound(struct intake *in)
 {
-	return in->nsubs > 0;
+	/* An instance of a cluster may serve no partition now, and still be up. */
+	return in->partset != NULL ? in->started : in->nsubs > 0;
 }
 
 struct handoff *
@@ -691,6 +714,7 @@ intake_close(struct intake *in)
 	intake_spent_release(in);
 	validator_free(in->validator);
 	handoff_free(in->handoff);
+	free(in->subs);
 	free(in->deliver_subject);
 	free(in->subject_status);
 	free(in->subject_request);

@@ -7,17 +7,16 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
 #include "../common/clock.h"
 #include "../common/hash.h"
+#include "../common/leasekv.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
 #include "lease.h"
 
 #define LEASE_TICK_MS 50            /* longest the thread waits before looking at requests again */
 #define LEASE_RETRY_MS 250          /* a failed round or acquire is tried again this soon */
-#define LEASE_RECHECK_MS 100        /* a value past its TTL still there: looked at again this soon */
+#define LEASE_RECHECK_MS 100        /* a value past its TTL still there: looked at again so soon */
 #define LEASE_NAME_MAX (CONFIG_INSTANCE_MAX + 1)
 
 /* The thread's picture of one part.<p> or router key, from its watcher. */
@@ -47,11 +46,11 @@ struct lease {
 	/* Fixed at open. */
 	char instance[LEASE_NAME_MAX];
 	char bucket[256];
-	char stream[260];           /* the bucket's stream, "KV_<bucket>" */
 	int partitions;             /* keys 0..partitions-1 are part.<p>, key [partitions] is the router */
 	int64_t ttl_ms;
 	natsConnection *nc;
-	jsCtx *js;
+	jsCtx *js_kv;               /* the bucket and its watcher (cnats' default waits) */
+	jsCtx *js;                  /* our reads and writes (waits of lease_ttl/8) */
 	kvStore *kv;
 	int wake_fd;
 	pthread_t thread;
@@ -60,13 +59,15 @@ struct lease {
 	/* The thread's own. */
 	kvWatcher *watcher;
 	bool loaded;                /* the watcher delivered the bucket's state as of its start */
-	int64_t echo_due_ms;        /* monotonic: our member key written, the watcher not showing it since; 0: shown */
+	int64_t echo_due_ms;        /* monotonic: member key written, not shown by the watcher since (0: shown) */
 	struct lease_key *keys;
 	struct lease_own *own;
 	struct lease_own member;
 	struct lease_member *members;
 	int nmembers, members_cap;
 	unsigned char *target;      /* per key: enum lease_target */
+	bool *release_wanted;       /* per key, as lease_balance last found it */
+	uint64_t *release;          /* per key: the epoch the master released (this pass) */
 	bool targets_stale;         /* the membership changed since target[] was worked out */
 	int64_t next_round_ms;
 	int64_t fence_ms;
@@ -146,119 +147,45 @@ lease_target(const char *const *members, int n, int p)
 /* ---- the bucket ---- */
 
 /*
- * {"instance":"..","since":<unix ms>}: the holder of a value ("" when it
- * names none) and since when it holds it (0 when not given).
- */
-static void
-lease_value_parse(const void *data, int len, char *holder, size_t cap, int64_t *since_ms)
-{
-	char text[512];
-	struct json_object *o, *v;
-
-	holder[0] = '\0';
-	*since_ms = 0;
-	if (data == NULL || len <= 0 || (size_t)len >= sizeof(text))
-		return;
-	memcpy(text, data, (size_t)len);
-	text[len] = '\0';
-	if ((o = json_tokener_parse(text)) == NULL)
-		return;
-	if (json_object_object_get_ex(o, "instance", &v) && json_object_is_type(v, json_type_string))
-		snprintf(holder, cap, "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "since", &v) && json_object_is_type(v, json_type_int))
-		*since_ms = json_object_get_int64(v);
-	json_object_put(o);
-}
-
-/*
- * One conditional write of key: value, or a delete marker when value is
- * NULL, only if the key's last revision is `expect` (0: it has none).
- * *jerr tells a lost race (JSStreamWrongLastSequenceErr) from trouble.
+ * Our value under key (this instance, since since_ms, the epoch: 0 in
+ * the acquiring write), stored only if the key's last revision is expect.
  */
 static natsStatus
-lease_write(struct lease *l, const char *key, const char *value, uint64_t expect, uint64_t *rev,
-    jsErrCode *jerr)
+lease_put(struct lease *l, const char *key, int64_t since_ms, uint64_t epoch, uint64_t expect,
+    uint64_t *rev, jsErrCode *jerr)
 {
-	char subject[600], seq[24];
-	natsMsg *msg = NULL;
-	jsPubAck *pa = NULL;
-	jsPubOptions po;
-	natsStatus s;
+	struct leasekv_value v = { .since_ms = since_ms, .epoch = epoch };
+	char text[256];
 
-	*jerr = 0;
-	snprintf(subject, sizeof(subject), "$KV.%s.%s", l->bucket, key);
-	snprintf(seq, sizeof(seq), "%" PRIu64, expect);
-	s = natsMsg_Create(&msg, subject, NULL, value, value != NULL ? (int)strlen(value) : 0);
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", seq);
-	if (s == NATS_OK && value == NULL)
-		s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
-	if (s == NATS_OK) {
-		jsPubOptions_Init(&po);
-		/* A round must fit well inside the fence's margin (lease_ttl/5). */
-		po.MaxWait = l->ttl_ms / 8;
-		s = js_PublishMsg(&pa, l->js, msg, &po, jerr);
+	snprintf(v.instance, sizeof(v.instance), "%s", l->instance);
+	if (leasekv_format(text, sizeof(text), &v) == -1) {
+		*jerr = 0;
+		return NATS_INVALID_ARG;
 	}
-	if (s == NATS_OK)
-		*rev = pa->Sequence;
-	jsPubAck_Destroy(pa);
-	natsMsg_Destroy(msg);
-	return s;
+	return leasekv_write(l->js, l->bucket, key, text, expect, l->ttl_ms / 8, rev, jerr);
 }
 
-/*
- * A key's value for this instance holding it since since_ms.  The epoch
- * is known only once the acquiring write is stored: renewals carry it
- * (for alarmctl partitions); a value without one is the acquiring write,
- * its revision the epoch.
- */
-static void
-lease_value(const struct lease *l, int64_t since_ms, uint64_t epoch, char *buf, size_t len)
+/* A delete marker under key, only if its last revision is expect (still ours). */
+static natsStatus
+lease_del(struct lease *l, const char *key, uint64_t expect, jsErrCode *jerr)
 {
-	if (epoch == 0)
-		snprintf(buf, len, "{\"instance\":\"%s\",\"since\":%lld}", l->instance, (long long)since_ms);
-	else
-		snprintf(buf, len, "{\"instance\":\"%s\",\"since\":%lld,\"epoch\":%" PRIu64 "}", l->instance,
-		    (long long)since_ms, epoch);
+	uint64_t rev;
+
+	return leasekv_write(l->js, l->bucket, key, NULL, expect, l->ttl_ms / 8, &rev, jerr);
 }
 
-/*
- * The key's last message as the stream leader has it: *rev its revision
- * (0: none), *live whether it is a value, holder and since_ms that
- * value's, age_ms how long ago it was written.
- * 0, or -1 (logged at debug: the caller tries again later).
- */
+/* The key's last revision and value.  0, or -1 (logged at debug: the caller tries again later). */
 static int
-lease_read(struct lease *l, const char *key, uint64_t *rev, bool *live, char *holder, size_t cap,
-    int64_t *since_ms, int64_t *age_ms)
+lease_read(struct lease *l, const char *key, struct leasekv_last *last)
 {
-	char subject[600];
-	natsMsg *msg = NULL;
-	const char *op = NULL;
-	jsErrCode jerr = 0;
+	jsErrCode jerr;
 	natsStatus s;
 
-	*rev = 0;
-	*live = false;
-	*age_ms = 0;
-	*since_ms = 0;
-	holder[0] = '\0';
-	snprintf(subject, sizeof(subject), "$KV.%s.%s", l->bucket, key);
-	s = js_GetLastMsg(&msg, l->js, l->stream, subject, NULL, &jerr);
-	if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
-		return 0;
-	if (s != NATS_OK) {
+	if ((s = leasekv_read(l->js, l->bucket, key, last, &jerr)) != NATS_OK) {
 		log_debug("lease: reading key %s of bucket %s: %s (JetStream error %d)", key, l->bucket,
 		    natsStatus_GetText(s), (int)jerr);
 		return -1;
 	}
-	*rev = natsMsg_GetSequence(msg);
-	if (natsMsgHeader_Get(msg, "KV-Operation", &op) != NATS_OK || op == NULL) {
-		*live = true;
-		lease_value_parse(natsMsg_GetData(msg), natsMsg_GetDataLength(msg), holder, cap, since_ms);
-		*age_ms = clock_wall_ms() - natsMsg_GetTime(msg) / 1000000;
-	}
-	natsMsg_Destroy(msg);
 	return 0;
 }
 
@@ -266,15 +193,16 @@ static int
 lease_bucket_open(struct lease *l, const struct config *c)
 {
 	kvConfig kc;
+	jsOptions jo;
 	kvStatus *st = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
-	if (natsConnection_JetStream(&l->js, l->nc, NULL) != NATS_OK) {
+	if (natsConnection_JetStream(&l->js_kv, l->nc, NULL) != NATS_OK) {
 		log_errorx("lease: JetStream context: %s", nats_GetLastError(NULL));
 		return -1;
 	}
-	s = js_KeyValue(&l->kv, l->js, l->bucket);
+	s = js_KeyValue(&l->kv, l->js_kv, l->bucket);
 	if (s == NATS_NOT_FOUND) {
 		kvConfig_Init(&kc);
 		kc.Bucket = l->bucket;
@@ -283,7 +211,7 @@ lease_bucket_open(struct lease *l, const struct config *c)
 		kc.TTL = l->ttl_ms * 1000000;
 		kc.StorageType = js_FileStorage;
 		kc.Replicas = (int)c->stream_replicas;
-		s = js_CreateKeyValue(&l->kv, l->js, &kc);
+		s = js_CreateKeyValue(&l->kv, l->js_kv, &kc);
 		if (s == NATS_OK)
 			log_info("lease: created KV bucket %s (TTL %lld ms, %d replicas)", l->bucket,
 			    (long long)l->ttl_ms, kc.Replicas);
@@ -312,6 +240,17 @@ lease_bucket_open(struct lease *l, const struct config *c)
 		    "using the bucket's; every instance must have the same lease_ttl", l->bucket,
 		    (long long)ttl, (long long)l->ttl_ms);
 		l->ttl_ms = ttl;
+	}
+	/*
+	 * Our reads and writes wait at most lease_ttl/8: a round must fit well
+	 * inside the fence's margin (lease_ttl/5), and a shutdown with NATS
+	 * gone must not wait seconds per key.
+	 */
+	jsOptions_Init(&jo);
+	jo.Wait = l->ttl_ms / 8;
+	if (natsConnection_JetStream(&l->js, l->nc, &jo) != NATS_OK) {
+		log_errorx("lease: JetStream context: %s", nats_GetLastError(NULL));
+		return -1;
 	}
 	return 0;
 }
@@ -377,6 +316,18 @@ lease_members_expire(struct lease *l, int64_t now)
 
 static void lease_lose(struct lease *l, int k, const char *why);
 
+/* lease_close is waiting: long loops of writes stop early. */
+static bool
+lease_stop_wanted(struct lease *l)
+{
+	bool stop;
+
+	pthread_mutex_lock(&l->lock);
+	stop = l->stop_req;
+	pthread_mutex_unlock(&l->lock);
+	return stop;
+}
+
 /* One watcher entry into the view. */
 static void
 lease_watch_apply(struct lease *l, kvEntry *e)
@@ -385,8 +336,7 @@ lease_watch_apply(struct lease *l, kvEntry *e)
 	kvOperation op = kvEntry_Operation(e);
 	int64_t now = clock_mono_ms();
 	int64_t age = clock_wall_ms() - kvEntry_Created(e) / 1000000;
-	char holder[LEASE_NAME_MAX];
-	int64_t since;
+	struct leasekv_value v;
 	char *end;
 	int k;
 
@@ -425,16 +375,16 @@ lease_watch_apply(struct lease *l, kvEntry *e)
 
 	struct lease_key *lk = &l->keys[k];
 	if (op == kvOp_Put) {
-		lease_value_parse(kvEntry_Value(e), kvEntry_ValueLen(e), holder, sizeof(holder), &since);
+		leasekv_parse(kvEntry_Value(e), kvEntry_ValueLen(e), &v);
 		lk->live = true;
-		snprintf(lk->holder, sizeof(lk->holder), "%s", holder);
+		snprintf(lk->holder, sizeof(lk->holder), "%s", v.instance);
 		lk->expires_ms = now + l->ttl_ms - age;
 		lk->free_since_ms = 0;
 		/* Someone else wrote a key we hold: it expired on us and was taken. */
 		if (l->own[k].epoch != 0 && kvEntry_Revision(e) > l->own[k].rev &&
-		    strcmp(holder, l->instance) != 0) {
+		    strcmp(v.instance, l->instance) != 0) {
 			char why[160];
-			snprintf(why, sizeof(why), "%s holds it now (revision %" PRIu64 ")", holder,
+			snprintf(why, sizeof(why), "%s holds it now (revision %" PRIu64 ")", v.instance,
 			    kvEntry_Revision(e));
 			lease_lose(l, k, why);
 		}
@@ -517,32 +467,32 @@ lease_lose(struct lease *l, int k, const char *why)
 static void
 lease_acquire(struct lease *l, int k, int64_t now)
 {
-	char key[32], holder[LEASE_NAME_MAX], value[160], what[32];
+	char key[32], what[32];
 	struct lease_key *lk = &l->keys[k];
-	uint64_t last, rev;
+	struct leasekv_last last;
+	int64_t since = clock_wall_ms();
+	uint64_t rev;
 	jsErrCode jerr;
-	int64_t age, was_since, since = clock_wall_ms();
-	bool live;
 	natsStatus s;
 
 	lease_key_name(l, k, key, sizeof(key));
 	lk->next_try_ms = now + LEASE_RETRY_MS;
-	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &was_since, &age) == -1)
+	if (lease_read(l, key, &last) == -1)
 		return;
-	if (live && strcmp(holder, l->instance) != 0) {
+	if (last.live && strcmp(last.value.instance, l->instance) != 0) {
 		/*
 		 * Held after all: our view was behind, or the server removes the
 		 * expired value a little late.  Try again when it should be gone.
 		 */
 		lk->live = true;
-		snprintf(lk->holder, sizeof(lk->holder), "%s", holder);
-		lk->expires_ms = now + l->ttl_ms - lease_age_clamp(l, age);
+		snprintf(lk->holder, sizeof(lk->holder), "%s", last.value.instance);
+		lk->expires_ms = now + l->ttl_ms - lease_age_clamp(l, last.age_ms);
 		lk->free_since_ms = 0;
-		lk->next_try_ms = lk->expires_ms > now + LEASE_RECHECK_MS ? lk->expires_ms : now + LEASE_RECHECK_MS;
+		lk->next_try_ms = lk->expires_ms > now + LEASE_RECHECK_MS ? lk->expires_ms :
+		    now + LEASE_RECHECK_MS;
 		return;
 	}
-	lease_value(l, since, 0, value, sizeof(value));
-	if ((s = lease_write(l, key, value, last, &rev, &jerr)) != NATS_OK) {
+	if ((s = lease_put(l, key, since, 0, last.rev, &rev, &jerr)) != NATS_OK) {
 		if (jerr != JSStreamWrongLastSequenceErr)
 			log_debug("lease: acquiring %s: %s (JetStream error %d)", key, natsStatus_GetText(s),
 			    (int)jerr);
@@ -551,7 +501,7 @@ lease_acquire(struct lease *l, int k, int64_t now)
 	l->own[k] = (struct lease_own){ .epoch = rev, .rev = rev, .since_ms = since };
 	if (k < l->partitions)
 		l->acquired++;
-	if (live)
+	if (last.live)
 		log_info("lease: acquired %s, epoch %" PRIu64 " (held by this instance before: an earlier "
 		    "run, or a write whose answer was lost)", lease_what(l, k, what, sizeof(what)), rev);
 	else
@@ -560,19 +510,16 @@ lease_acquire(struct lease *l, int k, int64_t now)
 		    (long long)(lk->free_since_ms > 0 ? now - lk->free_since_ms : 0));
 }
 
-/* Renew a key we hold.  1 renewed, 0 lost, -1 no answer (the round does not count for the fence). */
+/* Renew a key we hold.  1 renewed, 0 lost, -1 no answer (then the round moves no fence). */
 static int
 lease_renew_one(struct lease *l, const char *key, struct lease_own *o)
 {
-	char holder[LEASE_NAME_MAX], value[160];
-	uint64_t last, rev;
+	struct leasekv_last last;
+	uint64_t rev;
 	jsErrCode jerr;
-	int64_t age, since;
-	bool live;
 
-	lease_value(l, o->since_ms, o->epoch, value, sizeof(value));
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (lease_write(l, key, value, o->rev, &rev, &jerr) == NATS_OK) {
+		if (lease_put(l, key, o->since_ms, o->epoch, o->rev, &rev, &jerr) == NATS_OK) {
 			o->rev = rev;
 			return 1;
 		}
@@ -584,11 +531,12 @@ lease_renew_one(struct lease *l, const char *key, struct lease_own *o)
 		 * we did not see, so it never stopped being ours.  Anything else
 		 * (no value, another holder, another process with our name) is lost.
 		 */
-		if (lease_read(l, key, &last, &live, holder, sizeof(holder), &since, &age) == -1)
+		if (lease_read(l, key, &last) == -1)
 			return -1;
-		if (!live || strcmp(holder, l->instance) != 0 || since != o->since_ms || last <= o->rev)
+		if (!last.live || strcmp(last.value.instance, l->instance) != 0 ||
+		    last.value.since_ms != o->since_ms || last.rev <= o->rev)
 			return 0;
-		o->rev = last;
+		o->rev = last.rev;
 	}
 	return -1;
 }
@@ -597,22 +545,20 @@ lease_renew_one(struct lease *l, const char *key, struct lease_own *o)
 static int
 lease_member_join(struct lease *l)
 {
-	char key[LEASE_NAME_MAX + 8], holder[LEASE_NAME_MAX], value[160];
-	uint64_t last, rev;
+	char key[LEASE_NAME_MAX + 8];
+	struct leasekv_last last;
+	int64_t since = clock_wall_ms();
+	uint64_t rev;
 	jsErrCode jerr;
-	int64_t age, since;
-	bool live;
 
 	snprintf(key, sizeof(key), "member.%s", l->instance);
-	if (lease_read(l, key, &last, &live, holder, sizeof(holder), &since, &age) == -1)
+	if (lease_read(l, key, &last) == -1 ||
+	    lease_put(l, key, since, 0, last.rev, &rev, &jerr) != NATS_OK)
 		return -1;
-	l->member.since_ms = clock_wall_ms();
-	lease_value(l, l->member.since_ms, 0, value, sizeof(value));
-	if (lease_write(l, key, value, last, &rev, &jerr) != NATS_OK)
-		return -1;
-	l->member.epoch = l->member.rev = rev;
+	l->member = (struct lease_own){ .epoch = rev, .rev = rev, .since_ms = since };
 	lease_member_put(l, l->instance, clock_mono_ms() + l->ttl_ms);
-	log_info("lease: joined as member %s of bucket %s (revision %" PRIu64 ")", l->instance, l->bucket, rev);
+	log_info("lease: joined as member %s of bucket %s (revision %" PRIu64 ")", l->instance,
+	    l->bucket, rev);
 	return 0;
 }
 
@@ -646,6 +592,10 @@ lease_round(struct lease *l, int64_t start)
 	for (int k = 0; k < lease_nkeys(l); k++) {
 		if (l->own[k].epoch == 0)
 			continue;
+		if (lease_stop_wanted(l)) {
+			unanswered++;
+			break;
+		}
 		lease_key_name(l, k, key, sizeof(key));
 		if ((rc = lease_renew_one(l, key, &l->own[k])) == -1)
 			unanswered++;
@@ -669,17 +619,17 @@ lease_round(struct lease *l, int64_t start)
 	}
 }
 
-static void
+/* 0, or -1 when the delete got no answer (the key expires instead). */
+static int
 lease_release(struct lease *l, int k)
 {
 	char key[32], what[32];
-	uint64_t rev;
 	jsErrCode jerr;
 	natsStatus s;
 
 	lease_key_name(l, k, key, sizeof(key));
 	/* Only if still ours: a delete expecting our last revision. */
-	if ((s = lease_write(l, key, NULL, l->own[k].rev, &rev, &jerr)) != NATS_OK)
+	if ((s = lease_del(l, key, l->own[k].rev, &jerr)) != NATS_OK)
 		log_warnx("lease: releasing %s (epoch %" PRIu64 "): %s (JetStream error %d): it expires "
 		    "within %lld ms instead", lease_what(l, k, what, sizeof(what)), l->own[k].epoch,
 		    natsStatus_GetText(s), (int)jerr, (long long)l->ttl_ms);
@@ -689,6 +639,7 @@ lease_release(struct lease *l, int k)
 	memset(&l->own[k], 0, sizeof(l->own[k]));
 	if (k < l->partitions)
 		l->released++;
+	return s == NATS_OK || jerr == JSStreamWrongLastSequenceErr ? 0 : -1;
 }
 
 /*
@@ -698,7 +649,7 @@ lease_release(struct lease *l, int k)
 static void
 lease_reepoch(struct lease *l)
 {
-	char key[32], value[160], what[32];
+	char key[32], what[32];
 	int64_t start = clock_mono_ms();
 	int unanswered = 0;
 	uint64_t rev;
@@ -709,8 +660,7 @@ lease_reepoch(struct lease *l)
 			continue;
 		lease_key_name(l, k, key, sizeof(key));
 		int64_t since = clock_wall_ms();
-		lease_value(l, since, 0, value, sizeof(value));
-		if (lease_write(l, key, value, l->own[k].rev, &rev, &jerr) == NATS_OK) {
+		if (lease_put(l, key, since, 0, l->own[k].rev, &rev, &jerr) == NATS_OK) {
 			log_info("lease: %s held again after the reset, epoch %" PRIu64 " (was %" PRIu64 ")",
 			    lease_what(l, k, what, sizeof(what)), rev, l->own[k].epoch);
 			l->own[k] = (struct lease_own){ .epoch = rev, .rev = rev, .since_ms = since };
@@ -732,7 +682,6 @@ static void
 lease_leave_now(struct lease *l)
 {
 	char key[LEASE_NAME_MAX + 8];
-	uint64_t rev;
 	jsErrCode jerr;
 
 	l->leaving = true;
@@ -741,7 +690,7 @@ lease_leave_now(struct lease *l)
 		return;
 	snprintf(key, sizeof(key), "member.%s", l->instance);
 	/* First, so the others stop targeting us before our partitions come free. */
-	if (lease_write(l, key, NULL, l->member.rev, &rev, &jerr) != NATS_OK)
+	if (lease_del(l, key, l->member.rev, &jerr) != NATS_OK)
 		log_warnx("lease: leaving: deleting member key %s: %s", key, nats_GetLastError(NULL));
 	else
 		log_info("lease: left the membership of bucket %s", l->bucket);
@@ -774,7 +723,8 @@ lease_targets(struct lease *l)
 		names[n++] = l->members[i].name;
 	}
 	for (int k = 0; k < l->partitions; k++)
-		l->target[k] = lease_target(names, n, k) == me ? LEASE_TARGET_ME : LEASE_TARGET_OTHER;
+		l->target[k] = me != -1 && lease_target(names, n, k) == me ? LEASE_TARGET_ME :
+		    LEASE_TARGET_OTHER;
 	/* The router is anyone's who comes first. */
 	l->target[l->partitions] = me != -1 ? LEASE_TARGET_ME : LEASE_TARGET_OTHER;
 	free(names);
@@ -804,7 +754,7 @@ lease_balance(struct lease *l, int64_t now, bool *release_wanted)
 			continue;
 		if (lk->free_since_ms == 0)
 			lk->free_since_ms = now;
-		if (mine || now - lk->free_since_ms >= l->ttl_ms)
+		if ((mine || now - lk->free_since_ms >= l->ttl_ms) && !lease_stop_wanted(l))
 			lease_acquire(l, k, now);
 	}
 }
@@ -825,7 +775,8 @@ lease_publish(struct lease *l, const bool *release_wanted)
 			.since_ms = l->own[k].epoch != 0 ? l->own[k].since_ms : 0,
 			.release_wanted = l->own[k].epoch != 0 && release_wanted[k],
 		};
-		if (memcmp(h, &now, sizeof(now)) != 0) {
+		if (h->epoch != now.epoch || h->since_ms != now.since_ms ||
+		    h->release_wanted != now.release_wanted) {
 			*h = now;
 			changed = true;
 		}
@@ -853,46 +804,47 @@ static void *
 lease_main(void *arg)
 {
 	struct lease *l = arg;
-	bool *release_wanted = calloc((size_t)lease_nkeys(l), sizeof(bool));
-	uint64_t *release = calloc((size_t)lease_nkeys(l), sizeof(uint64_t));
+	size_t n = (size_t)lease_nkeys(l);
 	bool stop = false, reset, leave;
 
-	if (release_wanted == NULL || release == NULL) {
-		log_error("lease: allocating the thread's tables for %d partitions", l->partitions);
-		free(release_wanted);
-		free(release);
-		return NULL;
-	}
 	while (!stop) {
 		pthread_mutex_lock(&l->lock);
 		stop = l->stop_req;
 		reset = l->reset_req;
 		leave = l->leave_req && !l->leaving;
 		l->reset_req = false;
-		memcpy(release, l->release_req, (size_t)lease_nkeys(l) * sizeof(uint64_t));
-		memset(l->release_req, 0, (size_t)lease_nkeys(l) * sizeof(uint64_t));
+		memcpy(l->release, l->release_req, n * sizeof(*l->release));
+		memset(l->release_req, 0, n * sizeof(*l->release_req));
 		pthread_mutex_unlock(&l->lock);
-		if (stop)
-			break;
 
+		/*
+		 * Even when stopping: a shutdown releases, then closes at once.
+		 * But with NATS gone it does not wait for each key in turn.
+		 */
 		if (leave)
 			lease_leave_now(l);
-		for (int k = 0; k < lease_nkeys(l); k++)
-			if (release[k] != 0 && release[k] == l->own[k].epoch)
-				lease_release(l, k);
+		bool unanswered = false;
+		for (size_t k = 0; k < n; k++) {
+			if (l->release[k] == 0 || l->release[k] != l->own[k].epoch)
+				continue;
+			if (stop && unanswered)
+				memset(&l->own[k], 0, sizeof(l->own[k]));
+			else if (lease_release(l, (int)k) == -1)
+				unanswered = true;
+		}
+		if (stop)
+			break;
 		if (reset)
 			lease_reepoch(l);
 		int64_t now = clock_mono_ms();
 		if (now >= l->next_round_ms)
 			lease_round(l, now);
-		lease_balance(l, clock_mono_ms(), release_wanted);
-		lease_publish(l, release_wanted);
+		lease_balance(l, clock_mono_ms(), l->release_wanted);
+		lease_publish(l, l->release_wanted);
 
 		int64_t wait = l->next_round_ms - clock_mono_ms();
 		lease_watch(l, wait < 1 ? 1 : wait > LEASE_TICK_MS ? LEASE_TICK_MS : wait);
 	}
-	free(release_wanted);
-	free(release);
 	return NULL;
 }
 
@@ -917,7 +869,6 @@ lease_open(const struct config *c, bool (*stop)(void *), void *stop_arg)
 		return NULL;
 	}
 	snprintf(l->bucket, sizeof(l->bucket), "%s", c->lease_bucket);
-	snprintf(l->stream, sizeof(l->stream), "KV_%s", c->lease_bucket);
 	if ((err = pthread_mutex_init(&l->lock, NULL)) != 0) {
 		errno = err;
 		log_error("lease: pthread_mutex_init");
@@ -928,7 +879,10 @@ lease_open(const struct config *c, bool (*stop)(void *), void *stop_arg)
 	l->own = calloc((size_t)n, sizeof(*l->own));
 	l->release_req = calloc((size_t)n, sizeof(*l->release_req));
 	l->target = calloc((size_t)n, sizeof(*l->target));
-	if (l->keys == NULL || l->own == NULL || l->release_req == NULL || l->target == NULL) {
+	l->release_wanted = calloc((size_t)n, sizeof(*l->release_wanted));
+	l->release = calloc((size_t)n, sizeof(*l->release));
+	if (l->keys == NULL || l->own == NULL || l->release_req == NULL || l->target == NULL ||
+	    l->release_wanted == NULL || l->release == NULL) {
 		log_error("lease: allocating tables for %d partitions", l->partitions);
 		goto fail;
 	}
@@ -971,6 +925,17 @@ lease_view(struct lease *l, struct lease_view *v)
 	pthread_mutex_lock(&l->lock);
 	*v = l->view;
 	pthread_mutex_unlock(&l->lock);
+}
+
+int64_t
+lease_fence(struct lease *l)
+{
+	int64_t f;
+
+	pthread_mutex_lock(&l->lock);
+	f = l->view.fence_ms;
+	pthread_mutex_unlock(&l->lock);
+	return f;
 }
 
 int
@@ -1022,6 +987,7 @@ lease_close(struct lease *l)
 	kvWatcher_Destroy(l->watcher);
 	kvStore_Destroy(l->kv);
 	jsCtx_Destroy(l->js);
+	jsCtx_Destroy(l->js_kv);
 	if (l->nc != NULL)
 		natsconn_close(l->nc);
 	if (l->wake_fd != -1)
@@ -1031,6 +997,8 @@ lease_close(struct lease *l)
 	free(l->own);
 	free(l->release_req);
 	free(l->target);
+	free(l->release_wanted);
+	free(l->release);
 	free(l->members);
 	free(l);
 }

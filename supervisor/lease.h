@@ -23,8 +23,8 @@
  * it reset and acquired again.
  *
  * Ownership target: partition p belongs to the live member with the
- * highest hash32("<instance>/<p>"), mixed (rendezvous hashing: a member joining
- * or leaving moves only its own share).  When another live member is the
+ * highest hash32("<instance>/<p>"), mixed (rendezvous hashing: a member
+ * joining or leaving moves only its own share).  When another live member is the
  * target of a partition we hold, its release_wanted is set; the master
  * hands it over (quiesces, acks, deletes the consumer, records its floor)
  * and calls lease_released, and the lease thread deletes the key (a
@@ -34,10 +34,14 @@
  * router is first come, first served; it moves only when its holder
  * leaves or loses it.
  *
+ * A hold that disappears from the view (epoch 0, or another epoch) was
+ * lost or given up: the master stops acting for it at once.  The keys'
+ * format and the conditional writes are common/leasekv.h's.
+ *
  * Thread use: lease_open and lease_close from one thread (the master's);
- * lease_view, lease_released, lease_reset, lease_leave and lease_wake_fd
- * from any.  The master polls lease_wake_fd: it is readable whenever the
- * view changed; lease_view clears it.
+ * lease_view, lease_fence, lease_released, lease_reset, lease_leave and
+ * lease_wake_fd from any.  The master polls lease_wake_fd: it is readable
+ * whenever the view changed; lease_view clears it.
  */
 #ifndef LEASE_H
 #define LEASE_H
@@ -82,6 +86,8 @@ struct lease *lease_open(const struct config *c, bool (*stop)(void *), void *sto
 /* The view as of now (a copy); clears the wake fd. */
 void lease_view(struct lease *l, struct lease_view *v);
 int lease_wake_fd(const struct lease *l);
+/* The view's fence alone, without the copy: for a check before every ack. */
+int64_t lease_fence(struct lease *l);
 /*
  * The master handed partition p (or LEASE_ROUTER) over or stopped acting
  * for it: delete its key if still ours, and hold it no more.  Its epoch

@@ -66,6 +66,7 @@ struct master {
 	struct telemetry *tel;      /* /metrics, /healthz, /readyz, $SRV */
 	struct cluster *cluster;    /* one instance of several ([cluster] partitions > 0); NULL: alone */
 	int cluster_due;            /* ms until the cluster wants a look (its fence runs out) */
+	int64_t last_cluster_tel_ms;
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -505,7 +506,7 @@ master_act(struct master *m)
 		/* Durable but not acked: they come again, and re-applying them is harmless. */
 		ackq_clear(m->ackq);
 		handoff_batch_free(&m->batch);
-		if (intake_start(m->intake) == -1)
+		if ((m->cluster != NULL ? cluster_start_intake(m->cluster) : intake_start(m->intake)) == -1)
 			return -1;
 	} else if (m->action == ACTION_RESHARD) {
 		int old = pool_size(m->pool);
@@ -525,8 +526,6 @@ master_act(struct master *m)
 		}
 		if ((m->pool = pool_new(&m->cfg, m->target_slots, master_done, m)) == NULL)
 			return -1;
-		if (m->cluster != NULL)
-			cluster_pool_new(m->cluster);
 	}
 	m->action = ACTION_NONE;
 	m->phase = PHASE_RUN;
@@ -679,6 +678,10 @@ master_loop(struct master *m)
 		master_notify(m);
 		master_title(m, false);
 		telemetry_update(m->tel, master_obs_phase(m), m->intake, m->pool);
+		if (m->cluster != NULL && clock_mono_ms() - m->last_cluster_tel_ms >= 100) {
+			telemetry_cluster(m->tel, cluster_view(m->cluster), cluster_routing(m->cluster));
+			m->last_cluster_tel_ms = clock_mono_ms();
+		}
 	}
 }
 

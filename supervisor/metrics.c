@@ -287,10 +287,62 @@ metrics_nats(const struct obs_snap *s, struct buf *b)
 	return metrics_sample(b, "alarm_digest_build_info", "version", ALARM_DIGEST_VERSION, 1);
 }
 
+/* Cluster mode: which partitions this instance holds and since when, and the router. */
+static int
+metrics_cluster(const struct obs_snap *s, struct buf *b)
+{
+	char part[16];
+
+	if (s->partitions == 0)
+		return 0;
+	if (metrics_one(b, "alarm_digest_cluster_partitions", "gauge",
+	    "[cluster] partitions: users are split into this many.", (uint64_t)s->partitions) == -1 ||
+	    metrics_one(b, "alarm_digest_cluster_members", "gauge",
+	    "Live instances this one sees, itself included.", (uint64_t)s->members) == -1 ||
+	    metrics_family(b, "alarm_digest_partition_owned", "gauge",
+	    "1 when this instance holds the partition's lease.") == -1)
+		return -1;
+	for (int p = 0; p < s->partitions; p++) {
+		snprintf(part, sizeof(part), "%d", p);
+		if (metrics_sample(b, "alarm_digest_partition_owned", "partition", part,
+		    s->part_since_ms[p] != 0) == -1)
+			return -1;
+	}
+	if (metrics_family(b, "alarm_digest_partition_owned_since_seconds", "gauge",
+	    "When this instance took the partition's lease (unix time).") == -1)
+		return -1;
+	for (int p = 0; p < s->partitions; p++) {
+		if (s->part_since_ms[p] == 0)
+			continue;
+		snprintf(part, sizeof(part), "%d", p);
+		if (metrics_sample_f(b, "alarm_digest_partition_owned_since_seconds", "partition", part,
+		    (double)s->part_since_ms[p] / 1000.0) == -1)
+			return -1;
+	}
+	if (metrics_one(b, "alarm_digest_partitions_acquired_total", "counter",
+	    "Partition leases taken.", s->part_acquired) == -1 ||
+	    metrics_one(b, "alarm_digest_partitions_released_total", "counter",
+	    "Partition leases handed over.", s->part_released) == -1 ||
+	    metrics_one(b, "alarm_digest_partitions_lost_total", "counter",
+	    "Partition leases lost (not renewed in time, or taken by another instance).",
+	    s->part_lost) == -1 ||
+	    metrics_one(b, "alarm_digest_router_active", "gauge",
+	    "1 while this instance routes the input to the partitions.", s->router_active) == -1 ||
+	    metrics_one(b, "alarm_digest_digests_fenced_total", "counter",
+	    "Digest requests not answered here: past the lease fence (another instance answers them).",
+	    s->digests_fenced) == -1 ||
+	    metrics_one(b, "alarm_digest_messages_replayed_total", "counter",
+	    "Messages replayed to rebuild a partition taken over (answered before; not in received).",
+	    s->in.replayed) == -1)
+		return -1;
+	return 0;
+}
+
 int
 metrics_render(const struct obs_snap *s, struct buf *b)
 {
-	if (metrics_intake(s, b) == -1 || metrics_workers(s, b) == -1 || metrics_nats(s, b) == -1)
+	if (metrics_intake(s, b) == -1 || metrics_workers(s, b) == -1 || metrics_nats(s, b) == -1 ||
+	    metrics_cluster(s, b) == -1)
 		return -1;
 	return 0;
 }

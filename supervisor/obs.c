@@ -7,6 +7,7 @@
 
 #include "../common/clock.h"
 #include "../common/log.h"
+#include "lease.h"
 #include "obs.h"
 
 struct obs {
@@ -35,6 +36,14 @@ obs_new(const struct config *c)
 	}
 	o->s.subject_status = o->subject_status;
 	o->s.subject_request = o->subject_request;
+	if (c->partitions > 0) {
+		if ((o->s.part_since_ms = calloc((size_t)c->partitions, sizeof(int64_t))) == NULL) {
+			log_error("allocating the metrics snapshot");
+			obs_free(o);
+			return NULL;
+		}
+		o->s.partitions = (int)c->partitions;
+	}
 	pthread_mutex_init(&o->mu, NULL);
 	o->s.started_wall_ms = clock_wall_ms();
 	return o;
@@ -47,6 +56,7 @@ obs_free(struct obs *o)
 		return;
 	pthread_mutex_destroy(&o->mu);
 	free(o->s.slot);
+	free(o->s.part_since_ms);
 	free(o->subject_status);
 	free(o->subject_request);
 	free(o);
@@ -60,6 +70,7 @@ obs_add_counters(struct frame_stats *dst, const struct frame_stats *src)
 	dst->digest_parts += src->digest_parts;
 	dst->digest_bytes += src->digest_bytes;
 	dst->overlimit += src->overlimit;
+	dst->digests_fenced += src->digests_fenced;
 	histo_add(&dst->commit_latency, &src->commit_latency);
 	histo_add(&dst->digest_latency, &src->digest_latency);
 }
@@ -164,6 +175,7 @@ obs_update(struct obs *o, enum obs_phase phase, struct intake *in, struct pool *
 		o->s.digest_parts = sum.digest_parts;
 		o->s.digest_bytes = sum.digest_bytes;
 		o->s.overlimit = sum.overlimit;
+		o->s.digests_fenced = sum.digests_fenced;
 		o->s.commit_latency = sum.commit_latency;
 		o->s.digest_latency = sum.digest_latency;
 	}
@@ -186,6 +198,20 @@ obs_reshard(struct obs *o, uint64_t stores_done, uint64_t stores)
 	o->s.phase = OBS_RESHARDING;
 	o->s.reshard_done = stores_done;
 	o->s.reshard_total = stores;
+	pthread_mutex_unlock(&o->mu);
+}
+
+void
+obs_cluster(struct obs *o, const struct lease_view *v, bool router_active)
+{
+	pthread_mutex_lock(&o->mu);
+	for (int p = 0; p < o->s.partitions && p < v->partitions; p++)
+		o->s.part_since_ms[p] = v->part[p].epoch != 0 ? v->part[p].since_ms : 0;
+	o->s.part_acquired = v->acquired;
+	o->s.part_released = v->released;
+	o->s.part_lost = v->lost;
+	o->s.router_active = router_active;
+	o->s.members = v->members;
 	pthread_mutex_unlock(&o->mu);
 }
 

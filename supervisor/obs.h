@@ -64,6 +64,13 @@ struct obs_snap {
 	const char *subject_status, *subject_request;   /* restart-only: fixed for the process */
 	int nslots;
 	struct obs_slot *slot;      /* nslots of them */
+	uint64_t digests_fenced;    /* requests workers skipped past the lease fence */
+	/* Cluster mode ([cluster] partitions > 0; 0: none of these). */
+	int partitions;
+	int64_t *part_since_ms;     /* [partitions]: held since (wall ms); 0: not held here */
+	uint64_t part_acquired, part_released, part_lost;
+	bool router_active;
+	int members;
 };
 
 struct obs;
@@ -84,6 +91,9 @@ void obs_pool_retire(struct obs *o, struct pool *p);
 void obs_reshard(struct obs *o, uint64_t stores_done, uint64_t stores);
 /* Lag poller thread: the consumer's lag, or known = false when it could not be read. */
 void obs_set_lag(struct obs *o, bool known, uint64_t pending, uint64_t ack_pending);
+/* Main thread, cluster mode: the leases held now (lease.h's view) and whether the router runs. */
+struct lease_view;
+void obs_cluster(struct obs *o, const struct lease_view *v, bool router_active);
 /* Any thread: call fn with the snapshot, under the lock (keep fn short; never call obs_* in it). */
 void obs_read(struct obs *o, void (*fn)(const struct obs_snap *s, void *arg), void *arg);
 

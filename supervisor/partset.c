@@ -29,7 +29,7 @@ struct partset {
 	int n;
 	struct partset_part *part;
 	uint64_t gen;               /* tells this process's consumers from each other */
-	char *stream, *consumer, *subject_prefix, *deliver_prefix, *subscription;
+	char *stream, *consumer, *subject_prefix, *deliver_prefix;
 	size_t subject_prefix_len;
 	char path[PATH_MAX];
 };
@@ -143,9 +143,8 @@ partset_open(const struct config *c, struct jsetup *js)
 	ps->consumer = strdup(c->consumer);
 	ps->subject_prefix = partset_printf("%s.%s", c->partition_subject, "");
 	ps->deliver_prefix = partset_printf("%s.%s.p.", c->deliver_subject, instance);
-	ps->subscription = partset_printf("%s.%s.p.>", c->deliver_subject, instance);
 	if (ps->stream == NULL || ps->consumer == NULL || ps->subject_prefix == NULL ||
-	    ps->deliver_prefix == NULL || ps->subscription == NULL) {
+	    ps->deliver_prefix == NULL) {
 		log_error("allocating the partition set");
 		partset_close(ps);
 		return NULL;
@@ -169,7 +168,6 @@ partset_close(struct partset *ps)
 	free(ps->consumer);
 	free(ps->subject_prefix);
 	free(ps->deliver_prefix);
-	free(ps->subscription);
 	free(ps);
 }
 
@@ -199,10 +197,12 @@ partset_acked(struct partset *ps, int p, uint64_t seq)
 		ps->part[p].held = seq;
 }
 
-const char *
-partset_subscription(const struct partset *ps)
+int
+partset_deliver(const struct partset *ps, int p, char *buf, size_t len)
 {
-	return ps->subscription;
+	int n = snprintf(buf, len, "%s%d", ps->deliver_prefix, p);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
 /* Take p over (or re-create its consumer) under pp->want. */
@@ -215,7 +215,7 @@ partset_bind_one(struct partset *ps, int p)
 
 	snprintf(prefix, sizeof(prefix), "%s_p%d_", ps->consumer, p);
 	snprintf(filter, sizeof(filter), "%s%d.>", ps->subject_prefix, p);
-	snprintf(deliver, sizeof(deliver), "%s%d", ps->deliver_prefix, p);
+	(void)partset_deliver(ps, p, deliver, sizeof(deliver));
 	snprintf(pp->consumer, sizeof(pp->consumer), "%s%" PRIu64 "_%" PRIu64, prefix, pp->want, ++ps->gen);
 	if (jsetup_consumer_floor(ps->js, ps->stream, prefix, &floor) == -1)
 		return -1;

@@ -43,9 +43,9 @@ uint64_t partset_serving(const struct partset *ps, int p);
 
 /*
  * Make the consumers match what is wanted: take over each newly wanted
- * partition, recreate the kept ones at their floor, delete the consumers
- * of the ones given up; then record the floors.  -1 on error (logged);
- * a partition that could not be bound is not served.
+ * partition, recreate the kept ones at their floor; then record the
+ * floors.  -1 on error (logged); a partition that could not be bound is
+ * not served.
  */
 int partset_bind(struct partset *ps);
 /* The master acked p's consumer up to seq: this instance's stores hold all of p up to it. */
@@ -53,8 +53,8 @@ void partset_acked(struct partset *ps, int p, uint64_t seq);
 /* Write STATE_DIR/partitions now (at shutdown). */
 int partset_save(struct partset *ps);
 
-/* What the intake subscribes to: every served partition's deliver subject. */
-const char *partset_subscription(const struct partset *ps);
+/* Partition p's deliver subject, which the intake subscribes to while p is served.  -1: too long. */
+int partset_deliver(const struct partset *ps, int p, char *buf, size_t len);
 
 /*
  * Callback thread: the partition of a delivery (-1: not one of ours: not

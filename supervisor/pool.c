@@ -351,6 +351,19 @@ slot_fence(struct pool *p, struct slot *s)
 	return chan_flush(s->ch) == -1 ? -1 : 1;
 }
 
+void
+pool_send_fence(struct pool *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		struct slot *s = &p->slots[i];
+
+		if (s->ch != NULL && s->fence_due && slot_fence(p, s) == -1) {
+			log_warn("write to worker %d", s->index);
+			slot_close(s);
+		}
+	}
+}
+
 static void
 slot_flush(struct pool *p, struct slot *s)
 {

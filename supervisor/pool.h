@@ -107,6 +107,12 @@ void pool_kill(struct pool *p);
  * new pool (a reshard's) starts with none: set it before routing to it.
  */
 void pool_fence(struct pool *p, int64_t deadline_ms);
+/*
+ * Send a changed fence now, outside the main loop's poll: the master
+ * calls it while it waits on JetStream (cluster.c), so the workers' fence
+ * never goes stale behind a slow API call.
+ */
+void pool_send_fence(struct pool *p);
 /* SIGHUP: new settings (not the slot count) to the pool and every worker; parked slots retry. */
 void pool_reload(struct pool *p, const struct config *c);
 void pool_get_stats(const struct pool *p, struct pool_stats *st);

@@ -44,7 +44,9 @@ telemetry_attach(struct telemetry *t, struct intake *in, const struct config *c)
 	/* Neither is needed to do the job: without them the service runs on, less visible. */
 	if ((t->srv = srv_start(intake_conn(in), c, t->obs)) == NULL)
 		log_warnx("service discovery ($SRV) is off (see above)");
-	if (intake_jsetup(in) != NULL && (t->lag = lag_start(intake_jsetup(in), t->obs)) == NULL)
+	/* Cluster mode has a consumer per partition, none of the single instance's to poll. */
+	if (intake_jsetup(in) != NULL && c->partitions == 0 &&
+	    (t->lag = lag_start(intake_jsetup(in), t->obs)) == NULL)
 		log_warnx("consumer lag is not measured (see above)");
 }
 
@@ -52,6 +54,12 @@ void
 telemetry_update(struct telemetry *t, enum obs_phase phase, struct intake *in, struct pool *p)
 {
 	obs_update(t->obs, phase, in, p, false);
+}
+
+void
+telemetry_cluster(struct telemetry *t, const struct lease_view *v, bool router_active)
+{
+	obs_cluster(t->obs, v, router_active);
 }
 
 void

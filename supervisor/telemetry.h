@@ -24,6 +24,9 @@ struct telemetry *telemetry_open(const struct config *c);
 void telemetry_attach(struct telemetry *t, struct intake *in, const struct config *c);
 /* Main loop, every pass (cheap: throttled to OBS_UPDATE_MS unless the phase changed). */
 void telemetry_update(struct telemetry *t, enum obs_phase phase, struct intake *in, struct pool *p);
+/* Cluster mode, main loop: the leases held and the router (cheap: a copy under the snapshot's lock). */
+struct lease_view;
+void telemetry_cluster(struct telemetry *t, const struct lease_view *v, bool router_active);
 /* The pool is about to be freed (reshard). */
 void telemetry_pool_retire(struct telemetry *t, struct pool *p);
 /* Reshard progress (the main loop waits for the reshard meanwhile). */

@@ -1,14 +1,19 @@
 /*
- * Unit tests for supervisor/lease.c: the rendezvous target, then leases
- * of several instances against a real nats-server (started here on a
- * port it picks, JetStream store in a scratch dir).  The test plays each
- * instance's master: it releases at once what release_wanted asks, and
- * counts a partition as claimed by an instance from the view that shows
- * it held until the test released it.  Checked at every sample (20 ms):
- * no partition claimed by two instances; and at the end of each phase:
- * every partition held by its rendezvous target, a leaver's partitions
- * taken well within lease_ttl, a dead one's (closed without releasing)
- * within 2 x lease_ttl, never before its last fence.
+ * Unit tests for supervisor/lease.c and common/leasekv.c: the rendezvous
+ * target, the values, then the leases of four instances (12 partitions,
+ * lease_ttl 2 s) against a real nats-server started here (a port it
+ * picks, its store in a scratch dir).  Three instances run in this
+ * process, one in a child the test can SIGSTOP.  The test plays each
+ * one's master: it releases what release_wanted asks at once and resets
+ * past the fence; an instance claims a partition while its view holds
+ * it, unreleased, before the fence.  At every sample (10 ms) no partition
+ * is claimed twice; after each step every partition is claimed by its
+ * rendezvous target: three start; a fourth joins; one is stopped for 3 x
+ * lease_ttl (its partitions taken, never before its fence; resumed, it
+ * claims none of them); one leaves (leave, release, close at once: moved
+ * within lease_ttl/2); one is closed without releasing (kill -9: taken
+ * within 2 x lease_ttl + 1 s, never before its fence); a reset gives
+ * every hold a new epoch.  LEASE_DEBUG=1 shows the log and each step.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,13 +34,14 @@
 #include "clock.h"
 #include "config.h"
 #include "lease.h"
+#include "leasekv.h"
 #include "log.h"
 
 #define SCRATCH_NAME "test_lease"
 #include "scratch.h"
 
 #define NPART 12
-#define TTL_MS 1000
+#define TTL_MS 2000   /* as the cluster scenarios have it */
 #define MAXI 4
 
 static void
@@ -68,6 +74,33 @@ test_target(void **state)
 		count[lease_target(three, 3, p)]++;
 	for (int i = 0; i < 3; i++)
 		assert_true(count[i] >= 2);
+}
+
+/* The values every instance and alarmctl read: what is written comes back. */
+static void
+test_value(void **state)
+{
+	struct leasekv_value v = { .instance = "i1", .since_ms = 1796019587083 }, back;
+	char text[256];
+
+	(void)state;
+	assert_int_equal(leasekv_format(text, sizeof(text), &v), 0);
+	assert_string_equal(text, "{\"instance\":\"i1\",\"since\":1796019587083}");
+	leasekv_parse(text, (int)strlen(text), &back);
+	assert_string_equal(back.instance, "i1");
+	assert_true(back.since_ms == v.since_ms && back.epoch == 0);
+	v.epoch = 57;
+	assert_int_equal(leasekv_format(text, sizeof(text), &v), 0);
+	leasekv_parse(text, (int)strlen(text), &back);
+	assert_true(back.epoch == 57 && back.since_ms == v.since_ms);
+	assert_int_equal(leasekv_format(text, 10, &v), -1);
+	/* Whatever else is there names nobody. */
+	leasekv_parse("[1,2]", 5, &back);
+	assert_string_equal(back.instance, "");
+	leasekv_parse("{\"instance\":7,\"since\":\"x\"}", 26, &back);
+	assert_true(back.instance[0] == '\0' && back.since_ms == 0);
+	leasekv_parse(NULL, 0, &back);
+	assert_string_equal(back.instance, "");
 }
 
 /* ---- a nats-server of our own ---- */
@@ -431,11 +464,18 @@ test_live(void **state)
 	ms = wait_balanced("3 instances", t0, 10 * TTL_MS);
 	print_message("3 instances balanced %lld ms after the first started\n", (long long)ms);
 	wait_router();
+	/* Every one sees the three (a view may lag a moment on a loaded machine). */
+	for (t0 = clock_mono_ms(); clock_mono_ms() - t0 < 2 * TTL_MS; usleep(10 * 1000)) {
+		sample(own);
+		if (inst[0].c.members == 3 && inst[1].c.members == 3 && inst[2].c.members == 3)
+			break;
+	}
 	for (int i = 0; i < 3; i++) {
 		assert_true(inst[i].c.fence_ms > clock_mono_ms());
 		assert_true(inst[i].c.fence_ms <= clock_mono_ms() + TTL_MS);
 		assert_int_equal(inst[i].c.members, 3);
 	}
+	assert_true(lease_fence(inst[0].l) >= inst[0].c.fence_ms);
 
 	/* A fourth joins: some move to it, handed over, never claimed twice. */
 	t0 = clock_mono_ms();
@@ -471,7 +511,11 @@ test_live(void **state)
 	ms = wait_balanced("i3 resumed", t0, 10 * TTL_MS);
 	print_message("i3 resumed: balanced again after %lld ms\n", (long long)ms);
 
-	/* i1 leaves: its partitions (and the router, if it has it) move at once, well within lease_ttl. */
+	/*
+	 * i1 leaves as a SIGTERM does it: leave, release what it is asked to
+	 * (all), close at once.  Its partitions and the router (if it has it)
+	 * move well within lease_ttl: the releases went out before the close.
+	 */
 	t0 = clock_mono_ms();
 	lease_leave(inst[0].l);
 	while (!inst[0].c.leaving) {
@@ -480,11 +524,16 @@ test_live(void **state)
 		usleep(5 * 1000);
 		sample(own);
 	}
+	for (int p = 0; p < NPART; p++)
+		assert_true(inst[0].c.epoch[p] == 0);   /* all released by its "master" */
+	assert_true(inst[0].c.router == 0);
+	inst_end(&inst[0]);
 	ms = wait_balanced("i1 left", t0, TTL_MS);
 	assert_true(ms < TTL_MS / 2);
-	print_message("i1 left: partitions moved in %lld ms\n", (long long)ms);
 	wait_router();
-	inst_end(&inst[0]);
+	print_message("i1 left: partitions moved in %lld ms, router held again after %lld ms\n",
+	    (long long)ms, (long long)(clock_mono_ms() - t0));
+	assert_true(clock_mono_ms() - t0 < TTL_MS / 2);
 
 	/* i2 dies (closed, nothing released): taken within 2 x lease_ttl, never before its fence. */
 	fence = inst[1].c.fence_ms;
@@ -549,6 +598,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_target),
+		cmocka_unit_test(test_value),
 		cmocka_unit_test_setup_teardown(test_live, setup, live_teardown),
 	};
 
