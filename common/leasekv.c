@@ -1,5 +1,6 @@
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -51,6 +52,95 @@ leasekv_subject(char *buf, size_t len, const char *bucket, const char *key)
 	int n = snprintf(buf, len, "$KV.%s.%s", bucket, key);
 
 	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* A PubAck: {"stream":..,"seq":N} or {"error":{"err_code":E,..},..}. */
+static void
+leasekv_put_answer(struct leasekv_put *p, const char *data, int len)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o = tok != NULL ? json_tokener_parse_ex(tok, data, len) : NULL;
+	struct json_object *err, *v;
+
+	p->status = NATS_ERR;
+	p->jerr = 0;
+	if (o != NULL && json_object_object_get_ex(o, "error", &err)) {
+		if (json_object_object_get_ex(err, "err_code", &v))
+			p->jerr = (jsErrCode)json_object_get_int(v);
+	} else if (o != NULL && json_object_object_get_ex(o, "seq", &v)) {
+		p->rev = (uint64_t)json_object_get_int64(v);
+		p->status = NATS_OK;
+	}
+	json_object_put(o);
+	if (tok != NULL)
+		json_tokener_free(tok);
+}
+
+natsStatus
+leasekv_write_all(natsConnection *nc, const char *bucket, struct leasekv_put *puts, int n,
+    int64_t wait_ms)
+{
+	char inbox[128], subject[600], reply[sizeof(inbox) + 16];
+	char seq[24];
+	natsSubscription *sub = NULL;
+	natsInbox *in = NULL;
+	int64_t deadline = clock_mono_ms() + wait_ms;
+	int left = 0;
+	natsStatus s;
+
+	for (int i = 0; i < n; i++)
+		puts[i].status = NATS_TIMEOUT;
+	if ((s = natsInbox_Create(&in)) != NATS_OK)
+		return s;
+	snprintf(inbox, sizeof(inbox), "%s", (const char *)in);
+	natsInbox_Destroy(in);
+	snprintf(reply, sizeof(reply), "%s.*", inbox);
+	if ((s = natsConnection_SubscribeSync(&sub, nc, reply)) != NATS_OK)
+		return s;
+	for (int i = 0; i < n && s == NATS_OK; i++) {
+		natsMsg *msg = NULL;
+
+		snprintf(reply, sizeof(reply), "%s.%d", inbox, i);
+		snprintf(seq, sizeof(seq), "%" PRIu64, puts[i].expect);
+		if (leasekv_subject(subject, sizeof(subject), bucket, puts[i].key) == -1) {
+			puts[i].status = NATS_INVALID_ARG;
+			continue;
+		}
+		s = natsMsg_Create(&msg, subject, reply, puts[i].value,
+		    puts[i].value != NULL ? (int)strlen(puts[i].value) : 0);
+		if (s == NATS_OK)
+			s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", seq);
+		if (s == NATS_OK && puts[i].value == NULL)
+			s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
+		if (s == NATS_OK)
+			s = natsConnection_PublishMsg(nc, msg);
+		if (s == NATS_OK)
+			left++;
+		natsMsg_Destroy(msg);
+	}
+	while (s == NATS_OK && left > 0) {
+		int64_t wait = deadline - clock_mono_ms();
+		natsMsg *m = NULL;
+		const char *r;
+		char *end;
+		long i;
+
+		if (wait <= 0) {
+			s = NATS_TIMEOUT;
+			break;
+		}
+		if ((s = natsSubscription_NextMsg(&m, sub, wait)) != NATS_OK)
+			break;
+		r = strrchr(natsMsg_GetSubject(m), '.');
+		i = r != NULL ? strtol(r + 1, &end, 10) : -1;
+		if (r != NULL && *end == '\0' && i >= 0 && i < n && puts[i].status == NATS_TIMEOUT) {
+			leasekv_put_answer(&puts[i], natsMsg_GetData(m), natsMsg_GetDataLength(m));
+			left--;
+		}
+		natsMsg_Destroy(m);
+	}
+	natsSubscription_Destroy(sub);
+	return s;
 }
 
 natsStatus

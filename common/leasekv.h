@@ -44,6 +44,26 @@ void leasekv_parse(const void *data, int len, struct leasekv_value *v);
 natsStatus leasekv_write(jsCtx *js, const char *bucket, const char *key, const char *value,
     uint64_t expect, int64_t wait_ms, uint64_t *rev, jsErrCode *jerr);
 
+/* One write of leasekv_write_all: key, value, expect in; status, jerr, rev out. */
+struct leasekv_put {
+	const char *key;
+	const char *value;
+	uint64_t expect;
+	natsStatus status;          /* NATS_TIMEOUT until its answer came */
+	jsErrCode jerr;
+	uint64_t rev;
+};
+
+/*
+ * leasekv_write for n keys at once: every write goes out before the first
+ * answer is awaited, so a round costs one round trip to the stream's
+ * leader, not n (a holder of many partitions renewed one by one could not
+ * finish in time on a busy cluster).  Waits up to wait_ms in all.
+ * NATS_OK when every answer came (each put says how it went).
+ */
+natsStatus leasekv_write_all(natsConnection *nc, const char *bucket, struct leasekv_put *puts, int n,
+    int64_t wait_ms);
+
 struct leasekv_last {
 	uint64_t rev;               /* 0: the key has no message */
 	bool live;                  /* a value, not a delete marker */

@@ -29,6 +29,8 @@ struct cluster {
 	struct lease_view view;     /* as of the last wake */
 	uint64_t router_epoch;      /* the router runs under this lease (0: not running) */
 	int64_t fence_sent;         /* what the workers and the router were told */
+	bool served[CONFIG_PARTITIONS_MAX];
+	uint64_t released[CONFIG_PARTITIONS_MAX];   /* the epoch lease_released was last called with */
 	bool leaving;
 	/*
 	 * The fence passed while we served: a worker may have skipped a
@@ -269,6 +271,20 @@ cluster_router(struct cluster *cl)
 	}
 }
 
+/* A hold asked for elsewhere and not served here has nothing in flight: give it up now. */
+static void
+cluster_release_idle(struct cluster *cl, int p)
+{
+	const struct lease_hold *lp = &cl->view.part[p];
+
+	if (lp->epoch == 0 || !lp->release_wanted || partset_serving(cl->partset, p) != 0 ||
+	    cl->released[p] == lp->epoch)
+		return;
+	log_info("partition %d: handed over unserved (lease epoch %" PRIu64 ")", p, lp->epoch);
+	lease_released(cl->lease, p, lp->epoch);
+	cl->released[p] = lp->epoch;
+}
+
 bool
 cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
 {
@@ -282,8 +298,11 @@ cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
 	cluster_refresh(cl, woke);
 	now = clock_mono_ms();
 	cluster_router(cl);
-	for (int p = 0; p < cl->view.partitions && !change; p++)
-		change = cluster_want(cl, p) != partset_serving(cl->partset, p);
+	for (int p = 0; p < cl->view.partitions; p++) {
+		if (!change)
+			change = cluster_want(cl, p) != partset_serving(cl->partset, p);
+		cluster_release_idle(cl, p);
+	}
 	left = cl->view.fence_ms - now + 1;
 	if (left > 0 && left < *timeout_ms)
 		*timeout_ms = (int)left;
@@ -293,30 +312,35 @@ cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
 int
 cluster_rebind(struct cluster *cl)
 {
-	uint64_t *was = calloc((size_t)cl->view.partitions, sizeof(*was));
+	/* What this bind gives up; the view may change while it runs (cluster_run refreshes it). */
+	uint64_t *handover = calloc((size_t)cl->view.partitions, sizeof(*handover));
+	bool lapsed = cl->lapsed;
 	int rc;
 
-	if (was == NULL) {
+	if (handover == NULL) {
 		log_error("allocating the partition list");
 		return -1;
 	}
 	for (int p = 0; p < cl->view.partitions; p++) {
-		was[p] = partset_serving(cl->partset, p);
-		partset_want(cl->partset, p, cluster_want(cl, p));
+		const struct lease_hold *lp = &cl->view.part[p];
+		uint64_t was = partset_serving(cl->partset, p), want = cluster_want(cl, p);
+
+		if (was != 0 && want == 0 && lp->release_wanted && lp->epoch == was)
+			handover[p] = was;
+		partset_want(cl->partset, p, want);
 	}
 	rc = cluster_start_intake(cl);
 	/* Handed over once its acks reached the server (the master flushed them). */
 	for (int p = 0; p < cl->view.partitions; p++) {
-		const struct lease_hold *lp = &cl->view.part[p];
-
-		if (was[p] != 0 && lp->release_wanted && lp->epoch == was[p]) {
-			log_info("partition %d: handed over (lease epoch %" PRIu64 ")", p, was[p]);
-			lease_released(cl->lease, p, was[p]);
-		}
+		if (handover[p] == 0)
+			continue;
+		log_info("partition %d: handed over (lease epoch %" PRIu64 ")", p, handover[p]);
+		lease_released(cl->lease, p, handover[p]);
+		cl->released[p] = handover[p];
 	}
-	free(was);
+	free(handover);
 	/* Unbound after a lapse: take the leases anew (new epochs), then bind again. */
-	if (cl->lapsed) {
+	if (lapsed) {
 		lease_reset(cl->lease);
 		cl->lapsed = false;
 	}
@@ -372,6 +396,14 @@ const struct lease_view *
 cluster_view(const struct cluster *cl)
 {
 	return &cl->view;
+}
+
+const bool *
+cluster_served(struct cluster *cl)
+{
+	for (int p = 0; p < cl->view.partitions; p++)
+		cl->served[p] = partset_serving(cl->partset, p) != 0;
+	return cl->served;
 }
 
 bool

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/clock.h"
 #include "../common/frame.h"
@@ -28,6 +29,8 @@
  * woke that thread (a futex call) for nearly every delivery.
  */
 #define INTAKE_SPENT_MAX 64
+/* A subscription that did not drain is freed this long after its unsubscribe. */
+#define INTAKE_UNDRAINED_PAUSE_MS 200
 
 struct intake {
 	natsConnection *nc;
@@ -561,8 +564,15 @@ intake_unsubscribe_all(struct intake *in)
 		if (s == NATS_OK)
 			s = natsSubscription_WaitForDrainCompletion(in->subs[i], 5000);
 		/* Invalid: the connection already closed it, which is what we wanted. */
-		if (s != NATS_OK && s != NATS_INVALID_SUBSCRIPTION)
+		if (s != NATS_OK && s != NATS_INVALID_SUBSCRIPTION) {
 			log_warnx("draining subscription %d: %s", i, natsStatus_GetText(s));
+			/*
+			 * cnats 3.4's reader can still touch a subscription freed while
+			 * deliveries arrive (nats.c #637): unsubscribe, give it a moment.
+			 */
+			(void)natsSubscription_Unsubscribe(in->subs[i]);
+			usleep(INTAKE_UNDRAINED_PAUSE_MS * 1000);
+		}
 		natsSubscription_Destroy(in->subs[i]);
 		in->subs[i] = NULL;
 	}

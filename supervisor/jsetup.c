@@ -22,6 +22,10 @@
  */
 #define JSETUP_INTENT "consumer-reset"
 
+/* A consumer create that finds the name still in use after its delete: how often, how far apart. */
+#define JSETUP_CREATE_TRIES 5
+#define JSETUP_CREATE_PAUSE_MS 500
+
 /* How long a JetStream API call may take (cnats' default: 5 s). */
 #define JSETUP_API_WAIT_MS 20000
 
@@ -331,12 +335,24 @@ jsetup_create_consumer(struct jsetup *js, uint64_t floor)
 	} else {
 		cc.DeliverPolicy = js_DeliverAll;
 	}
-	s = js_AddConsumer(NULL, js->js, js->stream, &cc, NULL, &jerr);
-	if (s != NATS_OK) {
-		natsconn_log_js_error("create consumer", js->consumer, s, jerr, NULL);
-		return -1;
+	/*
+	 * Right after a node restart a cluster may still answer "name already
+	 * in use" for the consumer just deleted (the delete not applied by the
+	 * new metadata leader yet): delete again and retry, a few times.
+	 */
+	for (int attempt = 0; ; attempt++) {
+		s = js_AddConsumer(NULL, js->js, js->stream, &cc, NULL, &jerr);
+		if (s == NATS_OK)
+			return 0;
+		if (jerr != JSConsumerNameExistErr || attempt == JSETUP_CREATE_TRIES - 1)
+			break;
+		log_warnx("create consumer %s: the name is still in use after its delete; trying again",
+		    js->consumer);
+		(void)js_DeleteConsumer(js->js, js->stream, js->consumer, NULL, NULL);
+		usleep(JSETUP_CREATE_PAUSE_MS * 1000);
 	}
-	return 0;
+	natsconn_log_js_error("create consumer", js->consumer, s, jerr, NULL);
+	return -1;
 }
 
 /*

@@ -541,6 +541,64 @@ lease_renew_one(struct lease *l, const char *key, struct lease_own *o)
 	return -1;
 }
 
+/*
+ * Renew every key held, all writes in flight at once (leasekv_write_all):
+ * one round trip however many partitions we hold.  A write that found
+ * another revision gets the careful one-by-one look of lease_renew_one.
+ * Returns how many went unanswered.
+ */
+static int
+lease_renew_all(struct lease *l)
+{
+	int n = 0, unanswered = 0, *which = calloc((size_t)lease_nkeys(l), sizeof(int));
+	struct leasekv_put *puts = calloc((size_t)lease_nkeys(l), sizeof(*puts));
+	char (*keys)[LEASE_NAME_MAX + 8] = calloc((size_t)lease_nkeys(l), sizeof(*keys));
+	char (*texts)[256] = calloc((size_t)lease_nkeys(l), sizeof(*texts));
+
+	if (which == NULL || puts == NULL || keys == NULL || texts == NULL) {
+		log_error("lease: allocating a renewal round");
+		unanswered = 1;
+		goto out;
+	}
+	for (int k = 0; k < lease_nkeys(l); k++) {
+		struct leasekv_value v = { .since_ms = l->own[k].since_ms, .epoch = l->own[k].epoch };
+
+		if (l->own[k].epoch == 0)
+			continue;
+		snprintf(v.instance, sizeof(v.instance), "%s", l->instance);
+		lease_key_name(l, k, keys[n], sizeof(keys[n]));
+		if (leasekv_format(texts[n], sizeof(texts[n]), &v) == -1)
+			continue;
+		puts[n] = (struct leasekv_put){ .key = keys[n], .value = texts[n], .expect = l->own[k].rev };
+		which[n++] = k;
+	}
+	if (n == 0)
+		goto out;
+	(void)leasekv_write_all(l->nc, l->bucket, puts, n, l->ttl_ms / 4);
+	for (int i = 0; i < n; i++) {
+		int k = which[i], rc;
+
+		if (puts[i].status == NATS_OK) {
+			l->own[k].rev = puts[i].rev;
+			continue;
+		}
+		if (puts[i].status != NATS_ERR || puts[i].jerr != JSStreamWrongLastSequenceErr) {
+			unanswered++;
+			continue;
+		}
+		if ((rc = lease_renew_one(l, keys[i], &l->own[k])) == -1)
+			unanswered++;
+		else if (rc == 0)
+			lease_lose(l, k, "its renewal found another revision (it expired and was taken)");
+	}
+out:
+	free(which);
+	free(puts);
+	free(keys);
+	free(texts);
+	return unanswered;
+}
+
 /* The member key: written over whatever an earlier run of ours left. */
 static int
 lease_member_join(struct lease *l)
@@ -589,19 +647,10 @@ lease_round(struct lease *l, int64_t start)
 		if (rc == 1 && l->echo_due_ms == 0)
 			l->echo_due_ms = clock_mono_ms();
 	}
-	for (int k = 0; k < lease_nkeys(l); k++) {
-		if (l->own[k].epoch == 0)
-			continue;
-		if (lease_stop_wanted(l)) {
-			unanswered++;
-			break;
-		}
-		lease_key_name(l, k, key, sizeof(key));
-		if ((rc = lease_renew_one(l, key, &l->own[k])) == -1)
-			unanswered++;
-		else if (rc == 0)
-			lease_lose(l, k, "its renewal found another revision (it expired and was taken)");
-	}
+	if (!lease_stop_wanted(l))
+		unanswered += lease_renew_all(l);
+	else
+		unanswered++;
 	if (unanswered == 0) {
 		l->fence_ms = start + l->ttl_ms - l->ttl_ms / 5;
 		l->next_round_ms = start + l->ttl_ms / 4;

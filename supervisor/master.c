@@ -679,7 +679,8 @@ master_loop(struct master *m)
 		master_title(m, false);
 		telemetry_update(m->tel, master_obs_phase(m), m->intake, m->pool);
 		if (m->cluster != NULL && clock_mono_ms() - m->last_cluster_tel_ms >= 100) {
-			telemetry_cluster(m->tel, cluster_view(m->cluster), cluster_routing(m->cluster));
+			telemetry_cluster(m->tel, cluster_view(m->cluster), cluster_served(m->cluster),
+			    cluster_routing(m->cluster));
 			m->last_cluster_tel_ms = clock_mono_ms();
 		}
 	}

@@ -202,11 +202,11 @@ obs_reshard(struct obs *o, uint64_t stores_done, uint64_t stores)
 }
 
 void
-obs_cluster(struct obs *o, const struct lease_view *v, bool router_active)
+obs_cluster(struct obs *o, const struct lease_view *v, const bool *served, bool router_active)
 {
 	pthread_mutex_lock(&o->mu);
 	for (int p = 0; p < o->s.partitions && p < v->partitions; p++)
-		o->s.part_since_ms[p] = v->part[p].epoch != 0 ? v->part[p].since_ms : 0;
+		o->s.part_since_ms[p] = served[p] && v->part[p].epoch != 0 ? v->part[p].since_ms : 0;
 	o->s.part_acquired = v->acquired;
 	o->s.part_released = v->released;
 	o->s.part_lost = v->lost;

@@ -93,7 +93,8 @@ void obs_reshard(struct obs *o, uint64_t stores_done, uint64_t stores);
 void obs_set_lag(struct obs *o, bool known, uint64_t pending, uint64_t ack_pending);
 /* Main thread, cluster mode: the leases held now (lease.h's view) and whether the router runs. */
 struct lease_view;
-void obs_cluster(struct obs *o, const struct lease_view *v, bool router_active);
+/* served: whether each partition is served here now (bound, not handed over). */
+void obs_cluster(struct obs *o, const struct lease_view *v, const bool *served, bool router_active);
 /* Any thread: call fn with the snapshot, under the lock (keep fn short; never call obs_* in it). */
 void obs_read(struct obs *o, void (*fn)(const struct obs_snap *s, void *arg), void *arg);
 

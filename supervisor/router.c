@@ -30,9 +30,10 @@
 #define ROUTER_ACK_EVERY 256
 /* A copy the partition stream has not confirmed by then counts as failed. */
 #define ROUTER_CONFIRM_WAIT_MS 5000
-/* How often a router that could not start tries again. */
-#define ROUTER_RETRY_MS 1000
+/* A router that could not start tries again after 1 s, then 2 s, then every 4 s: a long outage logs little. */
+#define ROUTER_RETRY_MAX_S 4
 #define ROUTER_DRAIN_WAIT_MS 5000
+#define ROUTER_UNSUB_GRACE_MS 200
 /* What a graceful stop waits for the last confirmations, so their input can be acked. */
 #define ROUTER_STOP_WAIT_MS 1000
 /* "<int64>-<uint64>" */
@@ -552,6 +553,16 @@ router_do_stop(struct router *r)
 			s = natsSubscription_WaitForDrainCompletion(r->sub, ROUTER_DRAIN_WAIT_MS);
 		if (s != NATS_OK && s != NATS_INVALID_SUBSCRIPTION && s != NATS_CONNECTION_CLOSED)
 			log_warnx("router: draining the subscription to %s: %s", r->deliver, natsStatus_GetText(s));
+		if (s != NATS_OK) {
+			/*
+			 * Not drained: cnats 3.4's reader may still be handing it a
+			 * message, and freeing it then crashes that thread (nats.c
+			 * issue 637, fixed in 3.6).  Off the connection first, freed
+			 * a moment later.
+			 */
+			natsSubscription_Unsubscribe(r->sub);
+			nats_Sleep(ROUTER_UNSUB_GRACE_MS);
+		}
 		natsSubscription_Destroy(r->sub);
 		r->sub = NULL;
 	}
@@ -578,6 +589,7 @@ static void *
 router_retry_main(void *arg)
 {
 	struct router *r = arg;
+	int wait_s = 1, next_s = 1;
 
 	pthread_mutex_lock(&r->ctl);
 	while (!r->quit) {
@@ -588,14 +600,19 @@ router_retry_main(void *arg)
 				router_do_stop(r);
 				atomic_fetch_add(&r->resets, 1);
 			}
-			if (router_do_start(r) == -1)
-				atomic_store(&r->restart_wanted, true);
-			else
+			if (router_do_start(r) == 0) {
+				next_s = 1;
 				continue;
+			}
+			atomic_store(&r->restart_wanted, true);
+			wait_s = next_s;
+			next_s = next_s < ROUTER_RETRY_MAX_S ? 2 * next_s : ROUTER_RETRY_MAX_S;
+		} else {
+			wait_s = next_s = 1;
 		}
 		/* A wake-up lost between the flag and this wait costs at most the timeout. */
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += ROUTER_RETRY_MS / 1000;
+		ts.tv_sec += wait_s;
 		pthread_cond_timedwait(&r->ctl_cond, &r->ctl, &ts);
 	}
 	pthread_mutex_unlock(&r->ctl);
@@ -613,8 +630,8 @@ router_start(struct router *r, uint64_t epoch)
 	r->epoch = epoch;
 	r->running = true;
 	if ((rc = router_do_start(r)) == -1) {
-		log_warnx("router (epoch %" PRIu64 "): not started yet; trying again every %d ms",
-		    epoch, ROUTER_RETRY_MS);
+		log_warnx("router (epoch %" PRIu64 "): not started yet; it tries again by itself",
+		    epoch);
 		atomic_store(&r->restart_wanted, true);
 	}
 	pthread_cond_signal(&r->ctl_cond);

@@ -59,8 +59,8 @@ struct router *router_open(natsConnection *nc, struct jsetup *js, const struct c
  * from the floor of the previous ones (or after the last copy the
  * partition stream holds, if that is further), the old ones deleted,
  * then route.  Blocks for JetStream API calls.  0 when routing; -1
- * (logged) when not yet: the router tries again every second by itself
- * until router_stop.
+ * (logged) when not yet: the router tries again by itself (after 1 s,
+ * 2 s, then every 4 s) until router_stop.
  */
 int router_start(struct router *r, uint64_t epoch);
 /* Unsubscribe; unacked input comes again to the next router.  Idempotent. */
@@ -73,7 +73,7 @@ void router_stop(struct router *r);
  */
 void router_fence(struct router *r, int64_t fence_ms);
 void router_get_stats(struct router *r, struct router_stats *st);
-/* Stops it first if needed. */
+/* Stops it first if needed.  Before nc is closed: a subscription is never freed under live traffic. */
 void router_close(struct router *r);
 
 #endif

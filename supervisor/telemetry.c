@@ -57,9 +57,9 @@ telemetry_update(struct telemetry *t, enum obs_phase phase, struct intake *in, s
 }
 
 void
-telemetry_cluster(struct telemetry *t, const struct lease_view *v, bool router_active)
+telemetry_cluster(struct telemetry *t, const struct lease_view *v, const bool *served, bool router_active)
 {
-	obs_cluster(t->obs, v, router_active);
+	obs_cluster(t->obs, v, served, router_active);
 }
 
 void

@@ -26,7 +26,8 @@ void telemetry_attach(struct telemetry *t, struct intake *in, const struct confi
 void telemetry_update(struct telemetry *t, enum obs_phase phase, struct intake *in, struct pool *p);
 /* Cluster mode, main loop: the leases held and the router (cheap: a copy under the snapshot's lock). */
 struct lease_view;
-void telemetry_cluster(struct telemetry *t, const struct lease_view *v, bool router_active);
+void telemetry_cluster(struct telemetry *t, const struct lease_view *v, const bool *served,
+    bool router_active);
 /* The pool is about to be freed (reshard). */
 void telemetry_pool_retire(struct telemetry *t, struct pool *p);
 /* Reshard progress (the main loop waits for the reshard meanwhile). */

@@ -529,6 +529,8 @@ static const struct scenario {
 	{ "router", scn_router, false, 6, WHOLE },
 	/* scn_worker.c, one worker driven frame by frame: replay, fence ahead, fenced, lifted, teardown */
 	{ "worker_replay_fence", scn_worker_replay_fence, true, 5, WHOLE },
+	/* the same on a 3-node cluster, R3, the partition stream's leader restarted: setup, restart, stream */
+	{ "router_r3", scn_router_r3, false, 3, WHOLE },
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 

@@ -158,5 +158,6 @@ void scn_cluster_node_restart(void);
 void scn_cluster_partitions(void);
 void scn_router(void);
 void scn_worker_replay_fence(void);
+void scn_router_r3(void);
 
 #endif

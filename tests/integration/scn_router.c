@@ -24,6 +24,7 @@
 #include "../../common/natsconn.h"
 #include "../../supervisor/jsetup.h"
 #include "../../supervisor/router.h"
+#include "../lib/cluster.h"
 #include "itest.h"
 
 #define RT_PARTITIONS 16
@@ -136,15 +137,15 @@ rt_publish(struct rt *t, size_t count)
 }
 
 static int
-rt_config(struct rt *t)
+rt_config(struct rt *t, const char *servers, int replicas)
 {
-	char text[PATH_MAX + 1024], err[512];
+	char text[PATH_MAX + 2048], err[512];
 
 	snprintf(text, sizeof(text),
-	    "[nats]\nservers = %s\nack_wait = 10s\nmax_ack_pending = 20000\n"
+	    "[nats]\nservers = %s\nstream_replicas = %d\nack_wait = 10s\nmax_ack_pending = 20000\n"
 	    "[service]\nstate_dir = %s\n"
 	    "[cluster]\npartitions = %d\ninstance = itest-router\n",
-	    t->nats.url, t->dir, RT_PARTITIONS);
+	    servers, replicas, t->dir, RT_PARTITIONS);
 	if (config_parse(text, strlen(text), "router-test", &t->cfg, err, sizeof(err)) == -1) {
 		harness_seterr("config: %s", err);
 		return -1;
@@ -428,6 +429,22 @@ rt_server_restart(struct rt *t, struct rt_side *b, size_t more)
 	return rt_wait_acked(t, harness_now_ms() + 120000);
 }
 
+static void
+rt_free(struct rt *t)
+{
+	if (t->cfg_loaded)
+		config_free(&t->cfg);
+	for (size_t i = 0; i < t->n; i++)
+		free(t->in[i].data);
+	free(t->in);
+	if (t->dir[0] != '\0') {
+		if (getenv("ITEST_KEEP") != NULL)
+			harness_tmpdir_keep(t->dir);
+		else
+			harness_tmpdir_remove(t->dir);
+	}
+}
+
 void
 scn_router(void)
 {
@@ -439,7 +456,7 @@ scn_router(void)
 
 	if (harness_tmpdir("router", t.dir, sizeof(t.dir)) == -1 ||
 	    harness_nats_start(&t.nats, t.dir) == -1 || (t.bus = bus_open(t.nats.url, true)) == NULL ||
-	    rt_config(&t) == -1 || rt_short_dedup(&t) == -1 || rt_side_open(&t, &a) == -1 ||
+	    rt_config(&t, t.nats.url, 1) == -1 || rt_short_dedup(&t) == -1 || rt_side_open(&t, &a) == -1 ||
 	    jsetup_stream_created(a.js, &created) == -1 || rt_publish(&t, n) == -1) {
 		tap_fail("router/setup", "%s", harness_err());
 		goto out;
@@ -448,8 +465,14 @@ scn_router(void)
 	tap_report("router/stop_start", rt_stop_start(&t, &a, n));
 	tap_report("router/fence", rt_fence(&a));
 
-	/* Cut off under the router, as a crash would: nothing more acked or confirmed. */
+	/*
+	 * Cut off under the router, as a crash would: nothing more acked or
+	 * confirmed.  Then a pause before the router is closed: cnats 3.4's
+	 * reader thread may still be delivering to the subscription, and
+	 * freeing it then crashes that thread (nats.c issue 637).
+	 */
 	natsConnection_Close(a.nc);
+	harness_sleep_ms(500);
 	router_get_stats(a.r, &st);
 	printf("# router: first router cut off after %" PRIu64 " copies stored, %" PRIu64 " input acked, "
 	    "%" PRIu64 " errors, %" PRIu64 " resets\n", st.routed, st.acked, st.publish_errors, st.resets);
@@ -477,15 +500,72 @@ out:
 	bus_close(t.bus);
 	if (t.nats.proc.pid > 0 && harness_nats_stop(&t.nats) == -1)
 		printf("# router: %s\n", harness_err());
-	if (t.cfg_loaded)
-		config_free(&t.cfg);
-	for (size_t i = 0; i < t.n; i++)
-		free(t.in[i].data);
-	free(t.in);
-	if (t.dir[0] != '\0') {
-		if (getenv("ITEST_KEEP") != NULL)
-			harness_tmpdir_keep(t.dir);
-		else
-			harness_tmpdir_remove(t.dir);
+	rt_free(&t);
+}
+
+/* The partition stream's leader (0-based node), or -1. */
+static int
+rt_part_leader(struct rt *t)
+{
+	jsStreamInfo *si = NULL;
+	int k = -1;
+
+	if (js_GetStreamInfo(&si, bus_js(t->bus), RT_PART_STREAM, NULL, NULL) != NATS_OK)
+		return -1;
+	if (si->Cluster != NULL && si->Cluster->Leader != NULL && si->Cluster->Leader[0] == 'n')
+		k = atoi(si->Cluster->Leader + 1) - 1;
+	jsStreamInfo_Destroy(si);
+	return k >= 0 && k < CLUSTER_NODES ? k : -1;
+}
+
+/*
+ * On a 3-node cluster with R3 streams: the partition stream's leader is
+ * stopped while the router routes (copies in flight fail or time out, a
+ * new leader is elected), then started again.  Every input message still
+ * ends in the partition stream once, in order, and the input fully acked.
+ */
+void
+scn_router_r3(void)
+{
+	struct rt t = { 0 };
+	struct rt_side a = { 0 };
+	struct cluster cl;
+	struct router_stats st;
+	size_t n = (size_t)itest_scaled(10000);
+	int64_t created = 0, t0;
+	int k = -1;
+
+	memset(&cl, 0, sizeof(cl));
+	if (harness_tmpdir("router_r3", t.dir, sizeof(t.dir)) == -1 ||
+	    cluster_start(&cl, t.dir, 60000) == -1 || (t.bus = bus_open(cl.urls, true)) == NULL ||
+	    rt_config(&t, cl.urls, 3) == -1 || rt_side_open(&t, &a) == -1 ||
+	    jsetup_stream_created(a.js, &created) == -1 || rt_publish(&t, n) == -1) {
+		tap_fail("router_r3/setup", "%s", harness_err());
+		goto out;
 	}
+	tap_ok("router_r3/setup");
+	t0 = harness_now_ms();
+	if (router_start(a.r, 1) == -1 || rt_wait_routed(a.r, n / 10, harness_now_ms() + 60000, &st) == -1 ||
+	    (k = rt_part_leader(&t)) == -1) {
+		tap_fail("router_r3/leader_restart", "%s", k == -1 ? "no partition stream leader found" :
+		    harness_err());
+		goto out;
+	}
+	printf("# router_r3: stopping n%d, the partition stream's leader, after %" PRIu64 " copies\n",
+	    k + 1, st.routed);
+	if (cluster_node_stop(&cl, k) == -1 || (harness_sleep_ms(3000), 0) ||
+	    cluster_node_start(&cl, k, 60000) == -1 || rt_wait_acked(&t, harness_now_ms() + 180000) == -1) {
+		tap_fail("router_r3/leader_restart", "%s", harness_err());
+		goto out;
+	}
+	router_get_stats(a.r, &st);
+	printf("# router_r3: %zu input messages routed and acked in %" PRId64 " ms; %" PRIu64 " copy "
+	    "errors, %" PRIu64 " resets\n", t.n, harness_now_ms() - t0, st.publish_errors, st.resets);
+	tap_ok("router_r3/leader_restart");
+	tap_report("router_r3/exactly_once_in_order", rt_check_stream(&t, created));
+out:
+	rt_side_close(&a);
+	bus_close(t.bus);
+	cluster_stop(&cl);
+	rt_free(&t);
 }

@@ -390,6 +390,8 @@ owners_start(struct owners *o, int64_t timeout_ms)
 	natsStatus s;
 	int rc;
 
+	if (o->started)
+		return 0;
 	jsOptions_Init(&jo);
 	/* A round must not hang on a node that went away. */
 	jo.Wait = 500;

@@ -84,7 +84,7 @@ void owners_watch(struct owners *o, int idx, bool on, int64_t grace_ms);
  * unowned window.
  */
 void owners_phase(struct owners *o, const char *name, int64_t unowned_bound_ms);
-/* Open the bucket (retried until it exists, within timeout_ms) and start sampling. */
+/* Open the bucket (retried until it exists, within timeout_ms) and start sampling; 0 at once when sampling. */
 int owners_start(struct owners *o, int64_t timeout_ms);
 void owners_stop(struct owners *o);
 void owners_free(struct owners *o);
