@@ -540,8 +540,7 @@ out:
 		res->lapses += count_lines(in[i].svc.log, "leases not renewed in time");
 		res->lost += count_lines(in[i].svc.log, "warn: lease: lost ");
 	}
-	if (pub != NULL)
-		natsConnection_Destroy(pub);
+	pub_close(pub, &ev);
 	dsink_close(sink);
 	verify_free(&v);
 	model_free(m);
