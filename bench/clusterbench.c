@@ -44,6 +44,7 @@
 #include "../tests/lib/model.h"
 #include "../tests/lib/webget.h"
 #include "lib/load.h"
+#include "lib/procinfo.h"
 #include "lib/pub.h"
 #include "lib/sink.h"
 #include "lib/svc.h"
@@ -378,6 +379,24 @@ probe_diag(struct bus *admin)
 	harness_seterr("%s", why);
 }
 
+/*
+ * Messages the masters have taken in so far (their titles' in=, refreshed
+ * every second): progress while no digest comes yet, since every request
+ * comes after the updates.
+ */
+static int64_t
+masters_in(struct inst *in, int k)
+{
+	char title[4096];
+	int64_t sum = 0, v;
+
+	for (int i = 0; i < k; i++)
+		if (procinfo_title(in[i].svc.proc.pid, title, sizeof(title)) &&
+		    (v = procinfo_title_u64(title, "in=")) > 0)
+			sum += v;
+	return sum;
+}
+
 /* ---- one measurement ---- */
 
 static int
@@ -424,6 +443,7 @@ measure(struct bus *admin, struct load *L, struct burst *b, int k, int round, st
 	char mdir[PATH_MAX], sub[32], router[sizeof(res->router)];
 	int64_t t_start, t0, tpub, t_routed = 0, last_change;
 	uint64_t base = 0, msgs, last, prev_last = 0;
+	int64_t taken = 0, prev_taken = -1;
 	size_t have = 0, prev_have = 0;
 	int started = 0, rc = -1;
 
@@ -486,12 +506,14 @@ measure(struct bus *admin, struct load *L, struct burst *b, int k, int round, st
 		}
 		if (have >= res->expected)
 			break;
-		if (have != prev_have)
+		taken = masters_in(in, k);
+		if (have != prev_have || taken != prev_taken)
 			last_change = harness_now_ms();
 		prev_have = have;
+		prev_taken = taken;
 		if (harness_now_ms() - last_change > (int64_t)opt.stall_seconds * 1000) {
-			printf("# K=%d: %zu of %zu digests; nothing moved for %d s\n", k, have,
-			    res->expected, opt.stall_seconds);
+			printf("# K=%d: %zu of %zu digests; nothing moved (digests, copies, the masters' "
+			    "in=) for %d s\n", k, have, res->expected, opt.stall_seconds);
 			break;
 		}
 	}
@@ -540,8 +562,7 @@ out:
 		res->lapses += count_lines(in[i].svc.log, "leases not renewed in time");
 		res->lost += count_lines(in[i].svc.log, "warn: lease: lost ");
 	}
-	if (pub != NULL)
-		natsConnection_Destroy(pub);
+	pub_close(pub, &ev);
 	dsink_close(sink);
 	verify_free(&v);
 	model_free(m);

@@ -23,6 +23,16 @@ on_disconnected(natsConnection *nc, void *arg)
 	atomic_fetch_add(&ev->disconnects, 1);
 }
 
+/* The last callback cnats runs for a connection: after it, ev may be freed. */
+static void
+on_closed(natsConnection *nc, void *arg)
+{
+	struct conn_events *ev = arg;
+
+	(void)nc;
+	atomic_store(&ev->closed, 1);
+}
+
 static void
 on_reconnected(natsConnection *nc, void *arg)
 {
@@ -55,6 +65,8 @@ pub_connect(const char *url, const char *name, bool global_delivery, struct conn
 		s = natsOptions_SetDisconnectedCB(o, on_disconnected, ev);
 	if (s == NATS_OK && ev != NULL)
 		s = natsOptions_SetReconnectedCB(o, on_reconnected, ev);
+	if (s == NATS_OK && ev != NULL)
+		s = natsOptions_SetClosedCB(o, on_closed, ev);
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&nc, o);
 	natsOptions_Destroy(o);
@@ -90,4 +102,22 @@ pub_burst(natsConnection *nc, const struct burst *b, struct load *L, int phase,
 	}
 	*end_ns = pub_now_ns();
 	return 0;
+}
+
+void
+pub_close(natsConnection *nc, struct conn_events *ev)
+{
+	int64_t until = harness_now_ms() + 5000;
+
+	if (nc == NULL)
+		return;
+	natsConnection_Close(nc);
+	/*
+	 * cnats runs the disconnected and closed callbacks on its own thread
+	 * after Close returns; ev (often inside the caller's frame or a struct
+	 * about to be freed) must outlive them.
+	 */
+	while (ev != NULL && atomic_load(&ev->closed) == 0 && harness_now_ms() < until)
+		harness_sleep_ms(5);
+	natsConnection_Destroy(nc);
 }

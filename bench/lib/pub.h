@@ -17,11 +17,18 @@
 struct conn_events {
 	atomic_int disconnects;
 	atomic_int reconnects;
+	atomic_int closed;          /* cnats ran its last callback */
 };
 
 /* Connected, or NULL with harness_err().  ev (may be NULL) counts disconnects. */
 natsConnection *pub_connect(const char *url, const char *name, bool global_delivery,
     struct conn_events *ev);
+
+/*
+ * Close and destroy a connection made by pub_connect with ev (may be
+ * NULL), once cnats is done calling back into ev.
+ */
+void pub_close(natsConnection *nc, struct conn_events *ev);
 
 /* CLOCK_MONOTONIC in ns. */
 int64_t pub_now_ns(void);

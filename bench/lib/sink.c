@@ -110,7 +110,7 @@ dsink_close(struct dsink *d)
 			(void)natsSubscription_WaitForDrainCompletion(d->sub, 5000);
 		natsSubscription_Destroy(d->sub);
 	}
-	natsConnection_Destroy(d->nc);
+	pub_close(d->nc, &d->ev);
 	for (size_t i = 0; i < d->n; i++)
 		free(d->rec[i].data);
 	free(d->rec);
@@ -471,7 +471,7 @@ csink_close(struct csink *c)
 	}
 	c->nsub = 0;
 	if (c->nc != NULL)
-		natsConnection_Destroy(c->nc);
+		pub_close(c->nc, &c->ev);
 	c->nc = NULL;
 	free(c->timed_ns);
 	c->timed_ns = NULL;

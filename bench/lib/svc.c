@@ -149,7 +149,7 @@ svc_stop(struct svc_run *r, bool keep, char *status, size_t cap)
 {
 	snprintf(status, cap, "not started");
 	if (r->pub != NULL)
-		natsConnection_Destroy(r->pub);
+		pub_close(r->pub, &r->pub_ev);
 	r->pub = NULL;
 	dsink_close(r->sink);
 	r->sink = NULL;
