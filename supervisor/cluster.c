@@ -312,33 +312,29 @@ cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
 int
 cluster_rebind(struct cluster *cl)
 {
-	/* What this bind gives up; the view may change while it runs (cluster_run refreshes it). */
-	uint64_t *handover = calloc((size_t)cl->view.partitions, sizeof(*handover));
 	bool lapsed = cl->lapsed;
 	int rc;
 
-	if (handover == NULL) {
-		log_error("allocating the partition list");
-		return -1;
-	}
+	/*
+	 * The intake is unsubscribed and every ack flushed: what is given up
+	 * is given up now, before the binds (seconds on a busy cluster) of
+	 * what is kept or taken.
+	 */
 	for (int p = 0; p < cl->view.partitions; p++) {
 		const struct lease_hold *lp = &cl->view.part[p];
 		uint64_t was = partset_serving(cl->partset, p), want = cluster_want(cl, p);
 
-		if (was != 0 && want == 0 && lp->release_wanted && lp->epoch == was)
-			handover[p] = was;
 		partset_want(cl->partset, p, want);
+		if (was == 0 || want != 0)
+			continue;
+		partset_drop(cl->partset, p);
+		if (lp->release_wanted && lp->epoch == was) {
+			log_info("partition %d: handed over (lease epoch %" PRIu64 ")", p, was);
+			lease_released(cl->lease, p, was);
+			cl->released[p] = was;
+		}
 	}
 	rc = cluster_start_intake(cl);
-	/* Handed over once its acks reached the server (the master flushed them). */
-	for (int p = 0; p < cl->view.partitions; p++) {
-		if (handover[p] == 0)
-			continue;
-		log_info("partition %d: handed over (lease epoch %" PRIu64 ")", p, handover[p]);
-		lease_released(cl->lease, p, handover[p]);
-		cl->released[p] = handover[p];
-	}
-	free(handover);
 	/* Unbound after a lapse: take the leases anew (new epochs), then bind again. */
 	if (lapsed) {
 		lease_reset(cl->lease);
@@ -401,8 +397,11 @@ cluster_view(const struct cluster *cl)
 const bool *
 cluster_served(struct cluster *cl)
 {
+	/* Past the fence nothing is acted on, whatever is still bound. */
+	bool acting = !cl->lapsed && !cluster_fenced(cl);
+
 	for (int p = 0; p < cl->view.partitions; p++)
-		cl->served[p] = partset_serving(cl->partset, p) != 0;
+		cl->served[p] = acting && partset_serving(cl->partset, p) != 0;
 	return cl->served;
 }
 

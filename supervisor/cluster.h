@@ -57,7 +57,7 @@ void cluster_release_all(struct cluster *cl);
 /* "cluster NAME: parts 0,3,7 router" for the title. */
 void cluster_describe(const struct cluster *cl, char *buf, size_t len);
 const struct lease_view *cluster_view(const struct cluster *cl);
-/* Whether each partition is served here now: bound, and not handed over. */
+/* Whether each partition is served here now: bound, not handed over, the fence holding. */
 const bool *cluster_served(struct cluster *cl);
 /* Whether the router runs here. */
 bool cluster_routing(const struct cluster *cl);

@@ -26,6 +26,9 @@
 #define JSETUP_CREATE_TRIES 5
 #define JSETUP_CREATE_PAUSE_MS 500
 
+/* How long a consumer call of a bind may take. */
+#define JSETUP_CONSUMER_WAIT_MS 5000
+
 /* How long a JetStream API call may take (cnats' default: 5 s). */
 #define JSETUP_API_WAIT_MS 20000
 
@@ -557,6 +560,20 @@ jsetup_prefixed(const char *name, const char *prefix)
 }
 
 /*
+ * Options for the consumer calls of a bind: a cluster electing a leader
+ * can hold a call for the whole API wait; a bind that gives up sooner is
+ * tried again at once (cluster.c) instead of leaving every partition
+ * unserved meanwhile.
+ */
+static jsOptions *
+jsetup_short(jsOptions *jo)
+{
+	jsOptions_Init(jo);
+	jo->Wait = JSETUP_CONSUMER_WAIT_MS;
+	return jo;
+}
+
+/*
  * A consumer that starts below the floor it took over (to replay what a
  * former owner answered) carries that floor in its description, or a
  * crash during the replay would lose it.
@@ -579,6 +596,7 @@ jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *prefix,
 {
 	jsConsumerInfoList *list = NULL;
 	jsErrCode jerr = 0;
+	jsOptions jo;
 	natsStatus s;
 
 	*floor = 0;
@@ -586,7 +604,7 @@ jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *prefix,
 	if ((s = natsConnection_FlushTimeout(js->nc, 5000)) != NATS_OK)
 		log_warnx("flushing acks before reading the floor of %s* on stream %s: %s; some acked "
 		    "messages come again", prefix, stream, natsStatus_GetText(s));
-	s = js_Consumers(&list, js->js, stream, NULL, &jerr);
+	s = js_Consumers(&list, js->js, stream, jsetup_short(&jo), &jerr);
 	if (s == NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
 		return 0;       /* a stream without consumers */
 	if (s != NATS_OK) {
@@ -615,6 +633,7 @@ jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefi
 	jsConsumerNamesList *names = NULL;
 	jsConsumerConfig cc;
 	jsErrCode jerr = 0;
+	jsOptions jo;
 	natsStatus s;
 	char carried[64];
 
@@ -636,11 +655,11 @@ jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefi
 	} else {
 		cc.DeliverPolicy = js_DeliverAll;
 	}
-	if ((s = js_AddConsumer(NULL, js->js, stream, &cc, NULL, &jerr)) != NATS_OK) {
+	if ((s = js_AddConsumer(NULL, js->js, stream, &cc, jsetup_short(&jo), &jerr)) != NATS_OK) {
 		natsconn_log_js_error("create consumer", name, s, jerr, NULL);
 		return -1;
 	}
-	s = js_ConsumerNames(&names, js->js, stream, NULL, &jerr);
+	s = js_ConsumerNames(&names, js->js, stream, jsetup_short(&jo), &jerr);
 	if (s != NATS_OK) {
 		/* The new one is there; the old ones go at the next replace. */
 		natsconn_log_js_error("list the consumers of stream", stream, s, jerr, NULL);
@@ -651,7 +670,7 @@ jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefi
 
 		if (!jsetup_prefixed(old, prefix) || strcmp(old, name) == 0)
 			continue;
-		s = js_DeleteConsumer(js->js, stream, old, NULL, &jerr);
+		s = js_DeleteConsumer(js->js, stream, old, jsetup_short(&jo), &jerr);
 		if (s != NATS_OK && jerr != JSConsumerNotFoundErr)
 			natsconn_log_js_error("delete old consumer", old, s, jerr, NULL);
 	}

@@ -184,6 +184,23 @@ partset_want(struct partset *ps, int p, uint64_t epoch)
 		ps->part[p].want = epoch;
 }
 
+void
+partset_drop(struct partset *ps, int p)
+{
+	struct partset_part *pp;
+
+	if (p < 0 || p >= ps->n || (pp = &ps->part[p])->epoch == 0)
+		return;
+	/*
+	 * Its consumer stays: its ack floor is what the next owner starts
+	 * from (it replaces the consumer).  What it still pushes here is
+	 * dropped unacked (partset_classify).
+	 */
+	log_info("partition %d: no longer served here (lease epoch %" PRIu64 ")", p, pp->epoch);
+	pp->want = 0;
+	pp->epoch = 0;
+}
+
 uint64_t
 partset_serving(const struct partset *ps, int p)
 {
@@ -255,15 +272,7 @@ partset_bind(struct partset *ps)
 		struct partset_part *pp = &ps->part[p];
 
 		if (pp->want == 0) {
-			if (pp->epoch != 0) {
-				/*
-				 * Its consumer stays: its ack floor is what the next owner
-				 * starts from (it replaces the consumer).  What it still
-				 * pushes here is dropped unacked (partset_classify).
-				 */
-				log_info("partition %d: no longer served here (lease epoch %" PRIu64 ")", p, pp->epoch);
-				pp->epoch = 0;
-			}
+			partset_drop(ps, p);
 			continue;
 		}
 		if (partset_bind_one(ps, p) == -1) {

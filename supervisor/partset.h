@@ -38,6 +38,8 @@ void partset_close(struct partset *ps);
 int partset_count(const struct partset *ps);
 /* Serve p under the lease of this epoch from the next bind on; 0: give it up. */
 void partset_want(struct partset *ps, int p, uint64_t epoch);
+/* Serve p no more, at once (no callback runs: the intake is reset).  Its consumer stays. */
+void partset_drop(struct partset *ps, int p);
 /* The epoch p is served under now (0: not served). */
 uint64_t partset_serving(const struct partset *ps, int p);
 
