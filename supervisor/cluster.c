@@ -16,6 +16,7 @@
 #include "partset.h"
 #include "pool.h"
 #include "router.h"
+#include "telemetry.h"
 
 /* How often the fence is refreshed while a JetStream call runs. */
 #define CLUSTER_TICK_MS 100
@@ -26,6 +27,8 @@ struct cluster {
 	struct lease *lease;
 	struct router *router;
 	struct pool *pool;          /* borrowed, as of the last cluster_poll */
+	struct telemetry *tel;      /* borrowed: /metrics shows what is served */
+	int64_t shown_ms;           /* when it was last told */
 	struct lease_view view;     /* as of the last wake */
 	uint64_t router_epoch;      /* the router runs under this lease (0: not running) */
 	int64_t fence_sent;         /* what the workers and the router were told */
@@ -42,7 +45,8 @@ struct cluster {
 };
 
 struct cluster *
-cluster_open(const struct config *c, struct intake *in, bool (*stop)(void *), void *stop_arg)
+cluster_open(const struct config *c, struct intake *in, struct telemetry *tel, bool (*stop)(void *),
+    void *stop_arg)
 {
 	struct cluster *cl;
 
@@ -51,6 +55,7 @@ cluster_open(const struct config *c, struct intake *in, bool (*stop)(void *), vo
 		return NULL;
 	}
 	cl->intake = in;
+	cl->tel = tel;
 	cl->partset = intake_partset(in);
 	cl->view.partitions = (int)c->partitions;
 	cl->fence_sent = -1;
@@ -135,6 +140,25 @@ cluster_may_ack(struct cluster *cl)
 	return !cl->lapsed && !cluster_fenced(cl);
 }
 
+/*
+ * Tell /metrics what is served: bound, not handed over, the fence
+ * holding (past it nothing is acted on, whatever is still bound).  Also
+ * while a bind runs, or a hand-over would show for its whole length.
+ */
+static void
+cluster_show(struct cluster *cl, bool force)
+{
+	bool acting = !cl->lapsed && !cluster_fenced(cl);
+	int64_t now = clock_mono_ms();
+
+	if (cl->tel == NULL || (!force && now - cl->shown_ms < CLUSTER_TICK_MS))
+		return;
+	cl->shown_ms = now;
+	for (int p = 0; p < cl->view.partitions; p++)
+		cl->served[p] = acting && partset_serving(cl->partset, p) != 0;
+	telemetry_cluster(cl->tel, &cl->view, cl->served, cl->router_epoch != 0);
+}
+
 /* Take a changed view (woke), note a lapse, and pass a new fence on. */
 static void
 cluster_refresh(struct cluster *cl, bool woke)
@@ -211,6 +235,7 @@ cluster_run(struct cluster *cl, int (*fn)(void *arg), void *arg)
 		cluster_refresh(cl, (pfd[1].revents & POLLIN) != 0);
 		if (cl->pool != NULL)
 			pool_send_fence(cl->pool);
+		cluster_show(cl, false);
 		if (pfd[0].revents & POLLIN)
 			break;
 	}
@@ -303,6 +328,7 @@ cluster_poll(struct cluster *cl, struct pool *pool, int *timeout_ms, bool woke)
 			change = cluster_want(cl, p) != partset_serving(cl->partset, p);
 		cluster_release_idle(cl, p);
 	}
+	cluster_show(cl, change);
 	left = cl->view.fence_ms - now + 1;
 	if (left > 0 && left < *timeout_ms)
 		*timeout_ms = (int)left;
@@ -334,7 +360,9 @@ cluster_rebind(struct cluster *cl)
 			cl->released[p] = was;
 		}
 	}
+	cluster_show(cl, true);
 	rc = cluster_start_intake(cl);
+	cluster_show(cl, true);
 	/* Unbound after a lapse: take the leases anew (new epochs), then bind again. */
 	if (lapsed) {
 		lease_reset(cl->lease);
@@ -394,21 +422,5 @@ cluster_view(const struct cluster *cl)
 	return &cl->view;
 }
 
-const bool *
-cluster_served(struct cluster *cl)
-{
-	/* Past the fence nothing is acted on, whatever is still bound. */
-	bool acting = !cl->lapsed && !cluster_fenced(cl);
-
-	for (int p = 0; p < cl->view.partitions; p++)
-		cl->served[p] = acting && partset_serving(cl->partset, p) != 0;
-	return cl->served;
-}
-
-bool
-cluster_routing(const struct cluster *cl)
-{
-	return cl->router_epoch != 0;
-}
 
 

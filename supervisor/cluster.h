@@ -27,9 +27,11 @@ struct cluster;
 struct intake;
 struct pool;
 struct lease_view;
+struct telemetry;
 
 /* Start the lease thread and the router (stop(arg): give up waiting for NATS).  NULL on error (logged). */
-struct cluster *cluster_open(const struct config *c, struct intake *in, bool (*stop)(void *), void *stop_arg);
+struct cluster *cluster_open(const struct config *c, struct intake *in, struct telemetry *tel,
+    bool (*stop)(void *), void *stop_arg);
 /* Stops the router and the lease thread (leases not released expire). */
 void cluster_close(struct cluster *cl);
 
@@ -57,10 +59,6 @@ void cluster_release_all(struct cluster *cl);
 /* "cluster NAME: parts 0,3,7 router" for the title. */
 void cluster_describe(const struct cluster *cl, char *buf, size_t len);
 const struct lease_view *cluster_view(const struct cluster *cl);
-/* Whether each partition is served here now: bound, not handed over, the fence holding. */
-const bool *cluster_served(struct cluster *cl);
-/* Whether the router runs here. */
-bool cluster_routing(const struct cluster *cl);
 
 
 #endif

@@ -66,7 +66,6 @@ struct master {
 	struct telemetry *tel;      /* /metrics, /healthz, /readyz, $SRV */
 	struct cluster *cluster;    /* one instance of several ([cluster] partitions > 0); NULL: alone */
 	int cluster_due;            /* ms until the cluster wants a look (its fence runs out) */
-	int64_t last_cluster_tel_ms;
 };
 
 /* Pool entries carry ackq handle + 1 (control frames carry NULL). */
@@ -678,11 +677,6 @@ master_loop(struct master *m)
 		master_notify(m);
 		master_title(m, false);
 		telemetry_update(m->tel, master_obs_phase(m), m->intake, m->pool);
-		if (m->cluster != NULL && clock_mono_ms() - m->last_cluster_tel_ms >= 100) {
-			telemetry_cluster(m->tel, cluster_view(m->cluster), cluster_served(m->cluster),
-			    cluster_routing(m->cluster));
-			m->last_cluster_tel_ms = clock_mono_ms();
-		}
 	}
 }
 
@@ -741,7 +735,7 @@ master_main(const char *conf_path)
 	if ((m.intake = intake_open(&m.cfg, master_stop_check, NULL)) == NULL)
 		goto out;
 	telemetry_attach(m.tel, m.intake, &m.cfg);
-	if (m.cfg.partitions > 0 && (m.cluster = cluster_open(&m.cfg, m.intake, master_stop_check, NULL)) == NULL)
+	if (m.cfg.partitions > 0 && (m.cluster = cluster_open(&m.cfg, m.intake, m.tel, master_stop_check, NULL)) == NULL)
 		goto out;
 	/* Lane 0: the one consumer of a single instance; 1 + p: partition p's. */
 	if ((m.ackq = ackq_new(intake_release, (int)m.cfg.partitions + 1)) == NULL) {

@@ -16,7 +16,7 @@
 
 struct partset_part {
 	uint64_t want;              /* epoch wanted from the next bind (0: give it up) */
-	uint64_t epoch;             /* epoch served now (0: not served) */
+	_Atomic uint64_t epoch;     /* epoch served now (0: not served); read by other threads */
 	uint64_t held;              /* this instance's stores hold every message of it up to here */
 	char consumer[PARTSET_NAME_MAX + 48];  /* its consumer while served: prefix, epoch, gen */
 	/* Read by the callback thread; written by bind while no callback runs. */
