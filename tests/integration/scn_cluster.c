@@ -1053,7 +1053,11 @@ cp_node_phase(struct cp *cp)
 	if (cluster_node_stop(&cp->c, k) == -1)
 		goto out;
 	if (runner_wait_sent(&cp->r, 200, 15000) == -1) {
-		harness_seterr("with n%d down: %s", k + 1, harness_err());
+		char why[512];
+
+		/* harness_err is the buffer harness_seterr writes: copy it first. */
+		snprintf(why, sizeof(why), "%s", harness_err());
+		harness_seterr("with n%d down: %s", k + 1, why);
 		goto out;
 	}
 	if (cluster_node_start(&cp->c, k, 30000) == -1 || runner_wait_sent(&cp->r, 200, 15000) == -1)
