@@ -1057,7 +1057,8 @@ cp_node_phase(struct cp *cp)
 
 		/* harness_err is the buffer harness_seterr writes: copy it first. */
 		snprintf(why, sizeof(why), "%s", harness_err());
-		harness_seterr("with n%d down: %s", k + 1, why);
+		harness_seterr("with n%d down: %s%s%s", k + 1, why, cp->r.failed ? ": " : "",
+		    cp->r.failed ? cp->r.err : "");
 		goto out;
 	}
 	if (cluster_node_start(&cp->c, k, 30000) == -1 || runner_wait_sent(&cp->r, 200, 15000) == -1)
