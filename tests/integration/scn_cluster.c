@@ -465,12 +465,23 @@ cp_wait_stable(struct cp *cp, int min_each, int64_t settle_ms, int64_t timeout_m
 					snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s%d "
 					    "held by %s", what[0] ? ", " : "", p == CP_PARTS ? "router" : "p",
 					    p == CP_PARTS ? 0 : p, owners_name(cp->own, v.holder[p]));
-			for (int k = 0; k < CP_NINST; k++)
-				if (cp->in[k].running && (!v.answered[k] ||
-				    (v.has_metrics[k] && v.claims[k] != cp_held(&v, k))))
+			for (int k = 0; k < CP_NINST; k++) {
+				char claimed[128], held[128];
+
+				if (!cp->in[k].running || (v.answered[k] &&
+				    (!v.has_metrics[k] || v.claims[k] == cp_held(&v, k))))
+					continue;
+				owners_mask_str(v.claims[k], CP_PARTS, claimed, sizeof(claimed));
+				owners_mask_str(cp_held(&v, k), CP_PARTS, held, sizeof(held));
+				if (!v.answered[k])
 					snprintf(what + strlen(what), sizeof(what) - strlen(what),
-					    "%s%s's /metrics %s", what[0] ? "; " : "", cp->in[k].name,
-					    !v.answered[k] ? "did not answer" : "disagrees with the bucket");
+					    "%s%s's /metrics did not answer", what[0] ? "; " : "",
+					    cp->in[k].name);
+				else
+					snprintf(what + strlen(what), sizeof(what) - strlen(what),
+					    "%s%s's /metrics claims %s, the bucket gives it %s",
+					    what[0] ? "; " : "", cp->in[k].name, claimed, held);
+			}
 			if (what[0] == '\0') {
 				snprintf(what, sizeof(what), "an instance holds fewer than %d partitions:",
 				    min_each);
@@ -1042,7 +1053,12 @@ cp_node_phase(struct cp *cp)
 	if (cluster_node_stop(&cp->c, k) == -1)
 		goto out;
 	if (runner_wait_sent(&cp->r, 200, 15000) == -1) {
-		harness_seterr("with n%d down: %s", k + 1, harness_err());
+		char why[512];
+
+		/* harness_err is the buffer harness_seterr writes: copy it first. */
+		snprintf(why, sizeof(why), "%s", harness_err());
+		harness_seterr("with n%d down: %s%s%s", k + 1, why, cp->r.failed ? ": " : "",
+		    cp->r.failed ? cp->r.err : "");
 		goto out;
 	}
 	if (cluster_node_start(&cp->c, k, 30000) == -1 || runner_wait_sent(&cp->r, 200, 15000) == -1)
