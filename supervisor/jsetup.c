@@ -626,6 +626,20 @@ jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *prefix,
 	return 0;
 }
 
+/* The lease epoch in a consumer name "<prefix><epoch>_<gen>" (0: none). */
+static uint64_t
+jsetup_epoch(const char *name, const char *prefix)
+{
+	const char *p = name + strlen(prefix);
+	char *end;
+	unsigned long long e;
+
+	if (*p < '0' || *p > '9')
+		return 0;
+	e = strtoull(p, &end, 10);
+	return *end == '_' ? (uint64_t)e : 0;
+}
+
 int
 jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefix,
     const char *name, const char *filter, const char *deliver, uint64_t start_seq, uint64_t floor)
@@ -670,6 +684,15 @@ jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefi
 
 		if (!jsetup_prefixed(old, prefix) || strcmp(old, name) == 0)
 			continue;
+		/*
+		 * A newer lease's consumer is not ours to delete: a replace by an
+		 * owner paused past its lease, finishing late, must not cut off
+		 * the instance that took over.
+		 */
+		if (jsetup_epoch(old, prefix) > jsetup_epoch(name, prefix)) {
+			log_warnx("consumer %s belongs to a newer lease than %s: left alone", old, name);
+			continue;
+		}
 		s = js_DeleteConsumer(js->js, stream, old, jsetup_short(&jo), &jerr);
 		if (s != NATS_OK && jerr != JSConsumerNotFoundErr)
 			natsconn_log_js_error("delete old consumer", old, s, jerr, NULL);

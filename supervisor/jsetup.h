@@ -85,11 +85,13 @@ int jsetup_consumer_floor(struct jsetup *js, const char *stream, const char *pre
  * Create the push consumer `name` (AckAll, ack_wait and max_ack_pending
  * from the configuration, filter NULL for none, delivering to deliver
  * from start_seq, or from the stream's start when start_seq <= 1), then
- * delete every other consumer whose name starts with prefix.  In that
+ * delete every other consumer whose name starts with prefix, except one
+ * of a newer lease epoch (names are "<prefix><epoch>_<gen>").  In that
  * order, so a crash in between leaves an extra consumer, never a lost
  * floor.  A consumer that cannot be deleted is logged and left (the next
  * replace tries again).  floor (>= start_seq: a replay) is carried in the
- * new consumer's description, and jsetup_consumer_floor counts it.  0, or -1 (logged) when `name` was not created.
+ * new consumer's description, and jsetup_consumer_floor counts it.  0, or
+ * -1 (logged) when `name` was not created.
  */
 int jsetup_consumer_replace(struct jsetup *js, const char *stream, const char *prefix,
     const char *name, const char *filter, const char *deliver, uint64_t start_seq, uint64_t floor);
