@@ -451,7 +451,7 @@ scn_router(void)
 	struct rt t = { 0 };
 	struct rt_side a = { 0 }, b = { 0 };
 	struct router_stats st;
-	size_t n = (size_t)itest_scaled(20000), more = n / 10;
+	size_t n = (size_t)itest_scaled(8000), more = n / 10;
 	int64_t created = 0, t0, dt;
 
 	if (harness_tmpdir("router", t.dir, sizeof(t.dir)) == -1 ||
@@ -531,7 +531,7 @@ scn_router_r3(void)
 	struct rt_side a = { 0 };
 	struct cluster cl;
 	struct router_stats st;
-	size_t n = (size_t)itest_scaled(10000);
+	size_t n = (size_t)itest_scaled(4000);
 	int64_t created = 0, t0;
 	int k = -1;
 
