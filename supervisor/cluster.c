@@ -35,6 +35,7 @@ struct cluster {
 	bool served[CONFIG_PARTITIONS_MAX];
 	uint64_t released[CONFIG_PARTITIONS_MAX];   /* the epoch lease_released was last called with */
 	bool leaving;
+	bool released_all;          /* cluster_release_all ran: once is enough */
 	/*
 	 * The fence passed while we served: a worker may have skipped a
 	 * request (worker.c), which an AckAll would then cover.  Nothing is
@@ -382,6 +383,9 @@ cluster_leave(struct cluster *cl)
 void
 cluster_release_all(struct cluster *cl)
 {
+	if (cl->released_all)
+		return;
+	cl->released_all = true;
 	for (int p = 0; p < cl->view.partitions; p++)
 		partset_want(cl->partset, p, 0);
 	/* Records the floors; the consumers stay for the next owners (partset.h). */

@@ -656,8 +656,21 @@ master_loop(struct master *m)
 			if (handoff_take(intake_handoff(m->intake), &tail)) {
 				handoff_batch_free(&m->batch);
 				m->batch = tail;
+			} else if (m->cluster != NULL && !pool_durable(m->pool)) {
+				/* Cluster mode hands its partitions over first: wait until all is durable. */
+				handoff_batch_free(&tail);
 			} else {
 				handoff_batch_free(&tail);
+				/*
+				 * Everything received is durable: ack it and hand every
+				 * partition over now, not after the workers' exit (seconds
+				 * under load, longer than the others should wait).
+				 */
+				if (m->cluster != NULL) {
+					master_ack_floor(m);
+					if (intake_flush(m->intake) == 0)
+						cluster_release_all(m->cluster);
+				}
 				log_info("intake drained; asking workers to finish");
 				pool_stop(m->pool);
 				m->phase = PHASE_STOPPING;
