@@ -144,35 +144,15 @@ leasekv_write_all(natsConnection *nc, const char *bucket, struct leasekv_put *pu
 }
 
 natsStatus
-leasekv_write(jsCtx *js, const char *bucket, const char *key, const char *value, uint64_t expect,
-    int64_t wait_ms, uint64_t *rev, jsErrCode *jerr)
+leasekv_write(natsConnection *nc, const char *bucket, const char *key, const char *value,
+    uint64_t expect, int64_t wait_ms, uint64_t *rev, jsErrCode *jerr)
 {
-	char subject[600], seq[24];
-	natsMsg *msg = NULL;
-	jsPubAck *pa = NULL;
-	jsPubOptions po;
-	natsStatus s;
+	struct leasekv_put put = { .key = key, .value = value, .expect = expect };
+	natsStatus s = leasekv_write_all(nc, bucket, &put, 1, wait_ms);
 
-	*jerr = 0;
-	if (leasekv_subject(subject, sizeof(subject), bucket, key) == -1)
-		return NATS_INVALID_ARG;
-	snprintf(seq, sizeof(seq), "%" PRIu64, expect);
-	s = natsMsg_Create(&msg, subject, NULL, value, value != NULL ? (int)strlen(value) : 0);
-	/* The header, not jsPubOptions.ExpectLastSubjectSeq: that one cannot say 0 ("none"). */
-	if (s == NATS_OK)
-		s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", seq);
-	if (s == NATS_OK && value == NULL)
-		s = natsMsgHeader_Set(msg, "KV-Operation", "DEL");
-	if (s == NATS_OK) {
-		jsPubOptions_Init(&po);
-		po.MaxWait = wait_ms;
-		s = js_PublishMsg(&pa, js, msg, &po, jerr);
-	}
-	if (s == NATS_OK)
-		*rev = pa->Sequence;
-	jsPubAck_Destroy(pa);
-	natsMsg_Destroy(msg);
-	return s;
+	*jerr = put.jerr;
+	*rev = put.rev;
+	return s != NATS_OK ? s : put.status;
 }
 
 natsStatus

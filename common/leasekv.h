@@ -41,7 +41,7 @@ void leasekv_parse(const void *data, int len, struct leasekv_value *v);
  * *jerr JSStreamWrongLastSequenceErr; anything else is trouble (no
  * answer within wait_ms, no connection).
  */
-natsStatus leasekv_write(jsCtx *js, const char *bucket, const char *key, const char *value,
+natsStatus leasekv_write(natsConnection *nc, const char *bucket, const char *key, const char *value,
     uint64_t expect, int64_t wait_ms, uint64_t *rev, jsErrCode *jerr);
 
 /* One write of leasekv_write_all: key, value, expect in; status, jerr, rev out. */

@@ -18,6 +18,7 @@
 #define LEASE_RETRY_MS 250          /* a failed round or acquire is tried again this soon */
 #define LEASE_RECHECK_MS 100        /* a value past its TTL still there: looked at again so soon */
 #define LEASE_NAME_MAX (CONFIG_INSTANCE_MAX + 1)
+#define LEASE_VALUE_MAX 256
 
 /* The thread's picture of one part.<p> or router key, from its watcher. */
 struct lease_key {
@@ -150,19 +151,27 @@ lease_target(const char *const *members, int n, int p)
  * Our value under key (this instance, since since_ms, the epoch: 0 in
  * the acquiring write), stored only if the key's last revision is expect.
  */
+/* Our value: this instance, since since_ms, the epoch (0 in the acquiring write).  -1: too long. */
+static int
+lease_value(const struct lease *l, int64_t since_ms, uint64_t epoch, char *buf, size_t len)
+{
+	struct leasekv_value v = { .since_ms = since_ms, .epoch = epoch };
+
+	snprintf(v.instance, sizeof(v.instance), "%s", l->instance);
+	return leasekv_format(buf, len, &v);
+}
+
 static natsStatus
 lease_put(struct lease *l, const char *key, int64_t since_ms, uint64_t epoch, uint64_t expect,
     uint64_t *rev, jsErrCode *jerr)
 {
-	struct leasekv_value v = { .since_ms = since_ms, .epoch = epoch };
-	char text[256];
+	char text[LEASE_VALUE_MAX];
 
-	snprintf(v.instance, sizeof(v.instance), "%s", l->instance);
-	if (leasekv_format(text, sizeof(text), &v) == -1) {
+	if (lease_value(l, since_ms, epoch, text, sizeof(text)) == -1) {
 		*jerr = 0;
 		return NATS_INVALID_ARG;
 	}
-	return leasekv_write(l->js, l->bucket, key, text, expect, l->ttl_ms / 8, rev, jerr);
+	return leasekv_write(l->nc, l->bucket, key, text, expect, l->ttl_ms / 8, rev, jerr);
 }
 
 /* A delete marker under key, only if its last revision is expect (still ours). */
@@ -171,7 +180,7 @@ lease_del(struct lease *l, const char *key, uint64_t expect, jsErrCode *jerr)
 {
 	uint64_t rev;
 
-	return leasekv_write(l->js, l->bucket, key, NULL, expect, l->ttl_ms / 8, &rev, jerr);
+	return leasekv_write(l->nc, l->bucket, key, NULL, expect, l->ttl_ms / 8, &rev, jerr);
 }
 
 /* The key's last revision and value.  0, or -1 (logged at debug: the caller tries again later). */
@@ -553,7 +562,7 @@ lease_renew_all(struct lease *l)
 	int n = 0, unanswered = 0, *which = calloc((size_t)lease_nkeys(l), sizeof(int));
 	struct leasekv_put *puts = calloc((size_t)lease_nkeys(l), sizeof(*puts));
 	char (*keys)[LEASE_NAME_MAX + 8] = calloc((size_t)lease_nkeys(l), sizeof(*keys));
-	char (*texts)[256] = calloc((size_t)lease_nkeys(l), sizeof(*texts));
+	char (*texts)[LEASE_VALUE_MAX] = calloc((size_t)lease_nkeys(l), sizeof(*texts));
 
 	if (which == NULL || puts == NULL || keys == NULL || texts == NULL) {
 		log_error("lease: allocating a renewal round");
@@ -561,14 +570,10 @@ lease_renew_all(struct lease *l)
 		goto out;
 	}
 	for (int k = 0; k < lease_nkeys(l); k++) {
-		struct leasekv_value v = { .since_ms = l->own[k].since_ms, .epoch = l->own[k].epoch };
-
-		if (l->own[k].epoch == 0)
+		if (l->own[k].epoch == 0 ||
+		    lease_value(l, l->own[k].since_ms, l->own[k].epoch, texts[n], sizeof(texts[n])) == -1)
 			continue;
-		snprintf(v.instance, sizeof(v.instance), "%s", l->instance);
 		lease_key_name(l, k, keys[n], sizeof(keys[n]));
-		if (leasekv_format(texts[n], sizeof(texts[n]), &v) == -1)
-			continue;
 		puts[n] = (struct leasekv_put){ .key = keys[n], .value = texts[n], .expect = l->own[k].rev };
 		which[n++] = k;
 	}
@@ -974,17 +979,6 @@ lease_view(struct lease *l, struct lease_view *v)
 	pthread_mutex_lock(&l->lock);
 	*v = l->view;
 	pthread_mutex_unlock(&l->lock);
-}
-
-int64_t
-lease_fence(struct lease *l)
-{
-	int64_t f;
-
-	pthread_mutex_lock(&l->lock);
-	f = l->view.fence_ms;
-	pthread_mutex_unlock(&l->lock);
-	return f;
 }
 
 int

@@ -39,7 +39,7 @@
  * format and the conditional writes are common/leasekv.h's.
  *
  * Thread use: lease_open and lease_close from one thread (the master's);
- * lease_view, lease_fence, lease_released, lease_reset, lease_leave and
+ * lease_view, lease_released, lease_reset, lease_leave and
  * lease_wake_fd from any.  The master polls lease_wake_fd: it is readable
  * whenever the view changed; lease_view clears it.
  */
@@ -86,8 +86,6 @@ struct lease *lease_open(const struct config *c, bool (*stop)(void *), void *sto
 /* The view as of now (a copy); clears the wake fd. */
 void lease_view(struct lease *l, struct lease_view *v);
 int lease_wake_fd(const struct lease *l);
-/* The view's fence alone, without the copy: for a check before every ack. */
-int64_t lease_fence(struct lease *l);
 /*
  * The master handed partition p (or LEASE_ROUTER) over or stopped acting
  * for it: delete its key if still ours, and hold it no more.  Its epoch
