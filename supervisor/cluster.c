@@ -420,11 +420,6 @@ cluster_describe(const struct cluster *cl, char *buf, size_t len)
 		snprintf(buf + o, len - o, " router");
 }
 
-const struct lease_view *
-cluster_view(const struct cluster *cl)
-{
-	return &cl->view;
-}
 
 
 

@@ -58,7 +58,6 @@ void cluster_release_all(struct cluster *cl);
 
 /* "cluster NAME: parts 0,3,7 router" for the title. */
 void cluster_describe(const struct cluster *cl, char *buf, size_t len);
-const struct lease_view *cluster_view(const struct cluster *cl);
 
 
 #endif

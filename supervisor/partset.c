@@ -100,7 +100,7 @@ partset_load(struct partset *ps)
 	return rc;
 }
 
-int
+static int
 partset_save(struct partset *ps)
 {
 	size_t cap = 128 + (size_t)ps->n * 32, len;
@@ -141,7 +141,7 @@ partset_open(const struct config *c, struct jsetup *js)
 	ps->n = (int)c->partitions;
 	ps->stream = strdup(c->partition_stream);
 	ps->consumer = strdup(c->consumer);
-	ps->subject_prefix = partset_printf("%s.%s", c->partition_subject, "");
+	ps->subject_prefix = partset_printf("%s%s", c->partition_subject, ".");
 	ps->deliver_prefix = partset_printf("%s.%s.p.", c->deliver_subject, instance);
 	if (ps->stream == NULL || ps->consumer == NULL || ps->subject_prefix == NULL ||
 	    ps->deliver_prefix == NULL) {

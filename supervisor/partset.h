@@ -52,8 +52,6 @@ uint64_t partset_serving(const struct partset *ps, int p);
 int partset_bind(struct partset *ps);
 /* The master acked p's consumer up to seq: this instance's stores hold all of p up to it. */
 void partset_acked(struct partset *ps, int p, uint64_t seq);
-/* Write STATE_DIR/partitions now (at shutdown). */
-int partset_save(struct partset *ps);
 
 /* Partition p's deliver subject, which the intake subscribes to while p is served.  -1: too long. */
 int partset_deliver(const struct partset *ps, int p, char *buf, size_t len);
