@@ -29,6 +29,8 @@
  * woke that thread (a futex call) for nearly every delivery.
  */
 #define INTAKE_SPENT_MAX 64
+/* A delivery on neither input subject (a stream set up by hand, the router's ".other"). */
+#define INTAKE_WRONG_SUBJECT "subject is neither the status nor the request subject"
 /* A subscription that did not drain is freed this long after its unsubscribe. */
 #define INTAKE_UNDRAINED_PAUSE_MS 200
 
@@ -285,11 +287,16 @@ intake_on_part_msg(struct intake *in, natsSubscription *sub, natsMsg *m, const s
 		atomic_fetch_add(&in->replayed, 1);
 	} else {
 		atomic_fetch_add(&in->received, 1);
-		atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->received_status : &in->received_request, 1);
+		if (kind != 0)
+			atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->received_status : &in->received_request, 1);
 		if (meta->delivered > 1)
 			atomic_fetch_add(&in->redelivered, 1);
 	}
-	intake_validate(in, sub, m, kind, meta->stream_seq, 1 + p, replay);
+	if (kind == 0)
+		intake_reject(in, sub, m, MSG_E_JSON, INTAKE_WRONG_SUBJECT,
+		    meta->stream_seq, 1 + p, replay);
+	else
+		intake_validate(in, sub, m, kind, meta->stream_seq, 1 + p, replay);
 }
 
 static void
@@ -339,7 +346,7 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		kind = MSG_DIGEST_REQUEST;
 		atomic_fetch_add(&in->received_request, 1);
 	} else {
-		intake_reject(in, sub, m, MSG_E_JSON, "subject is neither the status nor the request subject",
+		intake_reject(in, sub, m, MSG_E_JSON, INTAKE_WRONG_SUBJECT,
 		    meta.stream_seq, 0, false);
 		return;
 	}

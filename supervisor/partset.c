@@ -312,12 +312,13 @@ partset_classify(struct partset *ps, const char *subject, const struct jsack_met
 	if (strncmp(subject, ps->subject_prefix, ps->subject_prefix_len) != 0 ||
 	    (p = partset_number(subject + ps->subject_prefix_len, &rest)) < 0 || p >= ps->n)
 		return -1;
+	/* Anything else (the router's ".other") is still p's to reject and count. */
 	if (strcmp(rest, ".status") == 0)
 		*kind = MSG_STATUS_CHANGED;
 	else if (strcmp(rest, ".request") == 0)
 		*kind = MSG_DIGEST_REQUEST;
 	else
-		return -1;
+		*kind = 0;
 	if (ps->part[p].epoch == 0)
 		return -1;
 	*replay = meta->stream_seq <= ps->part[p].replay_upto;

@@ -59,7 +59,7 @@ int partset_deliver(const struct partset *ps, int p, char *buf, size_t len);
 /*
  * Callback thread: the partition of a delivery (-1: not one of ours: not
  * a partition subject, or a partition no longer served), its kind (from
- * the subject's last token), whether it is a replay, and whether its
+ * the subject's last token; 0: neither input subject), whether it is a replay, and whether its
  * consumer sequence skipped deliveries (*gap).
  */
 int partset_classify(struct partset *ps, const char *subject, const struct jsack_meta *meta,
