@@ -271,29 +271,50 @@ cluster_start_intake(struct cluster *cl)
 	return cluster_run(cl, cluster_intake_start, cl->intake);
 }
 
+static bool
+cluster_router_wanted(struct cluster *cl)
+{
+	const struct lease_hold *lr = &cl->view.router;
+
+	return lr->epoch != 0 && !lr->release_wanted && !cl->leaving && !cluster_fenced(cl);
+}
+
+/* Stop the router if the lease it runs under is gone, fenced or asked for. */
+static void
+cluster_router_check(struct cluster *cl)
+{
+	if (cl->router_epoch == 0 ||
+	    (cluster_router_wanted(cl) && cl->view.router.epoch == cl->router_epoch))
+		return;
+	router_stop(cl->router);
+	log_info("router stopped (lease epoch %" PRIu64 ")", cl->router_epoch);
+	cl->router_epoch = 0;
+}
+
 /* Run the router while we hold its lease and the fence holds; hand it over when asked. */
 static void
 cluster_router(struct cluster *cl)
 {
 	const struct lease_hold *lr = &cl->view.router;
-	bool want = lr->epoch != 0 && !lr->release_wanted && !cl->leaving && !cluster_fenced(cl);
 
-	if (cl->router_epoch != 0 && (!want || lr->epoch != cl->router_epoch)) {
-		router_stop(cl->router);
-		log_info("router stopped (lease epoch %" PRIu64 ")", cl->router_epoch);
-		cl->router_epoch = 0;
-	}
+	cluster_router_check(cl);
 	if (lr->epoch != 0 && lr->release_wanted && cl->router_epoch == 0) {
 		lease_released(cl->lease, LEASE_ROUTER, lr->epoch);
 		return;
 	}
-	if (want && cl->router_epoch == 0) {
+	if (cluster_router_wanted(cl) && cl->router_epoch == 0) {
 		struct cluster_router_start rs = { cl->router, lr->epoch };
 
 		/* On failure it tries again by itself until stopped. */
 		if (cluster_run(cl, cluster_router_start, &rs) == 0)
-			log_info("router started (lease epoch %" PRIu64 ")", lr->epoch);
-		cl->router_epoch = lr->epoch;
+			log_info("router started (lease epoch %" PRIu64 ")", rs.epoch);
+		/*
+		 * The epoch it was started under: the view moves on while it
+		 * starts (the lease may have been lost meanwhile), and a router
+		 * left running under a lost lease must still be stopped.
+		 */
+		cl->router_epoch = rs.epoch;
+		cluster_router_check(cl);
 	}
 }
 

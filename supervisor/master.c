@@ -342,10 +342,17 @@ master_title(struct master *m, bool force)
 	    m->phase == PHASE_QUIESCE ? " quiescing" : m->phase == PHASE_RUN ? "" : " stopping");
 }
 
+/* A member leaving routes nothing more (master_shutdown). */
+static bool
+master_routing(const struct master *m)
+{
+	return m->phase == PHASE_RUN || (m->phase == PHASE_DRAIN && m->cluster == NULL);
+}
+
 static void
 master_route(struct master *m)
 {
-	if (m->phase != PHASE_RUN && m->phase != PHASE_DRAIN)
+	if (!master_routing(m))
 		return;
 	for (;;) {
 		if (m->batch.pos == m->batch.n && !handoff_take(intake_handoff(m->intake), &m->batch))
@@ -452,9 +459,19 @@ master_shutdown(struct master *m, int sig)
 	m->deadline_ms = clock_mono_ms() + m->cfg.shutdown_timeout_ms;
 	m->phase = PHASE_DRAIN;
 	notify_stopping(m->notify);
-	if (m->cluster != NULL)
-		cluster_leave(m->cluster);
-	intake_drain_begin(m->intake);
+	if (m->cluster == NULL) {
+		intake_drain_begin(m->intake);
+		return;
+	}
+	/*
+	 * A member hands its partitions over as soon as what its workers hold
+	 * is durable: what is delivered but not yet routed is released unacked
+	 * and comes to the next owner from the ack floor.  Draining it here
+	 * first (a takeover's replay can be thousands of messages) kept the
+	 * partitions from their next owners for seconds.
+	 */
+	cluster_leave(m->cluster);
+	intake_reset(m->intake);
 }
 
 static void
@@ -484,6 +501,25 @@ master_on_signals(struct master *m)
 	}
 	if (chld)
 		pool_reap(m->pool);
+}
+
+/*
+ * A member leaving, with everything routed durable: ack it and hand every
+ * partition over now, not after the workers' exit (seconds under load,
+ * longer than the next owners should wait).
+ */
+static void
+master_hand_over(struct master *m)
+{
+	master_ack_floor(m);
+	ackq_clear(m->ackq);
+	/* Delivered but not routed: unacked, the next owner gets it from the floor. */
+	handoff_batch_free(&m->batch);
+	if (intake_flush(m->intake) == 0)
+		cluster_release_all(m->cluster);
+	log_info("everything routed is durable and acked; asking workers to finish");
+	pool_stop(m->pool);
+	m->phase = PHASE_STOPPING;
 }
 
 /* Quiesced: every routed message is durable.  Do what we paused for. */
@@ -589,7 +625,7 @@ master_loop(struct master *m)
 			fds[n++] = (struct pollfd){ cluster_wake_fd(m->cluster), POLLIN, 0 };
 		}
 		/* Only wait on intake when the last batch is routed, or we would spin on a full queue. */
-		if ((m->phase == PHASE_RUN || m->phase == PHASE_DRAIN) && m->batch.pos == m->batch.n)
+		if (master_routing(m) && m->batch.pos == m->batch.n)
 			fds[n++] = (struct pollfd){ handoff_wake_fd(intake_handoff(m->intake)), POLLIN, 0 };
 		int first_pool = n;
 		n += pool_pollfds(m->pool, fds + n, MASTER_MAX_FDS - n);
@@ -650,27 +686,17 @@ master_loop(struct master *m)
 				    ps.parked ? " (a slot is PARKED: fix it and SIGHUP)" : "");
 			}
 		}
-		if (m->phase == PHASE_DRAIN && intake_drain_done(m->intake) && m->batch.pos == m->batch.n) {
+		if (m->phase == PHASE_DRAIN && m->cluster != NULL && pool_durable(m->pool)) {
+			master_hand_over(m);
+		} else if (m->phase == PHASE_DRAIN && m->cluster == NULL && intake_drain_done(m->intake) &&
+		    m->batch.pos == m->batch.n) {
 			struct handoff_batch tail = { 0 };
 			/* The drain may have queued a last batch after our previous take. */
 			if (handoff_take(intake_handoff(m->intake), &tail)) {
 				handoff_batch_free(&m->batch);
 				m->batch = tail;
-			} else if (m->cluster != NULL && !pool_durable(m->pool)) {
-				/* Cluster mode hands its partitions over first: wait until all is durable. */
-				handoff_batch_free(&tail);
 			} else {
 				handoff_batch_free(&tail);
-				/*
-				 * Everything received is durable: ack it and hand every
-				 * partition over now, not after the workers' exit (seconds
-				 * under load, longer than the others should wait).
-				 */
-				if (m->cluster != NULL) {
-					master_ack_floor(m);
-					if (intake_flush(m->intake) == 0)
-						cluster_release_all(m->cluster);
-				}
 				log_info("intake drained; asking workers to finish");
 				pool_stop(m->pool);
 				m->phase = PHASE_STOPPING;
