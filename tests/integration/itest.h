@@ -49,6 +49,7 @@ struct env_config {
 	const char *http_listen;
 	bool dir_shared;          /* temp dir 0711, config 0644: a [service] user can reach them */
 	const char *servers;      /* when set: env_up starts no nats-server; these URLs (a cluster) */
+	bool cluster;             /* extra_conf sets [cluster] partitions: no "alarm-digest" consumer */
 };
 
 struct env {
@@ -146,6 +147,7 @@ void scn_security_creds_bad(void);
 void scn_security_tls(void);
 void scn_security_failures(void);
 void scn_security_permissions(void);
+void scn_security_permissions_cluster(void);
 void scn_security_reconnect(void);
 void scn_ctl(void);
 void scn_ctl_user(void);

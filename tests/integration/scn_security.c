@@ -923,6 +923,155 @@ sec_permissions(void)
 	unsetenv("ALARM_DIGEST_READER_PASSWORD");
 }
 
+/* ---- the shipped permissions, cluster mode ---- */
+
+#define SEC_CL_USERS 12
+
+/* Updates and a request for users spread over the partitions; every digest holds its alarm. */
+static int
+sec_cluster_round_trip(struct env *e)
+{
+	char user[64], ts[48];
+	int64_t deadline = harness_now_ms() + 30000;
+
+	model_ts_print(harness_wall_sec(), 0, 0, 0, false, ts, sizeof(ts));
+	for (int i = 0; i < SEC_CL_USERS; i++) {
+		snprintf(user, sizeof(user), "sec-cluster-%d", i);
+		if (bus_publish_update(e->bus, user, "a1", "CRITICAL", ts) == -1 ||
+		    bus_publish_request(e->bus, user) == -1)
+			return -1;
+	}
+	if (bus_flush(e->bus, 10000) == -1)
+		return -1;
+	for (int i = 0; i < SEC_CL_USERS; i++) {
+		snprintf(user, sizeof(user), "sec-cluster-%d", i);
+		if (env_wait_user(e, user, 1, deadline) == -1) {
+			harness_seterr("no digest for %s within 30 s under the shipped permissions", user);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Nothing the server or the service logged says a permission was missing: quotes the first that does. */
+static int
+sec_no_violation(struct env *e)
+{
+	const char *files[] = { e->svc.log, e->nats.log };
+	static const char *const needles[] = { "Violation", "Not Permitted", "not permitted" };
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *text = harness_read_file(files[i], NULL), *at = NULL, *bol;
+
+		if (text == NULL)
+			return -1;
+		for (size_t k = 0; at == NULL && k < sizeof(needles) / sizeof(needles[0]); k++)
+			at = strstr(text, needles[k]);
+		if (at != NULL) {
+			for (bol = at; bol > text && bol[-1] != '\n'; bol--)
+				;
+			harness_seterr("%s: %.*s", files[i], (int)strcspn(bol, "\n"), bol);
+			free(text);
+			return -1;
+		}
+		free(text);
+	}
+	return 0;
+}
+
+/* An agents client subscribing to the partition stream's subjects or the deliver subjects gets nothing. */
+static int
+sec_agents_cannot_read_parts(struct env *e)
+{
+	static const char *const subjects[] = { "alarm_digest.part.>", "_ALARM_DIGEST.deliver.>" };
+	natsConnection *nc = NULL;
+	natsSubscription *sub[2] = { NULL, NULL };
+	natsMsg *msg = NULL;
+	char url[128];
+	natsStatus s;
+	int rc = -1;
+
+	snprintf(url, sizeof(url), "nats://agents:agentspw@127.0.0.1:%d", e->nats.port);
+	if ((s = natsConnection_ConnectTo(&nc, url)) != NATS_OK) {
+		harness_seterr("agents user cannot connect: %s", natsStatus_GetText(s));
+		return -1;
+	}
+	for (int i = 0; i < 2 && s == NATS_OK; i++)
+		s = natsConnection_SubscribeSync(&sub[i], nc, subjects[i]);
+	if (s == NATS_OK)
+		s = natsConnection_FlushTimeout(nc, 2000);
+	if (s == NATS_OK && sec_cluster_round_trip(e) == 0) {
+		rc = 0;
+		for (int i = 0; i < 2 && rc == 0; i++) {
+			if (natsSubscription_NextMsg(&msg, sub[i], 500) == NATS_OK) {
+				harness_seterr("the agents user read %s from %s", natsMsg_GetSubject(msg),
+				    subjects[i]);
+				natsMsg_Destroy(msg);
+				rc = -1;
+			}
+		}
+	} else if (s != NATS_OK) {
+		harness_seterr("agents subscribe: %s", natsStatus_GetText(s));
+	}
+	for (int i = 0; i < 2; i++)
+		natsSubscription_Destroy(sub[i]);
+	natsConnection_Destroy(nc);
+	return rc;
+}
+
+static void
+sec_permissions_cluster(void)
+{
+	char dir[PATH_MAX], extra[5 * PATH_MAX];
+	struct env_config cfg = { .workers = 2, .cluster = true };
+	struct env e = { 0 };
+	char *conf;
+	int rc;
+
+	if (harness_tmpdir("security_permissions_cluster", dir, sizeof(dir)) == -1 ||
+	    sec_write(dir, "password", PASSWORD "\n", 0600) == -1 ||
+	    (conf = sec_shipped_conf()) == NULL) {
+		tap_fail("security_permissions_cluster/round_trip", "setup: %s", harness_err());
+		tap_fail("security_permissions_cluster/agents_cannot_read", "setup");
+		return;
+	}
+	setenv("ALARM_DIGEST_PASSWORD", PASSWORD, 1);
+	setenv("ALARM_AGENTS_PASSWORD", "agentspw", 1);
+	setenv("ALARM_DIGEST_READER_PASSWORD", "readerpw", 1);
+	snprintf(extra, sizeof(extra), "user = alarm-digest\npassword_file = %s/password\n", dir);
+	cfg.nats_conf = conf;
+	cfg.nats_extra = extra;
+	/* One instance alone holds every partition and the router: every cluster-mode call runs. */
+	cfg.extra_conf = "\n[cluster]\npartitions = 4\ninstance = sec\nlease_ttl = 2s\n";
+	rc = sec_env_up(&e, dir, "security_permissions_cluster", &cfg, "itest:itestpw", false, NULL);
+	free(conf);
+	/*
+	 * Then a SIGTERM (the leases released: KV deletes) and a second start,
+	 * which replaces the first start's consumers (deletes): every call of
+	 * cluster mode has run once under the file.
+	 */
+	if (rc == 0)
+		rc = sec_cluster_round_trip(&e);
+	if (rc == 0 && (rc = harness_service_stop(&e.svc, 25000)) == 0 &&
+	    (!WIFEXITED(e.svc.proc.status) || WEXITSTATUS(e.svc.proc.status) != 0)) {
+		harness_seterr("the first start did not exit 0 on SIGTERM");
+		rc = -1;
+	}
+	if (rc == 0)
+		rc = env_restart_service(&e);
+	if (rc == 0)
+		rc = sec_cluster_round_trip(&e);
+	if (rc == 0)
+		rc = sec_no_violation(&e);
+	tap_report("security_permissions_cluster/round_trip", rc);
+	tap_report("security_permissions_cluster/agents_cannot_read",
+	    rc == 0 ? sec_agents_cannot_read_parts(&e) : -1);
+	env_down(&e);
+	unsetenv("ALARM_DIGEST_PASSWORD");
+	unsetenv("ALARM_AGENTS_PASSWORD");
+	unsetenv("ALARM_DIGEST_READER_PASSWORD");
+}
+
 /* ---- credentials revoked while running ---- */
 
 static int
@@ -1025,6 +1174,12 @@ void
 scn_security_permissions(void)
 {
 	sec_permissions();
+}
+
+void
+scn_security_permissions_cluster(void)
+{
+	sec_permissions_cluster();
 }
 
 void
