@@ -885,42 +885,59 @@ sec_srv_ping(struct env *e)
 	return rc;
 }
 
-static void
-sec_permissions(void)
+/*
+ * The service as user alarm-digest under the shipped file (passwords from
+ * nats-server's environment, as the file reads them); extra holds the
+ * [nats] lines and must outlive the environment.
+ */
+static int
+sec_shipped_up(struct env *e, const char *tag, struct env_config *cfg, char *extra, size_t extralen)
 {
-	char dir[PATH_MAX], extra[5 * PATH_MAX];
-	struct env_config cfg = { .workers = 2 };
-	struct env e = { 0 };
+	char dir[PATH_MAX];
 	char *conf;
 	int rc;
 
-	if (harness_tmpdir("security_permissions", dir, sizeof(dir)) == -1 ||
+	if (harness_tmpdir(tag, dir, sizeof(dir)) == -1 ||
 	    sec_write(dir, "password", PASSWORD "\n", 0600) == -1 ||
-	    (conf = sec_shipped_conf()) == NULL) {
-		tap_fail("security_permissions/round_trip", "setup: %s", harness_err());
-		tap_fail("security_permissions/agents_cannot_read", "setup");
-		tap_fail("security_permissions/srv_ping_answered", "setup");
-		return;
-	}
-	/* The file reads its passwords from nats-server's environment. */
+	    (conf = sec_shipped_conf()) == NULL)
+		return -1;
 	setenv("ALARM_DIGEST_PASSWORD", PASSWORD, 1);
 	setenv("ALARM_AGENTS_PASSWORD", "agentspw", 1);
 	setenv("ALARM_DIGEST_READER_PASSWORD", "readerpw", 1);
-	snprintf(extra, sizeof(extra), "user = alarm-digest\npassword_file = %s/password\n", dir);
-	cfg.nats_conf = conf;
-	cfg.nats_extra = extra;
-	rc = sec_env_up(&e, dir, "security_permissions", &cfg, "itest:itestpw", false, NULL);
+	snprintf(extra, extralen, "user = alarm-digest\npassword_file = %s/password\n", dir);
+	cfg->nats_conf = conf;
+	cfg->nats_extra = extra;
+	rc = sec_env_up(e, dir, tag, cfg, "itest:itestpw", false, NULL);
+	cfg->nats_conf = NULL;
 	free(conf);
+	return rc;
+}
+
+static void
+sec_shipped_down(struct env *e)
+{
+	env_down(e);
+	unsetenv("ALARM_DIGEST_PASSWORD");
+	unsetenv("ALARM_AGENTS_PASSWORD");
+	unsetenv("ALARM_DIGEST_READER_PASSWORD");
+}
+
+static void
+sec_permissions(void)
+{
+	char extra[2 * PATH_MAX];
+	struct env_config cfg = { .workers = 2 };
+	struct env e = { 0 };
+	int rc;
+
+	rc = sec_shipped_up(&e, "security_permissions", &cfg, extra, sizeof(extra));
 	/* Anything the service lacks shows up as a violation in its log. */
 	if (rc == 0 && (rc = sec_file_lacks(e.svc.log, "Permissions Violation")) == 0)
 		rc = sec_file_lacks(e.svc.log, "Not Permitted");
 	tap_report("security_permissions/round_trip", rc);
 	tap_report("security_permissions/agents_cannot_read", rc == 0 ? sec_agents_cannot_read(&e) : -1);
 	tap_report("security_permissions/srv_ping_answered", rc == 0 ? sec_srv_ping(&e) : -1);
-	env_down(&e);
-	unsetenv("ALARM_DIGEST_PASSWORD");
-	unsetenv("ALARM_AGENTS_PASSWORD");
-	unsetenv("ALARM_DIGEST_READER_PASSWORD");
+	sec_shipped_down(&e);
 }
 
 /* ---- the shipped permissions, cluster mode ---- */
@@ -1022,29 +1039,14 @@ sec_agents_cannot_read_parts(struct env *e)
 static void
 sec_permissions_cluster(void)
 {
-	char dir[PATH_MAX], extra[5 * PATH_MAX];
-	struct env_config cfg = { .workers = 2, .cluster = true };
+	char extra[2 * PATH_MAX];
+	/* One instance alone holds every partition and the router: every cluster-mode call runs. */
+	struct env_config cfg = { .workers = 2, .cluster = true,
+	    .extra_conf = "\n[cluster]\npartitions = 4\ninstance = sec\nlease_ttl = 2s\n" };
 	struct env e = { 0 };
-	char *conf;
 	int rc;
 
-	if (harness_tmpdir("security_permissions_cluster", dir, sizeof(dir)) == -1 ||
-	    sec_write(dir, "password", PASSWORD "\n", 0600) == -1 ||
-	    (conf = sec_shipped_conf()) == NULL) {
-		tap_fail("security_permissions_cluster/round_trip", "setup: %s", harness_err());
-		tap_fail("security_permissions_cluster/agents_cannot_read", "setup");
-		return;
-	}
-	setenv("ALARM_DIGEST_PASSWORD", PASSWORD, 1);
-	setenv("ALARM_AGENTS_PASSWORD", "agentspw", 1);
-	setenv("ALARM_DIGEST_READER_PASSWORD", "readerpw", 1);
-	snprintf(extra, sizeof(extra), "user = alarm-digest\npassword_file = %s/password\n", dir);
-	cfg.nats_conf = conf;
-	cfg.nats_extra = extra;
-	/* One instance alone holds every partition and the router: every cluster-mode call runs. */
-	cfg.extra_conf = "\n[cluster]\npartitions = 4\ninstance = sec\nlease_ttl = 2s\n";
-	rc = sec_env_up(&e, dir, "security_permissions_cluster", &cfg, "itest:itestpw", false, NULL);
-	free(conf);
+	rc = sec_shipped_up(&e, "security_permissions_cluster", &cfg, extra, sizeof(extra));
 	/*
 	 * Then a SIGTERM (the leases released: KV deletes) and a second start,
 	 * which replaces the first start's consumers (deletes): every call of
@@ -1066,10 +1068,7 @@ sec_permissions_cluster(void)
 	tap_report("security_permissions_cluster/round_trip", rc);
 	tap_report("security_permissions_cluster/agents_cannot_read",
 	    rc == 0 ? sec_agents_cannot_read_parts(&e) : -1);
-	env_down(&e);
-	unsetenv("ALARM_DIGEST_PASSWORD");
-	unsetenv("ALARM_AGENTS_PASSWORD");
-	unsetenv("ALARM_DIGEST_READER_PASSWORD");
+	sec_shipped_down(&e);
 }
 
 /* ---- credentials revoked while running ---- */
