@@ -819,6 +819,22 @@ sec_shipped_conf(void)
 	return out;
 }
 
+/* A client logged in as the shipped file's agents user; NULL (harness_err) if it cannot. */
+static natsConnection *
+sec_agents_connect(struct env *e)
+{
+	natsConnection *nc = NULL;
+	char url[128];
+	natsStatus s;
+
+	snprintf(url, sizeof(url), "nats://agents:agentspw@127.0.0.1:%d", e->nats.port);
+	if ((s = natsConnection_ConnectTo(&nc, url)) != NATS_OK) {
+		harness_seterr("agents user cannot connect: %s", natsStatus_GetText(s));
+		return NULL;
+	}
+	return nc;
+}
+
 /* An agents-user client: may publish its two subjects, may not read the deliver subject. */
 static int
 sec_agents_cannot_read(struct env *e)
@@ -826,15 +842,11 @@ sec_agents_cannot_read(struct env *e)
 	natsConnection *nc = NULL;
 	natsSubscription *sub = NULL;
 	natsMsg *msg = NULL;
-	char url[128];
 	natsStatus s;
 	int rc = -1;
 
-	snprintf(url, sizeof(url), "nats://agents:agentspw@127.0.0.1:%d", e->nats.port);
-	if ((s = natsConnection_ConnectTo(&nc, url)) != NATS_OK) {
-		harness_seterr("agents user cannot connect: %s", natsStatus_GetText(s));
+	if ((nc = sec_agents_connect(e)) == NULL)
 		return -1;
-	}
 	s = natsConnection_SubscribeSync(&sub, nc, "_ALARM_DIGEST.deliver");
 	if (s == NATS_OK)
 		s = natsConnection_FlushTimeout(nc, 2000);
@@ -1004,15 +1016,11 @@ sec_agents_cannot_read_parts(struct env *e)
 	natsConnection *nc = NULL;
 	natsSubscription *sub[2] = { NULL, NULL };
 	natsMsg *msg = NULL;
-	char url[128];
 	natsStatus s;
 	int rc = -1;
 
-	snprintf(url, sizeof(url), "nats://agents:agentspw@127.0.0.1:%d", e->nats.port);
-	if ((s = natsConnection_ConnectTo(&nc, url)) != NATS_OK) {
-		harness_seterr("agents user cannot connect: %s", natsStatus_GetText(s));
+	if ((nc = sec_agents_connect(e)) == NULL)
 		return -1;
-	}
 	for (int i = 0; i < 2 && s == NATS_OK; i++)
 		s = natsConnection_SubscribeSync(&sub[i], nc, subjects[i]);
 	if (s == NATS_OK)
