@@ -1016,7 +1016,7 @@ sec_agents_cannot_read_parts(struct env *e)
 	natsConnection *nc = NULL;
 	natsSubscription *sub[2] = { NULL, NULL };
 	natsMsg *msg = NULL;
-	natsStatus s;
+	natsStatus s = NATS_OK;
 	int rc = -1;
 
 	if ((nc = sec_agents_connect(e)) == NULL)
