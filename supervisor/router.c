@@ -491,7 +491,12 @@ router_do_start(struct router *r)
 	    jsetup_consumer_floor(r->js, r->stream, r->prefix, &floor) == -1 ||
 	    router_last_copy(r, created, last_id, sizeof(last_id), &copied) == -1)
 		return -1;
-	start = (copied > floor ? copied : floor) + 1;
+	/*
+	 * From the ack floor, even when copies past it are stored (confirmed
+	 * after the generation broke): those come again and are only acked
+	 * (router_on_msg, below last_seq), or no consumer would ever ack them.
+	 */
+	start = floor + 1;
 	r->gen++;
 	snprintf(name, sizeof(name), "%s%" PRIu64 "_%" PRIu64, r->prefix, r->epoch, r->gen);
 	if (jsetup_consumer_replace(r->js, r->stream, r->prefix, name, NULL, r->deliver, start, 0) == -1)
@@ -509,7 +514,7 @@ router_do_start(struct router *r)
 	snprintf(r->last_id, sizeof(r->last_id), "%s", unchain ? "" : last_id);
 	r->head = r->n = 0;
 	r->created = created;
-	r->last_seq = start - 1;
+	r->last_seq = copied > floor ? copied : floor;
 	r->last_consumer_seq = 0;
 	r->gen_stored = 0;
 	r->unacked = 0;
@@ -530,8 +535,9 @@ router_do_start(struct router *r)
 	}
 	r->sub = sub;
 	log_info("router: consumer %s on stream %s routes into %s from input %" PRIu64 " (ack floor "
-	    "%" PRIu64 ", last copy stored %s%s)", name, r->stream, r->partition_stream, start, floor,
-	    last_id[0] != '\0' ? last_id : "none", unchain ? ", not chained to it" : "");
+	    "%" PRIu64 ", last copy stored %s%s)", name, r->stream, r->partition_stream,
+	    (copied > floor ? copied : floor) + 1, floor, last_id[0] != '\0' ? last_id : "none",
+	    unchain ? ", not chained to it" : "");
 	return 0;
 }
 
