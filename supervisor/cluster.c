@@ -364,18 +364,24 @@ cluster_rebind(struct cluster *cl)
 	int rc;
 
 	/*
-	 * The intake is unsubscribed and every ack flushed: what is given up
-	 * is given up now, before the binds (seconds on a busy cluster) of
-	 * what is kept or taken.
+	 * Everything routed is durable and its acks are flushed: what is given
+	 * up is given up now, before the binds (seconds on a busy cluster) of
+	 * what is taken.  A partition kept under the same epoch is not touched:
+	 * its consumer and subscription go on.
 	 */
 	for (int p = 0; p < cl->view.partitions; p++) {
 		const struct lease_hold *lp = &cl->view.part[p];
 		uint64_t was = partset_serving(cl->partset, p), want = cluster_want(cl, p);
 
 		partset_want(cl->partset, p, want);
-		if (was == 0 || want != 0)
+		if (was == 0 || was == want)
 			continue;
-		partset_drop(cl->partset, p);
+		/* Given up, or bound again below under a new epoch: nothing of its consumer's from now on. */
+		if (want == 0)
+			partset_drop(cl->partset, p);
+		intake_unbind(cl->intake, p);
+		if (want != 0)
+			continue;
 		if (lp->release_wanted && lp->epoch == was) {
 			log_info("partition %d: handed over (lease epoch %" PRIu64 ")", p, was);
 			lease_released(cl->lease, p, was);

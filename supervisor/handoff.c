@@ -54,8 +54,8 @@ handoff_batch_full(const struct handoff_batch *b)
 }
 
 static int
-handoff_batch_push(struct handoff_batch *b, uint32_t hash, uint64_t stream_seq, uint16_t lane, natsMsg *msg,
-    int (*encode)(struct buf *, const void *), const void *arg)
+handoff_batch_push(struct handoff_batch *b, uint32_t hash, uint64_t stream_seq, uint16_t lane,
+    uint32_t binding, natsMsg *msg, int (*encode)(struct buf *, const void *), const void *arg)
 {
 	size_t off = b->frames.len;
 
@@ -74,6 +74,7 @@ handoff_batch_push(struct handoff_batch *b, uint32_t hash, uint64_t stream_seq, 
 		.frame_off = (uint32_t)off,
 		.frame_len = (uint32_t)(b->frames.len - off),
 		.lane = lane,
+		.binding = binding,
 		.stream_seq = stream_seq,
 		.msg = msg,
 	};
@@ -102,7 +103,8 @@ handoff_wake(struct handoff *h)
 }
 
 int
-handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, uint16_t lane, natsMsg *msg, bool more,
+handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, uint16_t lane, uint32_t binding,
+    natsMsg *msg, bool more,
     int (*encode)(struct buf *frames, const void *arg), const void *arg)
 {
 	bool wake;
@@ -122,7 +124,7 @@ handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, uint16_t lane
 		pthread_mutex_unlock(&h->lock);
 		return 1;
 	}
-	if (handoff_batch_push(&h->fill, hash, stream_seq, lane, msg, encode, arg) == -1) {
+	if (handoff_batch_push(&h->fill, hash, stream_seq, lane, binding, msg, encode, arg) == -1) {
 		/* What is already queued must not wait for a put that failed. */
 		wake = handoff_wake_due(h, false);
 		pthread_mutex_unlock(&h->lock);

@@ -31,6 +31,7 @@ struct handoff_item {
 	uint32_t frame_off;   /* the frame, in handoff_batch.frames */
 	uint32_t frame_len;   /* 0: nothing to route, already done (a dead-lettered message) */
 	uint16_t lane;        /* which consumer delivered it (ackq.h): 0, or 1 + partition */
+	uint32_t binding;     /* cluster mode: the partition's binding it came under (partset_current) */
 	uint64_t stream_seq;
 	natsMsg *msg;         /* held until acked (NULL: none); the router takes it by setting NULL */
 };
@@ -59,7 +60,8 @@ void handoff_free(struct handoff *h);
  * queued, 1 if the handoff is shut, -1 if out of memory or encode failed;
  * then the caller still owns msg.
  */
-int handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, uint16_t lane, natsMsg *msg, bool more,
+int handoff_put(struct handoff *h, uint32_t hash, uint64_t stream_seq, uint16_t lane, uint32_t binding,
+    natsMsg *msg, bool more,
     int (*encode)(struct buf *frames, const void *arg), const void *arg);
 
 /*

@@ -33,14 +33,20 @@
 #define INTAKE_WRONG_SUBJECT "subject is neither the status nor the request subject"
 /* A subscription that did not drain is freed this long after its unsubscribe. */
 #define INTAKE_UNDRAINED_PAUSE_MS 200
+/* Partition subscriptions given up since the last reset, not freed yet. */
+#define INTAKE_RETIRED_MAX 64
 
 struct intake {
 	natsConnection *nc;
 	struct jsetup *jsetup;      /* jetstream mode only */
 	struct deadletter *dead_letter;
 	struct handoff *handoff;
-	natsSubscription **subs;     /* [subs_cap]: core's two, one push consumer's, or one per partition */
-	int nsubs, subs_cap;
+	/* [subs_cap]: core's two, one push consumer's, or partition p's at p (NULL: none) */
+	natsSubscription **subs;
+	int nsubs, subs_cap;        /* nsubs: how many are not NULL */
+	/* Unsubscribed by intake_unbind, freed at intake_reset or close (cnats 3.4, nats.c #637). */
+	natsSubscription *retired[INTAKE_RETIRED_MAX];
+	int nretired;
 	bool started;
 	enum intake_mode mode;
 	char *deliver_subject, *subject_status, *subject_request;
@@ -104,6 +110,14 @@ intake_printable(char *dst, size_t dstlen, const char *src)
 	dst[o] = '\0';
 }
 
+/* Where a delivery came from: what its place in the ack order needs. */
+struct intake_origin {
+	uint64_t stream_seq;
+	int lane;                   /* ackq.h: 0, or 1 + partition */
+	uint32_t binding;           /* cluster mode: the partition's binding (partset_current) */
+	bool replay;                /* cluster mode: answered by a former owner already (partset.h) */
+};
+
 /* The frame a worker gets for an accepted message: the only encoding, straight into the batch. */
 struct intake_frame {
 	const struct alarm_msg *am;
@@ -160,19 +174,20 @@ intake_more(natsSubscription *sub)
  */
 static void
 intake_queue(struct intake *in, natsSubscription *sub, const struct alarm_msg *am,
-    uint64_t stream_seq, int lane, bool replay, int64_t received_us, natsMsg *m)
+    const struct intake_origin *o, int64_t received_us, natsMsg *m)
 {
-	struct intake_frame f = { am, stream_seq, received_us, replay };
+	struct intake_frame f = { am, o->stream_seq, received_us, o->replay };
 	/* Core intake has nothing to ack, so nothing to hold. */
 	natsMsg *keep = in->mode == INTAKE_JETSTREAM ? m : NULL;
 	bool more = intake_more(sub);
 	int rc;
 
 	if (am != NULL)
-		rc = handoff_put(in->handoff, hash32(am->user, am->user_len), stream_seq, (uint16_t)lane,
-		    keep, more, intake_encode, &f);
+		rc = handoff_put(in->handoff, hash32(am->user, am->user_len), o->stream_seq,
+		    (uint16_t)o->lane, o->binding, keep, more, intake_encode, &f);
 	else
-		rc = handoff_put(in->handoff, 0, stream_seq, (uint16_t)lane, keep, more, NULL, NULL);
+		rc = handoff_put(in->handoff, 0, o->stream_seq, (uint16_t)o->lane, o->binding, keep, more,
+		    NULL, NULL);
 	if (rc == 1) {
 		/* Shut for a reset: jetstream delivers it again. */
 		natsMsg_Destroy(m);
@@ -201,14 +216,14 @@ intake_queue(struct intake *in, natsSubscription *sub, const struct alarm_msg *a
  */
 static void
 intake_reject(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_error e,
-    const char *detail, uint64_t stream_seq, int lane, bool replay)
+    const char *detail, const struct intake_origin *o)
 {
 	const char *subject = natsMsg_GetSubject(m);
 	char reason[512], shown[512], qs[256];
 
-	if (replay) {
+	if (o->replay) {
 		/* Rejected, counted and dead-lettered when it first came: only its place in the ack order. */
-		intake_queue(in, sub, NULL, stream_seq, lane, true, 0, m);
+		intake_queue(in, sub, NULL, o, 0, m);
 		return;
 	}
 	atomic_fetch_add(&in->rejected, 1);
@@ -222,13 +237,13 @@ intake_reject(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_err
 	    quote_bytes(qs, sizeof(qs), subject, strlen(subject)), natsMsg_GetDataLength(m), reason);
 	deadletter_put(in->dead_letter, m, reason);
 	/* Done already; it still takes its place in the ack order. */
-	intake_queue(in, sub, NULL, stream_seq, lane, false, 0, m);
+	intake_queue(in, sub, NULL, o, 0, m);
 }
 
 /* Validate a message of a known kind and pass it on (or reject it). */
 static void
 intake_validate(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_kind kind,
-    uint64_t stream_seq, int lane, bool replay)
+    const struct intake_origin *o)
 {
 	struct msg_limits limits;
 	struct alarm_msg am;
@@ -246,12 +261,12 @@ intake_validate(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_k
 	e = validate_message(in->validator, kind, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
 	    &limits, now_us / 1000, &am);
 	if (e != MSG_OK) {
-		if (!replay)
+		if (!o->replay)
 			atomic_fetch_add(kind == MSG_STATUS_CHANGED ? &in->rejected_status : &in->rejected_request, 1);
-		intake_reject(in, sub, m, e, validator_detail(in->validator), stream_seq, lane, replay);
+		intake_reject(in, sub, m, e, validator_detail(in->validator), o);
 		return;
 	}
-	intake_queue(in, sub, &am, stream_seq, lane, replay, now_us, m);
+	intake_queue(in, sub, &am, o, now_us, m);
 }
 
 
@@ -263,11 +278,12 @@ static void
 intake_on_part_msg(struct intake *in, natsSubscription *sub, natsMsg *m, const struct jsack_meta *meta)
 {
 	const char *subject = natsMsg_GetSubject(m);
+	struct intake_origin o = { meta->stream_seq, 0, 0, false };
 	enum msg_kind kind;
-	bool replay, gap;
+	bool gap;
 	int p;
 
-	if ((p = partset_classify(in->partset, subject, meta, &kind, &replay, &gap)) < 0) {
+	if ((p = partset_classify(in->partset, subject, meta, &kind, &o.replay, &gap, &o.binding)) < 0) {
 		char qs[256];
 
 		/* A consumer of a partition given up, not deleted yet: its next owner gets it. */
@@ -283,7 +299,8 @@ intake_on_part_msg(struct intake *in, natsSubscription *sub, natsMsg *m, const s
 		    (unsigned long long)meta->consumer_seq);
 		intake_want_reset(in, why);
 	}
-	if (replay) {
+	o.lane = 1 + p;
+	if (o.replay) {
 		atomic_fetch_add(&in->replayed, 1);
 	} else {
 		atomic_fetch_add(&in->received, 1);
@@ -293,10 +310,9 @@ intake_on_part_msg(struct intake *in, natsSubscription *sub, natsMsg *m, const s
 			atomic_fetch_add(&in->redelivered, 1);
 	}
 	if (kind == 0)
-		intake_reject(in, sub, m, MSG_E_JSON, INTAKE_WRONG_SUBJECT,
-		    meta->stream_seq, 1 + p, replay);
+		intake_reject(in, sub, m, MSG_E_JSON, INTAKE_WRONG_SUBJECT, &o);
 	else
-		intake_validate(in, sub, m, kind, meta->stream_seq, 1 + p, replay);
+		intake_validate(in, sub, m, kind, &o);
 }
 
 static void
@@ -304,6 +320,7 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 {
 	struct intake *in = arg;
 	struct jsack_meta meta = { 0, 0, 0 };
+	struct intake_origin o = { 0, 0, 0, false };
 	const char *subject = natsMsg_GetSubject(m);
 	enum msg_kind kind;
 
@@ -338,6 +355,7 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 	} else {
 		atomic_fetch_add(&in->received, 1);
 	}
+	o.stream_seq = meta.stream_seq;
 	/* The stream's subject is what tells the two kinds apart. */
 	if (strcmp(subject, in->subject_status) == 0) {
 		kind = MSG_STATUS_CHANGED;
@@ -346,11 +364,10 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		kind = MSG_DIGEST_REQUEST;
 		atomic_fetch_add(&in->received_request, 1);
 	} else {
-		intake_reject(in, sub, m, MSG_E_JSON, INTAKE_WRONG_SUBJECT,
-		    meta.stream_seq, 0, false);
+		intake_reject(in, sub, m, MSG_E_JSON, INTAKE_WRONG_SUBJECT, &o);
 		return;
 	}
-	intake_validate(in, sub, m, kind, meta.stream_seq, 0, false);
+	intake_validate(in, sub, m, kind, &o);
 }
 void
 intake_ack(struct intake *in, natsMsg *m, int lane, uint64_t stream_seq)
@@ -503,14 +520,18 @@ fail:
 	return NULL;
 }
 
+/* Subscribe in slot i (-1: the first free one). */
 static int
-intake_subscribe(struct intake *in, const char *subject)
+intake_subscribe(struct intake *in, int i, const char *subject)
 {
 	natsSubscription *sub = NULL;
 	natsStatus s;
 
-	if (in->nsubs == in->subs_cap) {
-		log_errorx("subscribe to %s: already %d subscriptions", subject, in->nsubs);
+	for (int k = 0; i == -1 && k < in->subs_cap; k++)
+		if (in->subs[k] == NULL)
+			i = k;
+	if (i < 0 || i >= in->subs_cap || in->subs[i] != NULL) {
+		log_errorx("subscribe to %s: no free subscription slot (%d in use)", subject, in->nsubs);
 		return -1;
 	}
 	s = natsConnection_Subscribe(&sub, in->nc, subject, intake_on_msg, in);
@@ -521,8 +542,18 @@ intake_subscribe(struct intake *in, const char *subject)
 		natsSubscription_Destroy(sub);
 		return -1;
 	}
-	in->subs[in->nsubs++] = sub;
+	in->subs[i] = sub;
+	in->nsubs++;
 	return 0;
+}
+
+/* Unsubscribed a bind or more ago: cnats' reader is long done with them. */
+static void
+intake_free_retired(struct intake *in)
+{
+	for (int i = 0; i < in->nretired; i++)
+		natsSubscription_Destroy(in->retired[i]);
+	in->nretired = 0;
 }
 
 int
@@ -542,10 +573,11 @@ intake_start(struct intake *in)
 		 * deliver subject, not of a wildcard one.
 		 */
 		for (int p = 0; p < partset_count(in->partset); p++)
-			if (partset_serving(in->partset, p) != 0 &&
+			if (partset_serving(in->partset, p) != 0 && in->subs[p] == NULL &&
 			    (partset_deliver(in->partset, p, deliver, sizeof(deliver)) == -1 ||
-			    intake_subscribe(in, deliver) == -1))
+			    intake_subscribe(in, p, deliver) == -1))
 				return -1;
+		intake_free_retired(in);
 		return 0;
 	}
 	if (in->mode == INTAKE_JETSTREAM) {
@@ -554,36 +586,44 @@ intake_start(struct intake *in)
 		/* A new consumer numbers its deliveries from 1; no callback runs now. */
 		in->last_consumer_seq = 0;
 		atomic_store(&in->reset_wanted, false);
-		return intake_subscribe(in, in->deliver_subject);
+		return intake_subscribe(in, -1, in->deliver_subject);
 	}
-	if (intake_subscribe(in, in->subject_status) == -1 ||
-	    intake_subscribe(in, in->subject_request) == -1)
+	if (intake_subscribe(in, -1, in->subject_status) == -1 ||
+	    intake_subscribe(in, -1, in->subject_request) == -1)
 		return -1;
 	log_info("subscribed to %s and %s (core intake)", in->subject_status, in->subject_request);
 	return 0;
 }
 
+/* Drained (what it holds goes through the callback), then freed. */
+static void
+intake_unsubscribe(struct intake *in, int i)
+{
+	natsStatus s = natsSubscription_Drain(in->subs[i]);
+
+	if (s == NATS_OK)
+		s = natsSubscription_WaitForDrainCompletion(in->subs[i], 5000);
+	/* Invalid: the connection already closed it, which is what we wanted. */
+	if (s != NATS_OK && s != NATS_INVALID_SUBSCRIPTION) {
+		log_warnx("draining subscription %d: %s", i, natsStatus_GetText(s));
+		/*
+		 * cnats 3.4's reader can still touch a subscription freed while
+		 * deliveries arrive (nats.c #637): unsubscribe, give it a moment.
+		 */
+		(void)natsSubscription_Unsubscribe(in->subs[i]);
+		usleep(INTAKE_UNDRAINED_PAUSE_MS * 1000);
+	}
+	natsSubscription_Destroy(in->subs[i]);
+	in->subs[i] = NULL;
+	in->nsubs--;
+}
+
 static void
 intake_unsubscribe_all(struct intake *in)
 {
-	for (int i = 0; i < in->nsubs; i++) {
-		natsStatus s = natsSubscription_Drain(in->subs[i]);
-		if (s == NATS_OK)
-			s = natsSubscription_WaitForDrainCompletion(in->subs[i], 5000);
-		/* Invalid: the connection already closed it, which is what we wanted. */
-		if (s != NATS_OK && s != NATS_INVALID_SUBSCRIPTION) {
-			log_warnx("draining subscription %d: %s", i, natsStatus_GetText(s));
-			/*
-			 * cnats 3.4's reader can still touch a subscription freed while
-			 * deliveries arrive (nats.c #637): unsubscribe, give it a moment.
-			 */
-			(void)natsSubscription_Unsubscribe(in->subs[i]);
-			usleep(INTAKE_UNDRAINED_PAUSE_MS * 1000);
-		}
-		natsSubscription_Destroy(in->subs[i]);
-		in->subs[i] = NULL;
-	}
-	in->nsubs = 0;
+	for (int i = 0; i < in->subs_cap; i++)
+		if (in->subs[i] != NULL)
+			intake_unsubscribe(in, i);
 }
 
 int
@@ -592,15 +632,53 @@ intake_reset(struct intake *in)
 	/* Callbacks still running must not block or queue: they release. */
 	handoff_shut(in->handoff);
 	intake_unsubscribe_all(in);
+	intake_free_retired(in);
+	/* Every partition gets a new consumer at its floor at the next start. */
+	for (int p = 0; in->partset != NULL && p < partset_count(in->partset); p++)
+		partset_unbind(in->partset, p);
 	return 0;
+}
+
+void
+intake_unbind(struct intake *in, int p)
+{
+	if (in->partset == NULL || p < 0 || p >= in->subs_cap)
+		return;
+	partset_unbind(in->partset, p);
+	if (in->subs[p] == NULL)
+		return;
+	/*
+	 * Not drained: while the master quiesces, the one delivery thread may
+	 * wait for room in the handoff with another partition's message, and
+	 * a drain would wait for it.  What p's consumer still delivers, here
+	 * or queued, is stale now (partset_current) and never acked: its next
+	 * consumer starts at the ack floor.
+	 */
+	(void)natsSubscription_Unsubscribe(in->subs[p]);
+	if (in->nretired < INTAKE_RETIRED_MAX) {
+		in->retired[in->nretired++] = in->subs[p];
+	} else {
+		/* cnats 3.4 (nats.c #637): give its reader a moment before the free. */
+		usleep(INTAKE_UNDRAINED_PAUSE_MS * 1000);
+		natsSubscription_Destroy(in->subs[p]);
+	}
+	in->subs[p] = NULL;
+	in->nsubs--;
+}
+
+bool
+intake_current(const struct intake *in, int lane, uint32_t binding)
+{
+	return in->partset == NULL || lane == 0 || partset_current(in->partset, lane - 1, binding);
 }
 
 int
 intake_drain_begin(struct intake *in)
 {
-	for (int i = 0; i < in->nsubs; i++) {
-		natsStatus s = natsSubscription_Drain(in->subs[i]);
-		if (s != NATS_OK)
+	for (int i = 0; i < in->subs_cap; i++) {
+		natsStatus s;
+
+		if (in->subs[i] != NULL && (s = natsSubscription_Drain(in->subs[i])) != NATS_OK)
 			log_warnx("draining subscription %d: %s", i, natsStatus_GetText(s));
 	}
 	return 0;
@@ -609,15 +687,15 @@ intake_drain_begin(struct intake *in)
 bool
 intake_drain_done(struct intake *in)
 {
-	for (int i = 0; i < in->nsubs; i++) {
+	for (int i = 0; i < in->subs_cap; i++) {
 		if (in->subs[i] == NULL)
 			continue;
 		if (natsSubscription_WaitForDrainCompletion(in->subs[i], 1) == NATS_TIMEOUT)
 			return false;
 		natsSubscription_Destroy(in->subs[i]);
 		in->subs[i] = NULL;
+		in->nsubs--;
 	}
-	in->nsubs = 0;
 	return true;
 }
 
@@ -678,9 +756,10 @@ intake_reload(struct intake *in, const struct config *c)
 		log_info("reload: intake holds at most %lld bytes of deliveries (was %lld)",
 		    (long long)bytes, (long long)in->pending_bytes);
 		in->pending_bytes = bytes;
-		for (int i = 0; i < in->nsubs; i++) {
-			natsStatus s = intake_pending_limits(in, in->subs[i]);
-			if (s != NATS_OK)
+		for (int i = 0; i < in->subs_cap; i++) {
+			natsStatus s;
+
+			if (in->subs[i] != NULL && (s = intake_pending_limits(in, in->subs[i])) != NATS_OK)
 				log_warnx("reload: pending limits of subscription %d: %s", i, natsStatus_GetText(s));
 		}
 	}

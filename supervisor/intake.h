@@ -56,11 +56,21 @@ void intake_close(struct intake *in);
 /*
  * Start delivery.  In jetstream mode the consumer is first reset to its ack
  * floor, so every unacked message is delivered again now, in stream
- * order, instead of after ack_wait behind newer ones.
+ * order, instead of after ack_wait behind newer ones.  In cluster mode
+ * only the partitions not bound yet get a new consumer (partset_bind);
+ * the others go on as they are.
  */
 int intake_start(struct intake *in);
 /* Stop delivery; queued and in-flight messages are released unacked (jetstream redelivers them). */
 int intake_reset(struct intake *in);
+/*
+ * Cluster mode, main thread: stop serving partition p (its subscription
+ * ends; the next intake_start binds it anew if it is still wanted).  What
+ * its consumer delivered, wherever it waits, is stale from now on.
+ */
+void intake_unbind(struct intake *in, int p);
+/* Any thread: a delivery of this lane and binding (handoff_item) is still to be routed and acked. */
+bool intake_current(const struct intake *in, int lane, uint32_t binding);
 /* Graceful stop: let already-received messages through, then no more. */
 int intake_drain_begin(struct intake *in);
 bool intake_drain_done(struct intake *in);

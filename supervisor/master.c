@@ -359,7 +359,16 @@ master_route(struct master *m)
 			return;
 		while (m->batch.pos < m->batch.n) {
 			struct handoff_item *it = &m->batch.items[m->batch.pos];
-			uint64_t h = ackq_push(m->ackq, it->msg, it->stream_seq, it->lane, it->frame_len == 0);
+			uint64_t h;
+
+			/* Its partition moved since: not ours to route or ack; its next consumer has it. */
+			if (!intake_current(m->intake, it->lane, it->binding)) {
+				natsMsg_Destroy(it->msg);
+				it->msg = NULL;
+				m->batch.pos++;
+				continue;
+			}
+			h = ackq_push(m->ackq, it->msg, it->stream_seq, it->lane, it->frame_len == 0);
 			if (h == UINT64_MAX) {
 				log_error("ack queue");
 				return;
@@ -529,9 +538,20 @@ master_act(struct master *m)
 	if (m->action == ACTION_REBIND) {
 		/* Everything routed is durable: ack it before a partition changes hands. */
 		master_ack_floor(m);
-		intake_reset(m->intake);
-		ackq_clear(m->ackq);
-		handoff_batch_free(&m->batch);
+		if (ackq_count(m->ackq) != 0) {
+			/*
+			 * Not acked (past the fence): nothing may be acked on any
+			 * consumer now, so every partition starts again at its floor.
+			 */
+			intake_reset(m->intake);
+			ackq_clear(m->ackq);
+			handoff_batch_free(&m->batch);
+		}
+		/*
+		 * Otherwise the partitions kept go on, and what waits to be routed
+		 * stays; a partition's deliveries from before it moved are dropped
+		 * as they come up (master_route).
+		 */
 		(void)intake_flush(m->intake);
 		if (cluster_rebind(m->cluster) == -1)
 			log_warnx("some partitions could not be bound; trying again");

@@ -19,9 +19,14 @@ struct partset_part {
 	_Atomic uint64_t epoch;     /* epoch served now (0: not served); read by other threads */
 	uint64_t held;              /* this instance's stores hold every message of it up to here */
 	char consumer[PARTSET_NAME_MAX + 48];  /* its consumer while served: prefix, epoch, gen */
-	/* Read by the callback thread; written by bind while no callback runs. */
+	/* Read by the callback thread; written by bind before p's subscription exists. */
 	uint64_t replay_upto;
 	_Atomic uint64_t last_consumer_seq;
+	/*
+	 * Moves on at every bind and unbind of p: a delivery classified under
+	 * an older binding is stale wherever it waits (partset_current).
+	 */
+	_Atomic uint32_t binding;
 };
 
 struct partset {
@@ -198,7 +203,24 @@ partset_drop(struct partset *ps, int p)
 	 */
 	log_info("partition %d: no longer served here (lease epoch %" PRIu64 ")", p, pp->epoch);
 	pp->want = 0;
-	pp->epoch = 0;
+	partset_unbind(ps, p);
+}
+
+void
+partset_unbind(struct partset *ps, int p)
+{
+	if (p < 0 || p >= ps->n)
+		return;
+	/* Epoch first: a classify that read the old binding then sees 0, or its delivery is stale. */
+	atomic_store(&ps->part[p].epoch, 0);
+	atomic_fetch_add(&ps->part[p].binding, 1);
+}
+
+bool
+partset_current(const struct partset *ps, int p, uint32_t binding)
+{
+	return p >= 0 && p < ps->n && atomic_load(&ps->part[p].epoch) != 0 &&
+	    atomic_load(&ps->part[p].binding) == binding;
 }
 
 uint64_t
@@ -260,6 +282,7 @@ partset_bind_one(struct partset *ps, int p)
 		log_info("partition %d: rebuilding from stream sequences %" PRIu64 "..%" PRIu64
 		    " (answered by a former owner)", p, start, floor);
 	pp->epoch = pp->want;
+	atomic_fetch_add(&pp->binding, 1);
 	return 0;
 }
 
@@ -275,9 +298,12 @@ partset_bind(struct partset *ps)
 			partset_drop(ps, p);
 			continue;
 		}
+		/* Kept under the same lease: its consumer and subscription go on untouched. */
+		if (pp->epoch != 0 && pp->epoch == pp->want)
+			continue;
 		if (partset_bind_one(ps, p) == -1) {
 			log_warnx("partition %d: not served until the next try", p);
-			pp->epoch = 0;
+			partset_unbind(ps, p);
 			rc = -1;
 		}
 	}
@@ -303,7 +329,7 @@ partset_number(const char *s, const char **end)
 
 int
 partset_classify(struct partset *ps, const char *subject, const struct jsack_meta *meta,
-    enum msg_kind *kind, bool *replay, bool *gap)
+    enum msg_kind *kind, bool *replay, bool *gap, uint32_t *binding)
 {
 	const char *rest;
 	int p;
@@ -319,7 +345,9 @@ partset_classify(struct partset *ps, const char *subject, const struct jsack_met
 		*kind = MSG_DIGEST_REQUEST;
 	else
 		*kind = 0;
-	if (ps->part[p].epoch == 0)
+	/* The binding before the epoch: see partset_unbind. */
+	*binding = atomic_load(&ps->part[p].binding);
+	if (atomic_load(&ps->part[p].epoch) == 0)
 		return -1;
 	*replay = meta->stream_seq <= ps->part[p].replay_upto;
 	*gap = meta->consumer_seq != atomic_load(&ps->part[p].last_consumer_seq) + 1;
