@@ -209,6 +209,8 @@ cluster_job_main(void *a)
 	return NULL;
 }
 
+static void cluster_router_check(struct cluster *cl);
+
 static int
 cluster_run(struct cluster *cl, int (*fn)(void *arg), void *arg)
 {
@@ -234,6 +236,11 @@ cluster_run(struct cluster *cl, int (*fn)(void *arg), void *arg)
 		if (poll(pfd, 2, CLUSTER_TICK_MS) == -1 && errno != EINTR)
 			log_error("cluster: poll");
 		cluster_refresh(cl, (pfd[1].revents & POLLIN) != 0);
+		/*
+		 * A bind takes seconds: a router whose lease went meanwhile stops
+		 * now, not after it (one being started has no epoch yet: untouched).
+		 */
+		cluster_router_check(cl);
 		if (cl->pool != NULL)
 			pool_send_fence(cl->pool);
 		cluster_show(cl, false);
@@ -276,7 +283,7 @@ cluster_router_wanted(struct cluster *cl)
 {
 	const struct lease_hold *lr = &cl->view.router;
 
-	return lr->epoch != 0 && !lr->release_wanted && !cl->leaving && !cluster_fenced(cl);
+	return lr->epoch != 0 && !lr->release_wanted && !cl->leaving && !cl->lapsed && !cluster_fenced(cl);
 }
 
 /* Stop the router if the lease it runs under is gone, fenced or asked for. */
