@@ -60,30 +60,6 @@ outq_tail(struct outq *q)
 }
 
 int
-outq_reserve(struct outq *q, size_t len)
-{
-	struct buf *b = &q->bytes;
-	size_t off = b->off;
-	int rc;
-
-	if (b->len + len <= b->cap || off >= buf_unread(b))
-		return buf_reserve(b, len);
-	/*
-	 * buf_reserve would compact: move every queued byte to the front to win
-	 * back the few the worker retired since.  With a backlog of megabytes
-	 * waiting (a core burst, the worker the slower stage) that moved twice
-	 * the bytes the burst queued, most of the main loop's memmove.  Grow
-	 * instead while the read space is smaller than what would move: a
-	 * compaction then wins at least as many bytes as it moves, and the
-	 * buffer stays within about twice the queue's bound.
-	 */
-	b->off = 0;   /* what buf_reserve reads as "nothing to compact" */
-	rc = buf_reserve(b, len);
-	b->off = off;
-	return rc;
-}
-
-int
 outq_seal(struct outq *q, uint64_t id, void *ref, int64_t at_ms)
 {
 	size_t len = buf_unread(&q->bytes) - q->sealed;

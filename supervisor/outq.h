@@ -38,12 +38,6 @@ bool outq_has_room(const struct outq *q, size_t len);
  * at_ms (monotonic).  Ids must increase from one entry to the next.
  */
 struct buf *outq_tail(struct outq *q);
-/*
- * Room for len more bytes at the tail, before encoding them there: 0, or
- * -1 with errno.  Optional (the encoders reserve too), but it keeps a
- * queue holding a backlog from moving all of it for a little room.
- */
-int outq_reserve(struct outq *q, size_t len);
 int outq_seal(struct outq *q, uint64_t id, void *ref, int64_t at_ms);
 
 /* Write what the channel takes of the unsent bytes (they stay queued until retired).  0, or -1 with errno. */

@@ -215,7 +215,7 @@ slot_queue(struct slot *s, const uint8_t *frame, size_t len, void *ref, int64_t 
 {
 	struct buf *t = outq_tail(s->q);
 
-	if (outq_reserve(s->q, len) == -1 || buf_append(t, frame, len) == -1)
+	if (buf_append(t, frame, len) == -1)
 		return -1;
 	/* Not an offset saved before the append: appending may compact the buffer. */
 	frame_set_id(t->data + t->len - len, s->next_id);
