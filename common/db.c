@@ -135,6 +135,40 @@ db_mkdirs(const char *dir, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The order of the alarms database's keys and duplicates: LMDB's default
+ * (mdb_cmp_memn: bytewise, a proper prefix first), eight bytes at a step
+ * instead of a memcmp call per comparison.  Every search of an update
+ * compares about thirty times, and LMDB's comparator with its memcmp was
+ * a sixth of a worker's instructions.  The same order, so the files do
+ * not change, and a reader that leaves LMDB's default (db_check's child)
+ * reads them alike.
+ */
+static int
+db_cmp_bytes(const MDB_val *a, const MDB_val *b)
+{
+	const uint8_t *p = a->mv_data, *q = b->mv_data;
+	size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+
+	for (; n >= 8; p += 8, q += 8, n -= 8) {
+		uint64_t x, y;
+
+		memcpy(&x, p, 8);
+		memcpy(&y, q, 8);
+		if (x != y) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			x = __builtin_bswap64(x);
+			y = __builtin_bswap64(y);
+#endif
+			return x < y ? -1 : 1;
+		}
+	}
+	for (; n > 0; p++, q++, n--)
+		if (*p != *q)
+			return *p < *q ? -1 : 1;
+	return (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
 static int
 db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 {
@@ -181,6 +215,12 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 		return -1;
 	}
 	db->has_alarms = rc == 0;
+	if (db->has_alarms && ((rc = mdb_set_compare(txn, db->alarms, db_cmp_bytes)) != 0 ||
+	    (rc = mdb_set_dupsort(txn, db->alarms, db_cmp_bytes)) != 0)) {
+		snprintf(err, errlen, "mdb_set_compare %s: %s: %s", DB_ALARMS, db->dir, mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return -1;
+	}
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		snprintf(err, errlen, "mdb_txn_commit: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
@@ -866,6 +906,20 @@ db_dup_set(struct db *db, const void *key, size_t klen, size_t plen, const void 
 		/* Unchanged: no write at all. */
 		if (v.mv_size == vlen && memcmp(v.mv_data, val, vlen) == 0)
 			return 0;
+		/*
+		 * The same size: overwritten where it lies.  It sorts into the
+		 * same place (no other duplicate starts with its prefix), which
+		 * is what MDB_CURRENT asks of a sorted duplicate.  A delete and
+		 * an insert rewrote the user's whole sub-page in its leaf, twice:
+		 * about 3200 instructions, of an update's 6000.
+		 */
+		if (v.mv_size == vlen) {
+			if ((rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT)) != 0) {
+				db_error(db, "mdb_cursor_put", rc);
+				return -1;
+			}
+			return 0;
+		}
 		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
 			db_error(db, "mdb_cursor_del", rc);
 			return -1;
