@@ -17,7 +17,7 @@ frame_type_known(uint16_t type)
 	switch (type) {
 	case FRAME_HELLO: case FRAME_UPDATE: case FRAME_DIGEST: case FRAME_CONFIG:
 	case FRAME_STOP: case FRAME_FENCE: case FRAME_READY: case FRAME_DONE: case FRAME_STATS:
-	case FRAME_PROGRESS:
+	case FRAME_PROGRESS: case FRAME_FENCED:
 		return 1;
 	}
 	return 0;

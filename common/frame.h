@@ -44,6 +44,8 @@ enum frame_type {
 	FRAME_STATS = 66,    /* body: see struct frame_stats (FRAME_STATS_LEN, or older sizes) */
 	/* reshard -> supervisor */
 	FRAME_PROGRESS = 67, /* body: 4 x u64: stores done, stores in all, users moved, users in all */
+	/* worker -> supervisor, cluster mode, just before a DONE */
+	FRAME_FENCED = 68,   /* id: frames up to id include a request skipped past the fence */
 };
 
 /*

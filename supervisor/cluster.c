@@ -135,6 +135,22 @@ cluster_lapse(struct cluster *cl, int64_t fence, int64_t now, const char *how)
 	cl->lapsed = true;
 }
 
+void
+cluster_worker_fenced(struct cluster *cl)
+{
+	/*
+	 * Its fence passed before our renewal reached it, and it skipped a
+	 * request: acking the frames it reported would lose that request.
+	 * A lapse acks nothing and rebinds every partition from its floor,
+	 * so the request comes again and is answered.
+	 */
+	if (cl->lapsed || !cluster_serving(cl))
+		return;
+	log_warnx("a worker skipped digest requests past a fence our renewal had already moved: "
+	    "acking nothing and binding every partition again from its floor");
+	cl->lapsed = true;
+}
+
 bool
 cluster_may_ack(struct cluster *cl)
 {

@@ -50,6 +50,8 @@ int cluster_rebind(struct cluster *cl);
 int cluster_start_intake(struct cluster *cl);
 /* Whether a partition consumer may be acked now (the fence holds). */
 bool cluster_may_ack(struct cluster *cl);
+/* A worker skipped requests past its fence (pool_take_fenced): ack nothing, rebind from the floors. */
+void cluster_worker_fenced(struct cluster *cl);
 
 /* Shutdown begins: acquire nothing more. */
 void cluster_leave(struct cluster *cl);

@@ -664,6 +664,9 @@ master_loop(struct master *m)
 			return -1;
 		}
 		pool_handle(m->pool, fds + first_pool, n - first_pool);
+		/* Before anything acks: the frames it covers must come again (cluster_worker_fenced). */
+		if (pool_take_fenced(m->pool) && m->cluster != NULL)
+			cluster_worker_fenced(m->cluster);
 		master_on_signals(m);
 		if (m->cluster != NULL) {
 			bool change;

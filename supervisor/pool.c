@@ -29,6 +29,7 @@ struct pool {
 	int64_t now_ms;           /* read once per loop pass: queue entries are stamped with it */
 	struct holdback *h;       /* the isolation policy: spills, stalls */
 	int64_t fence_ms;         /* pool_fence: every running worker has it, or has it due */
+	bool fenced;              /* a worker sent FENCED since pool_take_fenced */
 };
 
 static int
@@ -285,6 +286,11 @@ slot_on_frame(struct pool *p, struct slot *s, const struct frame *f)
 		log_debug("worker %d ready", s->index);
 		s->ready = true;
 		break;
+	case FRAME_FENCED:
+		log_warnx("worker %d skipped digest requests past its lease fence; acking none of "
+		    "its frames up to %llu", s->index, (unsigned long long)f->id);
+		p->fenced = true;
+		break;
 	default:
 		log_warnx("worker %d sent unexpected frame type %u; killing it", s->index, f->type);
 		slot_fail(s);
@@ -507,6 +513,15 @@ pool_idle(const struct pool *p)
 		if (outq_count(p->slots[i].q) > 0 || !holdback_empty(&p->slots[i]))
 			return false;
 	return true;
+}
+
+bool
+pool_take_fenced(struct pool *p)
+{
+	bool was = p->fenced;
+
+	p->fenced = false;
+	return was;
 }
 
 bool

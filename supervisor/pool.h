@@ -90,6 +90,12 @@ int pool_tick(struct pool *p);
 bool pool_idle(const struct pool *p);
 /* Every routed message is durable (in a store or a spill) and acked. */
 bool pool_durable(const struct pool *p);
+/*
+ * Cluster mode: whether a worker said (FRAME_FENCED) that frames it
+ * reported durable since the last call include a digest request it
+ * skipped past its fence; the supervisor must then ack none of them.
+ */
+bool pool_take_fenced(struct pool *p);
 /* Ask every worker to finish and exit; the queue keeps order (STOP comes last). */
 void pool_stop(struct pool *p);
 /* No worker process left. */

@@ -451,6 +451,13 @@ worker_commit(struct worker *w)
 	w->done.overlimit += w->batch.overlimit;
 	w->done.fenced += w->batch.fenced;
 	w->done.replayed += w->batch.replayed;
+	/*
+	 * A request skipped past our fence may belong to a lease the
+	 * supervisor still holds (its renewal was on its way to us): it must
+	 * not ack this batch as if the request were answered.
+	 */
+	if (w->batch.fenced > 0 && worker_send(w, FRAME_FENCED, w->last_id) == -1)
+		return -1;
 	w->batch = (struct worker_counts){ .msgs = 0 };
 	w->commits++;
 	histo_observe(&w->commit_latency, clock_mono_us() - start_us);

@@ -10,7 +10,8 @@
  *   answered, and the next one holds only alarms changed after it.
  * - Under a FENCE in the future requests are answered; past its deadline
  *   a request is skipped whole (nothing published, the alarms stay
- *   pending, counted in STATS, logged), while updates are applied; after
+ *   pending, counted in STATS, logged, and a FENCED frame ahead of the
+ *   DONE that covers it), while updates are applied; after
  *   FENCE 0 the same request delivers them.
  */
 #include <errno.h>
@@ -41,6 +42,8 @@ struct wf {
 	struct chan *ch;
 	uint64_t next_id;          /* of the next UPDATE or DIGEST */
 	uint64_t done;             /* the worker's last DONE */
+	uint64_t fenced;           /* the id of its last FENCED (0: none) */
+	bool fenced_after_done;    /* a FENCED came with an id the DONEs already covered */
 	struct frame_stats stats;  /* its last STATS */
 	bool ready;
 };
@@ -104,7 +107,7 @@ wf_flush(struct wf *w, const char *what)
 	return 0;
 }
 
-/* Take what the worker sent: READY, DONE, STATS. */
+/* Take what the worker sent: READY, DONE, STATS, FENCED. */
 static int
 wf_take(struct wf *w)
 {
@@ -117,10 +120,15 @@ wf_take(struct wf *w)
 			w->ready = true;
 		else if (f.type == FRAME_DONE && f.id > w->done)
 			w->done = f.id;
+		else if (f.type == FRAME_FENCED) {
+			/* It must come before the DONE covering the same frames, or that DONE gets acked. */
+			w->fenced_after_done |= f.id <= w->done;
+			w->fenced = f.id;
+		}
 		else if (f.type == FRAME_STATS && frame_get_stats(&f, &w->stats) == -1) {
 			harness_seterr("the worker sent a malformed STATS (%u bytes)", f.body_len);
 			return -1;
-		} else if (f.type != FRAME_DONE && f.type != FRAME_STATS) {
+		} else if (f.type != FRAME_DONE && f.type != FRAME_STATS && f.type != FRAME_FENCED) {
 			harness_seterr("the worker sent an unexpected frame type %u", f.type);
 			return -1;
 		}
@@ -339,6 +347,13 @@ wf_fenced(struct wf *w)
 		return -1;
 	if (wf_expect(w, "a request past the fence", 2, NULL, NULL) == -1)
 		return -1;
+	/* The supervisor must ack none of it: a FENCED ahead of the DONE says so. */
+	if (w->fenced != w->done || w->fenced_after_done) {
+		harness_seterr("after the fenced request (frames up to %llu durable), the worker's FENCED "
+		    "said %llu%s", (unsigned long long)w->done, (unsigned long long)w->fenced,
+		    w->fenced_after_done ? ", after the DONE that covered them" : "");
+		return -1;
+	}
 	/* The worker reports once a second. */
 	if (wf_wait(w, wf_fenced_seen, 1, 10000, "STATS with digests_fenced 1") == -1)
 		return -1;
