@@ -626,13 +626,19 @@ intake_unsubscribe_all(struct intake *in)
 			intake_unsubscribe(in, i);
 }
 
-int
-intake_reset(struct intake *in)
+void
+intake_stop(struct intake *in)
 {
 	/* Callbacks still running must not block or queue: they release. */
 	handoff_shut(in->handoff);
 	intake_unsubscribe_all(in);
 	intake_free_retired(in);
+}
+
+int
+intake_reset(struct intake *in)
+{
+	intake_stop(in);
 	/* Every partition gets a new consumer at its floor at the next start. */
 	for (int p = 0; in->partset != NULL && p < partset_count(in->partset); p++)
 		partset_unbind(in->partset, p);

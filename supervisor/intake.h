@@ -64,6 +64,12 @@ int intake_start(struct intake *in);
 /* Stop delivery; queued and in-flight messages are released unacked (jetstream redelivers them). */
 int intake_reset(struct intake *in);
 /*
+ * The same, but cluster mode's partitions stay bound: what the workers
+ * hold of them can still be acked before they are handed over (a
+ * leaving member).
+ */
+void intake_stop(struct intake *in);
+/*
  * Cluster mode, main thread: stop serving partition p (its subscription
  * ends; the next intake_start binds it anew if it is still wanted).  What
  * its consumer delivered, wherever it waits, is stale from now on.

@@ -480,7 +480,11 @@ master_shutdown(struct master *m, int sig)
 	 * partitions from their next owners for seconds.
 	 */
 	cluster_leave(m->cluster);
-	intake_reset(m->intake);
+	/*
+	 * Still bound: an unbound partition counts as idle and would be
+	 * released at once, before what the workers hold of it is acked.
+	 */
+	intake_stop(m->intake);
 }
 
 static void
