@@ -18,6 +18,7 @@ struct holdback {
 	void *ack_arg;
 	int64_t stall_ms, spill_after_ms;
 	uint64_t spill_max;
+	bool cluster;               /* cluster mode: never spill (holdback_set_config) */
 	uint64_t stall_kills;
 	int64_t now_ms;           /* the pool's, for this call */
 	int64_t *lag;             /* 2 per slot, scratch for holdback_check_lag */
@@ -51,7 +52,16 @@ holdback_set_config(struct holdback *h, const struct config *c, struct slot *slo
 {
 	h->stall_ms = c->worker_stall_timeout_ms;
 	h->spill_after_ms = c->spill_after_ms;
-	h->spill_max = (uint64_t)c->spill_max_bytes;
+	/*
+	 * Cluster mode never spills.  A spill is acked once synced, before
+	 * the worker applies it; a partition that then moves reaches its next
+	 * owner with those requests below the ack floor, that is, as answered
+	 * by us, and they never are if we lose the lease first.  A slow
+	 * worker holds back this instance's partitions instead, and one that
+	 * stalls is killed as always.
+	 */
+	h->cluster = c->partitions > 0;
+	h->spill_max = h->cluster ? 0 : (uint64_t)c->spill_max_bytes;
 	for (int i = 0; i < n; i++)
 		if (slots[i].sp != NULL)
 			spill_set_max(slots[i].sp, h->spill_max);
@@ -233,7 +243,8 @@ holdback_check_lag(struct holdback *h, struct slot *slots, int n)
 			log_warnx("worker %d holds back everybody: its oldest message has waited %lld ms while "
 			    "other workers keep up (%zu queued), and it cannot spill (%s), so the ack floor "
 			    "waits for it", s->index, (long long)lag[i], outq_count(s->q),
-			    s->stopping ? "shutting down" : h->spill_max == 0 ? "spill_max_bytes = 0" :
+			    s->stopping ? "shutting down" : h->cluster ? "cluster mode never spills" :
+			    h->spill_max == 0 ? "spill_max_bytes = 0" :
 			    "its spill is full or failing");
 		}
 	}
