@@ -124,15 +124,25 @@ cluster_serving(const struct cluster *cl)
 	return false;
 }
 
-/* Mark a lapse (once), saying how it was found. */
+/* Mark a lapse (once), saying why. */
 static void
-cluster_lapse(struct cluster *cl, int64_t fence, int64_t now, const char *how)
+cluster_lapse(struct cluster *cl, const char *why)
 {
 	if (cl->lapsed || !cluster_serving(cl))
 		return;
-	log_warnx("leases not renewed in time (%s, %lld ms late): acking nothing and binding every "
-	    "partition again from its floor", how, (long long)(now - fence));
+	log_warnx("%s: acking nothing and binding every partition again from its floor", why);
 	cl->lapsed = true;
+}
+
+/* The fence passed (or was renewed only after it had), fence_ms then and now. */
+static void
+cluster_lapse_late(struct cluster *cl, int64_t fence, int64_t now, const char *how)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "leases not renewed in time (%s, %lld ms late)", how,
+	    (long long)(now - fence));
+	cluster_lapse(cl, why);
 }
 
 void
@@ -144,11 +154,7 @@ cluster_worker_fenced(struct cluster *cl)
 	 * A lapse acks nothing and rebinds every partition from its floor,
 	 * so the request comes again and is answered.
 	 */
-	if (cl->lapsed || !cluster_serving(cl))
-		return;
-	log_warnx("a worker skipped digest requests past a fence our renewal had already moved: "
-	    "acking nothing and binding every partition again from its floor");
-	cl->lapsed = true;
+	cluster_lapse(cl, "a worker skipped digest requests past a fence our renewal had already moved");
 }
 
 bool
@@ -188,10 +194,10 @@ cluster_refresh(struct cluster *cl, bool woke)
 		lease_view(cl->lease, &cl->view);
 		/* Renewed, but only after the workers' deadline had passed. */
 		if (cl->view.fence_ms != old && old != 0 && now > old)
-			cluster_lapse(cl, old, now, "renewed after the fence");
+			cluster_lapse_late(cl, old, now, "renewed after the fence");
 	}
 	if (cluster_fenced(cl) && cl->view.fence_ms != 0)
-		cluster_lapse(cl, cl->view.fence_ms, now, "the fence passed");
+		cluster_lapse_late(cl, cl->view.fence_ms, now, "the fence passed");
 	if (cl->view.fence_ms != cl->fence_sent && cl->pool != NULL) {
 		/* 0 (nothing held yet) would mean "no fence" to a worker: 1 is long past. */
 		pool_fence(cl->pool, cl->view.fence_ms > 0 ? cl->view.fence_ms : 1);
@@ -341,18 +347,25 @@ cluster_router(struct cluster *cl)
 	}
 }
 
+/* Give partition p's lease of this epoch up, once. */
+static void
+cluster_release(struct cluster *cl, int p, uint64_t epoch, const char *how)
+{
+	if (epoch == 0 || cl->released[p] == epoch)
+		return;
+	log_info("partition %d: handed over%s (lease epoch %" PRIu64 ")", p, how, epoch);
+	lease_released(cl->lease, p, epoch);
+	cl->released[p] = epoch;
+}
+
 /* A hold asked for elsewhere and not served here has nothing in flight: give it up now. */
 static void
 cluster_release_idle(struct cluster *cl, int p)
 {
 	const struct lease_hold *lp = &cl->view.part[p];
 
-	if (lp->epoch == 0 || !lp->release_wanted || partset_serving(cl->partset, p) != 0 ||
-	    cl->released[p] == lp->epoch)
-		return;
-	log_info("partition %d: handed over unserved (lease epoch %" PRIu64 ")", p, lp->epoch);
-	lease_released(cl->lease, p, lp->epoch);
-	cl->released[p] = lp->epoch;
+	if (lp->release_wanted && partset_serving(cl->partset, p) == 0)
+		cluster_release(cl, p, lp->epoch, " unserved");
 }
 
 bool
@@ -405,11 +418,8 @@ cluster_rebind(struct cluster *cl)
 		intake_unbind(cl->intake, p);
 		if (want != 0)
 			continue;
-		if (lp->release_wanted && lp->epoch == was) {
-			log_info("partition %d: handed over (lease epoch %" PRIu64 ")", p, was);
-			lease_released(cl->lease, p, was);
-			cl->released[p] = was;
-		}
+		if (lp->release_wanted && lp->epoch == was)
+			cluster_release(cl, p, was, "");
 	}
 	cluster_show(cl, true);
 	rc = cluster_start_intake(cl);
@@ -441,8 +451,7 @@ cluster_release_all(struct cluster *cl)
 	/* Records the floors; the consumers stay for the next owners (partset.h). */
 	(void)partset_bind(cl->partset);
 	for (int p = 0; p < cl->view.partitions; p++)
-		if (cl->view.part[p].epoch != 0)
-			lease_released(cl->lease, p, cl->view.part[p].epoch);
+		cluster_release(cl, p, cl->view.part[p].epoch, " at the leave");
 	if (cl->router_epoch != 0) {
 		router_stop(cl->router);
 		cl->router_epoch = 0;
@@ -469,7 +478,3 @@ cluster_describe(const struct cluster *cl, char *buf, size_t len)
 	if (cl->router_epoch != 0 && o < len)
 		snprintf(buf + o, len - o, " router");
 }
-
-
-
-
