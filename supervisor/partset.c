@@ -211,9 +211,12 @@ partset_unbind(struct partset *ps, int p)
 {
 	if (p < 0 || p >= ps->n)
 		return;
-	/* Epoch first: a classify that read the old binding then sees 0, or its delivery is stale. */
-	atomic_store(&ps->part[p].epoch, 0);
-	atomic_fetch_add(&ps->part[p].binding, 1);
+	/*
+	 * Epoch first: a classify that read the old binding then sees 0, or
+	 * its delivery is stale.  Only a binding that was served ends.
+	 */
+	if (atomic_exchange(&ps->part[p].epoch, 0) != 0)
+		atomic_fetch_add(&ps->part[p].binding, 1);
 }
 
 bool
