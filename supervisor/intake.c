@@ -33,8 +33,6 @@
 #define INTAKE_WRONG_SUBJECT "subject is neither the status nor the request subject"
 /* A subscription that did not drain is freed this long after its unsubscribe. */
 #define INTAKE_UNDRAINED_PAUSE_MS 200
-/* Partition subscriptions given up since the last reset, not freed yet. */
-#define INTAKE_RETIRED_MAX 64
 
 struct intake {
 	natsConnection *nc;
@@ -44,8 +42,12 @@ struct intake {
 	/* [subs_cap]: core's two, one push consumer's, or partition p's at p (NULL: none) */
 	natsSubscription **subs;
 	int nsubs, subs_cap;        /* nsubs: how many are not NULL */
-	/* Unsubscribed by intake_unbind, freed at intake_reset or close (cnats 3.4, nats.c #637). */
-	natsSubscription *retired[INTAKE_RETIRED_MAX];
+	/*
+	 * [subs_cap]: unsubscribed by intake_unbind, freed at the next start
+	 * (cnats 3.4, nats.c #637); a partition is retired at most once between
+	 * two starts, so it never overflows.
+	 */
+	natsSubscription **retired;
 	int nretired;
 	bool started;
 	enum intake_mode mode;
@@ -475,7 +477,8 @@ intake_open(const struct config *c, bool (*stop)(void *), void *arg)
 	in->subject_request = intake_strdup(c->subject_request, &ok);
 	/* Cluster mode subscribes to each partition's deliver subject: one callback thread for all of them. */
 	in->subs_cap = c->partitions > 2 ? (int)c->partitions : 2;
-	if (ok && (in->subs = calloc((size_t)in->subs_cap, sizeof(*in->subs))) == NULL)
+	if (ok && ((in->subs = calloc((size_t)in->subs_cap, sizeof(*in->subs))) == NULL ||
+	    (in->retired = calloc((size_t)in->subs_cap, sizeof(*in->retired))) == NULL))
 		ok = false;
 	if (!ok || (in->validator = validator_new()) == NULL) {
 		log_error("allocating intake");
@@ -661,13 +664,7 @@ intake_unbind(struct intake *in, int p)
 	 * consumer starts at the ack floor.
 	 */
 	(void)natsSubscription_Unsubscribe(in->subs[p]);
-	if (in->nretired < INTAKE_RETIRED_MAX) {
-		in->retired[in->nretired++] = in->subs[p];
-	} else {
-		/* cnats 3.4 (nats.c #637): give its reader a moment before the free. */
-		usleep(INTAKE_UNDRAINED_PAUSE_MS * 1000);
-		natsSubscription_Destroy(in->subs[p]);
-	}
+	in->retired[in->nretired++] = in->subs[p];
 	in->subs[p] = NULL;
 	in->nsubs--;
 }
@@ -817,6 +814,7 @@ intake_close(struct intake *in)
 	validator_free(in->validator);
 	handoff_free(in->handoff);
 	free(in->subs);
+	free(in->retired);
 	free(in->deliver_subject);
 	free(in->subject_status);
 	free(in->subject_request);
