@@ -195,8 +195,14 @@ scn_cluster_node_restart(void)
 	printf("# cluster_node_restart: n%d back and 300 more sent after %lld ms; service now on "
 	    "n%d\n", k + 1, (long long)(harness_now_ms() - t0), cl_connected_node(&ce) + 1);
 	tap_report("cluster_node_restart/still_up", env_alive(&ce.e));
+	/*
+	 * Exact repeats allowed: a worker whose flush fails when its node
+	 * goes away redoes the batch, and digests the node had taken
+	 * before it died go out again (PROTOCOL.md, "a failed flush").
+	 * A CI run saw one such repeat; a loss or a wrong digest still fails.
+	 */
 	tap_report("cluster_node_restart/digests_match_model",
-	    env_finish_and_verify(&ce.e, m, &r, false));
+	    env_finish_and_verify(&ce.e, m, &r, true));
 	tap_report("cluster_node_restart/digest_json_shape", env_check_collector(&ce.e));
 out:
 	if (r.started)
