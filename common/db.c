@@ -12,6 +12,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "pcache.h"
 
 /* An EIO with less than this free on the file system was a short write for want of space. */
 #define DB_DISK_LOW (1u << 20)
@@ -29,6 +30,8 @@ struct db {
 	MDB_cursor *cur;        /* on the alarms in txn, opened at first use; LMDB frees it with txn */
 	size_t max_key;
 	int64_t map_size, map_max;
+	size_t psize;           /* LMDB's page size */
+	size_t last_pgno;       /* the file's last page at the last commit (pcache_drop) */
 	enum db_fault fault;    /* of the last failed call */
 	bool fault_logged;      /* a map or disk full was logged; quiet until a commit works */
 	char *dir;
@@ -173,6 +176,7 @@ static int
 db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 {
 	MDB_envinfo info;
+	MDB_stat st;
 	MDB_txn *txn;
 	int rc;
 
@@ -191,11 +195,14 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 		return -1;
 	}
 	/*
-	 * Default flags: every commit is synced, which is the durability
-	 * contract.  A reader shares LMDB's lock file with the writer (its
-	 * reader table is what keeps the pages it reads from being reused).
+	 * Every commit is synced, which is the durability contract.  No
+	 * read-ahead, for readers too: it caches the file in large folios,
+	 * which the writer's scattered pages then dirty whole (pcache.h).  A
+	 * reader shares LMDB's lock file with the writer (its reader table
+	 * is what keeps the pages it reads from being reused).
 	 */
-	if ((rc = mdb_env_open(db->env, db->dir, db->readonly ? MDB_RDONLY : 0, 0600)) != 0) {
+	if ((rc = mdb_env_open(db->env, db->dir, MDB_NORDAHEAD | (db->readonly ? MDB_RDONLY : 0),
+	    0600)) != 0) {
 		snprintf(err, errlen, "mdb_env_open: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
@@ -233,7 +240,32 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 	}
 	db->map_size = (int64_t)info.me_mapsize;
 	db->map_max = db->map_size;
+	db->last_pgno = info.me_last_pgno;
+	if ((rc = mdb_env_stat(db->env, &st)) != 0) {
+		snprintf(err, errlen, "mdb_env_stat: %s: %s", db->dir, mdb_strerror(rc));
+		return -1;
+	}
+	db->psize = st.ms_psize;
 	return 0;
+}
+
+/*
+ * The pages a commit appended were written in runs, which the kernel
+ * caches in large folios: dropped (clean after the commit's sync), they
+ * come back in base pages when next read through the map.
+ */
+static void
+db_drop_appended(struct db *db)
+{
+	MDB_envinfo info;
+	int fd;
+
+	if (mdb_env_info(db->env, &info) != 0 || info.me_last_pgno <= db->last_pgno)
+		return;
+	if (mdb_env_get_fd(db->env, &fd) == 0)
+		pcache_drop(fd, (off_t)((db->last_pgno + 1) * db->psize),
+		    (off_t)((info.me_last_pgno - db->last_pgno) * db->psize), db->dir);
+	db->last_pgno = info.me_last_pgno;
 }
 
 /* ---- checking a store before it is used ----------------------------- */
@@ -380,8 +412,12 @@ db_check_child(const char *dir, off_t size, int fd)
 	/* The whole file, mapped: a page number past it is LMDB's to refuse. */
 	if ((rc = mdb_env_set_mapsize(env, (size_t)size + (1u << 20))) != 0)
 		return db_check_say(fd, DB_CHECK_FAILED, "mdb_env_set_mapsize: %s", mdb_strerror(rc));
-	/* Read-only, no lock file: the caller holds the store's own lock (worker.lock). */
-	if ((rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOLOCK, 0600)) != 0) {
+	/*
+	 * Read-only, no lock file: the caller holds the store's own lock
+	 * (worker.lock).  No read-ahead: db_open has just cached the file in
+	 * base pages, for the writer (pcache.h).
+	 */
+	if ((rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOLOCK | MDB_NORDAHEAD, 0600)) != 0) {
 		if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED)
 			return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_env_open: %s", mdb_strerror(rc));
 		return db_check_say(fd, DB_CHECK_FAILED, "mdb_env_open: %s", mdb_strerror(rc));
@@ -512,6 +548,7 @@ db_open_readonly(const char *dir, char *err, size_t errlen)
 struct db *
 db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
 {
+	char path[4096];
 	struct db *db;
 
 	if (map_size_bytes <= 0 || (uint64_t)map_size_bytes > SIZE_MAX) {
@@ -520,6 +557,12 @@ db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
 	}
 	if (db_mkdirs(dir, err, errlen) == -1)
 		return NULL;
+	if ((size_t)snprintf(path, sizeof(path), "%s/data.mdb", dir) >= sizeof(path)) {
+		snprintf(err, errlen, "%s/data.mdb: path too long", dir);
+		return NULL;
+	}
+	/* Before the check, which then reads it from the cache. */
+	pcache_reset(path);
 	switch (db_check(dir, err, errlen)) {
 	case 1:
 		break;
@@ -689,6 +732,7 @@ db_commit(struct db *db)
 		return -1;
 	}
 	db->fault_logged = false;
+	db_drop_appended(db);
 	return 0;
 }
 
