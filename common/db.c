@@ -31,7 +31,7 @@ struct db {
 	size_t max_key;
 	int64_t map_size, map_max;
 	size_t psize;           /* LMDB's page size */
-	size_t last_pgno;       /* the file's last page at the last commit (pcache_drop) */
+	struct pcache *pc;      /* the writer's: the file kept in base pages (NULL: not) */
 	enum db_fault fault;    /* of the last failed call */
 	bool fault_logged;      /* a map or disk full was logged; quiet until a commit works */
 	char *dir;
@@ -240,7 +240,6 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 	}
 	db->map_size = (int64_t)info.me_mapsize;
 	db->map_max = db->map_size;
-	db->last_pgno = info.me_last_pgno;
 	if ((rc = mdb_env_stat(db->env, &st)) != 0) {
 		snprintf(err, errlen, "mdb_env_stat: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
@@ -249,23 +248,15 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 	return 0;
 }
 
-/*
- * The pages a commit appended were written in runs, which the kernel
- * caches in large folios: dropped (clean after the commit's sync), they
- * come back in base pages when next read through the map.
- */
+/* Where the data ends now, for the page cache's margin (pcache.h). */
 static void
-db_drop_appended(struct db *db)
+db_cache_advance(struct db *db)
 {
 	MDB_envinfo info;
-	int fd;
 
-	if (mdb_env_info(db->env, &info) != 0 || info.me_last_pgno <= db->last_pgno)
-		return;
-	if (mdb_env_get_fd(db->env, &fd) == 0)
-		pcache_drop(fd, (off_t)((db->last_pgno + 1) * db->psize),
-		    (off_t)((info.me_last_pgno - db->last_pgno) * db->psize), db->dir);
-	db->last_pgno = info.me_last_pgno;
+	if (db->pc != NULL && mdb_env_info(db->env, &info) == 0)
+		pcache_advance(db->pc, (off_t)((info.me_last_pgno + 1) * db->psize),
+		    (off_t)db->map_size);
 }
 
 /* ---- checking a store before it is used ----------------------------- */
@@ -549,6 +540,7 @@ struct db *
 db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
 {
 	char path[4096];
+	struct pcache *pc;
 	struct db *db;
 
 	if (map_size_bytes <= 0 || (uint64_t)map_size_bytes > SIZE_MAX) {
@@ -562,25 +554,30 @@ db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
 		return NULL;
 	}
 	/* Before the check, which then reads it from the cache. */
-	pcache_reset(path);
+	pc = pcache_open(path);
 	switch (db_check(dir, err, errlen)) {
 	case 1:
 		break;
 	case 0:
+		pcache_close(pc);
 		errno = EBADMSG;
 		return NULL;
 	default:
+		pcache_close(pc);
 		return NULL;
 	}
 	if ((db = calloc(1, sizeof(*db))) == NULL || (db->dir = strdup(dir)) == NULL) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		pcache_close(pc);
 		free(db);
 		return NULL;
 	}
+	db->pc = pc;
 	if (db_open_env(db, map_size_bytes, err, errlen) == -1) {
 		db_close(db);
 		return NULL;
 	}
+	db_cache_advance(db);
 	return db;
 }
 
@@ -590,6 +587,7 @@ db_close(struct db *db)
 	if (db == NULL)
 		return;
 	db_abort(db);
+	pcache_close(db->pc);
 	if (db->env != NULL)
 		mdb_env_close(db->env);
 	free(db->dir);
@@ -732,7 +730,7 @@ db_commit(struct db *db)
 		return -1;
 	}
 	db->fault_logged = false;
-	db_drop_appended(db);
+	db_cache_advance(db);
 	return 0;
 }
 

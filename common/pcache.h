@@ -2,31 +2,43 @@
  * pcache: keep a store file's page cache in base pages.
  *
  * Linux caches a file in large folios (up to 2 MiB; ext4 does so since
- * 6.16) when it is read ahead or written in long runs, and a folio is
- * dirtied and accounted whole: one 4 KiB LMDB page changed inside a
- * 256 KiB folio dirties 256 KiB.  An LMDB writer changes scattered 4 KiB
- * pages, so a store cached in large folios costs tens of times the bytes
- * it changes (measured here: 200 KiB per 4 KiB pwrite after a sequential
- * read of the file, 4 KiB once the file is cached in base pages).
+ * 6.16) when it reads ahead or when one write covers a long run, and a
+ * folio is dirtied and accounted whole: one 4 KiB LMDB page changed
+ * inside a 256 KiB folio dirties 256 KiB.  An LMDB writer changes
+ * scattered 4 KiB pages, so a store cached in large folios costs tens of
+ * times the bytes it changes (measured here: 200 KiB per 4 KiB pwrite
+ * after a sequential read of the file, 4 KiB once it is cached in base
+ * pages).
  *
- * Base pages come from reads that do not read ahead: LMDB's own mapping
- * opened with MDB_NORDAHEAD (MADV_RANDOM), and reads on a descriptor
- * advised POSIX_FADV_RANDOM.  What a writer appends in runs is cached
- * large again; pcache_drop lets the next read bring it back in base pages.
+ * Base pages come from reads that do not read ahead: LMDB's map opened
+ * with MDB_NORDAHEAD (MADV_RANDOM), and reads on a descriptor advised
+ * POSIX_FADV_RANDOM.  LMDB appends to the file in runs, which would be
+ * cached large, so the file is kept a margin longer than its data (a
+ * hole: no disk space) and that margin is read into the cache ahead of
+ * the appends, as zero-filled base pages the appends then fill.
+ *
+ * Only speed depends on any of this: every failure is logged as a
+ * warning and changes nothing else.
  */
 #ifndef PCACHE_H
 #define PCACHE_H
 
 #include <sys/types.h>
 
+struct pcache;
+
 /*
- * Drop the clean cached pages of the file at path and read it back in
- * base pages (one sequential pass, no read-ahead folios).  Only speed
- * depends on it: a failure is logged as a warning and changes nothing
- * else.  A file that is not there is not an error.
+ * The writer's file at path (created empty if missing, as LMDB would):
+ * its clean cached pages dropped and read back in base pages, one
+ * sequential pass.  NULL when that failed (warned): the caller goes on.
  */
-void pcache_reset(const char *path);
-/* Drop the clean cached pages of [off, off + len) of fd; pages in use stay. */
-void pcache_drop(int fd, off_t off, off_t len, const char *path);
+struct pcache *pcache_open(const char *path);
+/*
+ * After a commit: the file's data now ends at end, and the file may not
+ * grow past limit (the map's size).  Whatever the commit wrote past the
+ * cached margin is read back in base pages, and the margin is renewed.
+ */
+void pcache_advance(struct pcache *pc, off_t end, off_t limit);
+void pcache_close(struct pcache *pc);
 
 #endif
