@@ -18,7 +18,6 @@ struct pcache {
 	int fd;              /* read-write, advised POSIX_FADV_RANDOM */
 	off_t cached;        /* [0, cached) was read in base pages */
 	off_t margin;
-	char *buf;
 	char *path;
 };
 
@@ -35,28 +34,32 @@ pcache_advise(struct pcache *pc, off_t off, off_t len, int advice, const char *w
 	return -1;
 }
 
-/* Drop [off, end) from the cache and read it back in base pages. */
+/* Drop [off, end) from the cache and read it back in base pages (rare: the buffer is not kept). */
 static void
 pcache_fill(struct pcache *pc, off_t off, off_t end)
 {
+	char *buf;
 	ssize_t n;
 
 	if (pcache_advise(pc, off, end - off, POSIX_FADV_DONTNEED, "dropping cached pages") == -1)
 		return;
+	if ((buf = malloc(PCACHE_CHUNK)) == NULL) {
+		log_warn("%s: a read buffer of %d bytes", pc->path, PCACHE_CHUNK);
+		return;
+	}
 	while (off < end) {
 		size_t want = end - off < PCACHE_CHUNK ? (size_t)(end - off) : PCACHE_CHUNK;
 
-		if ((n = pread(pc->fd, pc->buf, want, off)) == -1 && errno == EINTR)
+		if ((n = pread(pc->fd, buf, want, off)) == -1 && errno == EINTR)
 			continue;
-		if (n == -1) {
+		if (n == -1)
 			log_warn("%s: reading %zu bytes at %lld into the cache", pc->path, want,
 			    (long long)off);
-			return;
-		}
-		if (n == 0)
-			return;
+		if (n <= 0)
+			break;
 		off += n;
 	}
+	free(buf);
 }
 
 struct pcache *
@@ -65,11 +68,8 @@ pcache_open(const char *path)
 	struct pcache *pc;
 	struct stat sb;
 
-	if ((pc = calloc(1, sizeof(*pc))) == NULL || (pc->buf = malloc(PCACHE_CHUNK)) == NULL ||
-	    (pc->path = strdup(path)) == NULL) {
+	if ((pc = calloc(1, sizeof(*pc))) == NULL || (pc->path = strdup(path)) == NULL) {
 		log_warn("%s: page cache state", path);
-		if (pc != NULL)
-			free(pc->buf);
 		free(pc);
 		return NULL;
 	}
@@ -128,7 +128,6 @@ pcache_close(struct pcache *pc)
 		return;
 	if (pc->fd != -1)
 		close(pc->fd);
-	free(pc->buf);
 	free(pc->path);
 	free(pc);
 }
