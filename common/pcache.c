@@ -17,7 +17,7 @@
 struct pcache {
 	int fd;              /* read-write, advised POSIX_FADV_RANDOM */
 	off_t cached;        /* [0, cached) was read in base pages */
-	off_t margin;
+	off_t margin;           /* 0: extending failed once; not tried again */
 	char *path;
 };
 
@@ -97,7 +97,7 @@ pcache_advance(struct pcache *pc, off_t end, off_t limit)
 	off_t want;
 	struct stat sb;
 
-	if (pc == NULL)
+	if (pc == NULL || pc->margin == 0)
 		return;
 	if (end > pc->cached) {
 		/* Written past the margin, in runs: cached large.  A bigger margin next time. */
@@ -114,7 +114,9 @@ pcache_advance(struct pcache *pc, off_t end, off_t limit)
 		return;
 	/* A hole: no disk space until LMDB writes there. */
 	if (fstat(pc->fd, &sb) == -1 || (sb.st_size < want && ftruncate(pc->fd, want) == -1)) {
-		log_warn("%s: extending the file to %lld bytes", pc->path, (long long)want);
+		log_warn("%s: extending the file to %lld bytes; appends are no longer cached ahead",
+		    pc->path, (long long)want);
+		pc->margin = 0;
 		return;
 	}
 	pcache_fill(pc, pc->cached, want);
