@@ -16,6 +16,7 @@
 
 struct pcache {
 	int fd;              /* read-write, advised POSIX_FADV_RANDOM */
+	bool active;         /* the file has reached PCACHE_MIN_BYTES */
 	off_t cached;        /* [0, cached) was read in base pages */
 	off_t margin;           /* 0: extending failed once; not tried again */
 	char *path;
@@ -86,8 +87,11 @@ pcache_open(const char *path)
 		pcache_close(pc);
 		return NULL;
 	}
-	pcache_fill(pc, 0, sb.st_size);
-	pc->cached = sb.st_size;
+	if (sb.st_size >= PCACHE_MIN_BYTES) {
+		pcache_fill(pc, 0, sb.st_size);
+		pc->cached = sb.st_size;
+		pc->active = true;
+	}
 	return pc;
 }
 
@@ -97,8 +101,14 @@ pcache_advance(struct pcache *pc, off_t end, off_t limit)
 	off_t want;
 	struct stat sb;
 
-	if (pc == NULL || pc->margin == 0)
+	if (pc == NULL || pc->margin == 0 || (!pc->active && end < PCACHE_MIN_BYTES))
 		return;
+	if (!pc->active) {
+		/* Grown to the size where it matters: the whole file so far, in base pages. */
+		pc->active = true;
+		pc->cached = fstat(pc->fd, &sb) == 0 && sb.st_size > end ? sb.st_size : end;
+		pcache_fill(pc, 0, pc->cached);
+	}
 	if (end > pc->cached) {
 		/* Written past the margin, in runs: cached large.  A bigger margin next time. */
 		pcache_fill(pc, pc->cached, end);
@@ -121,6 +131,12 @@ pcache_advance(struct pcache *pc, off_t end, off_t limit)
 	}
 	pcache_fill(pc, pc->cached, want);
 	pc->cached = want;
+}
+
+bool
+pcache_active(const struct pcache *pc)
+{
+	return pc != NULL && pc->active;
 }
 
 void

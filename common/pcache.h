@@ -17,28 +17,42 @@
  * hole: no disk space) and that margin is read into the cache ahead of
  * the appends, as zero-filled base pages the appends then fill.
  *
+ * A small store is left alone: a commit rewrites most of its pages
+ * anyway, so large folios cost it nothing, and base pages cost it more
+ * calls per page written.  The writer's map gets MADV_RANDOM (what
+ * MDB_NORDAHEAD would set) from pcache's caller when pcache_active says so.
+ *
  * Only speed depends on any of this: every failure is logged as a
  * warning and changes nothing else.
  */
 #ifndef PCACHE_H
 #define PCACHE_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 struct pcache;
 
+/* The size from which a store is kept in base pages. */
+#define PCACHE_MIN_BYTES ((off_t)16 << 20)
+
 /*
- * The writer's file at path (created empty if missing, as LMDB would):
- * its clean cached pages dropped and read back in base pages, one
- * sequential pass.  NULL when that failed (warned): the caller goes on.
+ * The writer's file at path (created empty if missing, as LMDB would).
+ * From PCACHE_MIN_BYTES on, its clean cached pages are dropped and read
+ * back in base pages, one sequential pass.  NULL when that failed
+ * (warned): the caller goes on.
  */
 struct pcache *pcache_open(const char *path);
 /*
  * After a commit: the file's data now ends at end, and the file may not
- * grow past limit (the map's size).  Whatever the commit wrote past the
- * cached margin is read back in base pages, and the margin is renewed.
+ * grow past limit (the map's size).  The first time end reaches
+ * PCACHE_MIN_BYTES the whole file is cached again in base pages;
+ * from then on whatever the commit wrote past the cached margin is, and
+ * the margin is renewed.
  */
 void pcache_advance(struct pcache *pc, off_t end, off_t limit);
+/* Is the file kept in base pages (its map should then not read ahead)? */
+bool pcache_active(const struct pcache *pc);
 void pcache_close(struct pcache *pc);
 
 #endif

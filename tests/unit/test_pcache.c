@@ -1,6 +1,7 @@
 /*
- * Unit tests for common/pcache.c: the margin past the data is a hole
- * within the limit, and a file cached through pcache costs a changed
+ * Unit tests for common/pcache.c: a small store is left alone, the margin
+ * past the data is a hole within the limit, and a file cached through
+ * pcache (from PCACHE_MIN_BYTES on) costs a changed
  * 4 KiB page about 4 KiB of writes, however it was written or read
  * before.  The second is measured with the kernel's own counter
  * (/proc/self/io write_bytes), the figure that showed the problem: a
@@ -102,7 +103,7 @@ file_size(const char *path, blkcnt_t *blocks)
 }
 
 static void
-test_margin_is_a_hole(void **state)
+test_small_store_left_alone(void **state)
 {
 	char path[PATH_MAX], data[8192];
 	struct pcache *pc;
@@ -114,34 +115,65 @@ test_margin_is_a_hole(void **state)
 	/* Missing: created empty, as LMDB would. */
 	assert_non_null(pc = pcache_open(path));
 	assert_int_equal(file_size(path, &blocks), 0);
-	pcache_advance(pc, 0, (off_t)1 << 30);
-	assert_int_equal(file_size(path, &blocks), MIB);
-	assert_int_equal(blocks, 0);
-
-	/* Data within the margin, with more than half of it left: nothing changes. */
 	memset(data, 1, sizeof(data));
 	assert_true((fd = open(path, O_WRONLY)) >= 0);
 	assert_int_equal(pwrite(fd, data, sizeof(data), 0), sizeof(data));
-	assert_int_equal(fsync(fd), 0);
 	assert_int_equal(close(fd), 0);
 	pcache_advance(pc, sizeof(data), (off_t)1 << 30);
-	assert_int_equal(file_size(path, &blocks), MIB);
+	assert_false(pcache_active(pc));
+	assert_int_equal(file_size(path, &blocks), sizeof(data));
+	/* Grown to the size where it matters. */
+	pcache_advance(pc, PCACHE_MIN_BYTES, (off_t)1 << 30);
+	assert_true(pcache_active(pc));
+	assert_int_equal(file_size(path, &blocks), PCACHE_MIN_BYTES + MIB);
+	pcache_close(pc);
+}
+
+static void
+test_margin_is_a_hole(void **state)
+{
+	char path[PATH_MAX], data[8192];
+	const off_t base = PCACHE_MIN_BYTES;
+	struct pcache *pc;
+	blkcnt_t blocks;
+	int fd;
+	(void)state;
+
+	/* A store of the size pcache acts on, all hole but its last page. */
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	memset(data, 1, sizeof(data));
+	assert_true((fd = open(path, O_RDWR | O_CREAT, 0600)) >= 0);
+	assert_int_equal(pwrite(fd, data, 4096, base - 4096), 4096);
+	assert_int_equal(fsync(fd), 0);
+	assert_non_null(pc = pcache_open(path));
+	assert_true(pcache_active(pc));
+	pcache_advance(pc, base, (off_t)1 << 30);
+	assert_int_equal(file_size(path, &blocks), base + MIB);
+	/* The margin takes no disk space. */
+	assert_true(blocks * 512 <= 2 * 4096);
+
+	/* Data within the margin, with more than half of it left: nothing changes. */
+	assert_int_equal(pwrite(fd, data, sizeof(data), base), sizeof(data));
+	assert_int_equal(fsync(fd), 0);
+	pcache_advance(pc, base + (off_t)sizeof(data), (off_t)1 << 30);
+	assert_int_equal(file_size(path, &blocks), base + MIB);
 
 	/* Less than half left: a margin past the data again, and still a hole. */
-	pcache_advance(pc, 700 * 1024, (off_t)1 << 30);
-	assert_int_equal(file_size(path, &blocks), 700 * 1024 + MIB);
-	assert_true(blocks * 512 <= (blkcnt_t)sizeof(data) + 4096);
+	pcache_advance(pc, base + 700 * 1024, (off_t)1 << 30);
+	assert_int_equal(file_size(path, &blocks), base + 700 * 1024 + MIB);
+	assert_true(blocks * 512 <= 4 * 4096);
 
 	/* Outrun (a commit appended past the margin): the margin doubles. */
-	pcache_advance(pc, 4 * MIB, (off_t)1 << 30);
-	assert_int_equal(file_size(path, &blocks), 6 * MIB);
+	pcache_advance(pc, base + 4 * MIB, (off_t)1 << 30);
+	assert_int_equal(file_size(path, &blocks), base + 6 * MIB);
 	pcache_close(pc);
 
 	/* Never past the limit (the map's size). */
 	assert_non_null(pc = pcache_open(path));
-	pcache_advance(pc, 6 * MIB - 4096, 6 * MIB + 4096);
-	assert_int_equal(file_size(path, &blocks), 6 * MIB + 4096);
+	pcache_advance(pc, base + 6 * MIB - 4096, base + 6 * MIB + 4096);
+	assert_int_equal(file_size(path, &blocks), base + 6 * MIB + 4096);
 	pcache_close(pc);
+	assert_int_equal(close(fd), 0);
 }
 
 static void
@@ -205,6 +237,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_small_store_left_alone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_margin_is_a_hole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_caches_base_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_appends_land_in_base_pages, setup, teardown),
