@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -33,8 +32,6 @@ struct db {
 	int64_t map_size, map_max;
 	size_t psize;           /* LMDB's page size */
 	struct pcache *pc;      /* the writer's: the file kept in base pages (NULL: not) */
-	void *advised;          /* the map given MADV_RANDOM, once pcache is active */
-	size_t advised_size;
 	enum db_fault fault;    /* of the last failed call */
 	bool fault_logged;      /* a map or disk full was logged; quiet until a commit works */
 	char *dir;
@@ -199,14 +196,15 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 	}
 	/*
 	 * Every commit is synced, which is the durability contract.  A
-	 * reader does not read ahead: that would cache the file in large
-	 * folios, which the writer's scattered pages then dirty whole
-	 * (pcache.h; the writer's own map is advised by db_cache_advance).
-	 * A reader shares LMDB's lock file with the writer (its reader table
+	 * reader, and the writer of a store pcache keeps in base pages, do
+	 * not read ahead: that caches the file in large folios, which the
+	 * writer's scattered pages then dirty whole (pcache.h).  A store
+	 * that grows to that size gets the flag at its next open.  A reader
+	 * shares LMDB's lock file with the writer (its reader table
 	 * is what keeps the pages it reads from being reused).
 	 */
-	if ((rc = mdb_env_open(db->env, db->dir, db->readonly ? MDB_RDONLY | MDB_NORDAHEAD : 0,
-	    0600)) != 0) {
+	if ((rc = mdb_env_open(db->env, db->dir, db->readonly ? MDB_RDONLY | MDB_NORDAHEAD :
+	    pcache_active(db->pc) ? MDB_NORDAHEAD : 0, 0600)) != 0) {
 		snprintf(err, errlen, "mdb_env_open: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
@@ -252,26 +250,15 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 	return 0;
 }
 
-/*
- * Where the data ends now, for the page cache (pcache.h); once the store
- * is kept in base pages, its map must not read ahead either.  LMDB maps
- * anew when the map grows, so the advice follows the map.
- */
+/* Where the data ends now, for the page cache (pcache.h). */
 static void
 db_cache_advance(struct db *db)
 {
 	MDB_envinfo info;
 
-	if (db->pc == NULL || mdb_env_info(db->env, &info) != 0)
-		return;
-	pcache_advance(db->pc, (off_t)((info.me_last_pgno + 1) * db->psize), (off_t)db->map_size);
-	if (!pcache_active(db->pc) ||
-	    (info.me_mapaddr == db->advised && info.me_mapsize == db->advised_size))
-		return;
-	if (madvise(info.me_mapaddr, info.me_mapsize, MADV_RANDOM) == -1)
-		log_warn("%s: madvise MADV_RANDOM on the map", db->dir);
-	db->advised = info.me_mapaddr;
-	db->advised_size = info.me_mapsize;
+	if (db->pc != NULL && mdb_env_info(db->env, &info) == 0)
+		pcache_advance(db->pc, (off_t)((info.me_last_pgno + 1) * db->psize),
+		    (off_t)db->map_size);
 }
 
 /* ---- checking a store before it is used ----------------------------- */

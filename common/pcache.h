@@ -19,8 +19,8 @@
  *
  * A small store is left alone: a commit rewrites most of its pages
  * anyway, so large folios cost it nothing, and base pages cost it more
- * calls per page written.  The writer's map gets MADV_RANDOM (what
- * MDB_NORDAHEAD would set) from pcache's caller when pcache_active says so.
+ * calls per page written.  The writer opens its LMDB map with
+ * MDB_NORDAHEAD when pcache_active says so right after pcache_open.
  *
  * Only speed depends on any of this: every failure is logged as a
  * warning and changes nothing else.

@@ -22,6 +22,7 @@
 #include <uuid/uuid.h>
 
 #include "digest.h"
+#include "pcache.h"
 #include "rec.h"
 #include "spec_ref.h"
 #include "store.h"
@@ -266,6 +267,59 @@ test_durable_reopen(void **state)
 	assert_string_equal(take_json(f, "u1"), DIGEST("u1", ""));
 	assert_int_equal(f->d.n, 0);
 	assert_stats(f->s, 2, 4, 1);
+}
+
+/*
+ * A store past PCACHE_MIN_BYTES is kept in base pages (common/pcache.h):
+ * its file grows a margin that is a hole, and everything reads back the
+ * same after a reopen, when the whole file is read into the cache again.
+ */
+static void
+test_big_store_reopen(void **state)
+{
+	enum { USERS = 60000, PER_USER = 10, BATCH = 5000 };
+	struct fx *f = *state;
+	char path[200], user[32], alarm[8];
+	struct store_stats st;
+	struct stat sb;
+
+	for (int u = 0; u < USERS; u++) {
+		if (u % BATCH == 0)
+			assert_int_equal(store_begin(f->s), 0);
+		snprintf(user, sizeof(user), "big-%d", u);
+		for (int a = 0; a < PER_USER; a++) {
+			snprintf(alarm, sizeof(alarm), "a%d", a);
+			assert_int_equal(apply_n(f->s, user, strlen(user), alarm, strlen(alarm),
+			    STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms), STATE_NEW);
+		}
+		if (u % BATCH == BATCH - 1)
+			assert_int_equal(store_commit(f->s), 0);
+	}
+	store_get_stats(f->s, &st);
+	assert_true(st.bytes >= (uint64_t)PCACHE_MIN_BYTES);
+	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+	assert_int_equal(stat(path, &sb), 0);
+	/* A margin past the pages in use, taking no disk space of its own. */
+	assert_true((uint64_t)sb.st_size > st.bytes);
+	assert_true((uint64_t)sb.st_blocks * 512 <= (uint64_t)sb.st_size);
+
+	reopen(f);
+	assert_stats(f->s, USERS, USERS * PER_USER, 0);
+	assert_string_equal(take_json(f, "big-31337"), DIGEST("big-31337",
+	    ITEM("a0", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a1", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a2", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a3", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a4", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a5", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a6", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a7", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a8", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a9", "WARNING", "2021-08-17T12:00:00Z")));
+	/* Writes go on where the file was left. */
+	assert_int_equal(apply1(f, "big-0", "a0", STATUS_CRITICAL, "2021-08-17T12:00:01Z"), STATE_CHANGED);
+	reopen(f);
+	assert_string_equal(take_json(f, "big-0"), DIGEST("big-0",
+	    ITEM("a1", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a2", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a3", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a4", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a5", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a6", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a7", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a8", "WARNING", "2021-08-17T12:00:00Z") ","
+	    ITEM("a9", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a0", "CRITICAL", "2021-08-17T12:00:01Z")));
 }
 
 static void
@@ -1726,6 +1780,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_durable_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_discards, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_store_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_in_one_txn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_take_marks_delivered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_instant_rules, setup, teardown),
