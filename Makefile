@@ -78,6 +78,8 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIBOBJS)
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 # The suite's JWT signer lives in tests/lib; its unit test links it.
 $(BUILD)/tests/test_jwt: $(BUILD)/tests/lib/jwt.o
+# The page cache test reads the kernel's write counter as the benchmark does.
+$(BUILD)/tests/test_pcache: $(BUILD)/bench/lib/procinfo.o
 
 $(BUILD)/tests/itest: $(ITEST_OBJS) $(TESTLIB_OBJS) $(LIBOBJS)
 	@mkdir -p $(dir $@)

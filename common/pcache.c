@@ -18,7 +18,7 @@ struct pcache {
 	int fd;              /* read-write, advised POSIX_FADV_RANDOM */
 	bool active;         /* the file has reached PCACHE_MIN_BYTES */
 	off_t cached;        /* [0, cached) was read in base pages */
-	off_t margin;           /* 0: extending failed once; not tried again */
+	off_t margin;        /* 0: extending failed once; not tried again */
 	char *path;
 };
 

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../bench/lib/procinfo.h"
 #include "pcache.h"
 
 #define SCRATCH_NAME "test_pcache"
@@ -34,23 +35,6 @@
 #define WRITES 32
 /* A changed page may cost its own 4 KiB and a neighbour's; large folios cost 16-64 pages. */
 #define MAX_BYTES_PER_WRITE (3 * 4096)
-
-/* write_bytes of /proc/self/io, or -1 when the kernel does not count it. */
-static long long
-written_bytes(void)
-{
-	char line[128];
-	long long v = -1;
-	FILE *f = fopen("/proc/self/io", "r");
-
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "write_bytes: %lld", &v) == 1)
-			break;
-	fclose(f);
-	return v;
-}
 
 /* A file of FILE_MIB MiB written in 1 MiB runs and synced: cached in large folios where the kernel does that. */
 static void
@@ -74,20 +58,20 @@ static double
 cost_per_write(const char *path, off_t span)
 {
 	char page[4096];
-	long long before, after;
+	int64_t before, after;
 	unsigned seed = 7;
 	int fd;
 
 	memset(page, 0xa5, sizeof(page));
 	assert_true((fd = open(path, O_RDWR)) >= 0);
-	before = written_bytes();
+	before = procinfo_write_bytes(getpid());
 	for (int i = 0; i < WRITES; i++) {
 		off_t off = (off_t)(rand_r(&seed) % (unsigned)(span / 4096)) * 4096;
 
 		assert_int_equal(pwrite(fd, page, sizeof(page), off), sizeof(page));
 	}
 	assert_int_equal(fdatasync(fd), 0);
-	after = written_bytes();
+	after = procinfo_write_bytes(getpid());
 	assert_int_equal(close(fd), 0);
 	return (double)(after - before) / WRITES;
 }
@@ -184,7 +168,7 @@ test_open_caches_base_pages(void **state)
 	double with, without;
 	(void)state;
 
-	if (written_bytes() < 0)
+	if (procinfo_write_bytes(getpid()) < 0)
 		skip();
 	snprintf(path, sizeof(path), "%s/data.mdb", dir);
 	snprintf(control, sizeof(control), "%s/control", dir);
@@ -210,7 +194,7 @@ test_appends_land_in_base_pages(void **state)
 	int fd;
 	(void)state;
 
-	if (written_bytes() < 0)
+	if (procinfo_write_bytes(getpid()) < 0)
 		skip();
 	snprintf(path, sizeof(path), "%s/data.mdb", dir);
 	assert_non_null(run = malloc(len));
