@@ -274,6 +274,11 @@ test_durable_reopen(void **state)
  * its file grows a margin that is a hole, and everything reads back the
  * same after a reopen, when the whole file is read into the cache again.
  */
+/* Its users' alarms a1..a9, as every user's digest lists them. */
+#define BIG_W(id) ITEM(id, "WARNING", "2021-08-17T12:00:00Z")
+#define BIG_A1_A9 BIG_W("a1") "," BIG_W("a2") "," BIG_W("a3") "," BIG_W("a4") "," BIG_W("a5") "," \
+	BIG_W("a6") "," BIG_W("a7") "," BIG_W("a8") "," BIG_W("a9")
+
 static void
 test_big_store_reopen(void **state)
 {
@@ -305,21 +310,12 @@ test_big_store_reopen(void **state)
 
 	reopen(f);
 	assert_stats(f->s, USERS, USERS * PER_USER, 0);
-	assert_string_equal(take_json(f, "big-31337"), DIGEST("big-31337",
-	    ITEM("a0", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a1", "WARNING", "2021-08-17T12:00:00Z") ","
-	    ITEM("a2", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a3", "WARNING", "2021-08-17T12:00:00Z") ","
-	    ITEM("a4", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a5", "WARNING", "2021-08-17T12:00:00Z") ","
-	    ITEM("a6", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a7", "WARNING", "2021-08-17T12:00:00Z") ","
-	    ITEM("a8", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a9", "WARNING", "2021-08-17T12:00:00Z")));
+	assert_string_equal(take_json(f, "big-31337"), DIGEST("big-31337", BIG_W("a0") "," BIG_A1_A9));
 	/* Writes go on where the file was left. */
 	assert_int_equal(apply1(f, "big-0", "a0", STATUS_CRITICAL, "2021-08-17T12:00:01Z"), STATE_CHANGED);
 	reopen(f);
 	assert_string_equal(take_json(f, "big-0"), DIGEST("big-0",
-	    ITEM("a1", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a2", "WARNING", "2021-08-17T12:00:00Z") ","
-	    ITEM("a3", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a4", "WARNING", "2021-08-17T12:00:00Z") ","
-	    ITEM("a5", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a6", "WARNING", "2021-08-17T12:00:00Z") ","
-	    ITEM("a7", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a8", "WARNING", "2021-08-17T12:00:00Z") ","
-	    ITEM("a9", "WARNING", "2021-08-17T12:00:00Z") "," ITEM("a0", "CRITICAL", "2021-08-17T12:00:01Z")));
+	    BIG_A1_A9 "," ITEM("a0", "CRITICAL", "2021-08-17T12:00:01Z")));
 }
 
 static void
