@@ -476,7 +476,7 @@ static int
 router_do_start(struct router *r)
 {
 	char name[512], last_id[ROUTER_ID_MAX];
-	uint64_t floor = 0, copied = 0, start;
+	uint64_t floor = 0, copied = 0, copied_upto, start;
 	natsSubscription *sub = NULL;
 	bool unchain;
 	int64_t created;
@@ -497,6 +497,8 @@ router_do_start(struct router *r)
 	 * (router_on_msg, below last_seq), or no consumer would ever ack them.
 	 */
 	start = floor + 1;
+	/* Inputs up to here are copied already: they are only acked when they come again. */
+	copied_upto = copied > floor ? copied : floor;
 	r->gen++;
 	snprintf(name, sizeof(name), "%s%" PRIu64 "_%" PRIu64, r->prefix, r->epoch, r->gen);
 	if (jsetup_consumer_replace(r->js, r->stream, r->prefix, name, NULL, r->deliver, start, 0) == -1)
@@ -514,7 +516,7 @@ router_do_start(struct router *r)
 	snprintf(r->last_id, sizeof(r->last_id), "%s", unchain ? "" : last_id);
 	r->head = r->n = 0;
 	r->created = created;
-	r->last_seq = copied > floor ? copied : floor;
+	r->last_seq = copied_upto;
 	r->last_consumer_seq = 0;
 	r->gen_stored = 0;
 	r->unacked = 0;
@@ -536,7 +538,7 @@ router_do_start(struct router *r)
 	r->sub = sub;
 	log_info("router: consumer %s on stream %s routes into %s from input %" PRIu64 " (ack floor "
 	    "%" PRIu64 ", last copy stored %s%s)", name, r->stream, r->partition_stream,
-	    (copied > floor ? copied : floor) + 1, floor, last_id[0] != '\0' ? last_id : "none",
+	    copied_upto + 1, floor, last_id[0] != '\0' ? last_id : "none",
 	    unchain ? ", not chained to it" : "");
 	return 0;
 }
