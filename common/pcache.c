@@ -16,8 +16,7 @@
 
 struct pcache {
 	int fd;              /* read-write, advised POSIX_FADV_RANDOM */
-	bool active;         /* the file has reached PCACHE_MIN_BYTES */
-	off_t cached;        /* [0, cached) was read in base pages */
+	off_t cached;        /* [0, cached) was read in base pages; 0: below PCACHE_MIN_BYTES so far */
 	off_t margin;        /* 0: extending failed once; not tried again */
 	char *path;
 };
@@ -90,7 +89,6 @@ pcache_open(const char *path)
 	if (sb.st_size >= PCACHE_MIN_BYTES) {
 		pcache_fill(pc, 0, sb.st_size);
 		pc->cached = sb.st_size;
-		pc->active = true;
 	}
 	return pc;
 }
@@ -101,11 +99,10 @@ pcache_advance(struct pcache *pc, off_t end, off_t limit)
 	off_t want;
 	struct stat sb;
 
-	if (pc == NULL || pc->margin == 0 || (!pc->active && end < PCACHE_MIN_BYTES))
+	if (pc == NULL || pc->margin == 0 || (pc->cached == 0 && end < PCACHE_MIN_BYTES))
 		return;
-	if (!pc->active) {
+	if (pc->cached == 0) {
 		/* Grown to the size where it matters: the whole file so far, in base pages. */
-		pc->active = true;
 		pc->cached = fstat(pc->fd, &sb) == 0 && sb.st_size > end ? sb.st_size : end;
 		pcache_fill(pc, 0, pc->cached);
 	}
@@ -136,7 +133,7 @@ pcache_advance(struct pcache *pc, off_t end, off_t limit)
 bool
 pcache_active(const struct pcache *pc)
 {
-	return pc != NULL && pc->active;
+	return pc != NULL && pc->cached != 0;
 }
 
 void
