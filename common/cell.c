@@ -21,6 +21,46 @@
 #define SEC_MIN (-62167219200LL - 86400)
 #define SEC_MAX (253402300799LL + 86400)
 
+/* Skip one varint: 0, or -1 when it runs past end. */
+static int
+cell_skip_varint(const uint8_t **p, const uint8_t *end)
+{
+	uint64_t v;
+
+	return varint_get(p, end, &v);
+}
+
+size_t
+cell_len(const void *data, size_t avail)
+{
+	const uint8_t *p = data, *end = p + avail;
+	uint64_t head;
+	size_t id_len = ID_UUID_BYTES;
+
+	if (avail < 1)
+		return 0;
+	if (*p++ == CELL_HEAD_TAG) {
+		for (int i = 0; i < 5; i++)
+			if (cell_skip_varint(&p, end) == -1)
+				return 0;
+		return (size_t)(p - (const uint8_t *)data);
+	}
+	if (p[-1] > 1 + ID_KIND_MAX)
+		return 0;
+	if (p[-1] == 1 + ID_RAW) {
+		if (end - p < 2)
+			return 0;
+		id_len = (size_t)p[0] << 8 | p[1];
+		p += 2;
+	}
+	if ((size_t)(end - p) < id_len)
+		return 0;
+	p += id_len;
+	if (varint_get(&p, end, &head) == -1 || ((head & FLAG_EXTRA) && cell_skip_varint(&p, end) == -1))
+		return 0;
+	return (size_t)(p - (const uint8_t *)data);
+}
+
 bool
 cell_is_head(const void *data, size_t len)
 {

@@ -62,6 +62,9 @@ struct cell_alarm {
 	struct alarm_state st;
 };
 
+/* The length of the cell (head or alarm) that starts at p, with avail bytes on: 0 when it does not parse (db.h). */
+size_t cell_len(const void *p, size_t avail);
+
 /* Is this a head cell (by its first byte)? */
 bool cell_is_head(const void *data, size_t len);
 

@@ -17,14 +17,30 @@
 /* An EIO with less than this free on the file system was a short write for want of space. */
 #define DB_DISK_LOW (1u << 20)
 
-/* The named database of sorted duplicates (cell.h); the main one holds only it, or format 1 records. */
-#define DB_ALARMS "alarms"
+/*
+ * The users' cells live in DB_CELLS, in chunks (db.h): store format 3.
+ * Format 2 kept one cell per duplicate in a database named DB_LEGACY.
+ * A format 3 store holds a plain record under that name instead, which
+ * format 2's mdb_dbi_open refuses (MDB_INCOMPATIBLE): a build from before
+ * stops at open instead of taking chunks for corrupt cells.
+ */
+#define DB_CELLS "cells"
+#define DB_LEGACY "alarms"
+#define DB_MARKER "store format 3: the cells are in chunks, in the database \"cells\""
+
+/* The largest chunk: LMDB's limit on a duplicate in the builds we know (mdb_env_get_maxkeysize). */
+#define DB_CHUNK_CAP 511
 
 struct db {
 	MDB_env *env;
 	MDB_dbi dbi;            /* the main database */
-	MDB_dbi alarms;         /* DB_ALARMS */
-	bool has_alarms;        /* false only in a read-only store that never had one */
+	MDB_dbi cells;          /* DB_CELLS; a reader of a format 2 store: DB_LEGACY */
+	bool has_cells;         /* false only in a read-only store that never had one */
+	MDB_dbi legacy;         /* DB_LEGACY of a format 2 store not migrated yet */
+	bool has_legacy;
+	db_cell_len_fn cell_len;
+	size_t chunk_max;       /* bytes */
+	uint8_t work[2 * DB_CHUNK_CAP];   /* a chunk being rebuilt */
 	bool readonly;
 	MDB_txn *txn;           /* the open write transaction, if any */
 	MDB_cursor *cur;        /* on the alarms in txn, opened at first use; LMDB frees it with txn */
@@ -89,6 +105,7 @@ db_error(struct db *db, const char *call, int rc)
 }
 
 static int db_read_begin(struct db *db, MDB_txn **txn);
+static size_t db_cell_at(const struct db *db, const uint8_t *p, size_t avail);
 
 static int
 db_need_txn(const struct db *db, const char *fn)
@@ -172,6 +189,58 @@ db_cmp_bytes(const MDB_val *a, const MDB_val *b)
 	return (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
 }
 
+/* Open a database of sorted duplicates in our byte order. */
+static int
+db_open_dups(MDB_txn *txn, const char *name, unsigned flags, MDB_dbi *dbi)
+{
+	int rc;
+
+	if ((rc = mdb_dbi_open(txn, name, MDB_DUPSORT | flags, dbi)) != 0)
+		return rc;
+	if ((rc = mdb_set_compare(txn, *dbi, db_cmp_bytes)) != 0)
+		return rc;
+	return mdb_set_dupsort(txn, *dbi, db_cmp_bytes);
+}
+
+/*
+ * Which format the store is in, by the main database's record named
+ * DB_LEGACY: a database of sorted duplicates (format 2, migrated by
+ * db_migrate), a plain record (format 3's marker), or nothing (a new
+ * store, or format 1's, which the writer marks as format 3 now).  A
+ * reader of a format 2 store reads its duplicates as chunks of one cell,
+ * which is what they are.
+ */
+static int
+db_open_cells(struct db *db, MDB_txn *txn, char *err, size_t errlen)
+{
+	MDB_val k = { .mv_size = strlen(DB_LEGACY), .mv_data = DB_LEGACY };
+	MDB_val v = { .mv_size = strlen(DB_MARKER), .mv_data = DB_MARKER };
+	int rc;
+
+	rc = db_open_dups(txn, DB_LEGACY, 0, &db->legacy);
+	if (rc != 0 && rc != MDB_INCOMPATIBLE && rc != MDB_NOTFOUND) {
+		snprintf(err, errlen, "mdb_dbi_open %s: %s: %s", DB_LEGACY, db->dir, mdb_strerror(rc));
+		return -1;
+	}
+	db->has_legacy = rc == 0;
+	if (rc == MDB_NOTFOUND && !db->readonly && (rc = mdb_put(txn, db->dbi, &k, &v, 0)) != 0) {
+		snprintf(err, errlen, "mdb_put %s: %s: %s", DB_LEGACY, db->dir, mdb_strerror(rc));
+		return -1;
+	}
+	rc = db_open_dups(txn, DB_CELLS, db->readonly ? 0 : MDB_CREATE, &db->cells);
+	if (rc != 0 && !(rc == MDB_NOTFOUND && db->readonly)) {
+		snprintf(err, errlen, "mdb_dbi_open %s: %s: %s", DB_CELLS, db->dir, mdb_strerror(rc));
+		return -1;
+	}
+	db->has_cells = rc == 0;
+	if (!db->has_cells && db->has_legacy) {
+		db->cells = db->legacy;
+		db->has_cells = true;
+		db->has_legacy = false;
+	}
+	return 0;
+}
+
 static int
 db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 {
@@ -190,7 +259,7 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 		snprintf(err, errlen, "mdb_env_set_mapsize: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
-	if ((rc = mdb_env_set_maxdbs(db->env, 2)) != 0) {
+	if ((rc = mdb_env_set_maxdbs(db->env, 3)) != 0) {
 		snprintf(err, errlen, "mdb_env_set_maxdbs: %s: %s", db->dir, mdb_strerror(rc));
 		return -1;
 	}
@@ -217,16 +286,7 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 		mdb_txn_abort(txn);
 		return -1;
 	}
-	rc = mdb_dbi_open(txn, DB_ALARMS, MDB_DUPSORT | (db->readonly ? 0 : MDB_CREATE), &db->alarms);
-	if (rc != 0 && !(rc == MDB_NOTFOUND && db->readonly)) {
-		snprintf(err, errlen, "mdb_dbi_open %s: %s: %s", DB_ALARMS, db->dir, mdb_strerror(rc));
-		mdb_txn_abort(txn);
-		return -1;
-	}
-	db->has_alarms = rc == 0;
-	if (db->has_alarms && ((rc = mdb_set_compare(txn, db->alarms, db_cmp_bytes)) != 0 ||
-	    (rc = mdb_set_dupsort(txn, db->alarms, db_cmp_bytes)) != 0)) {
-		snprintf(err, errlen, "mdb_set_compare %s: %s: %s", DB_ALARMS, db->dir, mdb_strerror(rc));
+	if (db_open_cells(db, txn, err, errlen) == -1) {
 		mdb_txn_abort(txn);
 		return -1;
 	}
@@ -235,6 +295,7 @@ db_open_env(struct db *db, int64_t map_size_bytes, char *err, size_t errlen)
 		return -1;
 	}
 	db->max_key = (size_t)mdb_env_get_maxkeysize(db->env);
+	db->chunk_max = db->max_key < DB_CHUNK_CAP ? db->max_key : DB_CHUNK_CAP;
 	/* LMDB raises a map smaller than the data to the data's size. */
 	if ((rc = mdb_env_info(db->env, &info)) != 0) {
 		snprintf(err, errlen, "mdb_env_info: %s: %s", db->dir, mdb_strerror(rc));
@@ -400,7 +461,7 @@ db_check_child(const char *dir, off_t size, int fd)
 	MDB_dbi dbi;
 	int rc;
 
-	if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 2)) != 0)
+	if ((rc = mdb_env_create(&env)) != 0 || (rc = mdb_env_set_maxdbs(env, 3)) != 0)
 		return db_check_say(fd, DB_CHECK_FAILED, "mdb_env_create: %s", mdb_strerror(rc));
 	/* The whole file, mapped: a page number past it is LMDB's to refuse. */
 	if ((rc = mdb_env_set_mapsize(env, (size_t)size + (1u << 20))) != 0)
@@ -423,13 +484,20 @@ db_check_child(const char *dir, off_t size, int fd)
 	if ((rc = db_check_walk(txn, dbi, false, info.me_last_pgno, fd)) != 0 ||
 	    (rc = db_check_free(txn, info.me_last_pgno, fd)) != 0)
 		return rc;
-	/* The alarms, when the store has them (format 1 kept everything in the main database). */
-	if ((rc = mdb_dbi_open(txn, DB_ALARMS, MDB_DUPSORT, &dbi)) == 0) {
-		if ((rc = db_check_walk(txn, dbi, true, info.me_last_pgno, fd)) != 0)
-			return rc;
-	} else if (rc != MDB_NOTFOUND) {
-		return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_dbi_open %s: %s", DB_ALARMS,
-		    mdb_strerror(rc));
+	/*
+	 * The cells, and format 2's database while it is migrated (format 1
+	 * kept everything in the main database).  Under DB_LEGACY, a plain
+	 * record is format 3's marker: LMDB says MDB_INCOMPATIBLE.
+	 */
+	static const char *const dups[] = { DB_CELLS, DB_LEGACY };
+	for (size_t i = 0; i < sizeof(dups) / sizeof(dups[0]); i++) {
+		if ((rc = mdb_dbi_open(txn, dups[i], MDB_DUPSORT, &dbi)) == 0) {
+			if ((rc = db_check_walk(txn, dbi, true, info.me_last_pgno, fd)) != 0)
+				return rc;
+		} else if (rc != MDB_NOTFOUND && !(rc == MDB_INCOMPATIBLE && i == 1)) {
+			return db_check_say(fd, DB_CHECK_CORRUPT, "mdb_dbi_open %s: %s", dups[i],
+			    mdb_strerror(rc));
+		}
 	}
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
@@ -511,7 +579,7 @@ db_check(const char *dir, char *err, size_t errlen)
 }
 
 struct db *
-db_open_readonly(const char *dir, char *err, size_t errlen)
+db_open_readonly(const char *dir, db_cell_len_fn cell_len, char *err, size_t errlen)
 {
 	struct db *db;
 	struct stat sb;
@@ -527,6 +595,7 @@ db_open_readonly(const char *dir, char *err, size_t errlen)
 		return NULL;
 	}
 	db->readonly = true;
+	db->cell_len = cell_len;
 	if (db_open_env(db, 0, err, errlen) == -1) {
 		db_close(db);
 		return NULL;
@@ -535,7 +604,7 @@ db_open_readonly(const char *dir, char *err, size_t errlen)
 }
 
 struct db *
-db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
+db_open(const char *dir, int64_t map_size_bytes, db_cell_len_fn cell_len, char *err, size_t errlen)
 {
 	char path[4096];
 	struct pcache *pc;
@@ -571,6 +640,7 @@ db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
 		return NULL;
 	}
 	db->pc = pc;
+	db->cell_len = cell_len;
 	if (db_open_env(db, map_size_bytes, err, errlen) == -1) {
 		db_close(db);
 		return NULL;
@@ -801,10 +871,17 @@ db_del(struct db *db, const void *key, size_t klen)
 	return 0;
 }
 
+/* What a walk hands its callback: each record whole, or each cell of each chunk, or a key's first cell. */
+enum db_each {
+	DB_EACH_RECORD,
+	DB_EACH_CELL,
+	DB_EACH_FIRST_CELL,
+};
+
 /* Walk dbi from `from` with first, then next, in the open or a new read transaction. */
 static int
 db_cursor_walk(struct db *db, MDB_dbi dbi, const void *from, size_t fromlen, MDB_cursor_op first,
-    MDB_cursor_op next, db_walk_fn fn, void *arg)
+    MDB_cursor_op next, enum db_each each, db_walk_fn fn, void *arg)
 {
 	MDB_txn *txn = db->txn;
 	MDB_cursor *cur;
@@ -820,10 +897,20 @@ db_cursor_walk(struct db *db, MDB_dbi dbi, const void *from, size_t fromlen, MDB
 			mdb_txn_abort(txn);
 		return -1;
 	}
-	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+	while (ret == 0 && (rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		const uint8_t *p = v.mv_data;
+
 		op = next;
-		if ((ret = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0)
-			break;
+		if (each == DB_EACH_RECORD) {
+			ret = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+			continue;
+		}
+		for (size_t o = 0, c; ret == 0 && o < v.mv_size; o += c) {
+			c = db_cell_at(db, p + o, v.mv_size - o);
+			ret = fn(arg, k.mv_data, k.mv_size, p + o, c);
+			if (each == DB_EACH_FIRST_CELL)
+				break;
+		}
 	}
 	if (ret == 0 && rc != MDB_NOTFOUND) {
 		db_error(db, "mdb_cursor_get", rc);
@@ -839,10 +926,10 @@ int
 db_walk(struct db *db, const void *from, size_t fromlen, db_walk_fn fn, void *arg)
 {
 	return db_cursor_walk(db, db->dbi, from, fromlen, fromlen > 0 ? MDB_SET_RANGE : MDB_FIRST,
-	    MDB_NEXT, fn, arg);
+	    MDB_NEXT, DB_EACH_RECORD, fn, arg);
 }
 
-/* ---- the alarms: sorted duplicates under each user's key --------------------- */
+/* ---- the cells: chunks of them, sorted duplicates under each user's key ---------- */
 
 /*
  * A read transaction of its own, for a walk with no write transaction
@@ -867,46 +954,25 @@ db_read_begin(struct db *db, MDB_txn **txn)
 }
 
 static int
-db_need_alarms(struct db *db, const char *fn)
+db_need_cells(struct db *db, const char *fn)
 {
 	if (db_need_txn(db, fn) == -1)
 		return -1;
-	if (!db->has_alarms) {
-		log_errorx("%s: %s: the store has no %s database", db->dir, fn, DB_ALARMS);
+	if (!db->has_cells) {
+		log_errorx("%s: %s: the store has no %s database", db->dir, fn, DB_CELLS);
 		return -1;
 	}
 	return 0;
 }
 
-/* Position cur on the first duplicate of key >= prefix: 1 when it starts with prefix. */
 static int
-db_dup_seek(struct db *db, MDB_cursor *cur, const void *key, size_t klen, const void *prefix,
-    size_t plen, MDB_val *v)
-{
-	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
-	int rc;
-
-	v->mv_size = plen;
-	v->mv_data = (void *)prefix;
-	/* LMDB refuses an empty duplicate to search by: the empty prefix is the first duplicate. */
-	rc = mdb_cursor_get(cur, &k, v, plen > 0 ? MDB_GET_BOTH_RANGE : MDB_SET_KEY);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	if (rc != 0) {
-		db_error(db, "mdb_cursor_get", rc);
-		return -1;
-	}
-	return v->mv_size >= plen && memcmp(v->mv_data, prefix, plen) == 0;
-}
-
-static int
-db_dup_cursor(struct db *db, const char *fn, MDB_cursor **cur)
+db_cells_cursor(struct db *db, const char *fn, MDB_cursor **cur)
 {
 	int rc;
 
-	if (db_need_alarms(db, fn) == -1)
+	if (db_need_cells(db, fn) == -1)
 		return -1;
-	if (db->cur == NULL && (rc = mdb_cursor_open(db->txn, db->alarms, &db->cur)) != 0) {
+	if (db->cur == NULL && (rc = mdb_cursor_open(db->txn, db->cells, &db->cur)) != 0) {
 		db->cur = NULL;
 		db_error(db, "mdb_cursor_open", rc);
 		return -1;
@@ -915,78 +981,297 @@ db_dup_cursor(struct db *db, const char *fn, MDB_cursor **cur)
 	return 0;
 }
 
+/*
+ * The length of the cell at p, with avail bytes left in its chunk.  A
+ * cell that does not parse takes the rest of the chunk: the store then
+ * refuses it, and removes it, as one.
+ */
+static size_t
+db_cell_at(const struct db *db, const uint8_t *p, size_t avail)
+{
+	size_t n = db->cell_len(p, avail);
+
+	return n == 0 || n > avail ? avail : n;
+}
+
+/*
+ * In chunk v: the cell that starts with prefix (true, *off and *len), or
+ * where it would go (false, *off).  A sorted search stops at the first
+ * cell above the prefix; an unsorted one (for a chunk whose cells are not
+ * in order, which only corruption makes) looks at every cell.
+ */
+static bool
+db_chunk_find(const struct db *db, const MDB_val *v, const void *prefix, size_t plen, bool sorted,
+    size_t *off, size_t *len)
+{
+	const uint8_t *p = v->mv_data;
+	size_t o, n;
+
+	for (o = 0; o < v->mv_size; o += n) {
+		int cmp;
+
+		n = db_cell_at(db, p + o, v->mv_size - o);
+		cmp = memcmp(p + o, prefix, n < plen ? n : plen);
+		if (cmp == 0 && n >= plen) {
+			*off = o;
+			*len = n;
+			return true;
+		}
+		if (cmp > 0 && sorted)
+			break;
+	}
+	*off = o;
+	*len = 0;
+	return false;
+}
+
+/*
+ * Position cur on the chunk of key that holds the cell starting with
+ * prefix, or would: chunks sort by their first cells, so that is the
+ * last chunk whose first cell is not above the prefix, else the first.
+ * 1 with v the chunk, 0 when the key has none, -1 on error.
+ */
+static int
+db_chunk_seek(struct db *db, MDB_cursor *cur, const void *key, size_t klen, const void *prefix,
+    size_t plen, MDB_val *v)
+{
+	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
+	int rc = MDB_NOTFOUND;
+
+	/* LMDB refuses an empty duplicate to search by: the empty prefix is the first cell. */
+	if (plen > 0) {
+		v->mv_size = plen;
+		v->mv_data = (void *)prefix;
+		rc = mdb_cursor_get(cur, &k, v, MDB_GET_BOTH_RANGE);
+		if (rc == 0 && v->mv_size >= plen && memcmp(v->mv_data, prefix, plen) == 0)
+			return 1;
+		if (rc == 0) {
+			/* v's first cell is above the prefix: the one before, if any. */
+			rc = mdb_cursor_get(cur, &k, v, MDB_PREV_DUP);
+		} else if (rc == MDB_NOTFOUND) {
+			/* Every chunk is below the prefix, or the key has none. */
+			if ((rc = mdb_cursor_get(cur, &k, v, MDB_SET_KEY)) == 0)
+				rc = mdb_cursor_get(cur, &k, v, MDB_LAST_DUP);
+			else if (rc == MDB_NOTFOUND)
+				return 0;
+		}
+		if (rc == 0)
+			return 1;
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = mdb_cursor_get(cur, &k, v, MDB_SET_KEY);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0) {
+		db_error(db, "mdb_cursor_get", rc);
+		return -1;
+	}
+	return 1;
+}
+
+/* Add one chunk of n bytes at p under k. */
+static int
+db_chunk_add(struct db *db, MDB_cursor *cur, MDB_val *k, const uint8_t *p, size_t n)
+{
+	MDB_val v = { .mv_size = n, .mv_data = (void *)p };
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if ((rc = mdb_cursor_put(cur, k, &v, 0)) != 0) {
+		db_error(db, "mdb_cursor_put", rc);
+		return -1;
+	}
+	return 0;
+}
+
+static size_t
+db_distance(size_t a, size_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+/*
+ * Add the cells in the n bytes at p under k: one chunk when they fit,
+ * else two halves split at the cell boundary nearest the middle, else
+ * (a big cell in the middle) as many as it takes, filled in order.
+ */
+static int
+db_chunks_add(struct db *db, MDB_cursor *cur, MDB_val *k, const uint8_t *p, size_t n)
+{
+	size_t best = 0, start = 0, o, c;
+
+	if (n <= db->chunk_max)
+		return db_chunk_add(db, cur, k, p, n);
+	for (o = 0; o < n; o += c) {
+		c = db_cell_at(db, p + o, n - o);
+		if (o > 0 && (best == 0 || db_distance(2 * o, n) < db_distance(2 * best, n)))
+			best = o;
+	}
+	if (best > 0 && best <= db->chunk_max && n - best <= db->chunk_max)
+		return db_chunk_add(db, cur, k, p, best) == -1 ? -1 :
+		    db_chunk_add(db, cur, k, p + best, n - best);
+	for (o = 0; o < n; o += c) {
+		c = db_cell_at(db, p + o, n - o);
+		if (o > start && o + c - start > db->chunk_max) {
+			if (db_chunk_add(db, cur, k, p + start, o - start) == -1)
+				return -1;
+			start = o;
+		}
+	}
+	return db_chunk_add(db, cur, k, p + start, n - start);
+}
+
+/* A chunk read from the store that is longer than any we write. */
+static bool
+db_chunk_oversized(struct db *db, const MDB_val *v, const char *fn)
+{
+	if (v->mv_size <= DB_CHUNK_CAP)
+		return false;
+	log_errorx("%s: %s: a chunk of %zu bytes, more than the %d a chunk holds", db->dir, fn,
+	    v->mv_size, DB_CHUNK_CAP);
+	return true;
+}
+
 int
 db_dup_find(struct db *db, const void *key, size_t klen, const void *prefix, size_t plen,
     const void **val, size_t *vlen)
 {
 	MDB_cursor *cur;
 	MDB_val v;
+	size_t off, len;
 	int rc;
 
-	if (db_dup_cursor(db, "db_dup_find", &cur) == -1)
+	if (db_cells_cursor(db, "db_dup_find", &cur) == -1)
 		return -1;
-	if ((rc = db_dup_seek(db, cur, key, klen, prefix, plen, &v)) == 1) {
-		*val = v.mv_data;
-		*vlen = v.mv_size;
-	}
-	return rc;
+	if ((rc = db_chunk_seek(db, cur, key, klen, prefix, plen, &v)) != 1)
+		return rc;
+	if (!db_chunk_find(db, &v, prefix, plen, true, &off, &len))
+		return 0;
+	*val = (const uint8_t *)v.mv_data + off;
+	*vlen = len;
+	return 1;
 }
 
 int
 db_dup_set(struct db *db, const void *key, size_t klen, size_t plen, const void *val, size_t vlen)
 {
-	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
-	MDB_val v, nv = { .mv_size = vlen, .mv_data = (void *)val };
+	MDB_val k = { .mv_size = klen, .mv_data = (void *)key }, v, nv;
 	MDB_cursor *cur;
+	size_t off, len;
+	bool found;
 	int rc;
 
-	if (db_dup_cursor(db, "db_dup_set", &cur) == -1)
+	if (db_cells_cursor(db, "db_dup_set", &cur) == -1)
 		return -1;
-	if ((rc = db_dup_seek(db, cur, key, klen, val, plen, &v)) == 1) {
+	if (vlen == 0 || vlen > db->chunk_max || plen > vlen) {
+		log_errorx("%s: db_dup_set: a cell of %zu bytes (prefix %zu) does not fit a chunk "
+		    "of %zu", db->dir, vlen, plen, db->chunk_max);
+		return -1;
+	}
+	if ((rc = db_chunk_seek(db, cur, key, klen, val, plen, &v)) != 1)
+		return rc == -1 ? -1 : db_chunk_add(db, cur, &k, val, vlen);
+	if (db_chunk_oversized(db, &v, "db_dup_set"))
+		return -1;
+	found = db_chunk_find(db, &v, val, plen, true, &off, &len);
+	if (found && len == vlen) {
 		/* Unchanged: no write at all. */
-		if (v.mv_size == vlen && memcmp(v.mv_data, val, vlen) == 0)
+		if (memcmp((const uint8_t *)v.mv_data + off, val, vlen) == 0)
 			return 0;
 		/*
-		 * The same size: overwritten where it lies.  It sorts into the
-		 * same place (no other duplicate starts with its prefix), which
-		 * is what MDB_CURRENT asks of a sorted duplicate.  A delete and
-		 * an insert rewrote the user's whole sub-page in its leaf, twice:
-		 * about 3200 instructions, of an update's 6000.
+		 * The same size: overwritten where it lies.  The chunk keeps its
+		 * first cell's prefix, so it sorts into the same place, which is
+		 * what MDB_CURRENT asks of a sorted duplicate.  A delete and an
+		 * insert rewrote the user's whole sub-page in its leaf, twice.
 		 */
-		if (v.mv_size == vlen) {
-			if ((rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT)) != 0) {
-				db_error(db, "mdb_cursor_put", rc);
-				return -1;
-			}
-			return 0;
-		}
-		if ((rc = mdb_cursor_del(cur, 0)) != 0) {
-			db_error(db, "mdb_cursor_del", rc);
+		memcpy(db->work, v.mv_data, v.mv_size);
+		memcpy(db->work + off, val, vlen);
+		nv = (MDB_val){ .mv_size = v.mv_size, .mv_data = db->work };
+		if ((rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT)) != 0) {
+			db_error(db, "mdb_cursor_put", rc);
 			return -1;
 		}
+		return 0;
 	}
-	if (rc != -1 && (rc = mdb_cursor_put(cur, &k, &nv, 0)) != 0) {
-		db_error(db, "mdb_cursor_put", rc);
-		rc = -1;
+	memcpy(db->work, v.mv_data, off);
+	memcpy(db->work + off, val, vlen);
+	memcpy(db->work + off + vlen, (const uint8_t *)v.mv_data + off + len, v.mv_size - off - len);
+	if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+		db_error(db, "mdb_cursor_del", rc);
+		return -1;
 	}
-	return rc == -1 ? -1 : 0;
+	return db_chunks_add(db, cur, &k, db->work, v.mv_size - len + vlen);
+}
+
+/*
+ * After a cell went: the chunk just put (its n bytes in db->work) takes in
+ * the next one when both fit in three quarters of a chunk, so deletes do
+ * not leave a user's cells spread thin, and the next insert does not
+ * split what was just merged.
+ */
+static int
+db_chunk_merge(struct db *db, MDB_cursor *cur, MDB_val *k, size_t n)
+{
+	MDB_val sk, nx, cv = { .mv_size = n, .mv_data = db->work };
+	int rc;
+
+	if ((rc = mdb_cursor_get(cur, &sk, &nx, MDB_NEXT_DUP)) == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0 && n + nx.mv_size > db->chunk_max * 3 / 4)
+		return 0;
+	if (rc == 0) {
+		memcpy(db->work + n, nx.mv_data, nx.mv_size);
+		n += nx.mv_size;
+		sk = *k;
+		if ((rc = mdb_cursor_del(cur, 0)) == 0 &&
+		    (rc = mdb_cursor_get(cur, &sk, &cv, MDB_GET_BOTH)) == 0)
+			rc = mdb_cursor_del(cur, 0);
+	}
+	if (rc != 0) {
+		db_error(db, "merging chunks: mdb_cursor", rc);
+		return -1;
+	}
+	return db_chunk_add(db, cur, k, db->work, n);
 }
 
 int
 db_dup_del(struct db *db, const void *key, size_t klen, const void *prefix, size_t plen)
 {
+	MDB_val k = { .mv_size = klen, .mv_data = (void *)key }, sk, v;
 	MDB_cursor *cur;
-	MDB_val v;
+	size_t off, len;
+	bool found;
 	int rc;
 
-	if (db_dup_cursor(db, "db_dup_del", &cur) == -1)
+	if (db_cells_cursor(db, "db_dup_del", &cur) == -1)
 		return -1;
-	if ((rc = db_dup_seek(db, cur, key, klen, prefix, plen, &v)) == 1 &&
-	    (rc = mdb_cursor_del(cur, 0)) != 0) {
-		db_error(db, "mdb_cursor_del", rc);
-		rc = -1;
+	if ((rc = db_chunk_seek(db, cur, key, klen, prefix, plen, &v)) != 1)
+		return rc;
+	found = db_chunk_find(db, &v, prefix, plen, true, &off, &len);
+	/* Not where order says: a corrupt chunk's cells may be anywhere, so look at them all. */
+	for (MDB_cursor_op op = MDB_SET_KEY; !found; op = MDB_NEXT_DUP) {
+		sk = k;
+		if ((rc = mdb_cursor_get(cur, &sk, &v, op)) == MDB_NOTFOUND)
+			return 0;
+		if (rc != 0) {
+			db_error(db, "mdb_cursor_get", rc);
+			return -1;
+		}
+		found = db_chunk_find(db, &v, prefix, plen, false, &off, &len);
 	}
-	return rc == -1 ? -1 : 0;
+	if (db_chunk_oversized(db, &v, "db_dup_del"))
+		return -1;
+	memcpy(db->work, v.mv_data, off);
+	memcpy(db->work + off, (const uint8_t *)v.mv_data + off + len, v.mv_size - off - len);
+	if ((rc = mdb_cursor_del(cur, 0)) != 0) {
+		db_error(db, "mdb_cursor_del", rc);
+		return -1;
+	}
+	if (v.mv_size == len)
+		return 0;
+	if (db_chunk_add(db, cur, &k, db->work, v.mv_size - len) == -1)
+		return -1;
+	return db_chunk_merge(db, cur, &k, v.mv_size - len);
 }
 
 int
@@ -995,9 +1280,9 @@ db_dup_del_key(struct db *db, const void *key, size_t klen)
 	MDB_val k = { .mv_size = klen, .mv_data = (void *)key };
 	int rc;
 
-	if (db_need_alarms(db, "db_dup_del_key") == -1)
+	if (db_need_cells(db, "db_dup_del_key") == -1)
 		return -1;
-	if ((rc = mdb_del(db->txn, db->alarms, &k, NULL)) != 0 && rc != MDB_NOTFOUND) {
+	if ((rc = mdb_del(db->txn, db->cells, &k, NULL)) != 0 && rc != MDB_NOTFOUND) {
 		db_error(db, "mdb_del", rc);
 		return -1;
 	}
@@ -1012,7 +1297,111 @@ db_dup_walk(struct db *db, const void *from, size_t fromlen, enum db_dup_walk ho
 	MDB_cursor_op next = how == DB_DUP_ONE_KEY ? MDB_NEXT_DUP : how == DB_DUP_FIRSTS ?
 	    MDB_NEXT_NODUP : MDB_NEXT;
 
-	if (!db->has_alarms)
-		return 0;   /* a reader's view of a store that never had alarms */
-	return db_cursor_walk(db, db->alarms, from, fromlen, op, next, fn, arg);
+	if (!db->has_cells)
+		return 0;   /* a reader's view of a store that never had cells */
+	return db_cursor_walk(db, db->cells, from, fromlen, op, next,
+	    how == DB_DUP_FIRSTS ? DB_EACH_FIRST_CELL : DB_EACH_CELL, fn, arg);
+}
+
+/* ---- format 2 to 3 ------------------------------------------------------- */
+
+bool
+db_migrating(const struct db *db)
+{
+	return db->has_legacy;
+}
+
+/*
+ * One format 2 user, under the legacy cursor lc, into chunks: its
+ * duplicates are its cells in order, so chunks are runs of them.  A
+ * duplicate that is not one whole cell (corrupt) gets a chunk of its own,
+ * so it cannot take its neighbours with it when the store sets it aside.
+ */
+static int
+db_migrate_one(struct db *db, MDB_cursor *lc, MDB_cursor *cur, MDB_val *k, MDB_val *v)
+{
+	MDB_val sk;
+	size_t n = 0;
+	int rc;
+
+	do {
+		bool whole = v->mv_size > 0 && db->cell_len(v->mv_data, v->mv_size) == v->mv_size;
+
+		if (db_chunk_oversized(db, v, "db_migrate"))
+			return -1;
+		if (n > 0 && (!whole || n + v->mv_size > db->chunk_max)) {
+			if (db_chunk_add(db, cur, k, db->work, n) == -1)
+				return -1;
+			n = 0;
+		}
+		memcpy(db->work + n, v->mv_data, v->mv_size);
+		n += v->mv_size;
+		if (!whole) {
+			if (db_chunk_add(db, cur, k, db->work, n) == -1)
+				return -1;
+			n = 0;
+		}
+	} while ((rc = mdb_cursor_get(lc, &sk, v, MDB_NEXT_DUP)) == 0);
+	if (rc != MDB_NOTFOUND) {
+		db_error(db, "mdb_cursor_get", rc);
+		return -1;
+	}
+	if (db_chunk_add(db, cur, k, db->work, n) == -1)
+		return -1;
+	if ((rc = mdb_cursor_del(lc, MDB_NODUPDATA)) != 0) {
+		db_error(db, "mdb_cursor_del", rc);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_migrate(struct db *db, size_t users, size_t *moved)
+{
+	MDB_val mk = { .mv_size = strlen(DB_LEGACY), .mv_data = DB_LEGACY };
+	MDB_val mv = { .mv_size = strlen(DB_MARKER), .mv_data = DB_MARKER };
+	MDB_cursor *lc, *cur;
+	uint8_t key[512];
+	MDB_val k, v;
+	int rc;
+
+	*moved = 0;
+	if (!db->has_legacy)
+		return 0;
+	if (db_cells_cursor(db, "db_migrate", &cur) == -1)
+		return -1;
+	if ((rc = mdb_cursor_open(db->txn, db->legacy, &lc)) != 0) {
+		db_error(db, "mdb_cursor_open", rc);
+		return -1;
+	}
+	/* Each user moved is deleted, so the next is always the first. */
+	while (*moved < users && (rc = mdb_cursor_get(lc, &k, &v, MDB_FIRST)) == 0) {
+		if (k.mv_size > sizeof(key)) {
+			log_errorx("%s: db_migrate: a key of %zu bytes", db->dir, k.mv_size);
+			mdb_cursor_close(lc);
+			return -1;
+		}
+		memcpy(key, k.mv_data, k.mv_size);
+		k.mv_data = key;
+		if (db_migrate_one(db, lc, cur, &k, &v) == -1) {
+			mdb_cursor_close(lc);
+			return -1;
+		}
+		(*moved)++;
+	}
+	mdb_cursor_close(lc);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		db_error(db, "mdb_cursor_get", rc);
+		return -1;
+	}
+	if (rc == MDB_NOTFOUND) {
+		/* All moved: the old database gives way to the marker, in the same transaction. */
+		if ((rc = mdb_drop(db->txn, db->legacy, 1)) != 0 ||
+		    (rc = mdb_put(db->txn, db->dbi, &mk, &mv, 0)) != 0) {
+			db_error(db, "replacing the format 2 database: mdb", rc);
+			return -1;
+		}
+		db->has_legacy = false;
+	}
+	return 0;
 }

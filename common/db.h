@@ -2,8 +2,18 @@
  * db: the LMDB environment under one state directory, and at most one
  * write transaction at a time.  Two databases: the main one (format 1
  * stores kept one record per user there; db_get/db_put/db_del/db_walk
- * reach it, for migrating them), and "alarms", sorted duplicates under
- * each key (the db_dup_* calls; cell.h says what the store keeps there).
+ * reach it, for migrating them), and "cells", each key's cells (cell.h
+ * says what the store keeps there), reached by the db_dup_* calls.
+ *
+ * The cells of a key are kept in chunks (store format 3): each LMDB
+ * duplicate holds a run of consecutive cells, at most 511 bytes, so a
+ * user of ten alarms is one or two duplicates where format 2 made one per
+ * cell, each with LMDB's 10 bytes of node and index.  Chunks sort by their
+ * first cells, so the chunk that holds a cell is found by LMDB's search,
+ * and a change rewrites one chunk: bounded, whatever the user holds.  A
+ * chunk that outgrows 511 bytes splits in two; one left small by a delete
+ * takes in the next.  The caller's db_cell_len_fn says where each cell
+ * ends.
  *
  * db_commit returns only when the transaction is on disk (LMDB's default
  * flags sync every commit), which is what lets a worker report "durable
@@ -22,19 +32,28 @@
 struct db;
 
 /*
+ * The length of the cell that starts at p, avail bytes on: 0 when it does
+ * not parse (the rest of the chunk is then taken as one cell).
+ */
+typedef size_t (*db_cell_len_fn)(const void *p, size_t avail);
+
+/*
  * Open the environment in dir, creating the directory and its missing
  * parents.  NULL on error, with err filled.  An existing data.mdb is
  * checked first (db_check): a corrupt one is refused with errno EBADMSG
  * and err naming the file, so it never reaches LMDB's assertions here.
  */
-struct db *db_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen);
+struct db *db_open(const char *dir, int64_t map_size_bytes, db_cell_len_fn cell_len, char *err,
+    size_t errlen);
 /*
  * Open an existing store to read while its worker runs: LMDB's
  * MDB_RDONLY, sharing LMDB's lock file (its reader table) with the
  * writer, no check, no directory created, no write transaction ever.
- * NULL on error, with err filled.
+ * NULL on error, with err filled.  A format 2 store not migrated yet
+ * reads as it is (its duplicates are chunks of one cell); one being
+ * migrated shows the users moved so far.
  */
-struct db *db_open_readonly(const char *dir, char *err, size_t errlen);
+struct db *db_open_readonly(const char *dir, db_cell_len_fn cell_len, char *err, size_t errlen);
 void db_close(struct db *db);   /* aborts an open write transaction */
 
 /*
@@ -105,16 +124,16 @@ typedef int (*db_walk_fn)(void *arg, const void *key, size_t klen, const void *v
 int db_walk(struct db *db, const void *from, size_t fromlen, db_walk_fn fn, void *arg);
 
 /*
- * The alarms database.  A prefix names one duplicate: no duplicate's
- * prefix may be the prefix of another's (cell.h).  Inside the write
- * transaction; values got are valid until the next change.
+ * The cells.  A prefix names one cell: no cell's prefix may be the prefix
+ * of another's (cell.h).  Inside the write transaction; values got are
+ * valid until the next change.
  *
- * db_dup_find: 1 with the key's duplicate that starts with prefix, 0 when
- * there is none, -1 on error.  db_dup_set: replace the duplicate that
- * starts with val's first plen bytes by val, or add val (nothing is
- * written when it is there already).  db_dup_del: remove the duplicate
- * starting with prefix, if any.  db_dup_del_key: remove the key and all
- * its duplicates, if any.
+ * db_dup_find: 1 with the key's cell that starts with prefix, 0 when
+ * there is none, -1 on error.  db_dup_set: replace the cell that starts
+ * with val's first plen bytes by val, or add val (nothing is written when
+ * it is there already).  db_dup_del: remove the cell starting with
+ * prefix, if any.  db_dup_del_key: remove the key and all its cells, if
+ * any.
  */
 int db_dup_find(struct db *db, const void *key, size_t klen, const void *prefix, size_t plen,
     const void **val, size_t *vlen);
@@ -122,12 +141,22 @@ int db_dup_set(struct db *db, const void *key, size_t klen, size_t plen, const v
 int db_dup_del(struct db *db, const void *key, size_t klen, const void *prefix, size_t plen);
 int db_dup_del_key(struct db *db, const void *key, size_t klen);
 /*
- * Walk (key, duplicate) pairs in order, as db_walk does: every pair from
- * the first key >= from, only the first duplicate of each such key, or
- * only the duplicates of the key `from`.
+ * Walk (key, cell) pairs in order, as db_walk does: every pair from the
+ * first key >= from, only the first cell of each such key, or only the
+ * cells of the key `from`.
  */
 enum db_dup_walk { DB_DUP_ALL, DB_DUP_FIRSTS, DB_DUP_ONE_KEY };
 int db_dup_walk(struct db *db, const void *from, size_t fromlen, enum db_dup_walk how,
     db_walk_fn fn, void *arg);
+
+/*
+ * Store format 2 kept a cell per duplicate, in a database of its own.
+ * db_migrating: is such a database left?  db_migrate: move up to `users`
+ * of its users into chunks, inside the open write transaction; the one
+ * that finds none left replaces the old database by format 3's marker.
+ * 0 (*moved: the users moved), or -1.
+ */
+bool db_migrating(const struct db *db);
+int db_migrate(struct db *db, size_t users, size_t *moved);
 
 #endif

@@ -496,8 +496,8 @@ store_migrate(struct store *s, char *err, size_t errlen)
 			    db_dir(s->db));
 		return total == -1 ? -1 : 0;
 	}
-	log_info("%s: migrating %ld users from store format 1 (a record per user) to format 2 "
-	    "(a cell per alarm), %d per transaction", db_dir(s->db), total, MIGRATE_BATCH);
+	log_info("%s: migrating %ld users from store format 1 (a record per user) to format 3 "
+	    "(a cell per alarm, in chunks), %d per transaction", db_dir(s->db), total, MIGRATE_BATCH);
 	while ((k = store_noted(&s->keys, &off, &len)) != NULL) {
 		if (done % MIGRATE_BATCH == 0 && store_begin(s) == -1)
 			goto fail;
@@ -519,13 +519,44 @@ store_migrate(struct store *s, char *err, size_t errlen)
 			log_info("%s: migrated %ld of %ld users", db_dir(s->db), done, total);
 		}
 	}
-	log_info("%s: migration to store format 2 done", db_dir(s->db));
+	log_info("%s: migration from store format 1 done", db_dir(s->db));
 	return 0;
 fail:
 	snprintf(err, errlen, "%s: migrating from store format 1 failed after %ld of %ld users "
 	    "(logged above); the next start goes on from there", db_dir(s->db),
 	    done - done % MIGRATE_BATCH, total);
 	return -1;
+}
+
+/*
+ * Format 2 kept each cell in a duplicate of its own.  Its users move into
+ * chunks MIGRATE_BATCH per transaction, as format 1's do, so an
+ * interrupted migration keeps what it did.
+ */
+static int
+store_migrate_chunks(struct store *s, char *err, size_t errlen)
+{
+	unsigned long long done = 0;
+	size_t moved;
+
+	if (!db_migrating(s->db))
+		return 0;
+	log_info("%s: migrating from store format 2 (a duplicate per cell) to format 3 (cells in "
+	    "chunks), %d users per transaction", db_dir(s->db), MIGRATE_BATCH);
+	do {
+		if (db_begin(s->db) == -1 || db_migrate(s->db, MIGRATE_BATCH, &moved) == -1 ||
+		    db_commit(s->db) == -1) {
+			db_abort(s->db);
+			snprintf(err, errlen, "%s: migrating from store format 2 failed after %llu users "
+			    "(logged above); the next start goes on from there", db_dir(s->db), done);
+			return -1;
+		}
+		done += moved;
+		if (done % (100 * MIGRATE_BATCH) == 0 && moved > 0)
+			log_info("%s: migrated %llu users", db_dir(s->db), done);
+	} while (db_migrating(s->db));
+	log_info("%s: migration to store format 3 done: %llu users", db_dir(s->db), done);
+	return 0;
 }
 
 struct store *
@@ -535,14 +566,15 @@ store_open(const char *dir, int64_t map_size_bytes, char *err, size_t errlen)
 
 	if ((s = store_new(err, errlen, dir)) == NULL)
 		return NULL;
-	if ((s->db = db_open(dir, map_size_bytes, err, errlen)) == NULL) {
+	if ((s->db = db_open(dir, map_size_bytes, cell_len, err, errlen)) == NULL) {
 		int e = errno;   /* EBADMSG: a corrupt store, which the caller treats apart */
 
 		store_close(s);
 		errno = e;
 		return NULL;
 	}
-	if (store_migrate(s, err, errlen) == -1 || store_scan(s, err, errlen) == -1) {
+	if (store_migrate_chunks(s, err, errlen) == -1 || store_migrate(s, err, errlen) == -1 ||
+	    store_scan(s, err, errlen) == -1) {
 		store_close(s);
 		return NULL;
 	}
@@ -558,7 +590,7 @@ store_open_readonly(const char *dir, char *err, size_t errlen)
 	if ((s = store_new(err, errlen, dir)) == NULL)
 		return NULL;
 	s->readonly = true;
-	if ((s->db = db_open_readonly(dir, err, errlen)) == NULL) {
+	if ((s->db = db_open_readonly(dir, cell_len, err, errlen)) == NULL) {
 		store_close(s);
 		return NULL;
 	}

@@ -1,4 +1,4 @@
-/* Unit tests for common/cell.c, the store's value codec (format 2). */
+/* Unit tests for common/cell.c, the store's value codec (formats 2 and 3). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +18,23 @@ st_of(enum alarm_status status, bool delivered, int64_t sec, int32_t nsec, int16
 	return st;
 }
 
+/*
+ * cell_len finds where a cell ends in a chunk (db.h): its length with
+ * more cells after it, and 0 for every cut of it.
+ */
+static void
+len_checks(const struct buf *b)
+{
+	uint8_t chunk[2 * CELL_MAX];
+
+	memcpy(chunk, b->data, b->len);
+	memcpy(chunk + b->len, b->data, b->len);
+	assert_int_equal(cell_len(chunk, 2 * b->len), b->len);
+	assert_int_equal(cell_len(chunk, b->len), b->len);
+	for (size_t n = 0; n < b->len; n++)
+		assert_int_equal(cell_len(chunk, n), 0);
+}
+
 static void
 round_trip(uint8_t kind, const uint8_t *id, size_t len, const struct alarm_state *st, size_t want_len)
 {
@@ -29,6 +46,7 @@ round_trip(uint8_t kind, const uint8_t *id, size_t len, const struct alarm_state
 	if (want_len > 0)
 		assert_int_equal(b.len, want_len);
 	assert_true(b.len <= CELL_MAX);
+	len_checks(&b);
 	assert_int_equal(cell_alarm_decode(b.data, b.len, &a, &why), 0);
 	assert_int_equal(a.kind, kind);
 	assert_int_equal(a.id_len, len);
@@ -83,6 +101,7 @@ test_head_round_trip(void **state)
 	(void)state;
 	assert_int_equal(cell_head_encode(&h, &b), 0);
 	assert_true(cell_is_head(b.data, b.len));
+	len_checks(&b);
 	assert_int_equal(cell_head_decode(b.data, b.len, &g, &why), 0);
 	assert_memory_equal(&h, &g, sizeof(h));
 	/* Inconsistent counts are corruption. */

@@ -21,6 +21,7 @@
 #include <lmdb.h>
 #include <uuid/uuid.h>
 
+#include "cell.h"
 #include "digest.h"
 #include "pcache.h"
 #include "rec.h"
@@ -274,17 +275,18 @@ test_durable_reopen(void **state)
  * its file grows a margin that is a hole, and everything reads back the
  * same after a reopen, when the whole file is read into the cache again.
  */
-/* Its users' alarms a1..a9, as every user's digest lists them. */
-#define BIG_W(id) ITEM(id, "WARNING", "2021-08-17T12:00:00Z")
-#define BIG_A1_A9 BIG_W("a1") "," BIG_W("a2") "," BIG_W("a3") "," BIG_W("a4") "," BIG_W("a5") "," \
-	BIG_W("a6") "," BIG_W("a7") "," BIG_W("a8") "," BIG_W("a9")
+/* Its users' alarms 1..9, as every user's digest lists them; IDs long enough to fill 16 MiB soon. */
+#define BIG_ID "alarm-of-a-big-store-"
+#define BIG_W(n) ITEM(BIG_ID n, "WARNING", "2021-08-17T12:00:00Z")
+#define BIG_A1_A9 BIG_W("1") "," BIG_W("2") "," BIG_W("3") "," BIG_W("4") "," BIG_W("5") "," \
+	BIG_W("6") "," BIG_W("7") "," BIG_W("8") "," BIG_W("9")
 
 static void
 test_big_store_reopen(void **state)
 {
 	enum { USERS = 60000, PER_USER = 10, BATCH = 5000 };
 	struct fx *f = *state;
-	char path[200], user[32], alarm[8];
+	char path[200], user[32], alarm[32];
 	struct store_stats st;
 	struct stat sb;
 
@@ -293,7 +295,7 @@ test_big_store_reopen(void **state)
 			assert_int_equal(store_begin(f->s), 0);
 		snprintf(user, sizeof(user), "big-%d", u);
 		for (int a = 0; a < PER_USER; a++) {
-			snprintf(alarm, sizeof(alarm), "a%d", a);
+			snprintf(alarm, sizeof(alarm), BIG_ID "%d", a);
 			assert_int_equal(apply_n(f->s, user, strlen(user), alarm, strlen(alarm),
 			    STATUS_WARNING, "2021-08-17T12:00:00Z", f->now_ms), STATE_NEW);
 		}
@@ -310,12 +312,12 @@ test_big_store_reopen(void **state)
 
 	reopen(f);
 	assert_stats(f->s, USERS, USERS * PER_USER, 0);
-	assert_string_equal(take_json(f, "big-31337"), DIGEST("big-31337", BIG_W("a0") "," BIG_A1_A9));
+	assert_string_equal(take_json(f, "big-31337"), DIGEST("big-31337", BIG_W("0") "," BIG_A1_A9));
 	/* Writes go on where the file was left. */
-	assert_int_equal(apply1(f, "big-0", "a0", STATUS_CRITICAL, "2021-08-17T12:00:01Z"), STATE_CHANGED);
+	assert_int_equal(apply1(f, "big-0", BIG_ID "0", STATUS_CRITICAL, "2021-08-17T12:00:01Z"), STATE_CHANGED);
 	reopen(f);
 	assert_string_equal(take_json(f, "big-0"), DIGEST("big-0",
-	    BIG_A1_A9 "," ITEM("a0", "CRITICAL", "2021-08-17T12:00:01Z")));
+	    BIG_A1_A9 "," ITEM(BIG_ID "0", "CRITICAL", "2021-08-17T12:00:01Z")));
 }
 
 static void
@@ -1037,8 +1039,9 @@ test_open_errors(void **state)
 
 
 /*
- * Replace the duplicate of `key` that starts with `prefix` (the head: "\0") by val, with raw
- * LMDB behind the store's back.
+ * Replace the cell of `key` that starts with `prefix` (the head: "\0") by val, with raw LMDB
+ * behind the store's back.  val gets a chunk of its own (db.h), the cells around it keep
+ * theirs: a corrupt cell is one cell, as a bad write or a flipped bit would leave it.
  */
 static void
 raw_replace(const char *dir, const char *key, size_t klen, const char *prefix, size_t plen,
@@ -1048,22 +1051,41 @@ raw_replace(const char *dir, const char *key, size_t klen, const char *prefix, s
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	MDB_cursor *cur;
-	MDB_val k = { klen, (void *)key }, v = { plen, (void *)prefix };
+	MDB_val k = { klen, (void *)key }, v;
+	uint8_t chunk[512];
+	size_t off = 0, n = 0, size = 0;
+	int rc;
 
 	assert_int_equal(mdb_env_create(&env), 0);
 	assert_int_equal(mdb_env_set_mapsize(env, MAP_SIZE), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 2), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 3), 0);
 	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "alarms", MDB_DUPSORT, &dbi), 0);
+	assert_int_equal(mdb_dbi_open(txn, "cells", MDB_DUPSORT, &dbi), 0);
 	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
-	assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE), 0);
-	assert_true(v.mv_size >= plen && memcmp(v.mv_data, prefix, plen) == 0);
+	for (MDB_cursor_op op = MDB_SET_KEY; size == 0 && (rc = mdb_cursor_get(cur, &k, &v, op)) == 0;
+	    op = MDB_NEXT_DUP) {
+		for (off = 0; off < v.mv_size; off += n) {
+			n = cell_len((const uint8_t *)v.mv_data + off, v.mv_size - off);
+			if (n == 0)
+				n = v.mv_size - off;
+			if (n >= plen && memcmp((const uint8_t *)v.mv_data + off, prefix, plen) == 0) {
+				size = v.mv_size;
+				memcpy(chunk, v.mv_data, size);
+				break;
+			}
+		}
+	}
+	assert_true(size > 0);
 	assert_int_equal(mdb_cursor_del(cur, 0), 0);
 	mdb_cursor_close(cur);
 	k = (MDB_val){ klen, (void *)key };
+	v = (MDB_val){ off, chunk };
+	assert_true(off == 0 || mdb_put(txn, dbi, &k, &v, 0) == 0);
 	v = (MDB_val){ len, (void *)val };
 	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	v = (MDB_val){ size - off - n, chunk + off + n };
+	assert_true(v.mv_size == 0 || mdb_put(txn, dbi, &k, &v, 0) == 0);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
 }
@@ -1086,7 +1108,6 @@ test_corrupt_record(void **state)
 		{ "\x01\x00\x01" "a\x08\x00", 6 },              /* empty extension */
 		{ "\x01\x00\x01" "a\x09\xff\xff\xff\xff\xff\xff\xff\xff\x01", 14 },  /* nsec too big */
 		{ "\x01\x00\x01" "a\xf1\xff\xff\xff\xff\xff\xff\xff\x7f", 13 },  /* sec out of range */
-		{ "\x01\x00\x01" "a\x01" "x", 6 },              /* trailing byte */
 		{ "\x01\x00\x01" "a\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 14 },  /* overlong varint */
 	};
 	struct capture cap;
@@ -1731,7 +1752,7 @@ test_migrate_format1(void **state)
 	assert_int_equal(count_lines_with(&log, "migrated 1000 of 2502 users"), 1);
 	assert_int_equal(count_lines_with(&log, "migrated 2000 of 2502 users"), 1);
 	assert_int_equal(count_lines_with(&log, "migrated 2502 of 2502 users"), 1);
-	assert_int_equal(count_lines_with(&log, "migration to store format 2 done"), 1);
+	assert_int_equal(count_lines_with(&log, "migration from store format 1 done"), 1);
 	assert_int_equal(count_lines_with(&log, "corrupt record for user \"bad\""), 1);
 	assert_int_equal(count_lines_with(&log, "corrupt record saved to "), 1);
 	/* Users with alarms, and "asked"; "bad" started afresh. */
@@ -1770,6 +1791,127 @@ test_migrate_format1(void **state)
 	buf_free(&log);
 }
 
+/* ---- migration from format 2 --------------------------------------------------------------- */
+
+/*
+ * Turn a format 3 store back into format 2, with raw LMDB: every cell of
+ * every chunk a duplicate of its own in "alarms", and no "cells".
+ */
+static void
+to_format2(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi main_dbi, cells, alarms;
+	MDB_cursor *cur;
+	MDB_val k, v, mk = { 6, "alarms" };
+	struct buf keys = { 0 }, vals = { 0 };
+	size_t ko = 0, vo = 0;
+	int rc;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_mapsize(env, MAP_SIZE), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 3), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main_dbi), 0);
+	assert_int_equal(mdb_dbi_open(txn, "cells", MDB_DUPSORT, &cells), 0);
+	assert_int_equal(mdb_cursor_open(txn, cells, &cur), 0);
+	/* Each cell as (key length, key, cell length, cell). */
+	for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+		for (size_t o = 0, n; o < v.mv_size; o += n) {
+			uint16_t kl = (uint16_t)k.mv_size, vl;
+
+			n = cell_len((const uint8_t *)v.mv_data + o, v.mv_size - o);
+			assert_true(n > 0);
+			vl = (uint16_t)n;
+			assert_int_equal(buf_append(&keys, &kl, 2), 0);
+			assert_int_equal(buf_append(&keys, k.mv_data, k.mv_size), 0);
+			assert_int_equal(buf_append(&vals, &vl, 2), 0);
+			assert_int_equal(buf_append(&vals, (const uint8_t *)v.mv_data + o, n), 0);
+		}
+	}
+	assert_int_equal(rc, MDB_NOTFOUND);
+	mdb_cursor_close(cur);
+	assert_int_equal(mdb_drop(txn, cells, 1), 0);
+	assert_int_equal(mdb_del(txn, main_dbi, &mk, NULL), 0);
+	assert_int_equal(mdb_dbi_open(txn, "alarms", MDB_DUPSORT | MDB_CREATE, &alarms), 0);
+	while (ko < keys.len) {
+		uint16_t kl, vl;
+
+		memcpy(&kl, keys.data + ko, 2);
+		memcpy(&vl, vals.data + vo, 2);
+		k = (MDB_val){ kl, keys.data + ko + 2 };
+		v = (MDB_val){ vl, vals.data + vo + 2 };
+		assert_int_equal(mdb_put(txn, alarms, &k, &v, 0), 0);
+		ko += 2 + kl;
+		vo += 2 + vl;
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	buf_free(&keys);
+	buf_free(&vals);
+}
+
+/* The pending alarms of a user of six or seven (a0..a6, statuses cleared, warning, critical in turn). */
+#define MIG_PENDING ITEM("a1", "WARNING", "2021-08-17T12:00:00Z") "," \
+	ITEM("a2", "CRITICAL", "2021-08-17T12:00:00Z") "," ITEM("a4", "WARNING", "2021-08-17T12:00:00Z") \
+	"," ITEM("a5", "CRITICAL", "2021-08-17T12:00:00Z")
+
+static void
+test_migrate_format2(void **state)
+{
+	struct fx *f = *state;
+	enum { USERS = 2100 };
+	struct store_stats before, after;
+	struct capture cap;
+	struct buf log = { 0 };
+	char user[32], err[256];
+
+	for (int u = 0; u < USERS; u++) {
+		snprintf(user, sizeof(user), "user%04d", u);
+		for (int a = 0; a < 1 + u % 7; a++) {
+			char alarm[8];
+
+			snprintf(alarm, sizeof(alarm), "a%d", a);
+			apply1(f, user, alarm, (enum alarm_status)(a % 3), "2021-08-17T12:00:00Z");
+		}
+	}
+	assert_string_equal(take_json(f, "user0005"), DIGEST("user0005", MIG_PENDING));
+	store_get_stats(f->s, &before);
+	store_close(f->s);
+	to_format2(f->dir);
+
+	/* A reader reads format 2 as it is. */
+	f->s = store_open_readonly(f->dir, err, sizeof(err));
+	if (f->s == NULL)
+		fail_msg("%s", err);
+	store_get_stats(f->s, &after);
+	assert_int_equal(after.users, before.users);
+	assert_int_equal(after.alarms, before.alarms);
+	store_close(f->s);
+
+	capture_start(&cap, f->root);
+	f->s = open_at(f->dir);
+	capture_stop(&cap, &log);
+	assert_int_equal(count_lines_with(&log, "migrating from store format 2"), 1);
+	assert_int_equal(count_lines_with(&log, "migration to store format 3 done: 2100 users"), 1);
+	store_get_stats(f->s, &after);
+	assert_int_equal(after.users, before.users);
+	assert_int_equal(after.alarms, before.alarms);
+	assert_int_equal(after.tombstones, before.tombstones);
+	/* Delivered marks and tombstones came along. */
+	assert_string_equal(take_json(f, "user0005"), DIGEST("user0005", ""));
+	assert_int_equal(apply1(f, "user0005", "a0", STATUS_WARNING, "2021-08-17T11:00:00Z"), STATE_STALE);
+	assert_string_equal(take_json(f, "user0006"), DIGEST("user0006", MIG_PENDING));
+	/* Once done, a reopen has nothing to migrate. */
+	capture_start(&cap, f->root);
+	reopen(f);
+	capture_stop(&cap, &log);
+	assert_int_equal(count_lines_with(&log, "migrat"), 0);
+	buf_free(&log);
+}
+
 int
 main(void)
 {
@@ -1798,6 +1940,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_update_cost_flat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_user_alarms_readonly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_format1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_format2, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
