@@ -1,12 +1,13 @@
 /*
- * cell: the store's value codec (store format 2).
+ * cell: the store's value codec (store formats 2 and 3).
  *
- * A user's entry in the store's "alarms" database (db.h) is a list of
- * LMDB sorted duplicates under the user's key: one head cell, then one
- * alarm cell per alarm.  LMDB sorts duplicates bytewise, so the first
- * byte puts the head first and the alarms in id_cmp order (kind, length,
- * bytes); and since no alarm cell's ID part is a prefix of another's, the
- * first duplicate >= an ID part is that alarm's cell or proves it absent.
+ * A user's entry in the store's "cells" database (db.h) is a list of
+ * cells under the user's key, in chunks: one head cell, then one alarm
+ * cell per alarm.  Cells sort bytewise, so the first byte puts the head
+ * first and the alarms in id_cmp order (kind, length, bytes); and since
+ * no alarm cell's ID part is a prefix of another's, the first cell >= an
+ * ID part is that alarm's cell or proves it absent.  Each cell says where
+ * it ends (cell_len), which is how db.c finds the cells in a chunk.
  * An update therefore reads and rewrites one small cell, whatever the
  * number of alarms the user holds.
  *

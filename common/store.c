@@ -6,8 +6,8 @@
  *        round-trips exactly (kind says lower or upper case, so the
  *        original spelling comes back), else [ID_RAW] + the raw bytes
  *        (id.h).
- * Duplicates under it, in the alarms database: the user's head cell,
- *        then one cell per alarm (cell.h).
+ * Cells under it, in chunks (db.h): the user's head cell, then one
+ *        cell per alarm (cell.h).
  *
  * The head's counts are kept with every cell written, and the store's
  * counters are the sum of the heads: a walk over the heads at open gives
@@ -467,7 +467,7 @@ store_migrate_one(struct store *s)
 			if (it.id_len > CELL_MAX_ID) {
 				/* Possible only with max_id_bytes above CELL_MAX_ID, which config now refuses. */
 				quarantine_report(db_dir(s->db), user, s->user.len, "an AlarmID longer "
-				    "than format 2 keeps: the record is saved aside, that alarm dropped");
+				    "than a cell keeps: the record is saved aside, that alarm dropped");
 				quarantine_save(db_dir(s->db), v, vlen);
 				break;
 			}

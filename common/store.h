@@ -2,13 +2,14 @@
  * store: a worker's durable state, one LMDB environment per worker slot.
  *
  * Per user (key: the UserID; a tag byte + 16 bytes when it is a UUID) a
- * list of LMDB sorted duplicates: a head cell with the user's counts and
- * last answered request, then one small cell per alarm (cell.h).  An
+ * list of cells, kept in chunks of LMDB sorted duplicates (db.h): a head
+ * cell with the user's counts and last answered request, then one small
+ * cell per alarm (cell.h).  An
  * update reads and rewrites that alarm's cell and at most the head,
  * whatever the number of alarms the user holds; a digest reads the head
  * and walks the user's cells only when the head says some are pending.
- * A state directory of format 1 (one record per user, rec.h) is migrated
- * by store_open.  Writes happen inside a write
+ * A state directory of format 1 (one record per user, rec.h) or format 2
+ * (a duplicate per cell) is migrated by store_open.  Writes happen inside a write
  * transaction opened with store_begin(); store_commit() returns only when
  * the transaction is on disk (fdatasync), which is what lets the worker
  * report "durable up to" to its supervisor.

@@ -14,11 +14,6 @@
 #include "pub.h"
 #include "seed.h"
 
-/*
- * Users per write transaction: big enough that fsyncs do not dominate,
- * small enough to bound LMDB's dirty pages.
- */
-#define SEED_USERS_PER_COMMIT 20000
 
 static int
 seed_count(void *arg, const char *alarm, size_t alarm_len, enum alarm_status status,
@@ -109,7 +104,7 @@ seed_state(struct load *L, const char *state_dir, int workers, struct model *m,
 	struct config c;
 	char dir[4096], err[256];
 	int64_t t0 = pub_now_ns(), now_ms = harness_wall_sec() * 1000;
-	int opened = 0, rc = -1;
+	int opened = 0, rc = -1, per_commit;
 
 	memset(st, 0, sizeof(*st));
 	if (workers < 1 || workers > LAYOUT_MAX_SLOTS) {
@@ -120,6 +115,16 @@ seed_state(struct load *L, const char *state_dir, int workers, struct model *m,
 		harness_seterr("seed: config_defaults failed");
 		return -1;
 	}
+	/*
+	 * Transactions no bigger than a worker's (commit_max_msgs frames: a
+	 * user's updates and its digest request): a store's file keeps the
+	 * pages its biggest transactions freed, and seeding 100,000 updates
+	 * a transaction left 17 B per alarm of free pages at a million users
+	 * that the service itself never leaves.
+	 */
+	per_commit = (int)(c.commit_max_msgs * workers / (L->alarms + 1));
+	if (per_commit < 1)
+		per_commit = 1;
 	if (mkdir(state_dir, 0700) == -1 && errno != EEXIST) {
 		harness_seterr("seed: mkdir %s: %s", state_dir, strerror(errno));
 		goto out;
@@ -150,7 +155,7 @@ seed_state(struct load *L, const char *state_dir, int workers, struct model *m,
 
 		if (seed_user(L, (uint32_t)i, s[k], m, &c, now_ms, st) == -1)
 			goto out;
-		if ((i + 1) % SEED_USERS_PER_COMMIT == 0) {
+		if ((i + 1) % per_commit == 0) {
 			int64_t tc = pub_now_ns();
 
 			if (seed_commit_all(s, workers, true) == -1)

@@ -331,6 +331,92 @@ test_small_user_one_chunk(void **state)
 }
 
 /*
+ * A cell of the longest ID lands between two runs that fill a chunk: no
+ * split in two fits both halves in 511 bytes, so the chunk becomes three.
+ */
+static void
+test_big_cell_split(void **state)
+{
+	struct db *db = open_db();
+	struct muser *m = &model[0];
+	char key[16];
+	size_t klen, chunks, bytes;
+
+	(void)state;
+	memset(model, 0, sizeof(model));
+	user_key(0, key, &klen);
+	random_head(&m->c[m->n++]);
+	/* Raw IDs sort before UUIDs, and by length: nine short ones, nine UUIDs, then the long one. */
+	for (int i = 0; i < 19; i++) {
+		struct alarm_state st = { STATUS_WARNING, { 1700000000, 0, 0 }, false };
+		uint8_t id[CELL_MAX_ID];
+		size_t id_len = i < 9 ? 17 : i < 18 ? ID_UUID_BYTES : CELL_MAX_ID;
+		uint8_t kind = i >= 9 && i < 18 ? ID_UUID_LOWER : ID_RAW;
+		struct buf b = { 0 }, p = { 0 };
+		struct mcell c;
+		int at;
+
+		memset(id, 'a' + i % 9, id_len);
+		assert_int_equal(cell_alarm_encode(kind, id, id_len, &st, &b), 0);
+		assert_int_equal(cell_prefix(kind, id, id_len, &p), 0);
+		memcpy(c.bytes, b.data, b.len);
+		c.len = b.len;
+		c.plen = p.len;
+		buf_free(&b);
+		buf_free(&p);
+		at = -model_find(m, c.bytes, c.plen) - 1;
+		assert_true(at >= 0);
+		memmove(&m->c[at + 1], &m->c[at], (size_t)(m->n - at) * sizeof(c));
+		m->c[at] = c;
+		m->n++;
+	}
+	assert_int_equal(db_begin(db), 0);
+	/* The long one last, into the one chunk the others fill. */
+	for (int i = 0; i < m->n; i++)
+		if (m->c[i].len < 400)
+			assert_int_equal(db_dup_set(db, key, klen, m->c[i].plen, m->c[i].bytes,
+			    m->c[i].len), 0);
+	assert_int_equal(db_commit(db), 0);
+	db_close(db);
+	raw_chunks(0, &chunks, &bytes);
+	assert_int_equal(chunks, 1);
+	db = open_db();
+	assert_int_equal(db_begin(db), 0);
+	for (int i = 0; i < m->n; i++)
+		if (m->c[i].len >= 400)
+			assert_int_equal(db_dup_set(db, key, klen, m->c[i].plen, m->c[i].bytes,
+			    m->c[i].len), 0);
+	assert_int_equal(db_commit(db), 0);
+	check_user(db, 0);
+	db_close(db);
+	raw_chunks(0, &chunks, &bytes);
+	assert_int_equal(chunks, 3);
+}
+
+/* Replace every chunk of key by one holding x, then y, with raw LMDB. */
+static void
+raw_put_chunk(const char *key, size_t klen, const struct mcell *x, const struct mcell *y)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	uint8_t chunk[2 * CELL_MAX];
+	MDB_val k = { klen, (void *)key }, v = { x->len + y->len, chunk };
+
+	memcpy(chunk, x->bytes, x->len);
+	memcpy(chunk + x->len, y->bytes, y->len);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 3), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "cells", MDB_DUPSORT, &dbi), 0);
+	assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/*
  * A cell that does not parse takes the rest of its chunk: the walk hands
  * it over as one, and deleting it by its bytes leaves the cells before.
  */
@@ -364,6 +450,18 @@ test_corrupt_cell(void **state)
 	assert_int_equal(db_dup_walk(db, key, klen, DB_DUP_ONE_KEY, collect_one, &w), 0);
 	assert_int_equal(w.n, 2);
 	assert_memory_equal(w.c[1].bytes, b.bytes, b.len);
+	assert_int_equal(db_commit(db), 0);
+	db_close(db);
+
+	/* Cells out of order in a chunk (only corruption does that): a delete still finds its cell. */
+	raw_put_chunk(key, klen, &b, &a);
+	db = open_db();
+	assert_int_equal(db_begin(db), 0);
+	assert_int_equal(db_dup_del(db, key, klen, a.bytes, a.plen), 0);
+	w.n = 0;
+	assert_int_equal(db_dup_walk(db, key, klen, DB_DUP_ONE_KEY, collect_one, &w), 0);
+	assert_int_equal(w.n, 1);
+	assert_memory_equal(w.c[0].bytes, b.bytes, b.len);
 	assert_int_equal(db_commit(db), 0);
 	db_close(db);
 }
@@ -550,6 +648,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_chunks_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_small_user_one_chunk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_cell_split, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_cell, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_format2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_store_marked, setup, teardown),
