@@ -43,7 +43,7 @@ struct db {
 	uint8_t work[2 * DB_CHUNK_CAP];   /* a chunk being rebuilt */
 	bool readonly;
 	MDB_txn *txn;           /* the open write transaction, if any */
-	MDB_cursor *cur;        /* on the alarms in txn, opened at first use; LMDB frees it with txn */
+	MDB_cursor *cur;        /* on the cells in txn, opened at first use; LMDB frees it with txn */
 	size_t max_key;
 	int64_t map_size, map_max;
 	size_t psize;           /* LMDB's page size */
@@ -156,7 +156,8 @@ db_mkdirs(const char *dir, char *err, size_t errlen)
 }
 
 /*
- * The order of the alarms database's keys and duplicates: LMDB's default
+ * The order of the keys and chunks of the cells (and of format 2's cells
+ * while they are migrated): LMDB's default
  * (mdb_cmp_memn: bytewise, a proper prefix first), eight bytes at a step
  * instead of a memcmp call per comparison.  Every search of an update
  * compares about thirty times, and LMDB's comparator with its memcmp was

@@ -6,10 +6,11 @@
  * decoder (common/rec.c: migration, and users moving between stores);
  * any other input is a cell (common/cell.c, the store's values now).
  *
- * cell_*_decode must refuse with a reason or give a cell that encodes to
- * at most CELL_MAX bytes that decode to the same values, starting with
- * the prefix cell_prefix gives for its ID, and encode again to the same
- * bytes.  rec_decode must refuse with a reason or give a record every
+ * cell_len never reaches past the input, and is the input's length when
+ * a decoder accepts it.  cell_*_decode must refuse with a reason or give
+ * a cell that encodes to at most CELL_MAX bytes that decode to the same
+ * values, starting with the prefix cell_prefix gives for its ID, and
+ * encode again to the same bytes.  rec_decode must refuse with a reason or give a record every
  * other rec_* call can use: it encodes to bytes that decode to the same
  * record, hands out each pending alarm by an ID the record then says it
  * holds, and merges into itself without change.
@@ -79,7 +80,10 @@ fuzz_cell(const uint8_t *data, size_t size)
 	struct cell_alarm a, b;
 	struct cell_head h, g;
 	const char *why = NULL;
+	/* Where a chunk's cell ends (db.c): never past the bytes, and all of a cell decode accepts. */
+	size_t len = cell_len(data, size);
 
+	FUZZ_CHECK(len <= size, "cell_len %zu of %zu bytes", len, size);
 	if (cell_is_head(data, size)) {
 		if (cell_head_decode(data, size, &h, &why) != 0) {
 			FUZZ_CHECK(why != NULL && *why != '\0', "head refused without a reason");
@@ -87,6 +91,7 @@ fuzz_cell(const uint8_t *data, size_t size)
 		}
 		FUZZ_CHECK(h.tombstones <= h.alarms && h.pending <= h.alarms - h.tombstones,
 		    "head counts accepted inconsistent");
+		FUZZ_CHECK(len == size, "a head of %zu bytes, cell_len %zu", size, len);
 		FUZZ_CHECK(cell_head_encode(&h, &fz_enc) == 0, "cell_head_encode: out of memory");
 		FUZZ_CHECK(fz_enc.len <= size, "re-encoded head %zu bytes from %zu", fz_enc.len, size);
 		FUZZ_CHECK(cell_head_decode(fz_enc.data, fz_enc.len, &g, &why) == 0 &&
@@ -99,6 +104,7 @@ fuzz_cell(const uint8_t *data, size_t size)
 	}
 	FUZZ_CHECK(a.prefix_len <= size && a.id_len > 0 && a.id_len <= CELL_MAX_ID,
 	    "prefix %zu, ID %zu bytes", a.prefix_len, a.id_len);
+	FUZZ_CHECK(len == size, "a cell of %zu bytes, cell_len %zu", size, len);
 	FUZZ_CHECK(cell_prefix(a.kind, a.id, a.id_len, &fz_enc2) == 0 && fz_enc2.len == a.prefix_len &&
 	    memcmp(fz_enc2.data, data, a.prefix_len) == 0, "the cell does not start with its prefix");
 	FUZZ_CHECK(cell_alarm_encode(a.kind, a.id, a.id_len, &a.st, &fz_enc) == 0,
