@@ -1038,6 +1038,20 @@ test_open_errors(void **state)
 /* ---- corruption -------------------------------------------------------------------- */
 
 
+/* A raw LMDB write transaction on the store in dir, behind the store's back. */
+static MDB_txn *
+raw_begin(const char *dir, MDB_env **env)
+{
+	MDB_txn *txn;
+
+	assert_int_equal(mdb_env_create(env), 0);
+	assert_int_equal(mdb_env_set_mapsize(*env, MAP_SIZE), 0);
+	assert_int_equal(mdb_env_set_maxdbs(*env, 3), 0);
+	assert_int_equal(mdb_env_open(*env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(*env, NULL, 0, &txn), 0);
+	return txn;
+}
+
 /*
  * Replace the cell of `key` that starts with `prefix` (the head: "\0") by val, with raw LMDB
  * behind the store's back.  val gets a chunk of its own (db.h), the cells around it keep
@@ -1056,11 +1070,7 @@ raw_replace(const char *dir, const char *key, size_t klen, const char *prefix, s
 	size_t off = 0, n = 0, size = 0;
 	int rc;
 
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_mapsize(env, MAP_SIZE), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 3), 0);
-	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	txn = raw_begin(dir, &env);
 	assert_int_equal(mdb_dbi_open(txn, "cells", MDB_DUPSORT, &dbi), 0);
 	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
 	for (MDB_cursor_op op = MDB_SET_KEY; size == 0 && (rc = mdb_cursor_get(cur, &k, &v, op)) == 0;
@@ -1809,11 +1819,7 @@ to_format2(const char *dir)
 	size_t ko = 0, vo = 0;
 	int rc;
 
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_mapsize(env, MAP_SIZE), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 3), 0);
-	assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	txn = raw_begin(dir, &env);
 	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main_dbi), 0);
 	assert_int_equal(mdb_dbi_open(txn, "cells", MDB_DUPSORT, &cells), 0);
 	assert_int_equal(mdb_cursor_open(txn, cells, &cur), 0);
