@@ -14,7 +14,6 @@
 #include "pub.h"
 #include "seed.h"
 
-
 static int
 seed_count(void *arg, const char *alarm, size_t alarm_len, enum alarm_status status,
     const struct rfc3339_time *changed_at)
@@ -117,10 +116,9 @@ seed_state(struct load *L, const char *state_dir, int workers, struct model *m,
 	}
 	/*
 	 * Transactions no bigger than a worker's (commit_max_msgs frames: a
-	 * user's updates and its digest request): a store's file keeps the
-	 * pages its biggest transactions freed, and seeding 100,000 updates
-	 * a transaction left 17 B per alarm of free pages at a million users
-	 * that the service itself never leaves.
+	 * user's updates and its digest request), so the file is one the
+	 * service could have left: a store keeps the pages its biggest
+	 * transactions freed (docs/PERFORMANCE.md, "Store format 3").
 	 */
 	per_commit = (int)(c.commit_max_msgs * workers / (L->alarms + 1));
 	if (per_commit < 1)
