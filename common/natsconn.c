@@ -326,19 +326,21 @@ natsconn_fatal_hint(natsStatus s)
 	}
 }
 
-/*
- * A refusal of our credentials is believed on the third in a row.  cnats
- * 3.4.1 now and then sends its CONNECT without the signature of the
- * server's nonce (nats-server 2.9.10 logs "Signature missing"): 2 of 500
- * connects with one creds file, and 4 of 300 runs of security_creds, were
- * refused that way.  Bad credentials still end the wait, 0.5 s later.
- */
+/* cnats 3.4.1's stray refusals (natsconn.h): this many connects before one is believed. */
 #define NATSCONN_AUTH_TRIES 3
 
-static bool
-natsconn_refused(natsStatus s)
+natsStatus
+natsconn_connect_once(natsConnection **nc, natsOptions *opts)
 {
-	return s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED;
+	natsStatus s;
+
+	for (int tries = 1;; tries++) {
+		s = natsConnection_Connect(nc, opts);
+		if ((s != NATS_CONNECTION_AUTH_FAILED && s != NATS_NOT_PERMITTED) ||
+		    tries == NATSCONN_AUTH_TRIES)
+			return s;
+		nanosleep(&(struct timespec){ 0, 250 * 1000000 }, NULL);
+	}
 }
 
 /*
@@ -350,16 +352,14 @@ natsconn_wait(const struct natsconn_opts *o, natsOptions *opts)
 {
 	natsConnection *nc = NULL;
 	natsStatus s;
-	int refused = 0;
 
 	for (int64_t waited_ms = 0;; waited_ms += 250) {
-		s = natsConnection_Connect(&nc, opts);
+		s = natsconn_connect_once(&nc, opts);
 		if (s == NATS_OK) {
 			natsconn_log_connected(nc);
 			return nc;
 		}
-		refused = natsconn_refused(s) ? refused + 1 : 0;
-		if (natsconn_fatal(s) && !(refused > 0 && refused < NATSCONN_AUTH_TRIES)) {
+		if (natsconn_fatal(s)) {
 			log_errorx("connecting to NATS at %s: %s: %s", natsconn_where,
 			    natsconn_fatal_hint(s), natsconn_why(s));
 			return NULL;
@@ -398,7 +398,7 @@ natsconn_connect(const struct natsconn_opts *o)
 		return nc;
 	}
 	if (s == NATS_OK) {
-		s = natsConnection_Connect(&nc, opts);
+		s = natsconn_connect_once(&nc, opts);
 		if (s == NATS_NOT_YET_CONNECTED)
 			s = NATS_OK;
 	}

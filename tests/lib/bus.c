@@ -9,6 +9,7 @@
 
 #include <json.h>
 
+#include "../../common/natsconn.h"
 #include "bus.h"
 #include "harness.h"
 #include "itmap.h"
@@ -100,12 +101,9 @@ bus_connect(const char *url, bool jetstream, const char *ca_file, const char *ce
 		s = natsOptions_SetMaxReconnect(opts, 600);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectWait(opts, 100);
-	/* cnats now and then leaves out the nonce's signature (common/natsconn.c): three tries. */
-	if (s == NATS_OK) {
-		for (int tries = 1; (s = natsConnection_Connect(&b->nc, opts)) != NATS_OK && tries < 3 &&
-		    (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED); tries++)
-			harness_sleep_ms(250);
-	}
+	/* As the service does: cnats now and then leaves out the nonce's signature. */
+	if (s == NATS_OK)
+		s = natsconn_connect_once(&b->nc, opts);
 	if (s == NATS_OK)
 		s = natsConnection_JetStream(&b->js, b->nc, NULL);
 	natsOptions_Destroy(opts);
