@@ -145,43 +145,44 @@ random_head(struct mcell *c)
 	buf_free(&b);
 }
 
-struct collect {
-	struct mcell c[MAX_CELLS * USERS];
-	char key[MAX_CELLS * USERS][16];
-	size_t klen[MAX_CELLS * USERS];
-	int n;
-};
-
+/* One cell of a walk into the struct muser at arg. */
 static int
 collect_one(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct collect *w = arg;
+	struct muser *w = arg;
 
-	assert_true(w->n < MAX_CELLS * USERS);
-	assert_true(vlen <= CELL_MAX && klen <= 16);
+	(void)key;
+	(void)klen;
+	assert_true(w->n < MAX_CELLS && vlen <= CELL_MAX);
 	memcpy(w->c[w->n].bytes, val, vlen);
 	w->c[w->n].len = vlen;
-	memcpy(w->key[w->n], key, klen);
-	w->klen[w->n] = klen;
 	w->n++;
 	return 0;
+}
+
+/* The cells of key, walked, into `walked`: their number. */
+static struct muser walked;
+
+static int
+walk_key(struct db *db, const char *key, size_t klen)
+{
+	walked.n = 0;
+	assert_int_equal(db_dup_walk(db, key, klen, DB_DUP_ONE_KEY, collect_one, &walked), 0);
+	return walked.n;
 }
 
 /* The user's cells, walked, are the model's, in order. */
 static void
 check_user(struct db *db, int u)
 {
-	static struct collect w;
 	char key[16];
 	size_t klen;
 
-	w.n = 0;
 	user_key(u, key, &klen);
-	assert_int_equal(db_dup_walk(db, key, klen, DB_DUP_ONE_KEY, collect_one, &w), 0);
-	assert_int_equal(w.n, model[u].n);
-	for (int i = 0; i < w.n; i++) {
-		assert_int_equal(w.c[i].len, model[u].c[i].len);
-		assert_memory_equal(w.c[i].bytes, model[u].c[i].bytes, w.c[i].len);
+	assert_int_equal(walk_key(db, key, klen), model[u].n);
+	for (int i = 0; i < walked.n; i++) {
+		assert_int_equal(walked.c[i].len, model[u].c[i].len);
+		assert_memory_equal(walked.c[i].bytes, model[u].c[i].bytes, walked.c[i].len);
 	}
 }
 
@@ -434,7 +435,6 @@ test_corrupt_cell(void **state)
 {
 	struct db *db = open_db();
 	struct mcell a, b;
-	static struct collect w;
 	uint8_t junk[] = { 0x7f, 'j', 'u', 'n', 'k' };
 	char key[16];
 	size_t klen;
@@ -450,15 +450,11 @@ test_corrupt_cell(void **state)
 	assert_int_equal(db_dup_set(db, key, klen, b.plen, b.bytes, b.len), 0);
 	/* Appended by the store's rules it would not be: a tag no cell has, after b. */
 	assert_int_equal(db_dup_set(db, key, klen, 1, junk, sizeof(junk)), 0);
-	w.n = 0;
-	assert_int_equal(db_dup_walk(db, key, klen, DB_DUP_ONE_KEY, collect_one, &w), 0);
-	assert_int_equal(w.n, 3);
-	assert_int_equal(w.c[2].len, sizeof(junk));
+	assert_int_equal(walk_key(db, key, klen), 3);
+	assert_int_equal(walked.c[2].len, sizeof(junk));
 	assert_int_equal(db_dup_del(db, key, klen, junk, sizeof(junk)), 0);
-	w.n = 0;
-	assert_int_equal(db_dup_walk(db, key, klen, DB_DUP_ONE_KEY, collect_one, &w), 0);
-	assert_int_equal(w.n, 2);
-	assert_memory_equal(w.c[1].bytes, b.bytes, b.len);
+	assert_int_equal(walk_key(db, key, klen), 2);
+	assert_memory_equal(walked.c[1].bytes, b.bytes, b.len);
 	assert_int_equal(db_commit(db), 0);
 	db_close(db);
 
@@ -467,10 +463,8 @@ test_corrupt_cell(void **state)
 	db = open_db();
 	assert_int_equal(db_begin(db), 0);
 	assert_int_equal(db_dup_del(db, key, klen, a.bytes, a.plen), 0);
-	w.n = 0;
-	assert_int_equal(db_dup_walk(db, key, klen, DB_DUP_ONE_KEY, collect_one, &w), 0);
-	assert_int_equal(w.n, 1);
-	assert_memory_equal(w.c[0].bytes, b.bytes, b.len);
+	assert_int_equal(walk_key(db, key, klen), 1);
+	assert_memory_equal(walked.c[0].bytes, b.bytes, b.len);
 	assert_int_equal(db_commit(db), 0);
 	db_close(db);
 }
