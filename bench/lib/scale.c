@@ -172,6 +172,13 @@ scale_run(const struct scale_opts *o, struct scale_result *res)
 		if (res->users[0].rate > 0)
 			row->ratio = row->rate / res->users[0].rate;
 	}
+	if (o->nusers > 0) {
+		o->step("disk: scattered page writes on the state's filesystem");
+		if (disk_measure(&res->disk) == -1) {
+			o->step("  FAILED TO RUN: %s", harness_err());
+			rc = -1;
+		}
+	}
 	return rc;
 }
 
@@ -199,6 +206,36 @@ row_rate(const struct scale_row *r, char *rate, size_t rcap, char *ratio, size_t
 		snprintf(ratio, qcap, "-");
 }
 
+/*
+ * The disk against the largest row: a message there costs about one
+ * scattered page (its user's leaf), so pages/s over pages per message is
+ * what the disk allows when it does nothing else (the broker writes to it
+ * too, and the workers' own CPU comes on top).
+ */
+static void
+disk_print(const struct disk_result *d, const struct scale_row *big)
+{
+	double per_msg = big->write_per_msg / 4096;
+
+	if (!d->ran)
+		return;
+	printf("\ndisk (a %lld MiB file on the state's filesystem, cached in base pages; batches of random "
+	    "4 KiB pages written in ascending order, one fdatasync each, as a commit writes):\n",
+	    d->file_bytes >> 20);
+	printf("%11s %10s %9s  msgs/s it allows the %d-user row (%.0f B = %.2f pages written per msg)\n",
+	    "pages/batch", "pages/s", "ms/batch", big->users, big->write_per_msg, per_msg);
+	for (int k = 0; k < DISK_BATCHES; k++) {
+		const struct disk_batch *b = &d->b[k];
+		char allows[32] = "-";
+
+		if (per_msg > 0)
+			snprintf(allows, sizeof(allows), "%.1fk", b->pages_per_s / per_msg / 1e3);
+		printf("%11d %9.1fk %9.1f  %s\n", b->pages, b->pages_per_s / 1e3, b->ms_per_batch, allows);
+	}
+	printf("(a worker's commit at a million users held 5,000 to 10,000 updates on the machine "
+	    "of docs/PERFORMANCE.md; the broker writes to the same disk)\n");
+}
+
 void
 scale_print(const struct scale_opts *o, const struct scale_result *res)
 {
@@ -224,21 +261,24 @@ scale_print(const struct scale_opts *o, const struct scale_result *res)
 		printf("\nusers (durable, a state of USERS x %d alarms seeded into the stores, then %ld "
 		    "updates + a request every %d on top, %d workers):\n", o->users_alarms,
 		    o->users_updates, o->users_req_every, o->workers);
-		printf("%9s %10s %7s %10s %6s %19s %15s  %s\n", "users", "alarms", "seed s", "msgs/s",
-		    "ratio", "worker RSS max MiB", "state B/alarm", "digests");
+		printf("%9s %10s %7s %10s %6s %14s %19s %15s  %s\n", "users", "alarms", "seed s",
+		    "msgs/s", "ratio", "B written/msg", "worker RSS max MiB", "state B/alarm", "digests");
 		for (int i = 0; i < res->nusers; i++) {
 			const struct scale_row *r = &res->users[i];
 
 			row_rate(r, rate, sizeof(rate), ratio, sizeof(ratio));
-			printf("%9d %10lld %7.1f %8s/s %6s %19.1f %15.1f  %s\n", r->users,
+			printf("%9d %10lld %7.1f %8s/s %6s %14.0f %19.1f %15.1f  %s\n", r->users,
 			    (long long)r->users * r->alarms, r->seed_seconds, rate, ratio,
-			    (double)r->rss_worker_max_kib / 1024, r->du_per_alarm,
+			    r->write_per_msg, (double)r->rss_worker_max_kib / 1024, r->du_per_alarm,
 			    row_digests(r, dig, sizeof(dig)));
 		}
-		printf("(ratio: msgs/s / the %d-user row; RSS: VmHWM, LMDB's mapped pages included; "
-		    "state: du of STATE_DIR after the load / alarms)\n", res->users[0].users);
+		printf("(ratio: msgs/s / the %d-user row; B written: /proc/PID/io write_bytes of the "
+		    "workers; RSS: VmHWM, LMDB's mapped pages included; state: du of STATE_DIR after the "
+		    "load / alarms)\n", res->users[0].users);
+		disk_print(&res->disk, &res->users[res->nusers - 1]);
 	}
 }
+
 
 static void
 json_row(const char *table, const struct scale_row *r)
@@ -266,6 +306,11 @@ scale_json(const struct scale_opts *o, const struct scale_result *res)
 		json_row("alarms_per_user", &res->apu[i]);
 	for (int i = 0; i < res->nusers; i++)
 		json_row("users", &res->users[i]);
+	for (int k = 0; res->disk.ran && k < DISK_BATCHES; k++)
+		printf("BENCH {\"kind\":\"disk\",\"file_bytes\":%lld,\"pages_per_batch\":%d,"
+		    "\"rounds\":%d,\"pages_per_s\":%.0f,\"ms_per_batch\":%.1f}\n", res->disk.file_bytes,
+		    res->disk.b[k].pages, res->disk.b[k].rounds, res->disk.b[k].pages_per_s,
+		    res->disk.b[k].ms_per_batch);
 }
 
 static bool

@@ -11,7 +11,9 @@
  * Users: a state of N users x A alarms seeded straight into the stores
  * (seed.h), then the same load on top of each (updates spread at random
  * over all alarms, a request every few updates): msg/s, its ratio to the
- * first row, the workers' peak RSS and the state on disk per alarm (du).
+ * first row, the bytes the workers wrote per message, their peak RSS and
+ * the state on disk per alarm (du); then the disk's own rate for a
+ * commit's scattered page writes (disk.h), which bounds the largest row.
  */
 #ifndef BENCH_SCALE_H
 #define BENCH_SCALE_H
@@ -20,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "disk.h"
 #include "sink.h"
 
 #define SCALE_MAX_ROWS 8
@@ -63,6 +66,7 @@ struct scale_result {
 	int napu;
 	struct scale_row users[SCALE_MAX_ROWS];
 	int nusers;
+	struct disk_result disk;        /* with the users table: what bounds its largest row */
 };
 
 /* Run both tables (a table with no rows is skipped); -1 when a row could not run. */
