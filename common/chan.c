@@ -59,6 +59,13 @@ chan_fill(struct chan *c, size_t chunk)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return CHAN_AGAIN;
+			/*
+			 * A peer that exits with bytes of ours unread resets the
+			 * socket once its own bytes are read: an EOF like any other
+			 * (a worker stopping while a fence was on its way).
+			 */
+			if (errno == ECONNRESET)
+				return CHAN_EOF;
 			return -1;
 		}
 		c->in.len += (size_t)n;

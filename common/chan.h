@@ -38,7 +38,7 @@ int chan_fd(const struct chan *c);
 /* chan_fill() results (or -1 on a read error, with errno). */
 #define CHAN_AGAIN 0   /* the socket is empty for now */
 #define CHAN_MORE  1   /* chunk bytes wait to be taken: take frames, then read again */
-#define CHAN_EOF   2   /* the peer closed its end; what came before is buffered */
+#define CHAN_EOF   2   /* the peer closed its end (or reset it); what came before is buffered */
 
 /*
  * Read until the socket is empty, the peer closes it, or at least `chunk`

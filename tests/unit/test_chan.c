@@ -281,6 +281,32 @@ test_eof_after_frames(void **state)
 	assert_int_equal(chan_fill(p->a, 4096), CHAN_EOF);
 }
 
+/*
+ * A peer that exits with bytes of ours unread resets the socket: what it
+ * sent first is still read, then the reset reads as the EOF it is (a
+ * worker stopping cleanly while a fence was on its way must not log a
+ * read error).
+ */
+static void
+test_reset_after_frames_is_eof(void **state)
+{
+	struct pair *p = *state;
+	uint8_t h[FRAME_HDR_LEN];
+	struct frame f;
+	const char *err;
+
+	put_header(h, FRAME_HDR_LEN, FRAME_DONE, 43);
+	write_all(p->peer, h, sizeof(h));
+	assert_int_equal(frame_put_fence(chan_out(p->a), 1), 0);
+	assert_int_equal(chan_flush(p->a), 0);
+	close(p->peer);   /* our fence unread: a reset, not a plain EOF */
+	p->peer = -1;
+	assert_int_equal(chan_fill(p->a, 4096), CHAN_EOF);
+	assert_int_equal(chan_next(p->a, &f, &err), 1);
+	assert_int_equal(f.id, 43);
+	assert_int_equal(chan_fill(p->a, 4096), CHAN_EOF);
+}
+
 #define BIG_FRAMES 2000
 #define BIG_BODY 1024
 
@@ -414,6 +440,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_good_header_waits_for_body, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_type_rejected_before_body, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_eof_after_frames, pair_setup, pair_teardown),
+		cmocka_unit_test_setup_teardown(test_reset_after_frames_is_eof, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_flush_meets_full_socket, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_send_waits_for_queue, pair_setup, pair_teardown),
 		cmocka_unit_test_setup_teardown(test_flush_wait_and_peer_gone, pair_setup, pair_teardown),
