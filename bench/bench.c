@@ -724,21 +724,23 @@ out:
 	if (strcmp(m->exit_status, "exit 0") != 0)
 		note_odd("%s: the supervisor ended with %s after SIGTERM", m->mode, m->exit_status);
 	if (m->log.error + m->log.warn > 0) {
-		note_odd("%s: service log has %d error and %d warn lines, first:", m->mode, m->log.error,
-		    m->log.warn);
-		for (int i = 0; i < m->log.nfirst; i++)
+		/* The first line in the note itself: the summary at the end repeats notes only. */
+		note_odd("%s: service log has %d error and %d warn lines, the first: %s", m->mode,
+		    m->log.error, m->log.warn, m->log.nfirst > 0 ? m->log.first[0] : "(not kept)");
+		for (int i = 1; i < m->log.nfirst; i++)
 			printf("#   %s\n", m->log.first[i]);
 	}
 	if (m->nlog.error + m->nlog.warn > 0) {
-		note_odd("%s: nats-server log has %d [ERR] and %d [WRN] lines, first:", m->mode,
-		    m->nlog.error, m->nlog.warn);
-		for (int i = 0; i < m->nlog.nfirst; i++)
+		note_odd("%s: nats-server log has %d [ERR] and %d [WRN] lines, the first: %s", m->mode,
+		    m->nlog.error, m->nlog.warn, m->nlog.nfirst > 0 ? m->nlog.first[0] : "(not kept)");
+		for (int i = 1; i < m->nlog.nfirst; i++)
 			printf("#   %s\n", m->nlog.first[i]);
 	}
 	if (m->broker_slow > 0) {
 		note_odd("%s: nats-server's log reports %d slow consumer(s): the broker dropped messages "
-		    "to a subscriber, first:", m->mode, m->broker_slow);
-		for (int i = 0; i < slow.nfirst; i++)
+		    "to a subscriber, the first: %s", m->mode, m->broker_slow,
+		    slow.nfirst > 0 ? slow.first[0] : "(not kept)");
+		for (int i = 1; i < slow.nfirst; i++)
 			printf("#   %s\n", slow.first[i]);
 	}
 	return rc;
