@@ -279,7 +279,6 @@ scale_print(const struct scale_opts *o, const struct scale_result *res)
 	}
 }
 
-
 static void
 json_row(const char *table, const struct scale_row *r)
 {
