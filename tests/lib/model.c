@@ -1,7 +1,9 @@
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json.h>
 
@@ -250,11 +252,16 @@ struct alarm_rec {
 	bool delivered;
 };
 
+struct expect {
+	char *canon;
+	int64_t ms;             /* CLOCK_MONOTONIC when its request was modelled */
+};
+
 struct user_rec {
 	char *id;
 	struct alarm_rec *alarms;
 	size_t nalarms, cap;
-	char **expected;        /* canon of every digest this user must receive */
+	struct expect *expected;  /* every digest this user must receive, oldest first */
 	size_t nexpected, cap_expected;
 };
 
@@ -274,7 +281,7 @@ user_free(void *p)
 	for (size_t i = 0; i < u->nalarms; i++)
 		free(u->alarms[i].id);
 	for (size_t i = 0; i < u->nexpected; i++)
-		free(u->expected[i]);
+		free(u->expected[i].canon);
 	free(u->alarms);
 	free(u->expected);
 	free(u->id);
@@ -426,6 +433,16 @@ pending_cmp(const void *x, const void *y)
 }
 
 /* Build and record the digest of u's pending alarms; 1, 0 (none) or -1. */
+/* The harness's clock (harness_now_ms), without linking the harness. */
+static int64_t
+model_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int
 user_take_digest(struct model *m, struct user_rec *u, char **canon)
 {
@@ -453,11 +470,11 @@ user_take_digest(struct model *m, struct user_rec *u, char **canon)
 		e[i].ts = pending[i]->ts.canon;
 	}
 	if ((c = model_canon(e, n)) == NULL ||
-	    !grow((void **)&u->expected, &u->cap_expected, u->nexpected + 1, sizeof(char *)))
+	    !grow((void **)&u->expected, &u->cap_expected, u->nexpected + 1, sizeof(*u->expected)))
 		goto out;
 	if (canon != NULL && (*canon = strdup(c)) == NULL)
 		goto out;
-	u->expected[u->nexpected++] = c;
+	u->expected[u->nexpected++] = (struct expect){ .canon = c, .ms = model_now_ms() };
 	c = NULL;
 	m->expected_total++;
 	for (size_t i = 0; i < n; i++)
@@ -505,9 +522,23 @@ model_expected(struct model *m, const char *user, size_t i)
 	pthread_mutex_lock(&m->lock);
 	u = user_get(m, user, false);
 	if (u != NULL && i < u->nexpected)
-		c = u->expected[i];
+		c = u->expected[i].canon;
 	pthread_mutex_unlock(&m->lock);
 	return c;
+}
+
+int64_t
+model_expected_ms(struct model *m, const char *user, size_t i)
+{
+	int64_t ms = -1;
+	struct user_rec *u;
+
+	pthread_mutex_lock(&m->lock);
+	u = user_get(m, user, false);
+	if (u != NULL && i < u->nexpected)
+		ms = u->expected[i].ms;
+	pthread_mutex_unlock(&m->lock);
+	return ms;
 }
 
 size_t
@@ -529,7 +560,7 @@ model_forget_expected(struct model *m)
 		struct user_rec *u = m->order[i];
 
 		for (size_t k = 0; k < u->nexpected; k++)
-			free(u->expected[k]);
+			free(u->expected[k].canon);
 		u->nexpected = 0;
 	}
 	m->expected_total = 0;

@@ -412,22 +412,40 @@ received_list(struct collector *c, const char *u, bool allow_dup, const char **o
 	return n;
 }
 
+/* Requests whose digests may be lost (traffic_verify_lossy), and how many were. */
+struct loss_window {
+	int64_t from_ms, to_ms;
+	size_t lost;
+};
+
 /* First difference for one user, described in why; 0 when equal. */
 static int
 user_verify(struct model *m, struct collector *c, const char *u, bool allow_dup,
-    char *why, size_t cap)
+    struct loss_window *w, char *why, size_t cap)
 {
 	enum { MAXD = 4096 };
 	static _Thread_local const char *got[MAXD];
 	size_t want = model_expected_count(m, u);
 	size_t have = received_list(c, u, allow_dup, got, MAXD);
+	size_t i = 0, j = 0;
 
-	for (size_t i = 0; i < want || i < have; i++) {
+	while (i < want || j < have) {
 		const char *e = i < want ? model_expected(m, u, i) : NULL;
-		const char *g = i < have ? got[i] : NULL;
+		const char *g = j < have ? got[j] : NULL;
+		int64_t ms = e != NULL ? model_expected_ms(m, u, i) : -1;
 
-		if (e != NULL && g != NULL && strcmp(e, g) == 0)
+		if (e != NULL && g != NULL && strcmp(e, g) == 0) {
+			i++;
+			j++;
 			continue;
+		}
+		if (e != NULL && w != NULL && ms >= w->from_ms && ms <= w->to_ms) {
+			printf("# lost in the window: user %s digest #%zu of %zu, requested %lld ms "
+			    "after the window opened: %s\n", u, i + 1, want, (long long)(ms - w->from_ms), e);
+			w->lost++;
+			i++;
+			continue;
+		}
 		snprintf(why, cap, "user %s digest #%zu of %zu expected %s, got %s (%zu received)",
 		    u, i + 1, want, e ? e : "no digest", g ? g : "nothing", have);
 		return -1;
@@ -440,20 +458,20 @@ traffic_verify_user(struct model *m, struct collector *c, const char *user, bool
 {
 	char why[2048];
 
-	if (user_verify(m, c, user, allow_dup, why, sizeof(why)) == 0)
+	if (user_verify(m, c, user, allow_dup, NULL, why, sizeof(why)) == 0)
 		return 0;
 	harness_seterr("%s", why);
 	return -1;
 }
 
-int
-traffic_verify(struct model *m, struct collector *c, bool allow_dup)
+static int
+verify_all(struct model *m, struct collector *c, bool allow_dup, struct loss_window *w)
 {
 	size_t n = model_user_count(m), bad = 0;
 	char why[2048], first[2048] = "";
 
 	for (size_t i = 0; i < n; i++) {
-		if (user_verify(m, c, model_user(m, i), allow_dup, why, sizeof(why)) == 0)
+		if (user_verify(m, c, model_user(m, i), allow_dup, w, why, sizeof(why)) == 0)
 			continue;
 		if (bad++ == 0)
 			snprintf(first, sizeof(first), "%s", why);
@@ -465,4 +483,21 @@ traffic_verify(struct model *m, struct collector *c, bool allow_dup)
 	harness_seterr("%zu of %zu users got digests that differ from the model; first: %s",
 	    bad, n, first);
 	return -1;
+}
+
+int
+traffic_verify(struct model *m, struct collector *c, bool allow_dup)
+{
+	return verify_all(m, c, allow_dup, NULL);
+}
+
+int
+traffic_verify_lossy(struct model *m, struct collector *c, bool allow_dup, int64_t from_ms,
+    int64_t to_ms, size_t *lost)
+{
+	struct loss_window w = { .from_ms = from_ms, .to_ms = to_ms };
+	int rc = verify_all(m, c, allow_dup, &w);
+
+	*lost = w.lost;
+	return rc;
 }
