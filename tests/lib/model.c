@@ -516,29 +516,24 @@ model_expected_count(struct model *m, const char *user)
 const char *
 model_expected(struct model *m, const char *user, size_t i)
 {
+	return model_expected_at(m, user, i, NULL);
+}
+
+const char *
+model_expected_at(struct model *m, const char *user, size_t i, int64_t *ms)
+{
 	const char *c = NULL;
 	struct user_rec *u;
 
 	pthread_mutex_lock(&m->lock);
 	u = user_get(m, user, false);
-	if (u != NULL && i < u->nexpected)
+	if (u != NULL && i < u->nexpected) {
 		c = u->expected[i].canon;
+		if (ms != NULL)
+			*ms = u->expected[i].ms;
+	}
 	pthread_mutex_unlock(&m->lock);
 	return c;
-}
-
-int64_t
-model_expected_ms(struct model *m, const char *user, size_t i)
-{
-	int64_t ms = -1;
-	struct user_rec *u;
-
-	pthread_mutex_lock(&m->lock);
-	u = user_get(m, user, false);
-	if (u != NULL && i < u->nexpected)
-		ms = u->expected[i].ms;
-	pthread_mutex_unlock(&m->lock);
-	return ms;
 }
 
 size_t

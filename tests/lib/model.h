@@ -93,8 +93,8 @@ int model_request(struct model *m, const char *user, char **canon);
 size_t model_expected_count(struct model *m, const char *user);
 /* The i-th expected canon (valid until model_free), NULL past the end. */
 const char *model_expected(struct model *m, const char *user, size_t i);
-/* When its request was modelled (CLOCK_MONOTONIC ms, as harness_now_ms), -1 past the end. */
-int64_t model_expected_ms(struct model *m, const char *user, size_t i);
+/* The same, and (ms != NULL) when its request was modelled (CLOCK_MONOTONIC ms, as harness_now_ms). */
+const char *model_expected_at(struct model *m, const char *user, size_t i, int64_t *ms);
 size_t model_expected_total(struct model *m);
 /*
  * Forget every digest recorded so far, keeping the state: for a state

@@ -430,9 +430,9 @@ user_verify(struct model *m, struct collector *c, const char *u, bool allow_dup,
 	size_t i = 0, j = 0;
 
 	while (i < want || j < have) {
-		const char *e = i < want ? model_expected(m, u, i) : NULL;
+		int64_t ms = -1;
+		const char *e = i < want ? model_expected_at(m, u, i, &ms) : NULL;
 		const char *g = j < have ? got[j] : NULL;
-		int64_t ms = e != NULL ? model_expected_ms(m, u, i) : -1;
 
 		if (e != NULL && g != NULL && strcmp(e, g) == 0) {
 			i++;
