@@ -416,6 +416,24 @@ note_odd(const char *fmt, ...)
 	fflush(stdout);
 }
 
+/*
+ * A note on what a log scan found, with its first line in the note itself
+ * (the summary at the end repeats notes only), then the other lines kept.
+ */
+static void __attribute__((format(printf, 2, 3)))
+note_scan(const struct logscan *ls, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	note_odd("%s, the first: %s", what, ls->nfirst > 0 ? ls->first[0] : "(not kept)");
+	for (int i = 1; i < ls->nfirst; i++)
+		printf("#   %s\n", ls->first[i]);
+}
+
 /* ---- ceilings ---- */
 
 /*
@@ -726,26 +744,15 @@ out:
 	svc_stop(&r, opt.keep, m->exit_status, sizeof(m->exit_status));
 	if (strcmp(m->exit_status, "exit 0") != 0)
 		note_odd("%s: the supervisor ended with %s after SIGTERM", m->mode, m->exit_status);
-	if (m->log.error + m->log.warn > 0) {
-		/* The first line in the note itself: the summary at the end repeats notes only. */
-		note_odd("%s: service log has %d error and %d warn lines, the first: %s", m->mode,
-		    m->log.error, m->log.warn, m->log.nfirst > 0 ? m->log.first[0] : "(not kept)");
-		for (int i = 1; i < m->log.nfirst; i++)
-			printf("#   %s\n", m->log.first[i]);
-	}
-	if (m->nlog.error + m->nlog.warn > 0) {
-		note_odd("%s: nats-server log has %d [ERR] and %d [WRN] lines, the first: %s", m->mode,
-		    m->nlog.error, m->nlog.warn, m->nlog.nfirst > 0 ? m->nlog.first[0] : "(not kept)");
-		for (int i = 1; i < m->nlog.nfirst; i++)
-			printf("#   %s\n", m->nlog.first[i]);
-	}
-	if (m->broker_slow > 0) {
-		note_odd("%s: nats-server's log reports %d slow consumer(s): the broker dropped messages "
-		    "to a subscriber, the first: %s", m->mode, m->broker_slow,
-		    slow.nfirst > 0 ? slow.first[0] : "(not kept)");
-		for (int i = 1; i < slow.nfirst; i++)
-			printf("#   %s\n", slow.first[i]);
-	}
+	if (m->log.error + m->log.warn > 0)
+		note_scan(&m->log, "%s: service log has %d error and %d warn lines", m->mode,
+		    m->log.error, m->log.warn);
+	if (m->nlog.error + m->nlog.warn > 0)
+		note_scan(&m->nlog, "%s: nats-server log has %d [ERR] and %d [WRN] lines", m->mode,
+		    m->nlog.error, m->nlog.warn);
+	if (m->broker_slow > 0)
+		note_scan(&slow, "%s: nats-server's log reports %d slow consumer(s): the broker dropped "
+		    "messages to a subscriber", m->mode, m->broker_slow);
 	return rc;
 }
 

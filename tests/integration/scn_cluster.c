@@ -1090,9 +1090,8 @@ cp_node_phase(struct cp *cp)
 		return;
 	k = cp_bucket_leader(cp);
 	cp_phase(cp, "node restart", CP_NODE_UNOWNED_MS);
-	t0 = harness_now_ms();
+	cp->node_stop_ms = t0 = harness_now_ms();
 	printf("# " CP_TAG ": stopping n%d, the lease bucket's leader\n", k + 1);
-	cp->node_stop_ms = harness_now_ms();
 	if (cluster_node_stop(&cp->c, k) == -1)
 		goto out;
 	if (runner_wait_sent(&cp->r, 200, 15000) == -1) {

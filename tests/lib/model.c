@@ -432,8 +432,10 @@ pending_cmp(const void *x, const void *y)
 	return a->id_len < b->id_len ? -1 : a->id_len > b->id_len;
 }
 
-/* Build and record the digest of u's pending alarms; 1, 0 (none) or -1. */
-/* The harness's clock (harness_now_ms), without linking the harness. */
+/*
+ * The harness's clock (harness_now_ms), without linking the harness: the
+ * fuzzers link the model alone.
+ */
 static int64_t
 model_now_ms(void)
 {
@@ -443,6 +445,7 @@ model_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Build and record the digest of u's pending alarms; 1, 0 (none) or -1. */
 static int
 user_take_digest(struct model *m, struct user_rec *u, char **canon)
 {
