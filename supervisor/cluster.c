@@ -179,7 +179,9 @@ cluster_show(struct cluster *cl, bool force)
 	cl->shown_ms = now;
 	for (int p = 0; p < cl->view.partitions; p++)
 		cl->served[p] = acting && partset_serving(cl->partset, p) != 0;
-	telemetry_cluster(cl->tel, &cl->view, cl->served, cl->router_epoch != 0);
+	/* A router left running under a lease the view has lost is stopping: not shown. */
+	telemetry_cluster(cl->tel, &cl->view, cl->served,
+	    cl->router_epoch != 0 && cl->router_epoch == cl->view.router.epoch);
 }
 
 /* Take a changed view (woke), note a lapse, and pass a new fence on. */
@@ -204,6 +206,9 @@ cluster_refresh(struct cluster *cl, bool woke)
 		router_fence(cl->router, cl->view.fence_ms);
 		cl->fence_sent = cl->view.fence_ms;
 	}
+	/* Shown before the router stops: that takes seconds (its drain, or a start under way). */
+	if (woke)
+		cluster_show(cl, true);
 }
 
 /*

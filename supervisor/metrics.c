@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/clock.h"
 #include "../common/validate.h"
 #include "../common/version.h"
 #include "metrics.h"
@@ -292,6 +293,8 @@ static int
 metrics_cluster(const struct obs_snap *s, struct buf *b)
 {
 	char part[16];
+	/* Past the fence this instance acts for nothing it held, whatever the snapshot says. */
+	bool acting = clock_mono_ms() <= s->fence_ms;
 
 	if (s->partitions == 0)
 		return 0;
@@ -305,14 +308,14 @@ metrics_cluster(const struct obs_snap *s, struct buf *b)
 	for (int p = 0; p < s->partitions; p++) {
 		snprintf(part, sizeof(part), "%d", p);
 		if (metrics_sample(b, "alarm_digest_partition_owned", "partition", part,
-		    s->part_since_ms[p] != 0) == -1)
+		    acting && s->part_since_ms[p] != 0) == -1)
 			return -1;
 	}
 	if (metrics_family(b, "alarm_digest_partition_owned_since_seconds", "gauge",
 	    "When this instance took the partition's lease (unix time).") == -1)
 		return -1;
 	for (int p = 0; p < s->partitions; p++) {
-		if (s->part_since_ms[p] == 0)
+		if (!acting || s->part_since_ms[p] == 0)
 			continue;
 		snprintf(part, sizeof(part), "%d", p);
 		if (metrics_sample_f(b, "alarm_digest_partition_owned_since_seconds", "partition", part,
@@ -327,7 +330,8 @@ metrics_cluster(const struct obs_snap *s, struct buf *b)
 	    "Partition leases lost (not renewed in time, or taken by another instance).",
 	    s->part_lost) == -1 ||
 	    metrics_one(b, "alarm_digest_router_active", "gauge",
-	    "1 while this instance routes the input to the partitions.", s->router_active) == -1 ||
+	    "1 while this instance routes the input to the partitions.",
+	    acting && s->router_active) == -1 ||
 	    metrics_one(b, "alarm_digest_digests_fenced_total", "counter",
 	    "Digest requests not answered here: past the lease fence (another instance answers them).",
 	    s->digests_fenced) == -1 ||

@@ -211,6 +211,7 @@ obs_cluster(struct obs *o, const struct lease_view *v, const bool *served, bool 
 	o->s.part_released = v->released;
 	o->s.part_lost = v->lost;
 	o->s.router_active = router_active;
+	o->s.fence_ms = v->fence_ms;
 	o->s.members = v->members;
 	pthread_mutex_unlock(&o->mu);
 }

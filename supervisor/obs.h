@@ -70,6 +70,12 @@ struct obs_snap {
 	int64_t *part_since_ms;     /* [partitions]: held since (wall ms); 0: not held here */
 	uint64_t part_acquired, part_released, part_lost;
 	bool router_active;
+	/*
+	 * Monotonic ms (clock_mono_ms) past which nothing held is acted on
+	 * (lease.h's fence): /metrics then shows nothing owned, even while the
+	 * main thread has not yet caught up (say, just after a SIGCONT).
+	 */
+	int64_t fence_ms;
 	int members;
 };
 

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <netinet/in.h>
 
+#include "clock.h"
 #include "histo.h"
 #include "listen.h"
 #include "metrics.h"
@@ -214,6 +215,51 @@ test_render_page(void **state)
 	buf_free(&b);
 }
 
+/*
+ * Cluster mode: what is held shows only while the fence holds.  Past it
+ * (a paused instance just resumed, its main thread not yet caught up)
+ * the instance acts for nothing, and /metrics must not say otherwise.
+ */
+static void
+test_render_cluster_fence(void **state)
+{
+	struct obs_slot slots[1];
+	struct obs_snap s;
+	struct buf b = { 0 };
+	int64_t since[3] = { 0, 1700000000000, 0 };
+	char *t;
+
+	(void)state;
+	snap_running(&s, slots, 1);
+	s.partitions = 3;
+	s.part_since_ms = since;
+	s.router_active = true;
+	s.members = 2;
+	s.fence_ms = clock_mono_ms() + 60000;
+	assert_int_equal(metrics_render(&s, &b), 0);
+	t = text_of(&b);
+	assert_non_null(strstr(t, "alarm_digest_partition_owned{partition=\"0\"} 0\n"));
+	assert_non_null(strstr(t, "alarm_digest_partition_owned{partition=\"1\"} 1\n"));
+	assert_non_null(strstr(t, "alarm_digest_partition_owned_since_seconds{partition=\"1\"} 1700000000"));
+	assert_non_null(strstr(t, "alarm_digest_router_active 1\n"));
+	buf_free(&b);
+
+	s.fence_ms = clock_mono_ms() - 1;
+	assert_int_equal(metrics_render(&s, &b), 0);
+	t = text_of(&b);
+	assert_non_null(strstr(t, "alarm_digest_partition_owned{partition=\"1\"} 0\n"));
+	assert_null(strstr(t, "alarm_digest_partition_owned_since_seconds{"));
+	assert_non_null(strstr(t, "alarm_digest_router_active 0\n"));
+	assert_non_null(strstr(t, "alarm_digest_cluster_members 2\n"));
+	buf_free(&b);
+
+	/* No fence yet (no round answered): nothing is acted on either. */
+	s.fence_ms = 0;
+	assert_int_equal(metrics_render(&s, &b), 0);
+	assert_non_null(strstr(text_of(&b), "alarm_digest_router_active 0\n"));
+	buf_free(&b);
+}
+
 static void
 test_listen_parse(void **state)
 {
@@ -249,6 +295,7 @@ main(void)
 		cmocka_unit_test(test_histogram_lines),
 		cmocka_unit_test(test_health_and_readiness),
 		cmocka_unit_test(test_render_page),
+		cmocka_unit_test(test_render_cluster_fence),
 		cmocka_unit_test(test_listen_parse),
 	};
 
