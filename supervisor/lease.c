@@ -198,6 +198,34 @@ lease_read(struct lease *l, const char *key, struct leasekv_last *last)
 	return 0;
 }
 
+/*
+ * Instances started together all find no bucket and create it at once.
+ * The server takes one create and may refuse the others (seen: "subjects
+ * overlap with an existing stream" while the winner's stream was being
+ * made), so a refused create binds the bucket another instance made,
+ * waiting a while for it to appear.  0 when bound.
+ */
+#define LEASE_BUCKET_RACE_MS 3000
+
+static int
+lease_bucket_bind_raced(struct lease *l)
+{
+	int64_t until = clock_mono_ms() + LEASE_BUCKET_RACE_MS;
+	natsStatus s;
+
+	log_warnx("lease: creating KV bucket %s: %s; binding it if another instance created it "
+	    "meanwhile", l->bucket, nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "refused");
+	for (;;) {
+		if ((s = js_KeyValue(&l->kv, l->js_kv, l->bucket)) == NATS_OK) {
+			log_info("lease: bound KV bucket %s, created by another instance", l->bucket);
+			return 0;
+		}
+		if (s != NATS_NOT_FOUND || clock_mono_ms() >= until)
+			return -1;
+		nats_Sleep(100);
+	}
+}
+
 static int
 lease_bucket_open(struct lease *l, const struct config *c)
 {
@@ -224,6 +252,8 @@ lease_bucket_open(struct lease *l, const struct config *c)
 		if (s == NATS_OK)
 			log_info("lease: created KV bucket %s (TTL %lld ms, %d replicas)", l->bucket,
 			    (long long)l->ttl_ms, kc.Replicas);
+		else if (lease_bucket_bind_raced(l) == 0)
+			s = NATS_OK;
 	}
 	if (s != NATS_OK) {
 		natsconn_log_js_error("open the lease KV bucket", l->bucket, s, jerr, c->servers);
