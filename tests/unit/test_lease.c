@@ -189,15 +189,17 @@ struct inst {
 
 static struct inst inst[MAXI];
 
+/* An instance's lease on the test's server, in bucket (NULL: the default one). */
 static struct lease *
-lease_for(const char *name)
+lease_for(const char *name, const char *bucket)
 {
 	char text[512], err[256];
 	struct config c;
 	struct lease *l;
 
 	snprintf(text, sizeof(text), "[nats]\nservers = %s\n[cluster]\npartitions = %d\n"
-	    "instance = %s\nlease_ttl = %dms\n", nats_url, NPART, name, TTL_MS);
+	    "instance = %s\nlease_ttl = %dms\n%s%s\n", nats_url, NPART, name, TTL_MS,
+	    bucket ? "lease_bucket = " : "", bucket ? bucket : "");
 	if (config_parse(text, strlen(text), "test", &c, err, sizeof(err)) == -1)
 		fail_msg("config: %s", err);
 	l = lease_open(&c, NULL, NULL);
@@ -210,7 +212,7 @@ inst_open(struct inst *in, const char *name)
 {
 	memset(in, 0, sizeof(*in));
 	snprintf(in->name, sizeof(in->name), "%s", name);
-	in->l = lease_for(name);
+	in->l = lease_for(name, NULL);
 	return in->l;
 }
 
@@ -271,7 +273,7 @@ inst_spawn(struct inst *in, const char *name)
 		struct pollfd pfd = { .fd = cmd[0], .events = POLLIN };
 		close(rec[0]);
 		close(cmd[1]);
-		if ((in->l = lease_for(name)) == NULL)
+		if ((in->l = lease_for(name, NULL)) == NULL)
 			_exit(1);
 		while (poll(&pfd, 1, 10) == 0) {
 			inst_master(in);
@@ -626,22 +628,16 @@ test_bucket_race(void **state)
 			if ((pid[i] = fork()) == -1)
 				fail_msg("fork: %s", strerror(errno));
 			if (pid[i] == 0) {
-				char text[512], err[256];
-				struct config cf;
+				char name[16], bucket[16];
 				struct lease *l;
 
 				close(go[1]);
-				snprintf(text, sizeof(text), "[nats]\nservers = %s\n[cluster]\npartitions = %d\n"
-				    "instance = r%d\nlease_ttl = %dms\nlease_bucket = RACE_%d\n", nats_url,
-				    NPART, i, TTL_MS, round);
-				if (config_parse(text, strlen(text), "test", &cf, err, sizeof(err)) == -1)
-					_exit(2);
+				snprintf(name, sizeof(name), "r%d", i);
+				snprintf(bucket, sizeof(bucket), "RACE_%d", round);
 				/* All at once: each waits for the pipe to close. */
 				if (read(go[0], &c, 1) == -1)
 					_exit(2);
-				l = lease_open(&cf, NULL, NULL);
-				config_free(&cf);
-				if (l == NULL)
+				if ((l = lease_for(name, bucket)) == NULL)
 					_exit(1);
 				lease_close(l);
 				_exit(0);
