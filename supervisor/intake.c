@@ -567,9 +567,13 @@ intake_start(struct intake *in)
 	if (in->partset != NULL) {
 		char deliver[512];
 
-		/* A partition that cannot be bound now is tried again at the next bind. */
+		/*
+		 * A partition that cannot be bound now is tried again at the next
+		 * bind.  A reset wanted stays wanted: a partition kept under its
+		 * epoch is not bound again here, so only intake_reset covers it
+		 * (a gap on it must never be acked over).
+		 */
 		(void)partset_bind(in->partset);
-		atomic_store(&in->reset_wanted, false);
 		/*
 		 * After the consumers exist, on their exact subjects: the server
 		 * tells a push consumer of a new subscription on its literal
@@ -588,7 +592,6 @@ intake_start(struct intake *in)
 			return -1;
 		/* A new consumer numbers its deliveries from 1; no callback runs now. */
 		in->last_consumer_seq = 0;
-		atomic_store(&in->reset_wanted, false);
 		return intake_subscribe(in, -1, in->deliver_subject);
 	}
 	if (intake_subscribe(in, -1, in->subject_status) == -1 ||
@@ -642,6 +645,13 @@ int
 intake_reset(struct intake *in)
 {
 	intake_stop(in);
+	/*
+	 * No callback runs now.  What wanted a reset so far (a reconnect, a
+	 * gap, a message the stop kept from being queued) is covered by the
+	 * new consumers at the floors that the next start makes; a reset
+	 * wanted from here on is another one.
+	 */
+	atomic_store(&in->reset_wanted, false);
 	/* Every partition gets a new consumer at its floor at the next start. */
 	for (int p = 0; in->partset != NULL && p < partset_count(in->partset); p++)
 		partset_unbind(in->partset, p);

@@ -61,7 +61,11 @@ void intake_close(struct intake *in);
  * the others go on as they are.
  */
 int intake_start(struct intake *in);
-/* Stop delivery; queued and in-flight messages are released unacked (jetstream redelivers them). */
+/*
+ * Stop delivery; queued and in-flight messages are released unacked
+ * (jetstream redelivers them).  A reset wanted so far is done by this and
+ * the next start (every partition unbound, the consumer reset at start).
+ */
 int intake_reset(struct intake *in);
 /*
  * The same, but cluster mode's partitions stay bound: what the workers

@@ -542,11 +542,15 @@ master_act(struct master *m)
 	if (m->action == ACTION_REBIND) {
 		/* Everything routed is durable: ack it before a partition changes hands. */
 		master_ack_floor(m);
-		if (ackq_count(m->ackq) != 0) {
+		if (ackq_count(m->ackq) != 0 || intake_reset_wanted(m->intake)) {
 			/*
-			 * Not acked (past the fence): nothing may be acked on any
-			 * consumer now, so every partition starts again at its floor.
+			 * Not acked (past the fence), or a reset is wanted (a
+			 * reconnect or a gap while this rebind waited): nothing may
+			 * be acked on any consumer now, so every partition starts
+			 * again at its floor, kept ones too.
 			 */
+			if (intake_reset_wanted(m->intake))
+				log_info("resetting every partition's consumer to its ack floor with the rebind");
 			intake_reset(m->intake);
 			ackq_clear(m->ackq);
 			handoff_batch_free(&m->batch);
