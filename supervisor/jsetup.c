@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/layout.h"
 #include "../common/log.h"
 #include "../common/natsconn.h"
@@ -31,6 +32,16 @@
 
 /* How long a JetStream API call may take (cnats' default: 5 s). */
 #define JSETUP_API_WAIT_MS 20000
+
+/*
+ * Instances of a cluster started together race for the streams (see
+ * jsetup_find_or_create): how long a lookup may keep timing out, how long
+ * a refused create may wait for the other instance's stream to show, and
+ * the pause between tries.
+ */
+#define JSETUP_START_MS 60000
+#define JSETUP_RACE_MS 3000
+#define JSETUP_RETRY_PAUSE_MS 250
 
 struct jsetup {
 	natsConnection *nc;          /* borrowed */
@@ -107,15 +118,12 @@ jsetup_update_limits(struct jsetup *js, jsStreamInfo *si, const struct jsetup_li
 	log_info("stream %s: limits updated to the configuration:%s", sc->Name, change);
 }
 
-/* Stream holding both input subjects; created if missing, checked and its limits updated if present. */
 /* A file-backed stream that drops its oldest messages past its limits. */
-static int
+static natsStatus
 jsetup_create(struct jsetup *js, const struct config *c, const char *name, const char **subjects,
-    int nsubjects, const struct jsetup_limits *want)
+    int nsubjects, const struct jsetup_limits *want, jsErrCode *jerr)
 {
 	jsStreamConfig sc;
-	jsErrCode jerr = 0;
-	natsStatus s;
 
 	jsStreamConfig_Init(&sc);
 	sc.Name = name;
@@ -129,11 +137,79 @@ jsetup_create(struct jsetup *js, const struct config *c, const char *name, const
 	sc.MaxMsgSize = (int32_t)want->max_msg_size;
 	sc.Replicas = c->stream_replicas;
 	sc.Duplicates = want->duplicates_ns;
-	if ((s = js_AddStream(NULL, js->js, &sc, NULL, &jerr)) != NATS_OK) {
-		natsconn_log_js_error("create stream", name, s, jerr, c->servers);
-		return -1;
+	return js_AddStream(NULL, js->js, &sc, NULL, jerr);
+}
+
+/* The meta layer is not there yet (a cluster forming, a leader election): ask again. */
+static bool
+jsetup_transient(natsStatus s, jsErrCode jerr)
+{
+	return s == NATS_TIMEOUT || jerr == JSClusterNotAvailErr || jerr == JSClusterNoPeersErr;
+}
+
+/*
+ * The stream `name` (what: how the log names it): 0 when it exists (*si
+ * set, the caller checks it), 1 when created here, -1 on error (logged).
+ *
+ * Instances of a cluster started together race here.  A lookup can time
+ * out while the meta leader places another instance's replicated stream,
+ * or before the cluster has one; it is asked again for up to
+ * JSETUP_START_MS.  A create can be refused (name in use, subjects
+ * overlap) because another instance's create of the same stream won; the
+ * stream then shows within JSETUP_RACE_MS.  Exiting instead would leave
+ * it to the service manager to start us again, and an instance run by
+ * hand would just stay down.
+ */
+static int
+jsetup_find_or_create(struct jsetup *js, const struct config *c, const char *what,
+    const char *name, const char **subjects, int nsubjects, const struct jsetup_limits *want,
+    jsStreamInfo **si)
+{
+	int64_t start = clock_mono_ms(), refused = 0;
+	const char *act, *perm = NULL;
+	jsErrCode jerr;
+	natsStatus s;
+
+	for (;;) {
+		char failed[64];
+		int64_t now;
+
+		jerr = 0;
+		*si = NULL;
+		act = "look up";
+		s = js_GetStreamInfo(si, js->js, name, NULL, &jerr);
+		if (s == NATS_OK)
+			return 0;
+		if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+			jerr = 0;
+			act = "create";
+			if ((s = jsetup_create(js, c, name, subjects, nsubjects, want, &jerr)) == NATS_OK)
+				return 1;
+			if (!jsetup_transient(s, jerr) && refused == 0) {
+				log_warnx("create %s %s: %s (JetStream error %d); another instance may be "
+				    "creating it: looking it up again", what, name,
+				    nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s),
+				    (int)jerr);
+				refused = clock_mono_ms();
+			}
+		}
+		now = clock_mono_ms();
+		/* A request the account may not publish is dropped by the server: a timeout here. */
+		if (s == NATS_TIMEOUT && natsConnection_GetLastError(js->nc, &perm) == NATS_NOT_PERMITTED) {
+			log_errorx("%s %s %s: %s: the service's NATS user needs that "
+			    "subject (README, \"The broker's permissions\")", act, what, name, perm);
+			return -1;
+		}
+		if (jsetup_transient(s, jerr) && now - start < JSETUP_START_MS) {
+			log_warnx("%s %s %s: %s (JetStream error %d): the cluster is not ready; asking again",
+			    act, what, name, natsStatus_GetText(s), (int)jerr);
+		} else if (refused == 0 || now - refused >= JSETUP_RACE_MS) {
+			snprintf(failed, sizeof(failed), "%s %s", act, what);
+			natsconn_log_js_error(failed, name, s, jerr, c->servers);
+			return -1;
+		}
+		nats_Sleep(JSETUP_RETRY_PAUSE_MS);
 	}
-	return 0;
 }
 
 static int
@@ -147,38 +223,31 @@ jsetup_stream(struct jsetup *js, const struct config *c)
 	};
 	int64_t mp = natsConnection_GetMaxPayload(js->nc);
 	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s;
+	int found = 0, rc;
 
 	if (want.max_msg_size > 0 && want.max_msg_size < mp)
 		log_warnx("stream %s: stream_max_msg_size %" PRId64 " is below the broker's max_payload "
 		    "%" PRId64 ": a larger message is refused by the stream and never dead-lettered",
 		    c->stream, want.max_msg_size, mp);
-	s = js_GetStreamInfo(&si, js->js, c->stream, NULL, &jerr);
-	if (s == NATS_OK) {
-		int found = 0;
-		for (int i = 0; i < si->Config->SubjectsLen; i++)
-			for (int j = 0; j < 2; j++)
-				if (strcmp(si->Config->Subjects[i], subjects[j]) == 0)
-					found |= 1 << j;
-		if (found != 3) {
-			jsStreamInfo_Destroy(si);
-			log_errorx("stream %s exists but does not hold both %s and %s; "
-			    "add the subjects to it or configure another [nats] stream",
-			    c->stream, c->subject_status, c->subject_request);
-			return -1;
-		}
-		jsetup_update_limits(js, si, &want);
-		jsStreamInfo_Destroy(si);
+	if ((rc = jsetup_find_or_create(js, c, "stream", c->stream, subjects, 2, &want, &si)) == -1)
+		return -1;
+	if (rc == 1) {
+		log_info("created stream %s for %s and %s", c->stream, c->subject_status, c->subject_request);
 		return 0;
 	}
-	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-		natsconn_log_js_error("look up stream", c->stream, s, jerr, c->servers);
+	for (int i = 0; i < si->Config->SubjectsLen; i++)
+		for (int j = 0; j < 2; j++)
+			if (strcmp(si->Config->Subjects[i], subjects[j]) == 0)
+				found |= 1 << j;
+	if (found != 3) {
+		jsStreamInfo_Destroy(si);
+		log_errorx("stream %s exists but does not hold both %s and %s; "
+		    "add the subjects to it or configure another [nats] stream",
+		    c->stream, c->subject_status, c->subject_request);
 		return -1;
 	}
-	if (jsetup_create(js, c, c->stream, subjects, 2, &want) == -1)
-		return -1;
-	log_info("created stream %s for %s and %s", c->stream, c->subject_status, c->subject_request);
+	jsetup_update_limits(js, si, &want);
+	jsStreamInfo_Destroy(si);
 	return 0;
 }
 
@@ -209,26 +278,31 @@ jsetup_dead_letter(struct jsetup *js, const struct config *c)
 	jsErrCode jerr = 0;
 	jsStreamInfo *si = NULL;
 	natsStatus s;
+	int rc;
 
 	if (c->dead_letter_stream[0] == '\0')
 		return 0;
-	if (js_GetStreamInfo(&si, js->js, c->dead_letter_stream, NULL, &jerr) == NATS_OK) {
-		jsetup_dead_letter_check(si->Config, c->subject_dead_letter);
-		jsetup_update_limits(js, si, &want);
-		jsStreamInfo_Destroy(si);
-		/* What the server holds now, updated or not. */
-		if ((s = js_GetStreamInfo(&si, js->js, c->dead_letter_stream, NULL, &jerr)) != NATS_OK) {
-			natsconn_log_js_error("look up dead-letter stream", c->dead_letter_stream, s, jerr, NULL);
-			return -1;
-		}
-		js->dead_letter_max_msg = jsetup_stream_msg_size(si->Config);
-		jsStreamInfo_Destroy(si);
+	rc = jsetup_find_or_create(js, c, "dead-letter stream", c->dead_letter_stream, subjects, 1,
+	    &want, &si);
+	if (rc == -1)
+		return -1;
+	if (rc == 1) {
+		log_info("created dead-letter stream %s for %s", c->dead_letter_stream,
+		    c->subject_dead_letter);
+		js->dead_letter_max_msg = want.max_msg_size;
 		js->dead_letter_stream = true;
 		return 0;
 	}
-	if (jsetup_create(js, c, c->dead_letter_stream, subjects, 1, &want) == -1)
+	jsetup_dead_letter_check(si->Config, c->subject_dead_letter);
+	jsetup_update_limits(js, si, &want);
+	jsStreamInfo_Destroy(si);
+	/* What the server holds now, updated or not. */
+	if ((s = js_GetStreamInfo(&si, js->js, c->dead_letter_stream, NULL, &jerr)) != NATS_OK) {
+		natsconn_log_js_error("look up dead-letter stream", c->dead_letter_stream, s, jerr, NULL);
 		return -1;
-	js->dead_letter_max_msg = want.max_msg_size;
+	}
+	js->dead_letter_max_msg = jsetup_stream_msg_size(si->Config);
+	jsStreamInfo_Destroy(si);
 	js->dead_letter_stream = true;
 	return 0;
 }
@@ -510,8 +584,7 @@ jsetup_partition_stream(struct jsetup *js, const struct config *c)
 		.duplicates_ns = JSETUP_PARTITION_DUPLICATES_NS,
 	};
 	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	natsStatus s;
+	int rc;
 	bool found = false;
 
 	if (want.max_msg_size > 0)
@@ -522,34 +595,31 @@ jsetup_partition_stream(struct jsetup *js, const struct config *c)
 		log_errorx("partition_subject %s is too long", c->partition_subject);
 		return -1;
 	}
-	s = js_GetStreamInfo(&si, js->js, c->partition_stream, NULL, &jerr);
-	if (s == NATS_OK) {
-		for (int i = 0; i < si->Config->SubjectsLen; i++)
-			if (strcmp(si->Config->Subjects[i], subject) == 0)
-				found = true;
-		if (!found) {
-			jsStreamInfo_Destroy(si);
-			log_errorx("partition stream %s exists but does not hold %s; add the subject to it "
-			    "or configure another [cluster] partition_stream", c->partition_stream, subject);
-			return -1;
-		}
-		if (si->Config->Duplicates < JSETUP_PARTITION_DUPLICATES_NS)
-			log_warnx("partition stream %s deduplicates over %" PRId64 " s only: a router that "
-			    "takes over later than that after a failure may store some copies twice",
-			    c->partition_stream, si->Config->Duplicates / 1000000000);
-		/* The changelog must not age out or be trimmed: the limits become none. */
-		jsetup_update_limits(js, si, &want);
-		jsStreamInfo_Destroy(si);
+	rc = jsetup_find_or_create(js, c, "partition stream", c->partition_stream, subjects, 1, &want,
+	    &si);
+	if (rc == -1)
+		return -1;
+	if (rc == 1) {
+		log_info("created partition stream %s for %s (%d replicas)", c->partition_stream, subject,
+		    (int)c->stream_replicas);
 		return 0;
 	}
-	if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-		natsconn_log_js_error("look up partition stream", c->partition_stream, s, jerr, c->servers);
+	for (int i = 0; i < si->Config->SubjectsLen; i++)
+		if (strcmp(si->Config->Subjects[i], subject) == 0)
+			found = true;
+	if (!found) {
+		jsStreamInfo_Destroy(si);
+		log_errorx("partition stream %s exists but does not hold %s; add the subject to it "
+		    "or configure another [cluster] partition_stream", c->partition_stream, subject);
 		return -1;
 	}
-	if (jsetup_create(js, c, c->partition_stream, subjects, 1, &want) == -1)
-		return -1;
-	log_info("created partition stream %s for %s (%d replicas)", c->partition_stream, subject,
-	    (int)c->stream_replicas);
+	if (si->Config->Duplicates < JSETUP_PARTITION_DUPLICATES_NS)
+		log_warnx("partition stream %s deduplicates over %" PRId64 " s only: a router that "
+		    "takes over later than that after a failure may store some copies twice",
+		    c->partition_stream, si->Config->Duplicates / 1000000000);
+	/* The changelog must not age out or be trimmed: the limits become none. */
+	jsetup_update_limits(js, si, &want);
+	jsStreamInfo_Destroy(si);
 	return 0;
 }
 

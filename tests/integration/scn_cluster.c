@@ -708,13 +708,12 @@ cp_start(struct cp *cp)
 	int rc = -1;
 
 	/*
-	 * i1 first, until it made the streams and the bucket; then i2 and i3 at
-	 * once.  (All three at once: an instance whose stream lookup timed out
-	 * while the others created the R3 streams exited 1; that is a start
-	 * race of its own, not this story.)
+	 * All three at once, as an operator's deployment starts them: they race
+	 * to create the streams and the lease bucket, and each must come up.
 	 */
-	if (cp->why[0] == '\0' && cp_inst_start(cp, 0) == -1)
-		cp_halt(cp, "starting i1");
+	for (int k = 0; k < 3 && cp->why[0] == '\0'; k++)
+		if (cp_inst_start(cp, k) == -1)
+			cp_halt(cp, "starting the instances");
 	for (int64_t until = harness_now_ms() + 60000; cp->why[0] == '\0';) {
 		uint64_t msgs, last;
 
@@ -725,13 +724,10 @@ cp_start(struct cp *cp)
 		    bus_stream_state(cp->bus, "ALARM_PARTITIONS", &msgs, &last) == 0)
 			break;
 		else if (harness_now_ms() >= until)
-			cp_halt(cp, "i1's streams and lease bucket");
+			cp_halt(cp, "the streams and the lease bucket");
 		else
 			harness_sleep_ms(200);
 	}
-	for (int k = 1; k < 3 && cp->why[0] == '\0'; k++)
-		if (cp_inst_start(cp, k) == -1)
-			cp_halt(cp, "starting the instances");
 	/* An ASan build starting 3 x 3 processes on two busy cores takes a while. */
 	if (cp_can(cp, CP_TAG "/owned_at_start")) {
 		rc = cp_wait_stable(cp, 1, 1000, 60000, &v);
