@@ -212,6 +212,7 @@ jsetup_find_or_create(struct jsetup *js, const struct config *c, const char *wha
 	}
 }
 
+/* The input stream (both input subjects): created if missing, checked and its limits updated if present. */
 static int
 jsetup_stream(struct jsetup *js, const struct config *c)
 {
