@@ -39,6 +39,7 @@
 
 #define SCRATCH_NAME "test_lease"
 #include "scratch.h"
+#include "livenats.h"
 
 #define NPART 12
 #define TTL_MS 2000   /* as the cluster scenarios have it */
@@ -101,61 +102,6 @@ test_value(void **state)
 	assert_true(back.instance[0] == '\0' && back.since_ms == 0);
 	leasekv_parse(NULL, 0, &back);
 	assert_string_equal(back.instance, "");
-}
-
-/* ---- a nats-server of our own ---- */
-
-static pid_t nats_pid = -1;
-static char nats_url[64];
-
-static int
-nats_start(void)
-{
-	char store[128], ports[PATH_MAX], logf[128];
-	int64_t deadline = clock_mono_ms() + 10000;
-
-	snprintf(store, sizeof(store), "%s/js", dir);
-	snprintf(logf, sizeof(logf), "%s/nats.log", dir);
-	if ((nats_pid = fork()) == -1)
-		return -1;
-	if (nats_pid == 0) {
-		const char *exe = access("/usr/sbin/nats-server", X_OK) == 0 ? "/usr/sbin/nats-server" :
-		    "nats-server";
-		execlp(exe, "nats-server", "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", store,
-		    "--ports_file_dir", dir, "-l", logf, (char *)NULL);
-		_exit(127);
-	}
-	snprintf(ports, sizeof(ports), "%s/nats-server_%ld.ports", dir, (long)nats_pid);
-	while (clock_mono_ms() < deadline) {
-		char text[512] = "", *p;
-		FILE *f = fopen(ports, "r");
-		if (f != NULL) {
-			size_t n = fread(text, 1, sizeof(text) - 1, f);
-			text[n] = '\0';
-			fclose(f);
-		}
-		if ((p = strstr(text, "nats://127.0.0.1:")) != NULL && strchr(p, '"') != NULL) {
-			snprintf(nats_url, sizeof(nats_url), "%.*s", (int)(strchr(p, '"') - p), p);
-			usleep(100 * 1000);
-			return 0;
-		}
-		if (waitpid(nats_pid, NULL, WNOHANG) == nats_pid) {
-			nats_pid = -1;
-			return -1;
-		}
-		usleep(20 * 1000);
-	}
-	return -1;
-}
-
-static void
-nats_stop(void)
-{
-	if (nats_pid > 0) {
-		kill(nats_pid, SIGTERM);
-		waitpid(nats_pid, NULL, 0);
-		nats_pid = -1;
-	}
 }
 
 /* ---- instances ---- */
