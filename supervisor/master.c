@@ -542,15 +542,14 @@ master_act(struct master *m)
 	if (m->action == ACTION_REBIND) {
 		/* Everything routed is durable: ack it before a partition changes hands. */
 		master_ack_floor(m);
-		if (ackq_count(m->ackq) != 0 || intake_reset_wanted(m->intake)) {
+		if (ackq_count(m->ackq) != 0) {
 			/*
-			 * Not acked (past the fence), or a reset is wanted (a
-			 * reconnect or a gap while this rebind waited): nothing may
-			 * be acked on any consumer now, so every partition starts
-			 * again at its floor, kept ones too.
+			 * Not acked (past the fence, or a reset is wanted): nothing
+			 * may be acked on any consumer now, so every partition starts
+			 * again at its floor.  A reset wanted and still pending after
+			 * the rebind is done by the main loop next (intake_start
+			 * leaves it wanted).
 			 */
-			if (intake_reset_wanted(m->intake))
-				log_info("resetting every partition's consumer to its ack floor with the rebind");
 			intake_reset(m->intake);
 			ackq_clear(m->ackq);
 			handoff_batch_free(&m->batch);
