@@ -50,6 +50,7 @@ struct scale_row {
 	bool ran, complete, verified, correct;
 	size_t msgs, updates, requests;
 	double seconds, rate, ratio;    /* ratio: rate / the first row's rate (0: none) */
+	double pub_seconds;             /* the burst's publishing alone: rate ~ msgs / this means paced by it */
 	double write_per_msg;           /* bytes the workers wrote to storage, per message */
 	double cpu_us_per_msg;          /* workers' CPU (user + system), per message */
 	int64_t rss_worker_max_kib;     /* largest VmHWM among the workers */
