@@ -91,7 +91,7 @@ static struct {
 	.scaling = true,
 	.scale_apu = { 10, 100, 1000, 10000 }, .n_scale_apu = 4,
 	.scale_users = { 5000, 100000, 1000000 }, .n_scale_users = 3,
-	.scale_updates = 200000, .scale_rounds = 10, .scale_user_alarms = 10,
+	.scale_updates = 600000, .scale_rounds = 10, .scale_user_alarms = 10,
 };
 
 static void
@@ -124,7 +124,7 @@ usage(FILE *f)
 	    "                            (default 10,100,1000,10000; none: skip the table)\n"
 	    "      --scale-users LIST    users rows, seeded state (default 5000,100000,1000000;\n"
 	    "                            none: skip the table)\n"
-	    "      --scale-updates N     updates per row of both tables (default 200000)\n"
+	    "      --scale-updates N     updates per row of both tables (default 600000)\n"
 	    "      --scale-rounds N      alarms-per-user table: updates per alarm (default 10)\n"
 	    "      --scale-user-alarms N users table: alarms per seeded user (default 10)\n"
 	    "      --keep                keep temp dirs of the service runs\n"
