@@ -289,8 +289,8 @@ scale_print(const struct scale_opts *o, const struct scale_result *res)
 			    r->du_per_alarm, row_digests(r, dig, sizeof(dig)));
 		}
 		printf("(ratio: msgs/s / the %d-user row; published/s: as above; B written: /proc/PID/io "
-		    "write_bytes of the workers; RSS: VmHWM, LMDB's mapped pages included; state: du of STATE_DIR after the "
-		    "load / alarms)\n", res->users[0].users);
+		    "write_bytes of the workers; RSS: VmHWM, LMDB's mapped pages included; state: du "
+		    "of STATE_DIR after the load / alarms)\n", res->users[0].users);
 		disk_print(&res->disk, &res->users[res->nusers - 1]);
 	}
 }
@@ -300,7 +300,8 @@ json_row(const char *table, const struct scale_row *r)
 {
 	printf("BENCH {\"kind\":\"scale\",\"table\":\"%s\",\"users\":%d,\"alarms_per_user\":%d,"
 	    "\"rounds\":%d,\"msgs\":%zu,\"updates\":%zu,\"requests\":%zu,\"seconds\":%.3f,"
-	    "\"publish_seconds\":%.3f,\"msgs_per_s\":%.0f,\"ratio\":%.3f,\"worker_write_bytes_per_msg\":%.1f,"
+	    "\"publish_seconds\":%.3f,\"msgs_per_s\":%.0f,\"ratio\":%.3f,"
+	    "\"worker_write_bytes_per_msg\":%.1f,"
 	    "\"worker_cpu_us_per_msg\":%.2f,\"worker_rss_max_kib\":%" PRId64 ","
 	    "\"state_du_bytes_per_alarm\":%.1f,\"seed_seconds\":%.1f,\"complete\":%s,"
 	    "\"digests_expected\":%zu,\"matched\":%zu,\"correct\":%s,\"log_errors\":%d,"
