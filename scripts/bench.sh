@@ -3,7 +3,7 @@
 #   scripts/bench.sh BUILD_DIR
 # Options for the benchmark program (see `BUILD_DIR/bench/bench --help`)
 # can be passed in BENCH_ARGS, e.g. make bench BENCH_ARGS="--soak 120", or
-# BENCH_ARGS=--no-scaling to skip the scaling tables (about 7 of the 8 minutes).
+# BENCH_ARGS=--no-scaling to skip the scaling tables (about 3 of the 6 minutes).
 # Then the cluster-mode table (BUILD_DIR/bench/clusterbench: 1, 2 and 3
 # instances on a 3-node cluster, about 2 minutes); --no-cluster (in BENCH_ARGS
 # or as an argument) skips it, CLUSTERBENCH_ARGS passes it options (see
