@@ -66,6 +66,7 @@ struct intake {
 	_Atomic int64_t max_future_ms;
 
 	atomic_bool reset_wanted;
+	_Atomic uint64_t left_for_reset;  /* deliveries dropped while a reset was wanted */
 	uint64_t last_consumer_seq;  /* callback thread only */
 	struct partset *partset;     /* cluster mode: the partitions served (NULL: single instance) */
 	_Atomic uint64_t replayed;
@@ -273,6 +274,22 @@ intake_validate(struct intake *in, natsSubscription *sub, natsMsg *m, enum msg_k
 
 
 /*
+ * While a reset is wanted, a delivery is dropped unrouted and unacked: the
+ * reset delivers it again, in stream order.  Routed now, it could overtake
+ * one that the reconnect or gap lost, which comes again only with the
+ * reset: a user's request answered before an update published ahead of it.
+ */
+static bool
+intake_left_for_reset(struct intake *in, natsMsg *m)
+{
+	if (!atomic_load(&in->reset_wanted))
+		return false;
+	atomic_fetch_add(&in->left_for_reset, 1);
+	natsMsg_Destroy(m);
+	return true;
+}
+
+/*
  * Cluster mode: a delivery of one of the partition consumers.  Lane 1 + p
  * in the ack queue: each partition's consumer is acked on its own.
  */
@@ -301,6 +318,8 @@ intake_on_part_msg(struct intake *in, natsSubscription *sub, natsMsg *m, const s
 		    (unsigned long long)meta->consumer_seq);
 		intake_want_reset(in, why);
 	}
+	if (intake_left_for_reset(in, m))
+		return;
 	o.lane = 1 + p;
 	if (o.replay) {
 		atomic_fetch_add(&in->replayed, 1);
@@ -354,6 +373,8 @@ intake_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 			intake_want_reset(in, why);
 		}
 		in->last_consumer_seq = meta.consumer_seq;
+		if (intake_left_for_reset(in, m))
+			return;
 	} else {
 		atomic_fetch_add(&in->received, 1);
 	}
@@ -644,6 +665,8 @@ intake_stop(struct intake *in)
 int
 intake_reset(struct intake *in)
 {
+	uint64_t left;
+
 	intake_stop(in);
 	/*
 	 * No callback runs now.  What wanted a reset so far (a reconnect, a
@@ -652,6 +675,10 @@ intake_reset(struct intake *in)
 	 * wanted from here on is another one.
 	 */
 	atomic_store(&in->reset_wanted, false);
+	left = atomic_exchange(&in->left_for_reset, 0);
+	if (left > 0)
+		log_info("%llu deliveries that came while the reset was wanted were left for it to "
+		    "deliver again, in order", (unsigned long long)left);
 	/* Every partition gets a new consumer at its floor at the next start. */
 	for (int p = 0; in->partset != NULL && p < partset_count(in->partset); p++)
 		partset_unbind(in->partset, p);
