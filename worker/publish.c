@@ -12,6 +12,7 @@
 #include "digest.h"
 #include "parts.h"
 #include "publish.h"
+#include "resend.h"
 
 /* The commit waits this long for the server to have the batch's digests. */
 #define PUBLISH_FLUSH_TIMEOUT_MS 5000
@@ -22,7 +23,14 @@ struct publish {
 	char stream[128];
 	struct digest digest;       /* the one being published */
 	struct parts *parts;
+	struct resend *resend;      /* what went out lately, for a reconnect */
 	bool published;             /* a digest went out in the open transaction */
+	/*
+	 * NATS reconnected after the open transaction handed a digest over:
+	 * it may have died in the old connection's socket, and a flush on the
+	 * new one would not tell, so the batch must be redone.
+	 */
+	bool in_doubt;
 	/*
 	 * Digest requests of the open batch whose digest can never be
 	 * published (publish_failed): the batch is applied again
@@ -57,6 +65,11 @@ publish_new(natsConnection *nc, const struct config *cfg)
 		free(p);
 		return NULL;
 	}
+	if ((p->resend = resend_new(nc)) == NULL) {
+		parts_free(p->parts);
+		free(p);
+		return NULL;
+	}
 	p->nc = nc;
 	p->cfg = cfg;
 	snprintf(p->stream, sizeof(p->stream), "%s", cfg->stream);
@@ -70,6 +83,7 @@ publish_free(struct publish *p)
 		return;
 	digest_free(&p->digest);
 	parts_free(p->parts);
+	resend_free(p->resend);
 	free(p->skip);
 	free(p);
 }
@@ -208,9 +222,11 @@ publish_parts(struct publish *p, size_t frames, uint64_t stream_seq, int64_t rec
 			s = natsMsgHeader_Set(m, PARTS_HDR_PART, pm.part);
 		if (s == NATS_OK)
 			s = natsConnection_PublishMsg(p->nc, m);
-		natsMsg_Destroy(m);
-		if (s != NATS_OK)
+		if (s != NATS_OK) {
+			natsMsg_Destroy(m);
 			return publish_failed(p, frames, s, max_payload, user, user_len, msgid, &pm);
+		}
+		resend_hold(p->resend, m);
 		/* Even if a later part fails, this one went out: the commit must flush it. */
 		p->published = true;
 		p->digest_bytes += pm.len;
@@ -338,14 +354,26 @@ void
 publish_begin(struct publish *p)
 {
 	p->published = false;
+	p->in_doubt = false;
 }
 
 void
 publish_rewind(struct publish *p, bool keep_handed)
 {
 	p->published = false;
-	if (!keep_handed)
+	if (!keep_handed) {
 		p->handed_upto = 0;
+		p->in_doubt = false;
+		resend_drop_open(p->resend);
+	}
+}
+
+/* After a reconnect the open batch's digests are in doubt. */
+static void
+publish_reconnected(struct publish *p)
+{
+	if (resend_reconnected(p->resend, clock_mono_ms()) && (p->published || p->handed_upto > 0))
+		p->in_doubt = true;
 }
 
 bool
@@ -359,13 +387,32 @@ publish_flush(struct publish *p, size_t frames)
 {
 	natsStatus s;
 
+	publish_reconnected(p);
+	if (p->in_doubt) {
+		publish_trouble(p, frames, "NATS reconnected while this batch's digests were on their way");
+		return -1;
+	}
 	if (!p->published)
 		return 0;
 	if ((s = natsConnection_FlushTimeout(p->nc, PUBLISH_FLUSH_TIMEOUT_MS)) != NATS_OK) {
 		publish_trouble(p, frames, "flushing digests to NATS: %s", natsStatus_GetText(s));
 		return -1;
 	}
+	resend_flushed(p->resend, clock_mono_ms());
 	return 0;
+}
+
+void
+publish_tick(struct publish *p, int64_t fence_ms)
+{
+	int64_t now = clock_mono_ms();
+
+	publish_reconnected(p);
+	if (resend_publish(p->resend, fence_ms == 0 || now <= fence_ms) == 0 || p->in_doubt)
+		return;
+	/* No digest of a batch pending: flush them here, or nothing would. */
+	if (natsConnection_FlushTimeout(p->nc, PUBLISH_FLUSH_TIMEOUT_MS) == NATS_OK)
+		resend_flushed(p->resend, clock_mono_ms());
 }
 
 void

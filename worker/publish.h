@@ -98,6 +98,13 @@ void publish_rewind(struct publish *p, bool keep_handed);
 bool publish_pending(const struct publish *p);
 /* Make the digests handed over reach the server.  -1: a transient failure, logged. */
 int publish_flush(struct publish *p, size_t frames);
+/*
+ * Each turn of the worker's loop: after a reconnect, publish again what
+ * the old connection's server may not have passed on (resend.h), and
+ * flush it when no batch is open to do so.  fence_ms: the lease fence
+ * (cluster mode; 0 none): past it, nothing is published again.
+ */
+void publish_tick(struct publish *p, int64_t fence_ms);
 /* The batch committed: skips are forgotten, and publishing works again (said once). */
 void publish_commit(struct publish *p);
 

@@ -625,6 +625,7 @@ worker_loop(struct worker *w)
 			eof = true;  /* SIGTERM: finish what we hold, like an EOF */
 		if (!eof && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && worker_receive(w) == 1)
 			eof = true;
+		publish_tick(w->pub, w->fence_ms);
 		now = clock_mono_ms();
 		if (eof && eof_at == 0)
 			eof_at = now;
