@@ -297,6 +297,15 @@ struct cp {
 	char why[512];         /* set: the story cannot go on; later checks fail with it */
 	int64_t takeover_max[3];  /* kill, leave, pause */
 	int64_t node_stop_ms;     /* when the node phase stopped a nats-server; 0: it did not */
+	int node_stopped;         /* which one */
+	/*
+	 * A collector on each node: one on a node that stays up must get
+	 * every digest, also those a worker's server took just before it
+	 * stopped (resend.h).  Only cp->digests, which may sit on the
+	 * stopped node itself, is allowed the node phase's losses.
+	 */
+	struct bus *pin_bus[CLUSTER_NODES];
+	struct collector *pinned[CLUSTER_NODES];
 };
 
 static const char *const cp_events[3] = { "kill -9", "SIGTERM leave", "SIGSTOP" };
@@ -1087,6 +1096,7 @@ cp_node_phase(struct cp *cp)
 	k = cp_bucket_leader(cp);
 	cp_phase(cp, "node restart", CP_NODE_UNOWNED_MS);
 	cp->node_stop_ms = t0 = harness_now_ms();
+	cp->node_stopped = k;
 	printf("# " CP_TAG ": stopping n%d, the lease bucket's leader\n", k + 1);
 	if (cluster_node_stop(&cp->c, k) == -1)
 		goto out;
@@ -1383,6 +1393,20 @@ cp_verify(struct cp *cp, const size_t *snap, size_t nsnap)
 			    CP_LOSS_MAX);
 			rc = -1;
 		}
+		for (int i = 0; rc == 0 && i < CLUSTER_NODES; i++) {
+			if (i == cp->node_stopped)
+				continue;
+			if (traffic_wait(cp->m, cp->pinned[i], true, 30000, NULL, marker) == -1 ||
+			    traffic_verify(cp->m, cp->pinned[i], true) == -1) {
+				char why[512];
+
+				snprintf(why, sizeof(why), "%s", harness_err());
+				harness_seterr("the collector on n%d, which stayed up: %s", i + 1, why);
+				rc = -1;
+			} else
+				printf("# " CP_TAG ": the collector on n%d, which stayed up, got every "
+				    "digest\n", i + 1);
+		}
 	} else
 		rc = traffic_verify(cp->m, cp->digests, true);
 out:
@@ -1510,6 +1534,10 @@ cp_down(struct cp *cp)
 	}
 	collector_free(cp->digests);
 	bus_close(cp->bus);
+	for (int i = 0; i < CLUSTER_NODES; i++) {
+		collector_free(cp->pinned[i]);
+		bus_close(cp->pin_bus[i]);
+	}
 	bus_close(cp->sbus);
 	cluster_stop(&cp->c);
 	if (cp->dir[0] == '\0')
@@ -1541,6 +1569,10 @@ cp_setup(struct cp *cp)
 	if ((cp->bus = bus_open(cp->c.urls, true)) == NULL ||
 	    (cp->digests = collector_new(cp->bus, "AlarmDigest")) == NULL)
 		return -1;
+	for (int i = 0; i < CLUSTER_NODES; i++)
+		if ((cp->pin_bus[i] = bus_open(cp->c.node[i].url, false)) == NULL ||
+		    (cp->pinned[i] = collector_new(cp->pin_bus[i], "AlarmDigest")) == NULL)
+			return -1;
 	/* Its own connection: samples never queue behind the publisher. */
 	if ((cp->sbus = bus_open(cp->c.urls, true)) == NULL ||
 	    (cp->own = owners_new(bus_conn(cp->sbus), "ALARM_LEASES", CP_PARTS, 100,
