@@ -3,8 +3,9 @@
  * store and log in the scratch directory `dir`), for unit tests of code
  * that talks to a real broker.  Include after scratch.h and clock.h.
  * nats_start picks a free port; nats_restart starts a new server on the
- * same port and store, so clients reconnect to it.  Inline: a test need
- * not use every one.
+ * same port and store, so clients reconnect to it; livenats_teardown
+ * stops it with the scratch directory.  Inline: a test need not use
+ * every one.
  */
 #ifndef LIVENATS_H
 #define LIVENATS_H
@@ -85,6 +86,14 @@ nats_restart(void)
 
 	nats_stop();
 	return port > 0 ? nats_start_on(port) : -1;
+}
+
+/* cmocka teardown: the server goes with the scratch directory. */
+static inline int
+livenats_teardown(void **state)
+{
+	nats_stop();
+	return teardown(state);
 }
 
 #endif

@@ -114,18 +114,11 @@ test_rebind_keeps_reset(void **state)
 	nats_stop();
 }
 
-static int
-live_teardown(void **state)
-{
-	nats_stop();
-	return teardown(state);
-}
-
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_rebind_keeps_reset, setup, live_teardown),
+		cmocka_unit_test_setup_teardown(test_rebind_keeps_reset, setup, livenats_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -78,6 +78,23 @@ wait_reconnected(natsConnection *nc, uint64_t want)
 	assert_true(n >= want);
 }
 
+/*
+ * Restart the server under pub, wait for pub to reconnect, and subscribe
+ * on a new connection: it sees only what goes out from now on.
+ */
+static natsConnection *
+restart_and_listen(natsConnection *pub, natsSubscription **sub)
+{
+	natsConnection *listen;
+
+	assert_int_equal(nats_restart(), 0);
+	wait_reconnected(pub, 1);
+	listen = connect_to_test_server();
+	assert_int_equal(natsConnection_SubscribeSync(sub, listen, SUBJECT), NATS_OK);
+	assert_int_equal(natsConnection_FlushTimeout(listen, 5000), NATS_OK);
+	return listen;
+}
+
 static void
 test_window_sent_again_after_reconnect(void **state)
 {
@@ -104,12 +121,7 @@ test_window_sent_again_after_reconnect(void **state)
 	hand_over(r, pub, "open");
 	assert_false(resend_reconnected(r, t + 10));
 
-	assert_int_equal(nats_restart(), 0);
-	wait_reconnected(pub, 1);
-	/* A subscriber of the new server sees only what goes out from now on. */
-	listen = connect_to_test_server();
-	assert_int_equal(natsConnection_SubscribeSync(&sub, listen, SUBJECT), NATS_OK);
-	assert_int_equal(natsConnection_FlushTimeout(listen, 5000), NATS_OK);
+	listen = restart_and_listen(pub, &sub);
 
 	assert_true(resend_reconnected(r, clock_mono_ms()));
 	assert_int_equal(resend_publish(r, true), 1);
@@ -178,11 +190,7 @@ test_not_past_the_fence(void **state)
 	assert_int_equal(natsConnection_FlushTimeout(pub, 5000), NATS_OK);
 	resend_flushed(r, clock_mono_ms());
 
-	assert_int_equal(nats_restart(), 0);
-	wait_reconnected(pub, 1);
-	listen = connect_to_test_server();
-	assert_int_equal(natsConnection_SubscribeSync(&sub, listen, SUBJECT), NATS_OK);
-	assert_int_equal(natsConnection_FlushTimeout(listen, 5000), NATS_OK);
+	listen = restart_and_listen(pub, &sub);
 	assert_true(resend_reconnected(r, clock_mono_ms()));
 	assert_int_equal(resend_publish(r, false), 0);
 	assert_int_equal(natsConnection_FlushTimeout(pub, 5000), NATS_OK);
@@ -195,21 +203,14 @@ test_not_past_the_fence(void **state)
 	natsConnection_Destroy(pub);
 }
 
-static int
-live_teardown(void **state)
-{
-	nats_stop();
-	return teardown(state);
-}
-
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_window_sent_again_after_reconnect, setup,
-		    live_teardown),
-		cmocka_unit_test_setup_teardown(test_open_batch_dropped, setup, live_teardown),
-		cmocka_unit_test_setup_teardown(test_not_past_the_fence, setup, live_teardown),
+		    livenats_teardown),
+		cmocka_unit_test_setup_teardown(test_open_batch_dropped, setup, livenats_teardown),
+		cmocka_unit_test_setup_teardown(test_not_past_the_fence, setup, livenats_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
