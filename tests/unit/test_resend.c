@@ -78,6 +78,19 @@ wait_reconnected(natsConnection *nc, uint64_t want)
 	assert_true(n >= want);
 }
 
+/* A server of the test's own, a publisher on it, and its resend queue, seen healthy. */
+static struct resend *
+resend_on_new_server(natsConnection **pub)
+{
+	struct resend *r;
+
+	assert_int_equal(nats_start(), 0);
+	*pub = connect_to_test_server();
+	assert_non_null(r = resend_new(*pub));
+	assert_false(resend_reconnected(r, clock_mono_ms()));
+	return r;
+}
+
 /*
  * Restart the server under pub, wait for pub to reconnect, and subscribe
  * on a new connection: it sees only what goes out from now on.
@@ -105,10 +118,7 @@ test_window_sent_again_after_reconnect(void **state)
 	int64_t t;
 
 	(void)state;
-	assert_int_equal(nats_start(), 0);
-	pub = connect_to_test_server();
-	assert_non_null(r = resend_new(pub));
-
+	r = resend_on_new_server(&pub);
 	t = clock_mono_ms();
 	assert_false(resend_reconnected(r, t));
 	/* Flushed long before: expired by the next flush. */
@@ -152,10 +162,7 @@ test_open_batch_dropped(void **state)
 	struct resend *r;
 
 	(void)state;
-	assert_int_equal(nats_start(), 0);
-	pub = connect_to_test_server();
-	assert_non_null(r = resend_new(pub));
-	assert_false(resend_reconnected(r, clock_mono_ms()));
+	r = resend_on_new_server(&pub);
 	hand_over(r, pub, "undone");
 	resend_drop_open(r);
 	hand_over(r, pub, "kept");
@@ -182,10 +189,7 @@ test_not_past_the_fence(void **state)
 	struct resend *r;
 
 	(void)state;
-	assert_int_equal(nats_start(), 0);
-	pub = connect_to_test_server();
-	assert_non_null(r = resend_new(pub));
-	assert_false(resend_reconnected(r, clock_mono_ms()));
+	r = resend_on_new_server(&pub);
 	hand_over(r, pub, "fenced");
 	assert_int_equal(natsConnection_FlushTimeout(pub, 5000), NATS_OK);
 	resend_flushed(r, clock_mono_ms());
