@@ -313,12 +313,13 @@ frame_put_stats(struct buf *b, const struct frame_stats *st)
 	p = put_histo(p, &st->commit_latency);
 	p = put_histo(p, &st->digest_latency);
 	put_u64(p, st->digests_fenced);
+	put_u64(p + 8, st->digest_msgs_resent);
 	return 0;
 }
 
 /*
- * The 40-byte body of older workers, the one up to the histograms, or the
- * whole one: nothing in between.
+ * The 40-byte body of older workers, the one up to the histograms, the
+ * one up to digests_fenced, or the whole one: nothing in between.
  */
 int
 frame_get_stats(const struct frame *f, struct frame_stats *st)
@@ -329,7 +330,7 @@ frame_get_stats(const struct frame *f, struct frame_stats *st)
 	const uint8_t *p = f->body;
 
 	if (f->type != FRAME_STATS || (f->body_len != 40 && f->body_len != FRAME_STATS_LEN_HISTO &&
-	    f->body_len != FRAME_STATS_LEN))
+	    f->body_len != FRAME_STATS_LEN_FENCED && f->body_len != FRAME_STATS_LEN))
 		return -1;
 	memset(st, 0, sizeof(*st));
 	for (int i = 0; i < (f->body_len == 40 ? 5 : 11); i++, p += 8)
@@ -338,8 +339,10 @@ frame_get_stats(const struct frame *f, struct frame_stats *st)
 		return 0;
 	p = get_histo(p, &st->commit_latency);
 	p = get_histo(p, &st->digest_latency);
-	if (f->body_len == FRAME_STATS_LEN)
+	if (f->body_len >= FRAME_STATS_LEN_FENCED)
 		st->digests_fenced = get_u64(p);
+	if (f->body_len == FRAME_STATS_LEN)
+		st->digest_msgs_resent = get_u64(p + 8);
 	return 0;
 }
 

@@ -96,10 +96,15 @@ struct frame_stats {
 	struct histo commit_latency;  /* commit of a batch: store commit and digest flush */
 	struct histo digest_latency;  /* request received by the supervisor -> digest published */
 	uint64_t digests_fenced;  /* requests not answered: handled past the FENCE deadline */
+	uint64_t digest_msgs_resent;  /* digest messages published again after a NATS reconnect */
 };
-/* The body before digests_fenced, still decoded (the rest 0), and the whole one. */
+/*
+ * The bodies before digests_fenced and before digest_msgs_resent, still
+ * decoded (the rest 0), and the whole one.
+ */
 #define FRAME_STATS_LEN_HISTO (11 * 8 + 2 * 8 * (HISTO_BUCKETS + 1))
-#define FRAME_STATS_LEN (FRAME_STATS_LEN_HISTO + 8)
+#define FRAME_STATS_LEN_FENCED (FRAME_STATS_LEN_HISTO + 8)
+#define FRAME_STATS_LEN (FRAME_STATS_LEN_FENCED + 8)
 
 struct frame_progress {
 	uint64_t stores_done, stores, users_moved;

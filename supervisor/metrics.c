@@ -219,7 +219,10 @@ metrics_workers(const struct obs_snap *s, struct buf *b)
 	    "AlarmDigest messages published (a digest split in parts takes several).",
 	    s->digest_parts) == -1 ||
 	    metrics_one(b, "alarm_digest_digest_bytes_published_total", "counter",
-	    "Payload bytes of the AlarmDigest messages published.", s->digest_bytes) == -1)
+	    "Payload bytes of the AlarmDigest messages published.", s->digest_bytes) == -1 ||
+	    metrics_one(b, "alarm_digest_digest_messages_resent_total", "counter",
+	    "AlarmDigest messages published again after a NATS reconnect, in case the old server "
+	    "had not passed them on.", s->digest_msgs_resent) == -1)
 		return -1;
 	if (metrics_family(b, "alarm_digest_digest_latency_seconds", "histogram",
 	    "From a SendAlarmDigest received by the supervisor to its digest published by a worker.") == -1 ||

@@ -71,6 +71,7 @@ obs_add_counters(struct frame_stats *dst, const struct frame_stats *src)
 	dst->digest_bytes += src->digest_bytes;
 	dst->overlimit += src->overlimit;
 	dst->digests_fenced += src->digests_fenced;
+	dst->digest_msgs_resent += src->digest_msgs_resent;
 	histo_add(&dst->commit_latency, &src->commit_latency);
 	histo_add(&dst->digest_latency, &src->digest_latency);
 }
@@ -176,6 +177,7 @@ obs_update(struct obs *o, enum obs_phase phase, struct intake *in, struct pool *
 		o->s.digest_bytes = sum.digest_bytes;
 		o->s.overlimit = sum.overlimit;
 		o->s.digests_fenced = sum.digests_fenced;
+		o->s.digest_msgs_resent = sum.digest_msgs_resent;
 		o->s.commit_latency = sum.commit_latency;
 		o->s.digest_latency = sum.digest_latency;
 	}

@@ -57,6 +57,7 @@ struct obs_snap {
 	uint64_t restarts, stall_kills;
 	/* Summed over slots, processes and pools. */
 	uint64_t commits, digests, digest_parts, digest_bytes, overlimit;
+	uint64_t digest_msgs_resent;   /* published again after a NATS reconnect */
 	struct histo commit_latency, digest_latency;
 	bool lag_known;
 	uint64_t num_pending, num_ack_pending;

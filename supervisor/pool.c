@@ -80,10 +80,11 @@ slot_carry(struct slot *s)
 	c->digest_bytes += st->digest_bytes;
 	c->overlimit += st->overlimit;
 	c->digests_fenced += st->digests_fenced;
+	c->digest_msgs_resent += st->digest_msgs_resent;
 	histo_add(&c->commit_latency, &st->commit_latency);
 	histo_add(&c->digest_latency, &st->digest_latency);
 	st->msgs = st->commits = st->digests = st->digest_parts = st->digest_bytes = st->overlimit = 0;
-	st->digests_fenced = 0;
+	st->digests_fenced = st->digest_msgs_resent = 0;
 	memset(&st->commit_latency, 0, sizeof(st->commit_latency));
 	memset(&st->digest_latency, 0, sizeof(st->digest_latency));
 }
@@ -705,6 +706,7 @@ pool_get_slot_report(const struct pool *p, int slot, struct pool_slot_report *r)
 	t->digest_bytes += s->carry.digest_bytes;
 	t->overlimit += s->carry.overlimit;
 	t->digests_fenced += s->carry.digests_fenced;
+	t->digest_msgs_resent += s->carry.digest_msgs_resent;
 	histo_add(&t->commit_latency, &s->carry.commit_latency);
 	histo_add(&t->digest_latency, &s->carry.digest_latency);
 	holdback_slot_stats(s, &r->hold);

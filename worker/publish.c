@@ -465,5 +465,6 @@ publish_get_counts(const struct publish *p, struct publish_counts *c)
 	c->parts = p->digest_parts;
 	c->bytes = p->digest_bytes;
 	c->undeliverable = p->undeliverable;
+	c->resent = resend_count(p->resend);
 	c->latency = p->latency;
 }

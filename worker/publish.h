@@ -52,6 +52,7 @@ struct publish_counts {
 	uint64_t parts;           /* messages they took */
 	uint64_t bytes;           /* payload bytes of those messages */
 	uint64_t undeliverable;   /* skipped for good */
+	uint64_t resent;          /* messages published again after a reconnect (resend.h) */
 	struct histo latency;     /* request received by the supervisor -> digest published */
 };
 

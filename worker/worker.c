@@ -119,7 +119,8 @@ worker_report(struct worker *w)
 	    .bytes = ss.bytes, .msgs = w->done.msgs, .map_size = (uint64_t)db_map_size(store_db(w->store)),
 	    .commits = w->commits, .digests = pc.digests, .digest_parts = pc.parts, .digest_bytes = pc.bytes,
 	    .overlimit = w->done.overlimit, .commit_latency = w->commit_latency,
-	    .digest_latency = pc.latency, .digests_fenced = w->done.fenced };
+	    .digest_latency = pc.latency, .digests_fenced = w->done.fenced,
+	    .digest_msgs_resent = pc.resent };
 	if (frame_put_stats(chan_out(w->ch), &fs) == -1 || chan_flush_wait(w->ch) == -1)
 		log_error("sending STATS to the supervisor");
 	title_set("worker %u/%u users=%llu alarms=%llu msgs=%llu digests=%llu stale=%llu dup=%llu "

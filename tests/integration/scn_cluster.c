@@ -792,6 +792,8 @@ cp_observability_once(struct cp *cp)
 			miss = "alarm_digest_partitions_lost_total";
 		else if (webget_metric(r.body, "alarm_digest_digests_fenced_total", &val) == -1)
 			miss = "alarm_digest_digests_fenced_total";
+		else if (webget_metric(r.body, "alarm_digest_digest_messages_resent_total", &val) == -1)
+			miss = "alarm_digest_digest_messages_resent_total";
 		for (int p = 0; miss == NULL && p < CP_PARTS; p++) {
 			char series[96];
 

@@ -229,7 +229,8 @@ test_replay_fence_and_fenced_stats(void **state)
 {
 	struct buf b = { 0 };
 	struct frame f;
-	struct frame_stats st = { .msgs = 5, .overlimit = 11, .digests_fenced = 12 }, st2;
+	struct frame_stats st = { .msgs = 5, .overlimit = 11, .digests_fenced = 12,
+	    .digest_msgs_resent = 13 }, st2;
 	const char *err, *user;
 	size_t used, ulen;
 	uint64_t seq;
@@ -287,11 +288,16 @@ test_replay_fence_and_fenced_stats(void **state)
 	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), -1);
 	buf_reset(&b);
 
-	/* digests_fenced comes last: a body that ends before it decodes with 0. */
+	/* digests_fenced, then digest_msgs_resent: a body that ends before one decodes it as 0. */
 	assert_int_equal(frame_put_stats(&b, &st), 0);
 	assert_int_equal(frame_next(b.data, b.len, &f, &used, &err), 1);
 	assert_int_equal(frame_get_stats(&f, &st2), 0);
 	assert_int_equal(st2.digests_fenced, 12);
+	assert_int_equal(st2.digest_msgs_resent, 13);
+	f.body_len = FRAME_STATS_LEN_FENCED;
+	assert_int_equal(frame_get_stats(&f, &st2), 0);
+	assert_int_equal(st2.digests_fenced, 12);
+	assert_int_equal(st2.digest_msgs_resent, 0);
 	f.body_len = FRAME_STATS_LEN_HISTO;
 	assert_int_equal(frame_get_stats(&f, &st2), 0);
 	assert_int_equal(st2.overlimit, 11);
