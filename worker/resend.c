@@ -1,9 +1,9 @@
 #include <stdlib.h>
-#include <string.h>
 
 #include <nats/nats.h>
 
 #include "../common/log.h"
+#include "../common/ring.h"
 #include "resend.h"
 
 /*
@@ -22,8 +22,7 @@ struct resend_msg {
 struct resend {
 	natsConnection *nc;
 	natsStatistics *stats;
-	struct resend_msg *q;       /* oldest first, from head to n */
-	size_t head, n, cap;
+	struct ring q;              /* of struct resend_msg, oldest first */
 	size_t bytes;
 	uint64_t reconnects;        /* cnats's count when last looked at */
 	int64_t ok_ms;              /* last seen connected with no reconnect since */
@@ -48,17 +47,26 @@ resend_new(natsConnection *nc)
 		return NULL;
 	}
 	r->nc = nc;
+	r->q.size = sizeof(struct resend_msg);
 	if (natsConnection_GetStats(nc, r->stats) == NATS_OK)
 		(void)natsStatistics_GetCounts(r->stats, NULL, NULL, NULL, NULL, &r->reconnects);
 	return r;
 }
 
+static struct resend_msg *
+resend_at(const struct resend *r, uint64_t pos)
+{
+	return ring_at(&r->q, pos);
+}
+
 static void
 resend_pop(struct resend *r)
 {
-	r->bytes -= r->q[r->head].bytes;
-	natsMsg_Destroy(r->q[r->head].m);
-	r->head++;
+	struct resend_msg *e = resend_at(r, r->q.head);
+
+	r->bytes -= e->bytes;
+	natsMsg_Destroy(e->m);
+	ring_shift(&r->q);
 }
 
 void
@@ -66,40 +74,20 @@ resend_free(struct resend *r)
 {
 	if (r == NULL)
 		return;
-	while (r->head < r->n)
+	while (ring_count(&r->q) > 0)
 		resend_pop(r);
-	free(r->q);
+	ring_free(&r->q);
 	natsStatistics_Destroy(r->stats);
 	free(r);
-}
-
-/* Room for one more at the end: the consumed front is reused before the array grows. */
-static int
-resend_room(struct resend *r)
-{
-	if (r->head > 0 && (r->n == r->cap || r->head >= r->n / 2)) {
-		memmove(r->q, r->q + r->head, (r->n - r->head) * sizeof(*r->q));
-		r->n -= r->head;
-		r->head = 0;
-	}
-	if (r->n == r->cap) {
-		size_t ncap = r->cap ? r->cap * 2 : 256;
-		struct resend_msg *q = realloc(r->q, ncap * sizeof(*q));
-
-		if (q == NULL)
-			return -1;
-		r->q = q;
-		r->cap = ncap;
-	}
-	return 0;
 }
 
 void
 resend_hold(struct resend *r, natsMsg *m)
 {
 	size_t bytes = (size_t)natsMsg_GetDataLength(m);
+	struct resend_msg *e = ring_push(&r->q);
 
-	if (resend_room(r) == -1) {
+	if (e == NULL) {
 		/* It went out; only the copy for a reconnect is lost. */
 		r->dropped++;
 		log_limited(&r->drop_log, LL_WARN, "out of memory keeping a digest for a resend "
@@ -107,9 +95,9 @@ resend_hold(struct resend *r, natsMsg *m)
 		natsMsg_Destroy(m);
 		return;
 	}
-	r->q[r->n++] = (struct resend_msg){ .m = m, .stamp = 0, .open = true, .bytes = bytes };
+	*e = (struct resend_msg){ .m = m, .stamp = 0, .open = true, .bytes = bytes };
 	r->bytes += bytes;
-	while (r->bytes > RESEND_MAX_BYTES && r->n - r->head > 1) {
+	while (r->bytes > RESEND_MAX_BYTES && ring_count(&r->q) > 1) {
 		r->dropped++;
 		log_limited(&r->drop_log, LL_WARN, "more than %zu bytes of digests in %d ms: the "
 		    "oldest are no longer kept for a resend after a reconnect (%llu so far)",
@@ -122,10 +110,14 @@ void
 resend_drop_open(struct resend *r)
 {
 	/* The open batch's messages are the newest: all at the end. */
-	while (r->n > r->head && r->q[r->n - 1].open) {
-		r->n--;
-		r->bytes -= r->q[r->n].bytes;
-		natsMsg_Destroy(r->q[r->n].m);
+	while (ring_count(&r->q) > 0) {
+		struct resend_msg *e = resend_at(r, r->q.tail - 1);
+
+		if (!e->open)
+			break;
+		r->bytes -= e->bytes;
+		natsMsg_Destroy(e->m);
+		ring_unpush(&r->q);
 	}
 }
 
@@ -138,12 +130,15 @@ resend_flushed(struct resend *r, int64_t now_ms)
 	if (r->due && r->due_from_ms < oldest)
 		oldest = r->due_from_ms;
 
-	for (size_t i = r->head; i < r->n; i++)
-		if (r->q[i].stamp == 0) {
-			r->q[i].stamp = now_ms;
-			r->q[i].open = false;
+	for (uint64_t pos = r->q.head; pos < r->q.tail; pos++) {
+		struct resend_msg *e = resend_at(r, pos);
+
+		if (e->stamp == 0) {
+			e->stamp = now_ms;
+			e->open = false;
 		}
-	while (r->head < r->n && r->q[r->head].stamp < oldest)
+	}
+	while (ring_count(&r->q) > 0 && resend_at(r, r->q.head)->stamp < oldest)
 		resend_pop(r);
 }
 
@@ -176,8 +171,8 @@ resend_publish(struct resend *r, bool allowed)
 	if (!r->due)
 		return 0;
 	r->due = false;
-	for (size_t i = r->head; i < r->n; i++) {
-		struct resend_msg *e = &r->q[i];
+	for (uint64_t pos = r->q.head; pos < r->q.tail; pos++) {
+		struct resend_msg *e = resend_at(r, pos);
 
 		/* Older than the window: passed on long before the server went. */
 		if (e->open || (e->stamp != 0 && e->stamp < r->due_from_ms))
