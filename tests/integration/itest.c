@@ -319,23 +319,31 @@ env_check_collector(struct env *e)
 	return 0;
 }
 
-/* Stop traffic, send the final round and compare every user with the model. */
+/* Stop traffic, send the final round, wait for its digests and for the service to settle. */
 int
-env_finish_and_verify(struct env *e, struct model *m, struct runner *r, bool allow_dup)
+env_finish(struct env *e, struct model *m, struct runner *r, bool allow_dup, char *marker,
+    size_t cap)
 {
-	char marker[64];
-
 	if (r != NULL && runner_stop(r) == -1)
 		return -1;
 	if (r != NULL)
 		printf("# %s: traffic thread sent %zu messages\n", e->tag, atomic_load(&r->sent));
 	if (traffic_final_round(e->bus, m, e->tag) == -1)
 		return -1;
-	traffic_marker(e->tag, marker, sizeof(marker));
+	traffic_marker(e->tag, marker, cap);
 	if (traffic_wait(m, e->digests, allow_dup, 90000, &e->svc.proc, marker) == -1)
 		return -1;
 	/* Everything acked and filed: a wrong extra digest would be here by now. */
-	if (env_settle(e, NULL, harness_now_ms() + 60000) == -1)
+	return env_settle(e, NULL, harness_now_ms() + 60000);
+}
+
+/* env_finish, then every user compared with the model. */
+int
+env_finish_and_verify(struct env *e, struct model *m, struct runner *r, bool allow_dup)
+{
+	char marker[64];
+
+	if (env_finish(e, m, r, allow_dup, marker, sizeof(marker)) == -1)
 		return -1;
 	return traffic_verify(m, e->digests, allow_dup);
 }

@@ -97,8 +97,12 @@ int env_settled_rc(int rc, const char *unsettled);
 int env_alive(struct env *e);
 /*
  * Stop the traffic thread (r may be NULL), send the final round, wait for
- * every expected digest and compare every user with the model.
+ * every expected digest (or the final round's, whose marker is written to
+ * marker) and for the service to settle.
  */
+int env_finish(struct env *e, struct model *m, struct runner *r, bool allow_dup, char *marker,
+    size_t cap);
+/* env_finish, then every user compared with the model. */
 int env_finish_and_verify(struct env *e, struct model *m, struct runner *r, bool allow_dup);
 /* Checks every scenario ends with: no malformed digest, no drops. */
 int env_check_collector(struct env *e);
