@@ -210,9 +210,3 @@ resend_count(const struct resend *r)
 {
 	return r->resent;
 }
-
-uint64_t
-resend_dropped(const struct resend *r)
-{
-	return r->dropped;
-}

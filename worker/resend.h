@@ -56,8 +56,7 @@ bool resend_reconnected(struct resend *r, int64_t now_ms);
  */
 size_t resend_publish(struct resend *r, bool allowed);
 
-/* Messages published again so far, and messages let go unflushed past RESEND_MAX_BYTES. */
+/* Messages published again so far. */
 uint64_t resend_count(const struct resend *r);
-uint64_t resend_dropped(const struct resend *r);
 
 #endif
