@@ -277,7 +277,7 @@ env_up(struct env *e, const char *tag, const struct env_config *cfg)
 		harness_seterr("chmod 0711 %s: %s", e->dir, strerror(errno));
 		return -1;
 	}
-	snprintf(e->svc.bin, sizeof(e->svc.bin), "%s", itest_opts.bin);
+	snprintf(e->svc.bin, sizeof(e->svc.bin), "%s", cfg->bin != NULL ? cfg->bin : itest_opts.bin);
 	if (harness_path(e->svc.conf, sizeof(e->svc.conf), e->dir, "alarm-supervisor.conf") == -1 ||
 	    harness_path(e->svc.log, sizeof(e->svc.log), e->dir, "service.log") == -1)
 		return -1;

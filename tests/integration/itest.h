@@ -50,6 +50,7 @@ struct env_config {
 	bool dir_shared;          /* temp dir 0711, config 0644: a [service] user can reach them */
 	const char *servers;      /* when set: env_up starts no nats-server; these URLs (a cluster) */
 	bool cluster;             /* extra_conf sets [cluster] partitions: no "alarm-digest" consumer */
+	const char *bin;          /* when set: the supervisor to run instead of itest's */
 };
 
 struct env {

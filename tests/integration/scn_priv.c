@@ -4,8 +4,10 @@
  * creates with useradd and always removes (at the end of the scenario, at
  * exit, and, for a run that was killed, by the next run: the PID is gone).
  *
- * priv_drop: started as root with user = the account, every process of the
- * service (master, workers; /proc/PID/status Uid/Gid/Groups) runs as it,
+ * priv_drop: started as root with user = the account, from a copy of the
+ * binary in a directory only root may enter (as a build tree under /root
+ * is), every process of the service (master, workers; /proc/PID/status
+ * Uid/Gid/Groups) runs as it,
  * every file under STATE_DIR is its own, the same after a reshard to
  * another worker count (SIGHUP, so the reshard process and the new workers
  * are children of the dropped master), and digests match the model.
@@ -272,13 +274,42 @@ state_owned_by_tu(struct env *e, int workers)
 	return 0;
 }
 
+/*
+ * A copy of the supervisor in DIR/private, mode 0700, root's: the account
+ * cannot reach it by its path, and its workers must start all the same.
+ */
+static int
+priv_private_copy(const char *dir, char *bin, size_t cap)
+{
+	char priv[PATH_MAX], out[PATH_MAX], st[64];
+	int status;
+
+	if (harness_path(priv, sizeof(priv), dir, "private") == -1 ||
+	    harness_path(bin, cap, priv, "alarm-supervisor") == -1 ||
+	    harness_path(out, sizeof(out), dir, "cp.out") == -1)
+		return -1;
+	if (mkdir(priv, 0700) == -1 && errno != EEXIST) {
+		harness_seterr("mkdir %s: %s", priv, strerror(errno));
+		return -1;
+	}
+	char *argv[] = { "cp", (char *)itest_opts.bin, bin, NULL };
+	if (harness_run(argv, out, 30000, &status) == -1)
+		return -1;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		harness_seterr("cp %s %s ended with %s", itest_opts.bin, bin,
+		    harness_status_str(status, st, sizeof(st)));
+		return -1;
+	}
+	return 0;
+}
+
 void
 scn_priv_drop(void)
 {
 	char extra[96];
 	struct env_config cfg = { .workers = 2, .dir_shared = true, .service_extra = extra };
 	struct env e = { 0 };
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], bin[PATH_MAX];
 
 	dir[0] = '\0';
 	if (!priv_need_root("priv_drop"))
@@ -288,6 +319,11 @@ scn_priv_drop(void)
 		goto out;
 	}
 	snprintf(extra, sizeof(extra), "user = %s\n", tu.name);
+	if (priv_private_copy(dir, bin, sizeof(bin)) == -1) {
+		tap_fail("priv_drop", "copying the supervisor: %s", harness_err());
+		goto out;
+	}
+	cfg.bin = bin;
 	if (env_up(&e, "priv_drop", &cfg) == -1) {
 		tap_fail("priv_drop", "environment: %s", harness_err());
 		goto out;
