@@ -296,8 +296,11 @@ priv_private_copy(const char *dir, char *bin, size_t cap)
 	if (harness_run(argv, out, 30000, &status) == -1)
 		return -1;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		harness_seterr("cp %s %s ended with %s", itest_opts.bin, bin,
-		    harness_status_str(status, st, sizeof(st)));
+		char *text = harness_read_file(out, NULL);
+
+		harness_seterr("cp %s %s ended with %s: %.200s", itest_opts.bin, bin,
+		    harness_status_str(status, st, sizeof(st)), text != NULL ? text : "");
+		free(text);
 		return -1;
 	}
 	return 0;
