@@ -401,9 +401,12 @@ jsonc_misdecodes(const char *s, size_t len)
 	return false;
 }
 
-/* One verdict against json-c's; returns the error for the cross-kind check. */
+/*
+ * One verdict against json-c's; returns the error for the cross-kind check.
+ * fields: json-c's strings can stand for the payload's (jsonc_misdecodes).
+ */
 static enum msg_error
-check_kind(const char *s, size_t len, enum msg_kind kind)
+check_kind(const char *s, size_t len, enum msg_kind kind, bool fields)
 {
 	struct alarm_msg m;
 	const char *why;
@@ -414,7 +417,7 @@ check_kind(const char *s, size_t len, enum msg_kind kind)
 	memset(&m, 0, sizeof(m));
 	e = validate_message(fz_val, kind, s, len, NULL, FUZZ_NOW_MS, &m);
 	/* Past the grammar checks (bad_json ... duplicate_field) the fields were read. */
-	if ((e == MSG_OK || e > MSG_E_DUPLICATE) && !jsonc_misdecodes(s, len))
+	if ((e == MSG_OK || e > MSG_E_DUPLICATE) && fields)
 		check_fields(s, len, kind, e, &m);
 	if (e == MSG_OK) {
 		check_accepted(&m, kind);
@@ -453,12 +456,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *s = (const char *)data;
 	enum msg_error status, request;
+	bool fields;
 
 	/* validate_message refuses more than max_message_bytes anyway; json-c wants an int. */
 	if (size > MSG_DEFAULT_MAX_MESSAGE_BYTES)
 		return 0;
-	status = check_kind(s, size, MSG_STATUS_CHANGED);
-	request = check_kind(s, size, MSG_DIGEST_REQUEST);
+	fields = !jsonc_misdecodes(s, size);
+	status = check_kind(s, size, MSG_STATUS_CHANGED, fields);
+	request = check_kind(s, size, MSG_DIGEST_REQUEST, fields);
 	/* Up to the fields, a payload is judged the same whatever its kind. */
 	FUZZ_CHECK(before_fields(status) == before_fields(request) &&
 	    (!before_fields(status) || status == request),

@@ -64,8 +64,8 @@ static void __attribute__((noreturn))
 proc_exec_failed(const char *role, int err)
 {
 	char line[PATH_MAX + 200], num[16];
-	const char *why = err == EACCES ? " (EACCES: the service's user may not execute it)" :
-	    err == ENOENT ? " (ENOENT)" : err == ENOMEM ? " (ENOMEM)" : err == E2BIG ? " (E2BIG)" : "";
+	/* The one failure this process can foresee; any other is its number alone. */
+	const char *why = err == EACCES ? " (EACCES: the service's user may not execute it)" : "";
 	size_t at = 0;
 	int i = (int)sizeof(num);
 
